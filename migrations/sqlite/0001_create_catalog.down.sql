@@ -1,0 +1,3 @@
+drop table app_meta;
+drop table song;
+drop table artist;

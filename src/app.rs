@@ -1,0 +1,117 @@
+//! `App`: builds the store, migrates and seeds as configured, binds the listener, and runs
+//! the server until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::config::Settings;
+use crate::state::AppState;
+use crate::{http, storage};
+
+/// A bound, ready-to-run service.
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl App {
+    /// Connects the store, applies migrations if `database.migrate_on_start`, seeds demo
+    /// data if `database.seed_demo_data`, and binds `server.host:server.port` (port 0 picks
+    /// a free one). Requests can be sent as soon as this returns.
+    ///
+    /// # Errors
+    /// The database cannot be opened or migrated, or the address cannot be bound.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = storage::connect(&settings.database).await?;
+        if settings.database.migrate_on_start {
+            let applied = store.migrator().up().await.context("applying migrations")?;
+            if !applied.is_empty() {
+                tracing::info!(db.migrations = ?applied, "migrations applied");
+            }
+        }
+        if settings.database.seed_demo_data && store.seed_demo_data().await? {
+            tracing::info!("demo data seeded");
+        }
+        let address = (settings.server.host.as_str(), settings.server.port);
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding {}:{}", address.0, address.1))?;
+        let state = AppState::new(store, settings);
+        let router = http::router(state.clone());
+        Ok(Self {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    /// The bound address.
+    ///
+    /// # Errors
+    /// The socket cannot report its address.
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.listener
+            .local_addr()
+            .context("reading the bound address")
+    }
+
+    /// The shared state (tests inspect the store through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then: readiness turns 503 at once; new requests
+    /// are still accepted for `server.shutdown_delay_secs` (load balancers catch up); the
+    /// listener closes; in-flight requests get `server.shutdown_grace_secs` to finish; the
+    /// pool closes.
+    ///
+    /// # Errors
+    /// The server failed while serving.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let settings = self.state.settings.clone();
+        let readiness = self.state.readiness.clone();
+        let stopped_accepting = Arc::new(Notify::new());
+        let notify = stopped_accepting.clone();
+        let delay = settings.server.shutdown_delay();
+        let stop = async move {
+            shutdown.await;
+            readiness.start_draining();
+            tracing::info!(
+                delay_secs = delay.as_secs(),
+                "draining: readiness is now 503"
+            );
+            tokio::time::sleep(delay).await;
+            tracing::info!("no longer accepting connections");
+            notify.notify_one();
+        };
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(self.listener, service).with_graceful_shutdown(stop);
+        let mut server = tokio::spawn(async move { server.await });
+        let grace = settings.server.shutdown_grace();
+        let outcome = tokio::select! {
+            joined = &mut server => joined.context("server task failed")?.context("server failed"),
+            () = async {
+                stopped_accepting.notified().await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(grace_secs = grace.as_secs(), "grace period over; dropping unfinished requests");
+                server.abort();
+                Ok(())
+            }
+        };
+        self.state.store.close().await;
+        tracing::info!("shutdown complete");
+        outcome
+    }
+}

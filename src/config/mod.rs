@@ -1,0 +1,429 @@
+//! The `Settings` tree and its layered loading (DESIGN.md "Configuration").
+//!
+//! Precedence, later wins: built-in (or `STARSONGS_CONFIG_DIR`) `default.toml`, then
+//! `<env>.toml`, then `DATABASE_URL`, then `STARSONGS__SECTION__KEY` variables, then
+//! `<KEY>_FILE` secrets. Only this module reads the process environment.
+
+mod secrets;
+mod validate;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use config::{Config, Environment, File, FileFormat};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+pub use validate::ConfigProblem;
+
+/// Built-in configuration files, compiled into the binary so it runs from any directory.
+const BUILT_IN: [(&str, &str); 4] = [
+    ("default", include_str!("../../config/default.toml")),
+    ("development", include_str!("../../config/development.toml")),
+    ("test", include_str!("../../config/test.toml")),
+    ("production", include_str!("../../config/production.toml")),
+];
+
+/// Settings whose values are lists; in environment variables they are comma-separated.
+const LIST_KEYS: [&str; 1] = ["cors.allowed_origins"];
+
+/// Which configuration profile is active (`STARSONGS_ENV`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunEnv {
+    /// Local work: demo data, readable logs.
+    #[default]
+    Development,
+    /// Automated tests.
+    Test,
+    /// Real deployments: strict validation.
+    Production,
+}
+
+impl RunEnv {
+    /// The profile's name, also the name of its configuration file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Test => "test",
+            Self::Production => "production",
+        }
+    }
+
+    /// Parses `STARSONGS_ENV`; unset means development.
+    ///
+    /// # Errors
+    /// Any value other than development, test or production.
+    pub fn parse(raw: Option<&str>) -> anyhow::Result<Self> {
+        match raw.map(str::trim) {
+            None | Some("") | Some("development") => Ok(Self::Development),
+            Some("test") => Ok(Self::Test),
+            Some("production") => Ok(Self::Production),
+            Some(other) => anyhow::bail!(
+                "STARSONGS_ENV must be development, test or production, not `{other}`"
+            ),
+        }
+    }
+}
+
+/// All settings, one struct per TOML section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Profile these settings were loaded for.
+    #[serde(skip)]
+    pub env: RunEnv,
+    /// `[server]`
+    pub server: ServerSettings,
+    /// `[database]`
+    pub database: DatabaseSettings,
+    /// `[cors]`
+    pub cors: CorsSettings,
+    /// `[log]`
+    pub log: LogSettings,
+}
+
+/// `[server]`: the public HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to bind (`0.0.0.0` in containers, `127.0.0.1` for local work).
+    pub host: String,
+    /// Port to bind; 0 picks a free one (tests).
+    pub port: u16,
+    /// Largest accepted request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Requests still running after this long get 504.
+    pub request_timeout_secs: u64,
+    /// How long in-flight requests may run on after shutdown begins.
+    pub shutdown_grace_secs: u64,
+    /// How long to keep accepting requests (readiness already 503) after a shutdown signal,
+    /// so that load balancers stop sending new traffic first.
+    pub shutdown_delay_secs: u64,
+}
+
+impl ServerSettings {
+    /// `request_timeout_secs` as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// `shutdown_grace_secs` as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// `shutdown_delay_secs` as a duration.
+    pub fn shutdown_delay(&self) -> Duration {
+        Duration::from_secs(self.shutdown_delay_secs)
+    }
+}
+
+/// SQLite's `synchronous` pragma, as far as this service allows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// Every commit is on disk before it is acknowledged (survives power loss).
+    Full,
+    /// WAL commits may be lost on power loss (not on a process crash); faster writes.
+    Normal,
+}
+
+/// `[database]`: connection and schema management.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://path?mode=rwc` and, in later versions, server databases. Secret: a URL
+    /// may carry a password.
+    pub url: Option<SecretString>,
+    /// Pool maximum.
+    pub max_connections: u32,
+    /// Connections kept open when idle.
+    pub min_connections: u32,
+    /// How long a request waits for a free connection before 503.
+    pub acquire_timeout_secs: u64,
+    /// Idle connections above the minimum are closed after this long.
+    pub idle_timeout_secs: u64,
+    /// Connections are recycled after this long.
+    pub max_lifetime_secs: u64,
+    /// Apply pending migrations when `serve` starts.
+    pub migrate_on_start: bool,
+    /// Insert the original catalog's demo data once (development only).
+    pub seed_demo_data: bool,
+    /// SQLite `synchronous` pragma.
+    pub sqlite_synchronous: SqliteSynchronous,
+    /// How long SQLite waits on a locked database before giving up.
+    pub sqlite_busy_timeout_ms: u64,
+}
+
+impl DatabaseSettings {
+    /// `acquire_timeout_secs` as a duration.
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_secs(self.acquire_timeout_secs)
+    }
+
+    /// `idle_timeout_secs` as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// `max_lifetime_secs` as a duration.
+    pub fn max_lifetime(&self) -> Duration {
+        Duration::from_secs(self.max_lifetime_secs)
+    }
+
+    /// `sqlite_busy_timeout_ms` as a duration.
+    pub fn sqlite_busy_timeout(&self) -> Duration {
+        Duration::from_millis(self.sqlite_busy_timeout_ms)
+    }
+}
+
+/// `[cors]`: which browser origins may call the API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSettings {
+    /// Exact origins (`https://app.example.com`); `*` only outside production.
+    pub allowed_origins: Vec<String>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// A `tracing` filter (`info`, `starsongs=debug,info`); `RUST_LOG` wins when set.
+    pub level: String,
+    /// `json` or `pretty`.
+    pub format: LogFormat,
+}
+
+impl Settings {
+    /// Loads settings from the process environment (see the module docs for precedence).
+    ///
+    /// # Errors
+    /// Unreadable files, malformed values, unknown keys, or invalid settings (every problem
+    /// is named by its dotted setting name).
+    pub fn load() -> anyhow::Result<Self> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::load_from(&vars)
+    }
+
+    /// Loads settings as [`Settings::load`] does, from the given variables instead of the
+    /// process environment (tests).
+    ///
+    /// # Errors
+    /// As for [`Settings::load`].
+    pub fn load_from(vars: &HashMap<String, String>) -> anyhow::Result<Self> {
+        let env = RunEnv::parse(vars.get("STARSONGS_ENV").map(String::as_str))?;
+        let config_dir = vars.get("STARSONGS_CONFIG_DIR").map(PathBuf::from);
+        let mut builder = Config::builder();
+        for name in ["default", env.name()] {
+            builder = builder.add_source(file_source(name, config_dir.as_ref())?);
+        }
+        let mut environment: HashMap<String, String> = HashMap::new();
+        if let Some(url) = vars.get("DATABASE_URL") {
+            environment.insert("STARSONGS__DATABASE__URL".into(), url.clone());
+        }
+        for (key, value) in vars {
+            if key.starts_with("STARSONGS__") && !secrets::is_file_variable(key) {
+                environment.insert(key.clone(), value.clone());
+            }
+        }
+        let mut env_source = Environment::with_prefix("STARSONGS")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .source(Some(environment));
+        for key in LIST_KEYS {
+            env_source = env_source.with_list_parse_key(key);
+        }
+        builder = builder.add_source(env_source);
+        for (key, value) in secrets::read_file_secrets(vars)? {
+            builder = builder.set_override(key, value)?;
+        }
+        let mut settings: Settings = builder
+            .build()
+            .and_then(Config::try_deserialize)
+            .context("invalid configuration")?;
+        settings.env = env;
+        settings.cors.allowed_origins = settings
+            .cors
+            .allowed_origins
+            .iter()
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        settings.validate().map_err(|problems| {
+            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("invalid configuration:\n  {}", lines.join("\n  "))
+        })?;
+        Ok(settings)
+    }
+}
+
+fn file_source(
+    name: &str,
+    config_dir: Option<&PathBuf>,
+) -> anyhow::Result<File<config::FileSourceString, FileFormat>> {
+    if let Some(dir) = config_dir {
+        let path = dir.join(format!("{name}.toml"));
+        if path.exists() {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            return Ok(File::from_str(&text, FileFormat::Toml));
+        }
+    }
+    let (_, text) = BUILT_IN
+        .iter()
+        .find(|(file, _)| *file == name)
+        .context("no built-in configuration file")?;
+    Ok(File::from_str(text, FileFormat::Toml))
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn url(settings: &Settings) -> String {
+        settings
+            .database
+            .url
+            .as_ref()
+            .map(|u| u.expose_secret().to_owned())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn development_is_the_default_and_seeds_demo_data() {
+        let settings = Settings::load_from(&vars(&[])).unwrap();
+
+        assert_eq!(settings.env, RunEnv::Development);
+        assert!(settings.database.seed_demo_data);
+        assert_eq!(settings.server.port, 8080);
+        assert_eq!(settings.log.format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn precedence_is_file_then_database_url_then_starsongs_variables() {
+        let only_generic = vars(&[("DATABASE_URL", "sqlite://generic.db")]);
+        let both = vars(&[
+            ("DATABASE_URL", "sqlite://generic.db"),
+            ("STARSONGS__DATABASE__URL", "sqlite://specific.db"),
+        ]);
+
+        assert_eq!(
+            url(&Settings::load_from(&only_generic).unwrap()),
+            "sqlite://generic.db"
+        );
+        assert_eq!(
+            url(&Settings::load_from(&both).unwrap()),
+            "sqlite://specific.db"
+        );
+    }
+
+    #[test]
+    fn nested_overrides_and_lists_come_from_one_variable_each() {
+        let settings = Settings::load_from(&vars(&[
+            ("STARSONGS__SERVER__PORT", "9999"),
+            ("STARSONGS__DATABASE__MIGRATE_ON_START", "false"),
+            (
+                "STARSONGS__CORS__ALLOWED_ORIGINS",
+                "https://a.example, https://b.example:8443",
+            ),
+        ]))
+        .unwrap();
+
+        assert_eq!(settings.server.port, 9999);
+        assert!(!settings.database.migrate_on_start);
+        assert_eq!(
+            settings.cors.allowed_origins,
+            ["https://a.example", "https://b.example:8443"]
+        );
+    }
+
+    #[test]
+    fn a_single_origin_is_a_list_of_one() {
+        let settings = Settings::load_from(&vars(&[(
+            "STARSONGS__CORS__ALLOWED_ORIGINS",
+            "https://only.example",
+        )]))
+        .unwrap();
+
+        assert_eq!(settings.cors.allowed_origins, ["https://only.example"]);
+    }
+
+    #[test]
+    fn misspelt_keys_and_bad_values_are_rejected() {
+        for pairs in [
+            [("STARSONGS__SERVER__PROT", "1")],
+            [("STARSONGS__SERVER__PORT", "eighty")],
+            [("STARSONGS__LOG__FORMAT", "xml")],
+            [("STARSONGS_ENV", "staging")],
+        ] {
+            assert!(Settings::load_from(&vars(&pairs)).is_err(), "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn config_dir_files_replace_built_in_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let default = BUILT_IN[0].1.replace("port = 8080", "port = 7070");
+        std::fs::write(dir.path().join("default.toml"), default).unwrap();
+
+        let settings = Settings::load_from(&vars(&[(
+            "STARSONGS_CONFIG_DIR",
+            dir.path().to_str().unwrap(),
+        )]))
+        .unwrap();
+
+        assert_eq!(settings.server.port, 7070);
+    }
+
+    #[test]
+    fn secret_files_win_and_lose_their_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("db-url");
+        std::fs::write(&file, "sqlite://from-file.db\n").unwrap();
+
+        let settings = Settings::load_from(&vars(&[
+            ("DATABASE_URL", "sqlite://generic.db"),
+            ("STARSONGS__DATABASE__URL_FILE", file.to_str().unwrap()),
+        ]))
+        .unwrap();
+
+        assert_eq!(url(&settings), "sqlite://from-file.db");
+    }
+
+    #[test]
+    fn debug_output_redacts_the_database_url() {
+        let settings = Settings::load_from(&vars(&[(
+            "DATABASE_URL",
+            "sqlite://secret-password-in-url.db",
+        )]))
+        .unwrap();
+
+        let debug = format!("{settings:?}");
+
+        assert!(!debug.contains("secret-password-in-url"), "{debug}");
+    }
+}

@@ -1,0 +1,128 @@
+//! Entity tags and the `If-Match` / `If-None-Match` preconditions (RFC 9110 §8.8.3, §13.1).
+//!
+//! A tag is derived from the resource id and its row version, which every successful
+//! modification increments, so it changes even when the content stays the same.
+
+use std::fmt;
+
+/// A strong entity tag, kept with its quotes (`"7.3"`), ready for the `ETag` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityTag(String);
+
+impl EntityTag {
+    /// The tag of version `version` of the resource with id `id`.
+    pub fn for_version(id: i64, version: i64) -> Self {
+        Self(format!("\"{id}.{version}\""))
+    }
+
+    /// The header value, quotes included.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EntityTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A parsed `If-Match` or `If-None-Match` header value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// `*`: any current representation.
+    Any,
+    /// A list of entity tags as sent, each with its quotes and optional `W/` prefix.
+    Tags(Vec<String>),
+}
+
+impl Precondition {
+    /// Parses a header value: `*` or a comma-separated list of (possibly weak) quoted tags.
+    /// Returns `None` for a value that is neither.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let raw = raw.trim();
+        if raw == "*" {
+            return Some(Self::Any);
+        }
+        let mut tags = Vec::new();
+        for part in raw.split(',') {
+            let part = part.trim();
+            if part.is_empty() {
+                continue;
+            }
+            let opaque = part.strip_prefix("W/").unwrap_or(part);
+            let is_quoted = opaque.len() >= 2 && opaque.starts_with('"') && opaque.ends_with('"');
+            if !is_quoted || opaque[1..opaque.len() - 1].contains('"') {
+                return None;
+            }
+            tags.push(part.to_owned());
+        }
+        if tags.is_empty() {
+            None
+        } else {
+            Some(Self::Tags(tags))
+        }
+    }
+
+    /// Strong comparison, as `If-Match` requires: weak tags never match.
+    pub fn matches_strong(&self, current: &EntityTag) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Tags(tags) => tags.iter().any(|tag| tag == current.as_str()),
+        }
+    }
+
+    /// Weak comparison, as `If-None-Match` requires: `W/"x"` matches `"x"`.
+    pub fn matches_weak(&self, current: &EntityTag) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Tags(tags) => tags
+                .iter()
+                .any(|tag| tag.strip_prefix("W/").unwrap_or(tag) == current.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_changes_with_version_and_id() {
+        assert_eq!(EntityTag::for_version(7, 3).as_str(), "\"7.3\"");
+        assert_ne!(EntityTag::for_version(7, 3), EntityTag::for_version(7, 4));
+        assert_ne!(EntityTag::for_version(7, 3), EntityTag::for_version(8, 3));
+    }
+
+    #[test]
+    fn parse_accepts_lists_star_and_weak_tags() {
+        assert_eq!(Precondition::parse(" * "), Some(Precondition::Any));
+        assert_eq!(
+            Precondition::parse(r#""1.1", W/"1.2""#),
+            Some(Precondition::Tags(vec![
+                "\"1.1\"".into(),
+                "W/\"1.2\"".into()
+            ]))
+        );
+        for bad in ["", "1.1", "\"unterminated", "W/", "\"a\"b\"", ","] {
+            assert_eq!(Precondition::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn strong_comparison_ignores_weak_tags() {
+        let current = EntityTag::for_version(1, 2);
+        let weak = Precondition::parse(r#"W/"1.2""#).unwrap();
+        let strong = Precondition::parse(r#""1.1", "1.2""#).unwrap();
+
+        assert!(!weak.matches_strong(&current));
+        assert!(weak.matches_weak(&current));
+        assert!(strong.matches_strong(&current));
+        assert!(
+            !Precondition::parse(r#""1.1""#)
+                .unwrap()
+                .matches_strong(&current)
+        );
+        assert!(Precondition::Any.matches_strong(&current));
+    }
+}

@@ -1,0 +1,582 @@
+//! List requests: paging limits, sort specifications, filters and keyset positions.
+//!
+//! Parsing lives here so every backend receives the same validated request; the cursor's
+//! wire encoding lives in `http::cursor`.
+
+use chrono::NaiveDate;
+
+use super::ids::ArtistId;
+use super::song::parse_date;
+use super::validation::{FieldError, ValidationErrors, search_key};
+
+/// Page size when the client gives none.
+pub const DEFAULT_PAGE_SIZE: u32 = 10;
+/// Largest page size a client may ask for.
+pub const MAX_PAGE_SIZE: u32 = 100;
+/// Largest page number accepted (keeps the offset arithmetic far from overflow).
+pub const MAX_PAGE: u32 = i32::MAX as u32;
+/// Longest search text accepted in `q`, in characters.
+pub const MAX_QUERY_CHARS: usize = 256;
+
+/// A value of one sort key of one item, as carried in a cursor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortValue {
+    /// Integer column (ids).
+    Int(i64),
+    /// Floating-point column (distance).
+    Float(f64),
+    /// Text column (names, titles, ISO dates and fixed-width timestamps).
+    Text(String),
+    /// SQL NULL; sorts after every value in both directions.
+    Null,
+}
+
+/// The kind of value a sort field holds, used to check decoded cursors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKind {
+    /// Never null integer.
+    Int,
+    /// Never null text.
+    Text,
+    /// Text or null.
+    NullableText,
+    /// Float or null.
+    NullableFloat,
+}
+
+impl SortKind {
+    /// Whether `value` can be a value of a field of this kind.
+    pub fn admits(self, value: &SortValue) -> bool {
+        matches!(
+            (self, value),
+            (Self::Int, SortValue::Int(_))
+                | (Self::Text | Self::NullableText, SortValue::Text(_))
+                | (Self::NullableFloat, SortValue::Float(_))
+                | (Self::NullableText | Self::NullableFloat, SortValue::Null)
+        )
+    }
+
+    /// Whether the column may hold NULL.
+    pub fn is_nullable(self) -> bool {
+        matches!(self, Self::NullableText | Self::NullableFloat)
+    }
+}
+
+/// A field a list can be sorted by.
+pub trait SortField: Copy + Eq + std::fmt::Debug + Send + Sync + 'static {
+    /// Every field, in the order the API documents them.
+    const ALL: &'static [Self];
+    /// The id field, appended to every order to make it total.
+    const ID: Self;
+    /// The name used in the `sort` parameter.
+    fn name(self) -> &'static str;
+    /// The kind of value the field holds.
+    fn kind(self) -> SortKind;
+}
+
+/// Something that can report its sort-key values (for building cursors).
+pub trait Sortable<F: SortField> {
+    /// The value of `field` for this item.
+    fn sort_value(&self, field: F) -> SortValue;
+}
+
+/// Artist sort fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArtistSortField {
+    /// `id`
+    Id,
+    /// `name`
+    Name,
+    /// `created_at`
+    CreatedAt,
+}
+
+impl SortField for ArtistSortField {
+    const ALL: &'static [Self] = &[Self::Id, Self::Name, Self::CreatedAt];
+    const ID: Self = Self::Id;
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Id => "id",
+            Self::Name => "name",
+            Self::CreatedAt => "created_at",
+        }
+    }
+
+    fn kind(self) -> SortKind {
+        match self {
+            Self::Id => SortKind::Int,
+            Self::Name | Self::CreatedAt => SortKind::Text,
+        }
+    }
+}
+
+/// Song sort fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SongSortField {
+    /// `id`
+    Id,
+    /// `title`
+    Title,
+    /// `release_date` (nullable)
+    ReleaseDate,
+    /// `distance` (nullable)
+    Distance,
+    /// `created_at`
+    CreatedAt,
+}
+
+impl SortField for SongSortField {
+    const ALL: &'static [Self] = &[
+        Self::Id,
+        Self::Title,
+        Self::ReleaseDate,
+        Self::Distance,
+        Self::CreatedAt,
+    ];
+    const ID: Self = Self::Id;
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Id => "id",
+            Self::Title => "title",
+            Self::ReleaseDate => "release_date",
+            Self::Distance => "distance",
+            Self::CreatedAt => "created_at",
+        }
+    }
+
+    fn kind(self) -> SortKind {
+        match self {
+            Self::Id => SortKind::Int,
+            Self::Title | Self::CreatedAt => SortKind::Text,
+            Self::ReleaseDate => SortKind::NullableText,
+            Self::Distance => SortKind::NullableFloat,
+        }
+    }
+}
+
+/// One key of an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SortKey<F> {
+    /// The field.
+    pub field: F,
+    /// True for descending (`-field`).
+    pub descending: bool,
+}
+
+/// A total order: the requested keys, then `id` ascending unless `id` was already given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sort<F>(Vec<SortKey<F>>);
+
+impl<F: SortField> Sort<F> {
+    /// Parses a `sort` parameter: comma-separated field names, `-` prefix for descending.
+    ///
+    /// # Errors
+    /// A [`FieldError`] on `sort` for an empty item, an unknown or a repeated field.
+    pub fn parse(raw: Option<&str>) -> Result<Self, FieldError> {
+        let mut keys: Vec<SortKey<F>> = Vec::new();
+        for item in raw.unwrap_or("id").split(',') {
+            let item = item.trim();
+            let (descending, name) = match item.strip_prefix('-') {
+                Some(rest) => (true, rest),
+                None => (false, item),
+            };
+            let Some(field) = F::ALL.iter().copied().find(|f| f.name() == name) else {
+                let allowed: Vec<&str> = F::ALL.iter().map(|f| f.name()).collect();
+                return Err(FieldError::new(
+                    "sort",
+                    format!("must list only these fields: {}", allowed.join(", ")),
+                ));
+            };
+            if keys.iter().any(|k| k.field == field) {
+                return Err(FieldError::new("sort", "must not repeat a field"));
+            }
+            keys.push(SortKey { field, descending });
+        }
+        if !keys.iter().any(|k| k.field == F::ID) {
+            keys.push(SortKey {
+                field: F::ID,
+                descending: false,
+            });
+        }
+        Ok(Self(keys))
+    }
+
+    /// The keys, ending with the id key.
+    pub fn keys(&self) -> &[SortKey<F>] {
+        &self.0
+    }
+
+    /// Canonical text form (`-title,id`), used to bind cursors to their order.
+    pub fn canonical(&self) -> String {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|k| format!("{}{}", if k.descending { "-" } else { "" }, k.field.name()))
+            .collect();
+        parts.join(",")
+    }
+
+    /// The cursor values of `item` for this order.
+    pub fn values_of(&self, item: &impl Sortable<F>) -> Vec<SortValue> {
+        self.0.iter().map(|k| item.sort_value(k.field)).collect()
+    }
+
+    /// Whether `values` has one value of the right kind per key.
+    pub fn admits(&self, values: &[SortValue]) -> bool {
+        values.len() == self.0.len()
+            && self
+                .0
+                .iter()
+                .zip(values)
+                .all(|(k, v)| k.field.kind().admits(v))
+    }
+}
+
+/// Where a page starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Position {
+    /// Offset paging: page number from 1.
+    Page(u32),
+    /// Keyset paging: strictly after the item with these sort values.
+    After(Vec<SortValue>),
+}
+
+/// A validated list request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListQuery<F, Filter> {
+    /// The total order.
+    pub sort: Sort<F>,
+    /// Items per page.
+    pub page_size: u32,
+    /// Where the page starts.
+    pub position: Position,
+    /// Resource-specific filters.
+    pub filter: Filter,
+}
+
+impl<F, Filter> ListQuery<F, Filter> {
+    /// Rows to skip in offset mode (0 in keyset mode).
+    pub fn offset(&self) -> u64 {
+        match self.position {
+            Position::Page(page) => u64::from(page - 1) * u64::from(self.page_size),
+            Position::After(_) => 0,
+        }
+    }
+}
+
+/// One page of results, as the store returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// At most `page_size` items.
+    pub items: Vec<T>,
+    /// Items matching the filters, over all pages.
+    pub total_items: u64,
+    /// Whether more items follow this page.
+    pub has_next: bool,
+}
+
+/// Raw paging parameters as received.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawPaging<'a> {
+    /// `page`
+    pub page: Option<&'a str>,
+    /// `page_size`
+    pub page_size: Option<&'a str>,
+    /// `sort`
+    pub sort: Option<&'a str>,
+    /// `cursor`
+    pub cursor: Option<&'a str>,
+}
+
+/// Validated paging parameters; the cursor is still in wire form because decoding it
+/// needs the filters it was issued for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paging<'a, F> {
+    /// The order.
+    pub sort: Sort<F>,
+    /// Items per page.
+    pub page_size: u32,
+    /// Page number, when given.
+    pub page: Option<u32>,
+    /// Cursor token, when given.
+    pub cursor: Option<&'a str>,
+}
+
+impl<'a, F: SortField> Paging<'a, F> {
+    /// Validates paging parameters, recording every problem in `errors`.
+    pub fn parse(raw: RawPaging<'a>, errors: &mut ValidationErrors) -> Option<Self> {
+        let page = raw.page.map(|p| parse_bounded("page", p, 1, MAX_PAGE));
+        let page = match page {
+            Some(result) => errors.check(result).map(Some),
+            None => Some(None),
+        };
+        let page_size = match raw.page_size {
+            Some(p) => errors.check(parse_bounded("page_size", p, 1, MAX_PAGE_SIZE)),
+            None => Some(DEFAULT_PAGE_SIZE),
+        };
+        let sort = errors.check(Sort::parse(raw.sort));
+        if raw.cursor.is_some() && raw.page.is_some() {
+            errors.add("cursor", "must not be combined with page");
+        }
+        if raw.cursor.is_some_and(str::is_empty) {
+            errors.add("cursor", "must not be empty");
+        }
+        Some(Self {
+            sort: sort?,
+            page_size: page_size?,
+            page: page?,
+            cursor: raw.cursor,
+        })
+    }
+}
+
+fn parse_bounded(field: &str, raw: &str, min: u32, max: u32) -> Result<u32, FieldError> {
+    raw.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| FieldError::new(field, format!("must be an integer from {min} to {max}")))
+}
+
+/// Parses the `q` search text: at most 256 characters, matched case-insensitively as plain
+/// text. Empty text means no filter.
+///
+/// # Errors
+/// A [`FieldError`] on `q` when it is too long or contains control characters.
+pub fn parse_search(raw: Option<&str>) -> Result<Option<String>, FieldError> {
+    let Some(raw) = raw else { return Ok(None) };
+    if raw.chars().count() > MAX_QUERY_CHARS {
+        return Err(FieldError::new(
+            "q",
+            format!("must be at most {MAX_QUERY_CHARS} characters"),
+        ));
+    }
+    if raw.chars().any(char::is_control) {
+        return Err(FieldError::new("q", "must not contain control characters"));
+    }
+    Ok(Some(search_key(raw)).filter(|q| !q.is_empty()))
+}
+
+/// Filters of the artist list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArtistFilter {
+    /// Case-folded substring of the name.
+    pub q: Option<String>,
+}
+
+impl ArtistFilter {
+    /// Validates the artist filters, recording every problem in `errors`.
+    pub fn parse(q: Option<&str>, errors: &mut ValidationErrors) -> Self {
+        Self {
+            q: errors.check(parse_search(q)).flatten(),
+        }
+    }
+
+    /// Canonical text form, used to bind cursors to their filters.
+    pub fn canonical(&self) -> String {
+        format!("q={}", self.q.as_deref().unwrap_or(""))
+    }
+}
+
+/// Raw song filters as received.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawSongFilter<'a> {
+    /// `q`
+    pub q: Option<&'a str>,
+    /// `artist_id`
+    pub artist_id: Option<&'a str>,
+    /// `released_from`
+    pub released_from: Option<&'a str>,
+    /// `released_to`
+    pub released_to: Option<&'a str>,
+    /// `include`
+    pub include: Option<&'a str>,
+}
+
+/// Filters and embedding options of the song list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SongFilter {
+    /// Case-folded substring of the title.
+    pub q: Option<String>,
+    /// Only songs of this artist.
+    pub artist_id: Option<ArtistId>,
+    /// Only songs released on or after this date.
+    pub released_from: Option<NaiveDate>,
+    /// Only songs released on or before this date.
+    pub released_to: Option<NaiveDate>,
+    /// Embed `{id, name}` of each song's artist.
+    pub include_artist: bool,
+}
+
+impl SongFilter {
+    /// Validates the song filters, recording every problem in `errors`.
+    pub fn parse(raw: RawSongFilter<'_>, errors: &mut ValidationErrors) -> Self {
+        let mut filter = Self {
+            q: errors.check(parse_search(raw.q)).flatten(),
+            ..Self::default()
+        };
+        if let Some(id) = raw.artist_id {
+            let parsed = id.trim().parse::<i64>().map_or_else(
+                |_| Err(FieldError::new("artist_id", super::ids::ID_RANGE_MESSAGE)),
+                |n| ArtistId::parse("artist_id", n),
+            );
+            filter.artist_id = errors.check(parsed);
+        }
+        filter.released_from = raw
+            .released_from
+            .and_then(|d| errors.check(parse_date("released_from", d)));
+        filter.released_to = raw
+            .released_to
+            .and_then(|d| errors.check(parse_date("released_to", d)));
+        if let (Some(from), Some(to)) = (filter.released_from, filter.released_to)
+            && from > to
+        {
+            errors.add("released_to", "must not be before released_from");
+        }
+        match raw.include {
+            None | Some("") => {}
+            Some("artist") => filter.include_artist = true,
+            Some(_) => errors.add("include", "must be `artist` when given"),
+        }
+        filter
+    }
+
+    /// Canonical text form of the filters (not `include`, which changes no position).
+    pub fn canonical(&self) -> String {
+        let date = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
+        format!(
+            "q={}&artist_id={}&from={}&to={}",
+            self.q.as_deref().unwrap_or(""),
+            self.artist_id.map(|a| a.to_string()).unwrap_or_default(),
+            date(self.released_from),
+            date(self.released_to),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sort_parsing() {
+        let sort = Sort::<SongSortField>::parse(Some("-release_date,title")).unwrap();
+        assert_eq!(sort.canonical(), "-release_date,title,id");
+        assert_eq!(
+            Sort::<SongSortField>::parse(None).unwrap().canonical(),
+            "id"
+        );
+        assert_eq!(
+            Sort::<ArtistSortField>::parse(Some("-id,name"))
+                .unwrap()
+                .canonical(),
+            "-id,name"
+        );
+        for bad in [
+            "",
+            "nope",
+            "name;drop table artist",
+            "id,,name",
+            "name,name",
+            "--name",
+            "title",
+            "NAME",
+        ] {
+            assert!(
+                Sort::<ArtistSortField>::parse(Some(bad)).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn paging_bounds() {
+        let parse = |page: Option<&'static str>, size: Option<&'static str>| {
+            let mut errors = ValidationErrors::new();
+            let raw = RawPaging {
+                page,
+                page_size: size,
+                ..RawPaging::default()
+            };
+            let paging = Paging::<ArtistSortField>::parse(raw, &mut errors);
+            (paging, errors)
+        };
+
+        let (ok, errors) = parse(None, None);
+        assert!(errors.is_empty());
+        assert_eq!(ok.unwrap().page_size, DEFAULT_PAGE_SIZE);
+        for (page, size) in [
+            (Some("0"), None),
+            (Some("-1"), None),
+            (Some("abc"), None),
+            (Some("99999999999999999999"), None),
+            (None, Some("0")),
+            (None, Some("101")),
+            (None, Some("1.5")),
+        ] {
+            let (_, errors) = parse(page, size);
+            assert_eq!(errors.errors().len(), 1, "{page:?} {size:?}");
+        }
+        let (ok, errors) = parse(Some("2147483647"), Some("100"));
+        assert!(errors.is_empty());
+        assert_eq!(ok.unwrap().page, Some(2_147_483_647));
+    }
+
+    #[test]
+    fn cursor_and_page_together_are_rejected() {
+        let mut errors = ValidationErrors::new();
+        let raw = RawPaging {
+            page: Some("1"),
+            cursor: Some("abc"),
+            ..RawPaging::default()
+        };
+
+        Paging::<ArtistSortField>::parse(raw, &mut errors);
+
+        assert_eq!(errors.errors()[0].field, "cursor");
+    }
+
+    #[test]
+    fn song_filter_rules() {
+        let mut errors = ValidationErrors::new();
+        let filter = SongFilter::parse(
+            RawSongFilter {
+                q: Some("  Star%_'"),
+                artist_id: Some("3"),
+                released_from: Some("1970-01-01"),
+                released_to: Some("1969-01-01"),
+                include: Some("artist"),
+            },
+            &mut errors,
+        );
+
+        assert_eq!(filter.q.as_deref(), Some("  star%_'"));
+        assert!(filter.include_artist);
+        assert_eq!(errors.errors()[0].field, "released_to");
+
+        let mut errors = ValidationErrors::new();
+        SongFilter::parse(
+            RawSongFilter {
+                artist_id: Some("0"),
+                include: Some("songs"),
+                q: Some(&"x".repeat(257)),
+                ..RawSongFilter::default()
+            },
+            &mut errors,
+        );
+        let fields: Vec<_> = errors.errors().iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["q", "artist_id", "include"]);
+    }
+
+    #[test]
+    fn sort_kind_checks_cursor_values() {
+        let sort = Sort::<SongSortField>::parse(Some("distance")).unwrap();
+
+        assert!(sort.admits(&[SortValue::Float(1.0), SortValue::Int(1)]));
+        assert!(sort.admits(&[SortValue::Null, SortValue::Int(1)]));
+        assert!(!sort.admits(&[SortValue::Text("x".into()), SortValue::Int(1)]));
+        assert!(!sort.admits(&[SortValue::Int(1)]));
+    }
+}

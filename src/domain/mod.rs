@@ -1,0 +1,9 @@
+//! Domain types: values that can only be built valid, and the rules that build them.
+//! Knows nothing of HTTP, wire formats or SQL.
+
+pub mod artist;
+pub mod etag;
+pub mod ids;
+pub mod list;
+pub mod song;
+pub mod validation;

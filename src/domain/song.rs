@@ -1,0 +1,452 @@
+//! Songs: field rules, the values a write carries, merge-patch application and the stored
+//! resource.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::artist::{ArtistSummary, timestamp_key};
+use super::etag::EntityTag;
+use super::ids::{ArtistId, SongId};
+use super::list::{SongSortField, SortValue, Sortable};
+use super::validation::{FieldError, ValidationErrors, short_text};
+
+/// Maximum length of a song URL, in characters (API.md).
+pub const MAX_URL_CHARS: usize = 1024;
+
+/// A song title: trimmed, 1–64 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SongTitle(String);
+
+impl SongTitle {
+    /// Validates and trims a raw title.
+    ///
+    /// # Errors
+    /// A [`FieldError`] on `title` describing the rule broken.
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        short_text("title", raw).map(Self)
+    }
+
+    /// The validated title.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An absolute `http` or `https` URL of at most 1024 characters, kept as the client sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SongUrl(String);
+
+impl SongUrl {
+    /// Validates a raw URL.
+    ///
+    /// # Errors
+    /// A [`FieldError`] on `url` describing the rule broken.
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let raw = raw.trim();
+        if raw.chars().count() > MAX_URL_CHARS {
+            return Err(FieldError::new(
+                "url",
+                format!("must be at most {MAX_URL_CHARS} characters"),
+            ));
+        }
+        let is_web = url::Url::parse(raw).is_ok_and(|url| {
+            matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some_and(|h| !h.is_empty())
+        });
+        // The parser tolerates embedded tabs and newlines by removing them; the API does not.
+        if !is_web || raw.chars().any(char::is_control) {
+            return Err(FieldError::new(
+                "url",
+                "must be an absolute http or https URL",
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The validated URL.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Parses a `YYYY-MM-DD` calendar date; `field` names it in the error.
+///
+/// # Errors
+/// A [`FieldError`] on `field` for anything but an existing date in that exact form.
+pub fn parse_date(field: &str, raw: &str) -> Result<NaiveDate, FieldError> {
+    let is_shaped = raw.len() == 10
+        && raw.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    is_shaped
+        .then(|| NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok())
+        .flatten()
+        .ok_or_else(|| FieldError::new(field, "must be a valid date in the form YYYY-MM-DD"))
+}
+
+/// Checks that a distance is a finite number.
+///
+/// # Errors
+/// A [`FieldError`] on `distance` for NaN or an infinity.
+pub fn parse_distance(raw: f64) -> Result<f64, FieldError> {
+    if raw.is_finite() {
+        Ok(raw)
+    } else {
+        Err(FieldError::new("distance", "must be a finite number"))
+    }
+}
+
+/// Raw song fields as received, before validation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SongFields<'a> {
+    /// Title as sent.
+    pub title: &'a str,
+    /// Artist id as sent.
+    pub artist_id: Option<i64>,
+    /// Release date as sent.
+    pub release_date: Option<&'a str>,
+    /// URL as sent.
+    pub url: Option<&'a str>,
+    /// Distance as sent.
+    pub distance: Option<f64>,
+}
+
+/// Everything needed to create or fully replace a song.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSong {
+    /// Title.
+    pub title: SongTitle,
+    /// Artist, if known; it must exist.
+    pub artist_id: Option<ArtistId>,
+    /// Release date, if known.
+    pub release_date: Option<NaiveDate>,
+    /// Link to the song.
+    pub url: Option<SongUrl>,
+    /// Distance, a finite number.
+    pub distance: Option<f64>,
+}
+
+impl NewSong {
+    /// Validates a create or replace request, collecting every field problem.
+    ///
+    /// # Errors
+    /// Every field problem found.
+    pub fn parse(fields: SongFields<'_>) -> Result<Self, ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        let title = errors.check(SongTitle::parse(fields.title));
+        let artist_id = optional(&mut errors, fields.artist_id, |raw| {
+            ArtistId::parse("artist_id", raw)
+        });
+        let release_date = optional(&mut errors, fields.release_date, |raw| {
+            parse_date("release_date", raw)
+        });
+        let url = optional(&mut errors, fields.url, SongUrl::parse);
+        let distance = optional(&mut errors, fields.distance, parse_distance);
+        match title {
+            Some(title) if errors.is_empty() => Ok(Self {
+                title,
+                artist_id: artist_id.flatten(),
+                release_date: release_date.flatten(),
+                url: url.flatten(),
+                distance: distance.flatten(),
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// Parses an optional field; `Some(None)` is an absent value, `None` a rejected one.
+fn optional<R, T>(
+    errors: &mut ValidationErrors,
+    raw: Option<R>,
+    parse: impl FnOnce(R) -> Result<T, FieldError>,
+) -> Option<Option<T>> {
+    match raw {
+        None => Some(None),
+        Some(raw) => errors.check(parse(raw)).map(Some),
+    }
+}
+
+/// One field of a JSON merge patch (RFC 7396).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum Patch<T> {
+    /// The member was absent: keep the current value.
+    #[default]
+    Keep,
+    /// The member was `null`: clear the value.
+    Clear,
+    /// The member had a value.
+    Set(T),
+}
+
+impl<T> Patch<T> {
+    /// Maps a serde double option (absent / null / value) into a patch field.
+    pub fn from_double_option(raw: Option<Option<T>>) -> Self {
+        match raw {
+            None => Self::Keep,
+            Some(None) => Self::Clear,
+            Some(Some(value)) => Self::Set(value),
+        }
+    }
+
+    fn parse<U>(
+        self,
+        errors: &mut ValidationErrors,
+        parse: impl FnOnce(T) -> Result<U, FieldError>,
+    ) -> Patch<U> {
+        match self {
+            Self::Keep => Patch::Keep,
+            Self::Clear => Patch::Clear,
+            Self::Set(raw) => errors.check(parse(raw)).map_or(Patch::Keep, Patch::Set),
+        }
+    }
+
+    fn apply(self, current: Option<T>) -> Option<T> {
+        match self {
+            Self::Keep => current,
+            Self::Clear => None,
+            Self::Set(value) => Some(value),
+        }
+    }
+}
+
+/// Raw merge-patch members as received.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SongPatchFields<'a> {
+    /// `title` member.
+    pub title: Patch<&'a str>,
+    /// `artist_id` member.
+    pub artist_id: Patch<i64>,
+    /// `release_date` member.
+    pub release_date: Patch<&'a str>,
+    /// `url` member.
+    pub url: Patch<&'a str>,
+    /// `distance` member.
+    pub distance: Patch<f64>,
+}
+
+/// A validated JSON merge patch of a song.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SongChanges {
+    title: Option<SongTitle>,
+    artist_id: Patch<ArtistId>,
+    release_date: Patch<NaiveDate>,
+    url: Patch<SongUrl>,
+    distance: Patch<f64>,
+}
+
+impl SongChanges {
+    /// Validates a merge patch, collecting every field problem. The title is required, so
+    /// `null` is rejected for it.
+    ///
+    /// # Errors
+    /// Every field problem found.
+    pub fn parse(fields: SongPatchFields<'_>) -> Result<Self, ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        let title = match fields.title {
+            Patch::Keep => None,
+            Patch::Clear => {
+                errors.add("title", "must not be null");
+                None
+            }
+            Patch::Set(raw) => errors.check(SongTitle::parse(raw)),
+        };
+        let changes = Self {
+            title,
+            artist_id: fields
+                .artist_id
+                .parse(&mut errors, |raw| ArtistId::parse("artist_id", raw)),
+            release_date: fields
+                .release_date
+                .parse(&mut errors, |raw| parse_date("release_date", raw)),
+            url: fields.url.parse(&mut errors, SongUrl::parse),
+            distance: fields.distance.parse(&mut errors, parse_distance),
+        };
+        errors.into_result(|| changes)
+    }
+
+    /// The full replacement that results from applying this patch to `current`.
+    pub fn apply(&self, current: &Song) -> NewSong {
+        NewSong {
+            title: self
+                .title
+                .clone()
+                .unwrap_or_else(|| SongTitle(current.title.clone())),
+            artist_id: self.artist_id.apply(current.artist_id),
+            release_date: self.release_date.apply(current.release_date),
+            url: self.url.clone().apply(current.url.clone().map(SongUrl)),
+            distance: self.distance.apply(current.distance),
+        }
+    }
+}
+
+/// A stored song.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Song {
+    /// Database-assigned id.
+    pub id: SongId,
+    /// Title.
+    pub title: String,
+    /// Artist, if known.
+    pub artist_id: Option<ArtistId>,
+    /// Release date, if known.
+    pub release_date: Option<NaiveDate>,
+    /// Link to the song, if known.
+    pub url: Option<String>,
+    /// Distance, if known.
+    pub distance: Option<f64>,
+    /// Row version, incremented by every successful modification.
+    pub version: i64,
+    /// When the song was created.
+    pub created_at: DateTime<Utc>,
+    /// When the song was last modified.
+    pub updated_at: DateTime<Utc>,
+    /// The artist, filled only when a list asked for `include=artist` and the artist exists.
+    pub artist: Option<ArtistSummary>,
+}
+
+impl Song {
+    /// The strong entity tag of this version.
+    pub fn etag(&self) -> EntityTag {
+        EntityTag::for_version(self.id.get(), self.version)
+    }
+}
+
+impl Sortable<SongSortField> for Song {
+    fn sort_value(&self, field: SongSortField) -> SortValue {
+        match field {
+            SongSortField::Id => SortValue::Int(self.id.get()),
+            SongSortField::Title => SortValue::Text(self.title.clone()),
+            SongSortField::ReleaseDate => self.release_date.map_or(SortValue::Null, |d| {
+                SortValue::Text(d.format("%Y-%m-%d").to_string())
+            }),
+            SongSortField::Distance => self.distance.map_or(SortValue::Null, SortValue::Float),
+            SongSortField::CreatedAt => SortValue::Text(timestamp_key(&self.created_at)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(title: &str) -> SongFields<'_> {
+        SongFields {
+            title,
+            ..SongFields::default()
+        }
+    }
+
+    #[test]
+    fn url_rules() {
+        let long = format!("https://example.com/{}", "a".repeat(1004));
+        let too_long = format!("https://example.com/{}", "a".repeat(1005));
+        let cases = [
+            ("https://www.youtube.com/watch?v=iYYRH4apXDo", true),
+            ("http://example.com", true),
+            (long.as_str(), true),
+            (too_long.as_str(), false),
+            ("ftp://example.com/song.mp3", false),
+            ("javascript:alert(1)", false),
+            ("/relative/path", false),
+            ("example.com", false),
+            ("https://", false),
+            ("https://exa\tmple.com", false),
+            ("", false),
+        ];
+        for (raw, ok) in cases {
+            assert_eq!(SongUrl::parse(raw).is_ok(), ok, "{raw}");
+        }
+    }
+
+    #[test]
+    fn date_rules() {
+        for (raw, ok) in [
+            ("1969-07-11", true),
+            ("2024-02-29", true),
+            ("2023-02-29", false),
+            ("1969-7-11", false),
+            ("1969-07-11T00:00:00Z", false),
+            ("11/07/1969", false),
+            ("+1969-07-11", false),
+            ("", false),
+        ] {
+            assert_eq!(parse_date("release_date", raw).is_ok(), ok, "{raw}");
+        }
+    }
+
+    #[test]
+    fn new_song_collects_every_error() {
+        let errors = NewSong::parse(SongFields {
+            title: " ",
+            artist_id: Some(0),
+            release_date: Some("yesterday"),
+            url: Some("ftp://x"),
+            distance: Some(f64::NAN),
+        })
+        .unwrap_err();
+
+        let fields: Vec<_> = errors.errors().iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["title", "artist_id", "release_date", "url", "distance"]
+        );
+    }
+
+    #[test]
+    fn new_song_accepts_minimal_and_rejects_infinity() {
+        assert!(NewSong::parse(fields("Space Oddity")).is_ok());
+        let infinite = SongFields {
+            distance: Some(f64::INFINITY),
+            ..fields("x")
+        };
+        assert!(NewSong::parse(infinite).is_err());
+    }
+
+    #[test]
+    fn merge_patch_keeps_clears_and_sets() {
+        let current = Song {
+            id: SongId::try_from(1).unwrap(),
+            title: "Starman".into(),
+            artist_id: ArtistId::try_from(1).ok(),
+            release_date: NaiveDate::from_ymd_opt(1972, 4, 28),
+            url: Some("https://example.com/a".into()),
+            distance: Some(384_400.0),
+            version: 1,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            artist: None,
+        };
+        let changes = SongChanges::parse(SongPatchFields {
+            release_date: Patch::Clear,
+            distance: Patch::Set(1.5),
+            ..SongPatchFields::default()
+        })
+        .unwrap();
+
+        let merged = changes.apply(&current);
+
+        assert_eq!(merged.title.as_str(), "Starman");
+        assert_eq!(merged.artist_id, current.artist_id);
+        assert_eq!(merged.release_date, None);
+        assert_eq!(
+            merged.url.as_ref().map(SongUrl::as_str),
+            Some("https://example.com/a")
+        );
+        assert_eq!(merged.distance, Some(1.5));
+    }
+
+    #[test]
+    fn merge_patch_rejects_null_title() {
+        let errors = SongChanges::parse(SongPatchFields {
+            title: Patch::Clear,
+            ..SongPatchFields::default()
+        })
+        .unwrap_err();
+
+        assert_eq!(errors.errors()[0].field, "title");
+    }
+}

@@ -1,0 +1,59 @@
+//! `If-Match` and `If-None-Match` headers as domain preconditions; a malformed value is 400.
+
+use axum::extract::FromRequestParts;
+use axum::http::HeaderName;
+use axum::http::header::{IF_MATCH, IF_NONE_MATCH};
+use axum::http::request::Parts;
+
+use crate::domain::etag::Precondition;
+use crate::http::error::ApiError;
+
+/// The `If-Match` precondition, if sent.
+#[derive(Debug, Clone, Default)]
+pub struct IfMatch(pub Option<Precondition>);
+
+/// The `If-None-Match` precondition, if sent.
+#[derive(Debug, Clone, Default)]
+pub struct IfNoneMatch(pub Option<Precondition>);
+
+fn read(parts: &Parts, name: &HeaderName) -> Result<Option<Precondition>, ApiError> {
+    let values: Vec<&str> = parts
+        .headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap_or("\u{0}"))
+        .collect();
+    if values.is_empty() {
+        return Ok(None);
+    }
+    Precondition::parse(&values.join(","))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{name} must be `*` or a comma-separated list of quoted entity tags"
+            ))
+        })
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        read(parts, &IF_MATCH).map(Self)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        read(parts, &IF_NONE_MATCH).map(Self)
+    }
+}
+
+impl IfMatch {
+    /// The precondition, for store calls.
+    pub fn precondition(&self) -> Option<&Precondition> {
+        self.0.as_ref()
+    }
+}

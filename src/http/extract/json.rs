@@ -1,0 +1,241 @@
+//! `ApiJson<T>`: a JSON body with precise rejections (400 syntax, 413 size, 415 media
+//! type, 422 shape or type with the offending field named).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use serde_json::error::Category;
+
+use crate::domain::validation::FieldError;
+use crate::http::error::ApiError;
+
+/// Media types accepted for request bodies.
+const ACCEPTED: &str = "application/json or application/merge-patch+json";
+
+/// A JSON request body deserialized into `T` (whose wire type denies unknown fields).
+#[derive(Debug, Clone)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(req.headers().get(header::CONTENT_TYPE)) {
+            return Err(ApiError::unsupported_media_type(ACCEPTED));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::from_status(StatusCode::PAYLOAD_TOO_LARGE)
+            } else {
+                ApiError::bad_request("The request body could not be read")
+            }
+        })?;
+        parse(&bytes).map(Self)
+    }
+}
+
+fn is_json(content_type: Option<&axum::http::HeaderValue>) -> bool {
+    let Some(value) = content_type.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || essence.eq_ignore_ascii_case("application/merge-patch+json")
+}
+
+/// Parses a body: syntax errors are 400, shape and type errors are 422 naming the field.
+///
+/// # Errors
+/// The `ApiError` the client should see.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        match inner.classify() {
+            Category::Data => ApiError::from(describe(&path, &inner.to_string())),
+            Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(format!(
+                "The request body is not valid JSON ({})",
+                without_location(&inner.to_string())
+            )),
+        }
+    })?;
+    deserializer.end().map_err(|error| {
+        ApiError::bad_request(format!(
+            "The request body is not valid JSON ({})",
+            without_location(&error.to_string())
+        ))
+    })?;
+    Ok(value)
+}
+
+/// Turns serde's message into a client-facing field error without Rust type names.
+fn describe(path: &str, message: &str) -> FieldError {
+    let message = without_location(message);
+    let field = if path.is_empty() || path == "." {
+        "body"
+    } else {
+        path
+    };
+    let quoted = |text: &str| text.split('`').nth(1).map(str::to_owned);
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        let name = quoted(rest).unwrap_or_default();
+        let field = if field == "body" {
+            name
+        } else {
+            format!("{field}.{name}")
+        };
+        return FieldError::new(field, "is not a known field");
+    }
+    if let Some(rest) = message.strip_prefix("missing field ") {
+        let name = quoted(rest).unwrap_or_default();
+        let field = if field == "body" {
+            name
+        } else {
+            format!("{field}.{name}")
+        };
+        return FieldError::new(field, "is required");
+    }
+    let expected = message.rsplit("expected ").next().unwrap_or_default();
+    let text = if expected.starts_with("struct") || expected.starts_with("a map") {
+        "must be a JSON object"
+    } else if expected.contains("string") {
+        "must be a string"
+    } else if expected.starts_with('i') || expected.starts_with('u') {
+        "must be an integer in range"
+    } else if expected.starts_with('f') {
+        "must be a number"
+    } else if expected.contains("bool") {
+        "must be true or false"
+    } else if message.starts_with("duplicate field") {
+        "must appear only once"
+    } else {
+        "has the wrong type"
+    };
+    FieldError::new(field, text)
+}
+
+/// serde_json appends " at line L column C"; the position is noise for API users.
+fn without_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Deserializes a merge-patch member: absent stays `None` (with `#[serde(default)]`),
+/// `null` becomes `Some(None)`, a value `Some(Some(v))`. Three lines do not justify a crate.
+///
+/// # Errors
+/// The inner value's deserialization error.
+pub fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Input {
+        name: String,
+        count: Option<i64>,
+    }
+
+    fn fail(body: &str) -> (StatusCode, String) {
+        let error = parse::<Input>(body.as_bytes()).unwrap_err();
+        let response = axum::response::IntoResponse::into_response(error);
+        let problem = response
+            .extensions()
+            .get::<crate::http::error::ProblemExtension>()
+            .unwrap()
+            .problem
+            .clone();
+        let field = problem
+            .errors
+            .first()
+            .map(|e| format!("{}: {}", e.field, e.message));
+        (response.status(), field.unwrap_or(problem.detail.clone()))
+    }
+
+    #[test]
+    fn classifies_body_errors() {
+        let cases = [
+            (
+                "{",
+                StatusCode::BAD_REQUEST,
+                "The request body is not valid JSON",
+            ),
+            (
+                "",
+                StatusCode::BAD_REQUEST,
+                "The request body is not valid JSON",
+            ),
+            (
+                "{} x",
+                StatusCode::BAD_REQUEST,
+                "The request body is not valid JSON",
+            ),
+            (
+                "[]",
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "body: must be a JSON object",
+            ),
+            ("{}", StatusCode::UNPROCESSABLE_ENTITY, "name: is required"),
+            (
+                r#"{"name": 123}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "name: must be a string",
+            ),
+            (
+                r#"{"name": "x", "id": 1}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "id: is not a known field",
+            ),
+            (
+                r#"{"name": "x", "count": 1e400}"#,
+                StatusCode::BAD_REQUEST,
+                "The request body is not valid JSON",
+            ),
+            (
+                r#"{"name": "x", "count": 99999999999999999999}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "count: must be an integer in range",
+            ),
+        ];
+        for (body, status, start) in cases {
+            let (got_status, text) = fail(body);
+            assert_eq!(got_status, status, "{body}");
+            assert!(text.starts_with(start), "{body}: {text}");
+        }
+    }
+
+    #[test]
+    fn double_option_distinguishes_absent_from_null() {
+        #[derive(Deserialize)]
+        struct Patch {
+            #[serde(default, deserialize_with = "double_option")]
+            url: Option<Option<String>>,
+        }
+
+        let absent: Patch = serde_json::from_str("{}").unwrap();
+        let null: Patch = serde_json::from_str(r#"{"url": null}"#).unwrap();
+        let set: Patch = serde_json::from_str(r#"{"url": "x"}"#).unwrap();
+
+        assert_eq!(absent.url, None);
+        assert_eq!(null.url, Some(None));
+        assert_eq!(set.url, Some(Some("x".into())));
+    }
+}

@@ -1,0 +1,12 @@
+//! Extractors that reject with `ApiError` (problem+json), used instead of axum's `Json`,
+//! `Path` and `Query`, whose rejections are plain text.
+
+mod conditional;
+mod json;
+mod path;
+mod query;
+
+pub use conditional::{IfMatch, IfNoneMatch};
+pub use json::{ApiJson, double_option};
+pub use path::ApiPath;
+pub use query::ApiQuery;

@@ -1,0 +1,45 @@
+//! A span per request carrying the request id (so every log line of the request has it),
+//! and one access-log line when the response is ready.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+use super::RequestId;
+
+/// Wraps the request in a span and logs its outcome once.
+pub async fn trace(req: Request, next: Next) -> Response {
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_else(|| "unknown".into());
+    // The route template, never the raw path: ids and junk URLs stay out of the logs' keys.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().clone();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        http.method = %method,
+        http.route = %route,
+    );
+    let started = Instant::now();
+    let response = next.run(req).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let _entered = span.enter();
+    if response.status().is_server_error() {
+        tracing::error!(http.status = status, latency_ms, "request completed");
+    } else if route.starts_with("/health") {
+        tracing::debug!(http.status = status, latency_ms, "request completed");
+    } else {
+        tracing::info!(http.status = status, latency_ms, "request completed");
+    }
+    response
+}

@@ -1,0 +1,49 @@
+//! The HTTP layer: routes, extractors, errors and middleware. Turns wire input into domain
+//! types and store calls; never sees SQL.
+
+pub mod cursor;
+pub mod error;
+pub mod extract;
+pub mod list;
+pub mod middleware;
+pub mod openapi;
+pub mod routes;
+
+use axum::Router;
+use axum::http::StatusCode;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::state::AppState;
+use error::ApiError;
+
+/// Every documented route, with the document they produce.
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(routes::artists::router())
+        .merge(routes::songs::router())
+        .merge(routes::health::router())
+        .merge(routes::docs::router())
+}
+
+/// The OpenAPI document, as served at `/openapi.json` and printed by `starsongs openapi`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().into_openapi()
+}
+
+/// The complete application: routes, Swagger UI at `/docs`, and the middleware stack.
+pub fn router(state: AppState) -> Router {
+    let (routes, document) = api_router().split_for_parts();
+    let settings = state.settings.clone();
+    let app = routes
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
+        .fallback(unknown_route)
+        .with_state(state);
+    middleware::apply(app, &settings)
+}
+
+/// 404 problem for paths that match no route.
+async fn unknown_route() -> ApiError {
+    ApiError::from_status(StatusCode::NOT_FOUND)
+}

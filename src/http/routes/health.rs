@@ -1,0 +1,180 @@
+//! Probes: `/health` (legacy), `/health/live` (process only) and `/health/ready`
+//! (database round trip within 1 s, schema current, not shutting down).
+
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::state::{AppState, DatabaseCheck};
+
+/// Deadline of the readiness database round trip (API.md).
+const DATABASE_DEADLINE: Duration = Duration::from_secs(1);
+/// Probes are answered from a check at most this old, so probe floods cost no database load.
+const CHECK_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The probe routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(live))
+        .routes(routes!(ready))
+}
+
+/// A bare status document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthStatus {
+    /// `healthy` or `alive`.
+    #[schema(example = "healthy")]
+    pub status: &'static str,
+}
+
+/// One dependency check.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckOut {
+    /// `up` or `down`.
+    #[schema(example = "up")]
+    pub status: &'static str,
+    /// Round-trip time in milliseconds.
+    pub latency_ms: u64,
+}
+
+/// Schema state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MigrationsOut {
+    /// `up` when current, `pending` when migrations are missing, `unknown` if unreadable.
+    #[schema(example = "up")]
+    pub status: &'static str,
+    /// Migrations not applied.
+    pub pending: Option<usize>,
+}
+
+/// Checks behind readiness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyChecks {
+    /// Database round trip.
+    pub database: CheckOut,
+    /// Schema migrations.
+    pub migrations: MigrationsOut,
+}
+
+/// Connection pool figures.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PoolOut {
+    /// Open connections.
+    pub size: u32,
+    /// Open and idle.
+    pub idle: u32,
+    /// Open and in use.
+    pub in_use: u32,
+    /// Configured maximum.
+    pub max: u32,
+}
+
+/// The readiness document.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "status": "ready", "draining": false,
+    "checks": {"database": {"status": "up", "latency_ms": 1}, "migrations": {"status": "up", "pending": 0}},
+    "pool": {"size": 2, "idle": 2, "in_use": 0, "max": 10}
+}))]
+pub struct ReadyOut {
+    /// `ready` or `not_ready`.
+    pub status: &'static str,
+    /// True once shutdown has begun.
+    pub draining: bool,
+    /// Individual checks.
+    pub checks: ReadyChecks,
+    /// Pool figures.
+    pub pool: PoolOut,
+}
+
+/// Legacy probe kept for old monitors.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "The process is up", body = HealthStatus)))]
+pub async fn health() -> Json<HealthStatus> {
+    Json(HealthStatus { status: "healthy" })
+}
+
+/// Liveness: answers while the process can serve; never touches the database.
+#[utoipa::path(get, path = "/health/live", tag = "operations",
+    responses((status = 200, description = "The process can serve", body = HealthStatus)))]
+pub async fn live() -> Json<HealthStatus> {
+    Json(HealthStatus { status: "alive" })
+}
+
+/// Readiness: 200 when the database answers within 1 s, the schema is current and shutdown
+/// has not begun; 503 otherwise (with `Retry-After`).
+#[utoipa::path(get, path = "/health/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready for traffic", body = ReadyOut),
+        (status = 503, description = "Not ready: database down, migrations pending, or draining", body = ReadyOut),
+    ))]
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let store = state.store.clone();
+    let check = state
+        .readiness
+        .database_check(CHECK_MAX_AGE, || async move {
+            let started = Instant::now();
+            let ping = tokio::time::timeout(DATABASE_DEADLINE, store.ping()).await;
+            let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let is_up = matches!(ping, Ok(Ok(())));
+            let pending = if is_up {
+                tokio::time::timeout(DATABASE_DEADLINE, store.migrator().pending_count())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            } else {
+                None
+            };
+            DatabaseCheck {
+                is_up,
+                latency_ms,
+                pending_migrations: pending,
+            }
+        })
+        .await;
+    let draining = state.readiness.is_draining();
+    let is_ready = !draining && check.is_up && check.pending_migrations == Some(0);
+    let stats = state.store.pool_stats();
+    let body = ReadyOut {
+        status: if is_ready { "ready" } else { "not_ready" },
+        draining,
+        checks: ReadyChecks {
+            database: CheckOut {
+                status: if check.is_up { "up" } else { "down" },
+                latency_ms: check.latency_ms,
+            },
+            migrations: MigrationsOut {
+                status: match check.pending_migrations {
+                    Some(0) => "up",
+                    Some(_) => "pending",
+                    None => "unknown",
+                },
+                pending: check.pending_migrations,
+            },
+        },
+        pool: PoolOut {
+            size: stats.size,
+            idle: stats.idle,
+            in_use: stats.size.saturating_sub(stats.idle),
+            max: stats.max,
+        },
+    };
+    if is_ready {
+        (StatusCode::OK, Json(body)).into_response()
+    } else {
+        // A probe body, not an error: readiness answers its own document, not a problem.
+        let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        response
+    }
+}

@@ -1,0 +1,15 @@
+//! Star Songs: a music catalog REST API.
+//!
+//! The binary (`src/main.rs`) only parses the command line and calls into this library;
+//! tests and the CLI use the same entry points. See `README.md` for the quick start and
+//! `../shared/API.md` for the HTTP contract.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod shutdown;
+pub mod state;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,49 @@
+//! The `starsongs` binary: parse the command line, load settings, install logging, then
+//! run the command on a Tokio runtime.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use starsongs::cli::{self, Cli, Command};
+use starsongs::config::Settings;
+use starsongs::telemetry;
+
+fn main() -> ExitCode {
+    let command = Cli::parse().command.unwrap_or(Command::Serve);
+    if !cli::needs_settings(&command) {
+        if let Command::Healthcheck { url: Some(base) } = &command {
+            return block_on(cli::healthcheck(base));
+        }
+        return cli::print_openapi();
+    }
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("starsongs: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&settings.log);
+    block_on(async move {
+        match cli::run(command, settings).await {
+            Ok(code) => code,
+            Err(error) => {
+                tracing::error!(error = format!("{error:#}"), "command failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn block_on(future: impl Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(future),
+        Err(error) => {
+            eprintln!("starsongs: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

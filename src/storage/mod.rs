@@ -1,0 +1,182 @@
+//! The storage seam: one `Store` trait of use cases, its error type, and `connect`, which
+//! picks a backend by URL scheme. No transaction, pool or row type crosses this trait.
+
+pub mod migrate;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::DatabaseSettings;
+use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
+use crate::domain::etag::Precondition;
+use crate::domain::ids::{ArtistId, SongId};
+use crate::domain::list::{
+    ArtistFilter, ArtistSortField, ListQuery, Page, SongFilter, SongSortField,
+};
+use crate::domain::song::{NewSong, Song, SongChanges};
+use migrate::Migrator;
+
+/// The store as the application holds it.
+pub type DynStore = Arc<dyn Store>;
+
+/// A kind of resource, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    /// An artist.
+    Artist,
+    /// A song.
+    Song,
+}
+
+impl std::fmt::Display for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Artist => "Artist",
+            Self::Song => "Song",
+        })
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The resource (or a resource it refers to) does not exist.
+    #[error("{entity} with id {id} not found")]
+    NotFound {
+        /// What was looked for.
+        entity: Entity,
+        /// Its id.
+        id: i64,
+    },
+    /// The change would break a rule that involves other rows.
+    #[error("{0}")]
+    Conflict(String),
+    /// `If-Match` did not match the current version; nothing changed.
+    #[error("the resource has changed since the given entity tag")]
+    PreconditionFailed,
+    /// The database cannot be reached or is too busy to answer in time.
+    #[error("database unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// Anything else: a bug or an unexpected driver error.
+    #[error("unexpected storage error")]
+    Other(#[source] anyhow::Error),
+}
+
+/// Connection pool figures, for readiness and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    /// Open connections.
+    pub size: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// Configured maximum.
+    pub max: u32,
+}
+
+/// Result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The catalog's use cases. Each method runs in one transaction inside the backend.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Lists artists by filter, order and position.
+    async fn list_artists(
+        &self,
+        query: &ListQuery<ArtistSortField, ArtistFilter>,
+    ) -> StoreResult<Page<Artist>>;
+    /// Reads one artist.
+    async fn get_artist(&self, id: ArtistId) -> StoreResult<Artist>;
+    /// Creates an artist.
+    async fn insert_artist(&self, new: &NewArtist) -> StoreResult<Artist>;
+    /// Replaces an artist's fields; never creates.
+    async fn replace_artist(
+        &self,
+        id: ArtistId,
+        new: &NewArtist,
+        if_match: Option<&Precondition>,
+    ) -> StoreResult<Artist>;
+    /// Applies a merge patch to an artist.
+    async fn patch_artist(
+        &self,
+        id: ArtistId,
+        changes: &ArtistChanges,
+        if_match: Option<&Precondition>,
+    ) -> StoreResult<Artist>;
+    /// Deletes an artist; with `cascade`, its songs too, in the same transaction. Without
+    /// it, an artist that still has songs is a [`StoreError::Conflict`].
+    async fn delete_artist(
+        &self,
+        id: ArtistId,
+        cascade: bool,
+        if_match: Option<&Precondition>,
+    ) -> StoreResult<()>;
+
+    /// Lists songs by filter, order and position (optionally with each song's artist).
+    async fn list_songs(
+        &self,
+        query: &ListQuery<SongSortField, SongFilter>,
+    ) -> StoreResult<Page<Song>>;
+    /// Reads one song.
+    async fn get_song(&self, id: SongId) -> StoreResult<Song>;
+    /// Creates a song; a missing artist is [`StoreError::NotFound`] for that artist.
+    async fn insert_song(&self, new: &NewSong) -> StoreResult<Song>;
+    /// Replaces a song's fields; never creates.
+    async fn replace_song(
+        &self,
+        id: SongId,
+        new: &NewSong,
+        if_match: Option<&Precondition>,
+    ) -> StoreResult<Song>;
+    /// Applies a merge patch to a song.
+    async fn patch_song(
+        &self,
+        id: SongId,
+        changes: &SongChanges,
+        if_match: Option<&Precondition>,
+    ) -> StoreResult<Song>;
+    /// Deletes a song.
+    async fn delete_song(&self, id: SongId, if_match: Option<&Precondition>) -> StoreResult<()>;
+
+    /// Inserts the original catalog's demo data, once per database, idempotently.
+    /// Returns whether anything was inserted.
+    async fn seed_demo_data(&self) -> StoreResult<bool>;
+    /// One cheap round trip to the database.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Schema management for this database.
+    fn migrator(&self) -> &dyn Migrator;
+    /// Current pool figures.
+    fn pool_stats(&self) -> PoolStats;
+    /// Closes the pool, waiting for connections in use to be returned.
+    async fn close(&self);
+}
+
+/// Opens the store named by `settings.url`'s scheme. Does not migrate.
+///
+/// # Errors
+/// An unknown scheme, a malformed URL or a database that cannot be opened.
+pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DynStore> {
+    let url: &SecretString = settings
+        .url
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("database.url is not set"))?;
+    let raw = url.expose_secret();
+    if raw.starts_with("sqlite:") {
+        return Ok(Arc::new(sqlite::SqliteStore::connect(settings).await?));
+    }
+    // Name the scheme only when it looks like one: the rest of the URL may hold a password,
+    // and a value without a scheme may be a misplaced secret.
+    match raw.split_once("://") {
+        Some((scheme, _))
+            if scheme.len() <= 16
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            anyhow::bail!("database.url has an unsupported scheme `{scheme}` (supported: sqlite)")
+        }
+        _ => anyhow::bail!("database.url is not a URL with a supported scheme (supported: sqlite)"),
+    }
+}

@@ -1,0 +1,213 @@
+//! Artist use cases on SQLite.
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+use super::list::{SortColumn, push_limit, push_order_by, push_seek};
+use super::{MAX_WRITE_ATTEMPTS, check_precondition, is_foreign_key_violation, map_error, now};
+use crate::domain::artist::{Artist, NewArtist};
+use crate::domain::etag::Precondition;
+use crate::domain::ids::ArtistId;
+use crate::domain::list::{ArtistFilter, ArtistSortField, ListQuery, Page, Position};
+use crate::domain::validation::search_key;
+use crate::storage::{Entity, StoreError, StoreResult};
+
+const COLUMNS: &str = "id, name, version, created_at, updated_at";
+
+fn column(field: ArtistSortField) -> SortColumn {
+    let sql = match field {
+        ArtistSortField::Id => "id",
+        ArtistSortField::Name => "name",
+        ArtistSortField::CreatedAt => "created_at",
+    };
+    SortColumn {
+        sql,
+        is_nullable: false,
+    }
+}
+
+fn from_row(row: &SqliteRow) -> StoreResult<Artist> {
+    let id: i64 = row.try_get("id").map_err(map_error)?;
+    Ok(Artist {
+        id: ArtistId::try_from(id)
+            .map_err(|()| StoreError::Other(anyhow::anyhow!("artist id {id} out of range")))?,
+        name: row.try_get("name").map_err(map_error)?,
+        version: row.try_get("version").map_err(map_error)?,
+        created_at: row.try_get("created_at").map_err(map_error)?,
+        updated_at: row.try_get("updated_at").map_err(map_error)?,
+    })
+}
+
+fn not_found(id: ArtistId) -> StoreError {
+    StoreError::NotFound {
+        entity: Entity::Artist,
+        id: id.get(),
+    }
+}
+
+fn push_filter(qb: &mut QueryBuilder<Sqlite>, filter: &ArtistFilter) {
+    if let Some(q) = &filter.q {
+        // instr() on the folded column: `%`, `_` and quotes in q are plain text.
+        qb.push(" and instr(name_key, ");
+        qb.push_bind(q.clone());
+        qb.push(") > 0");
+    }
+}
+
+pub(super) async fn list(
+    pool: &SqlitePool,
+    query: &ListQuery<ArtistSortField, ArtistFilter>,
+) -> StoreResult<Page<Artist>> {
+    // One read transaction: the count and the page see the same snapshot.
+    let mut tx = pool.begin().await.map_err(map_error)?;
+    let mut count = QueryBuilder::<Sqlite>::new("select count(*) from artist where 1 = 1");
+    push_filter(&mut count, &query.filter);
+    let total: i64 = count
+        .build_query_scalar()
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_error)?;
+
+    let mut select =
+        QueryBuilder::<Sqlite>::new(format!("select {COLUMNS} from artist where 1 = 1"));
+    push_filter(&mut select, &query.filter);
+    if let Position::After(values) = &query.position {
+        push_seek(&mut select, query.sort.keys(), values, column);
+    }
+    push_order_by(&mut select, query.sort.keys(), column);
+    push_limit(&mut select, query.page_size, query.offset());
+    let rows = select
+        .build()
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_error)?;
+    tx.commit().await.map_err(map_error)?;
+
+    let mut items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
+    let has_next = items.len() > query.page_size as usize;
+    items.truncate(query.page_size as usize);
+    Ok(Page {
+        items,
+        total_items: u64::try_from(total).unwrap_or_default(),
+        has_next,
+    })
+}
+
+pub(super) async fn get(pool: &SqlitePool, id: ArtistId) -> StoreResult<Artist> {
+    let row =
+        sqlx::query("select id, name, version, created_at, updated_at from artist where id = ?")
+            .bind(id.get())
+            .fetch_optional(pool)
+            .await
+            .map_err(map_error)?;
+    row.as_ref()
+        .map(from_row)
+        .unwrap_or_else(|| Err(not_found(id)))
+}
+
+pub(super) async fn insert(pool: &SqlitePool, new: &NewArtist) -> StoreResult<Artist> {
+    let at = now();
+    let row = sqlx::query(
+        "insert into artist (name, name_key, version, created_at, updated_at) \
+         values (?, ?, 1, ?, ?) \
+         returning id, name, version, created_at, updated_at",
+    )
+    .bind(new.name.as_str())
+    .bind(search_key(new.name.as_str()))
+    .bind(&at)
+    .bind(&at)
+    .fetch_one(pool)
+    .await
+    .map_err(map_error)?;
+    from_row(&row)
+}
+
+/// Read, check `If-Match`, compute the replacement, then write only if nobody changed the
+/// row in between (`version = ?`); otherwise start over.
+pub(super) async fn update(
+    pool: &SqlitePool,
+    id: ArtistId,
+    if_match: Option<&Precondition>,
+    change: impl Fn(&Artist) -> NewArtist + Send + Sync,
+) -> StoreResult<Artist> {
+    for _ in 0..MAX_WRITE_ATTEMPTS {
+        let current = get(pool, id).await?;
+        check_precondition(if_match, &current.etag())?;
+        let next = change(&current);
+        let row = sqlx::query(
+            "update artist set name = ?, name_key = ?, version = version + 1, updated_at = ? \
+             where id = ? and version = ? \
+             returning id, name, version, created_at, updated_at",
+        )
+        .bind(next.name.as_str())
+        .bind(search_key(next.name.as_str()))
+        .bind(now())
+        .bind(id.get())
+        .bind(current.version)
+        .fetch_optional(pool)
+        .await
+        .map_err(map_error)?;
+        if let Some(row) = row {
+            return from_row(&row);
+        }
+    }
+    Err(busy(id))
+}
+
+fn busy(id: ArtistId) -> StoreError {
+    StoreError::Conflict(format!(
+        "Artist with id {id} is being changed by other requests; retry"
+    ))
+}
+
+pub(super) async fn delete(
+    pool: &SqlitePool,
+    id: ArtistId,
+    cascade: bool,
+    if_match: Option<&Precondition>,
+) -> StoreResult<()> {
+    for _ in 0..MAX_WRITE_ATTEMPTS {
+        let current = get(pool, id).await?;
+        check_precondition(if_match, &current.etag())?;
+        let mut tx = pool.begin().await.map_err(map_error)?;
+        if cascade {
+            sqlx::query("delete from song where artist_id = ?")
+                .bind(id.get())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_error)?;
+        }
+        let deleted = sqlx::query("delete from artist where id = ? and version = ?")
+            .bind(id.get())
+            .bind(current.version)
+            .execute(&mut *tx)
+            .await;
+        match deleted {
+            Ok(done) if done.rows_affected() == 1 => {
+                tx.commit().await.map_err(map_error)?;
+                return Ok(());
+            }
+            Ok(_) => tx.rollback().await.map_err(map_error)?,
+            Err(error) if is_foreign_key_violation(&error) => {
+                tx.rollback().await.map_err(map_error)?;
+                return Err(still_has_songs(pool, id).await);
+            }
+            Err(error) => return Err(map_error(error)),
+        }
+    }
+    Err(busy(id))
+}
+
+async fn still_has_songs(pool: &SqlitePool, id: ArtistId) -> StoreError {
+    let count: Result<i64, _> = sqlx::query_scalar("select count(*) from song where artist_id = ?")
+        .bind(id.get())
+        .fetch_one(pool)
+        .await;
+    match count {
+        Ok(n) => StoreError::Conflict(format!(
+            "Artist with id {id} still has {n} song(s); delete or reassign them first, \
+             or delete with cascade=true"
+        )),
+        Err(error) => map_error(error),
+    }
+}

@@ -1,0 +1,239 @@
+//! The embedded SQLite backend (sqlx): pool, pragmas, error mapping and the `Store` impl,
+//! which delegates each use case to `artists`, `songs` or `seed`.
+
+mod artists;
+mod list;
+mod migrate;
+mod seed;
+mod songs;
+
+use std::str::FromStr;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::Utc;
+use secrecy::ExposeSecret;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+use super::migrate::Migrator;
+use super::{PoolStats, Store, StoreError, StoreResult};
+use crate::config::{DatabaseSettings, SqliteSynchronous};
+use crate::domain::artist::{Artist, ArtistChanges, NewArtist, timestamp_key};
+use crate::domain::etag::{EntityTag, Precondition};
+use crate::domain::ids::{ArtistId, SongId};
+use crate::domain::list::{
+    ArtistFilter, ArtistSortField, ListQuery, Page, SongFilter, SongSortField,
+};
+use crate::domain::song::{NewSong, Song, SongChanges};
+pub use migrate::MIGRATIONS;
+
+/// How often a read-check-write is retried when another writer changed the row in between.
+const MAX_WRITE_ATTEMPTS: usize = 5;
+
+/// The SQLite store.
+pub struct SqliteStore {
+    pool: SqlitePool,
+    migrator: migrate::SqliteMigrator,
+}
+
+impl SqliteStore {
+    /// Opens (creating if `mode=rwc`) the database file and its pool.
+    ///
+    /// Pragmas, applied to every connection:
+    /// - `journal_mode=WAL`: readers never block the writer and vice versa.
+    /// - `foreign_keys=ON`: SQLite enforces `song.artist_id` RESTRICT only when asked.
+    /// - `busy_timeout`: wait for the write lock instead of failing at once.
+    /// - `synchronous=FULL` (default): an acknowledged commit survives power loss.
+    ///
+    /// # Errors
+    /// A malformed URL or a file that cannot be opened.
+    pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        let url = settings.url.as_ref().context("database.url is not set")?;
+        // The parse error could echo the URL; replace it with a fixed message.
+        let options = SqliteConnectOptions::from_str(url.expose_secret())
+            .map_err(|_| anyhow::anyhow!("database.url is not a valid sqlite URL"))?
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(settings.sqlite_busy_timeout())
+            .synchronous(match settings.sqlite_synchronous {
+                SqliteSynchronous::Full => sqlx::sqlite::SqliteSynchronous::Full,
+                SqliteSynchronous::Normal => sqlx::sqlite::SqliteSynchronous::Normal,
+            });
+        if let Some(parent) = options.get_filename().parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).context("creating the database directory")?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(settings.max_connections)
+            .min_connections(settings.min_connections)
+            .acquire_timeout(settings.acquire_timeout())
+            .idle_timeout(Some(settings.idle_timeout()))
+            .max_lifetime(Some(settings.max_lifetime()))
+            .connect_with(options)
+            .await
+            .context("opening the sqlite database")?;
+        Ok(Self {
+            migrator: migrate::SqliteMigrator::new(pool.clone()),
+            pool,
+        })
+    }
+}
+
+/// Maps a driver error to a [`StoreError`].
+///
+/// | SQLite primary code | meaning | mapped to |
+/// |---|---|---|
+/// | 5 `SQLITE_BUSY`, 6 `SQLITE_LOCKED` | lock not granted within `busy_timeout` | `Unavailable` |
+/// | 10 `SQLITE_IOERR`, 13 `SQLITE_FULL`, 14 `SQLITE_CANTOPEN` | disk or file trouble | `Unavailable` |
+/// | pool timeout, pool closed, I/O | no connection to be had | `Unavailable` |
+/// | anything else | a bug | `Other` |
+///
+/// Constraint codes (787 foreign key) are handled where the use case knows what they mean.
+fn map_error(error: sqlx::Error) -> StoreError {
+    let unavailable = match &error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 5 | 6 | 10 | 13 | 14)),
+        _ => false,
+    };
+    if unavailable {
+        StoreError::Unavailable(error.into())
+    } else {
+        StoreError::Other(error.into())
+    }
+}
+
+/// Whether `error` is a foreign-key violation (SQLite extended code 787).
+fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|db| db.kind() == sqlx::error::ErrorKind::ForeignKeyViolation)
+}
+
+/// Fails with `PreconditionFailed` unless `if_match` is absent or matches `current`.
+fn check_precondition(if_match: Option<&Precondition>, current: &EntityTag) -> StoreResult<()> {
+    match if_match {
+        Some(precondition) if !precondition.matches_strong(current) => {
+            Err(StoreError::PreconditionFailed)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The current time in the fixed-width stored form.
+fn now() -> String {
+    timestamp_key(&Utc::now())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn list_artists(
+        &self,
+        query: &ListQuery<ArtistSortField, ArtistFilter>,
+    ) -> StoreResult<Page<Artist>> {
+        artists::list(&self.pool, query).await
+    }
+
+    async fn get_artist(&self, id: ArtistId) -> StoreResult<Artist> {
+        artists::get(&self.pool, id).await
+    }
+
+    async fn insert_artist(&self, new: &NewArtist) -> StoreResult<Artist> {
+        artists::insert(&self.pool, new).await
+    }
+
+    async fn replace_artist(
+        &self,
+        id: ArtistId,
+        new: &NewArtist,
+        if_match: Option<&Precondition>,
+    ) -> StoreResult<Artist> {
+        artists::update(&self.pool, id, if_match, |_| new.clone()).await
+    }
+
+    async fn patch_artist(
+        &self,
+        id: ArtistId,
+        changes: &ArtistChanges,
+        if_match: Option<&Precondition>,
+    ) -> StoreResult<Artist> {
+        artists::update(&self.pool, id, if_match, |current| changes.apply(current)).await
+    }
+
+    async fn delete_artist(
+        &self,
+        id: ArtistId,
+        cascade: bool,
+        if_match: Option<&Precondition>,
+    ) -> StoreResult<()> {
+        artists::delete(&self.pool, id, cascade, if_match).await
+    }
+
+    async fn list_songs(
+        &self,
+        query: &ListQuery<SongSortField, SongFilter>,
+    ) -> StoreResult<Page<Song>> {
+        songs::list(&self.pool, query).await
+    }
+
+    async fn get_song(&self, id: SongId) -> StoreResult<Song> {
+        songs::get(&self.pool, id).await
+    }
+
+    async fn insert_song(&self, new: &NewSong) -> StoreResult<Song> {
+        songs::insert(&self.pool, new).await
+    }
+
+    async fn replace_song(
+        &self,
+        id: SongId,
+        new: &NewSong,
+        if_match: Option<&Precondition>,
+    ) -> StoreResult<Song> {
+        songs::update(&self.pool, id, if_match, |_| new.clone()).await
+    }
+
+    async fn patch_song(
+        &self,
+        id: SongId,
+        changes: &SongChanges,
+        if_match: Option<&Precondition>,
+    ) -> StoreResult<Song> {
+        songs::update(&self.pool, id, if_match, |current| changes.apply(current)).await
+    }
+
+    async fn delete_song(&self, id: SongId, if_match: Option<&Precondition>) -> StoreResult<()> {
+        songs::delete(&self.pool, id, if_match).await
+    }
+
+    async fn seed_demo_data(&self) -> StoreResult<bool> {
+        seed::seed_demo_data(&self.pool).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("select 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(map_error)
+    }
+
+    fn migrator(&self) -> &dyn Migrator {
+        &self.migrator
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

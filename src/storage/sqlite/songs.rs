@@ -1,0 +1,253 @@
+//! Song use cases on SQLite.
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+use super::list::{SortColumn, push_limit, push_order_by, push_seek};
+use super::{MAX_WRITE_ATTEMPTS, check_precondition, is_foreign_key_violation, map_error, now};
+use crate::domain::artist::ArtistSummary;
+use crate::domain::etag::Precondition;
+use crate::domain::ids::{ArtistId, SongId};
+use crate::domain::list::{ListQuery, Page, Position, SongFilter, SongSortField};
+use crate::domain::song::{NewSong, Song, SongUrl};
+use crate::domain::validation::search_key;
+use crate::storage::{Entity, StoreError, StoreResult};
+
+const SELECT: &str = "select s.id, s.title, s.artist_id, s.release_date, s.url, s.distance, \
+                      s.version, s.created_at, s.updated_at";
+const RETURNING: &str = " returning id, title, artist_id, release_date, url, distance, version, \
+                         created_at, updated_at";
+
+fn column(field: SongSortField) -> SortColumn {
+    let (sql, is_nullable) = match field {
+        SongSortField::Id => ("s.id", false),
+        SongSortField::Title => ("s.title", false),
+        SongSortField::ReleaseDate => ("s.release_date", true),
+        SongSortField::Distance => ("s.distance", true),
+        SongSortField::CreatedAt => ("s.created_at", false),
+    };
+    SortColumn { sql, is_nullable }
+}
+
+fn out_of_range(what: &str, raw: i64) -> StoreError {
+    StoreError::Other(anyhow::anyhow!("{what} {raw} out of range"))
+}
+
+/// Maps a song row; `with_artist` reads the joined `artist_name` column too.
+fn from_row(row: &SqliteRow, with_artist: bool) -> StoreResult<Song> {
+    let id: i64 = row.try_get("id").map_err(map_error)?;
+    let artist_id = match row
+        .try_get::<Option<i64>, _>("artist_id")
+        .map_err(map_error)?
+    {
+        Some(raw) => Some(ArtistId::try_from(raw).map_err(|()| out_of_range("artist id", raw))?),
+        None => None,
+    };
+    let artist = if with_artist {
+        let name: Option<String> = row.try_get("artist_name").map_err(map_error)?;
+        artist_id
+            .zip(name)
+            .map(|(id, name)| ArtistSummary { id, name })
+    } else {
+        None
+    };
+    Ok(Song {
+        id: SongId::try_from(id).map_err(|()| out_of_range("song id", id))?,
+        title: row.try_get("title").map_err(map_error)?,
+        artist_id,
+        release_date: row.try_get("release_date").map_err(map_error)?,
+        url: row.try_get("url").map_err(map_error)?,
+        distance: row.try_get("distance").map_err(map_error)?,
+        version: row.try_get("version").map_err(map_error)?,
+        created_at: row.try_get("created_at").map_err(map_error)?,
+        updated_at: row.try_get("updated_at").map_err(map_error)?,
+        artist,
+    })
+}
+
+fn not_found(id: SongId) -> StoreError {
+    StoreError::NotFound {
+        entity: Entity::Song,
+        id: id.get(),
+    }
+}
+
+fn push_filter(qb: &mut QueryBuilder<Sqlite>, filter: &SongFilter) {
+    if let Some(q) = &filter.q {
+        // instr() on the folded column: `%`, `_` and quotes in q are plain text.
+        qb.push(" and instr(s.title_key, ");
+        qb.push_bind(q.clone());
+        qb.push(") > 0");
+    }
+    if let Some(artist_id) = filter.artist_id {
+        qb.push(" and s.artist_id = ");
+        qb.push_bind(artist_id.get());
+    }
+    // ISO dates compare correctly as text; NULL dates fail both comparisons (API.md).
+    if let Some(from) = filter.released_from {
+        qb.push(" and s.release_date >= ");
+        qb.push_bind(from.format("%Y-%m-%d").to_string());
+    }
+    if let Some(to) = filter.released_to {
+        qb.push(" and s.release_date <= ");
+        qb.push_bind(to.format("%Y-%m-%d").to_string());
+    }
+}
+
+pub(super) async fn list(
+    pool: &SqlitePool,
+    query: &ListQuery<SongSortField, SongFilter>,
+) -> StoreResult<Page<Song>> {
+    let include = query.filter.include_artist;
+    // One read transaction: the count and the page see the same snapshot.
+    let mut tx = pool.begin().await.map_err(map_error)?;
+    let mut count = QueryBuilder::<Sqlite>::new("select count(*) from song s where 1 = 1");
+    push_filter(&mut count, &query.filter);
+    let total: i64 = count
+        .build_query_scalar()
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_error)?;
+
+    // include=artist: the artist comes from the same query (no per-item lookups).
+    let mut select = QueryBuilder::<Sqlite>::new(if include {
+        format!(
+            "{SELECT}, a.name as artist_name from song s left join artist a on a.id = s.artist_id where 1 = 1"
+        )
+    } else {
+        format!("{SELECT} from song s where 1 = 1")
+    });
+    push_filter(&mut select, &query.filter);
+    if let Position::After(values) = &query.position {
+        push_seek(&mut select, query.sort.keys(), values, column);
+    }
+    push_order_by(&mut select, query.sort.keys(), column);
+    push_limit(&mut select, query.page_size, query.offset());
+    let rows = select
+        .build()
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_error)?;
+    tx.commit().await.map_err(map_error)?;
+
+    let mut items = rows
+        .iter()
+        .map(|row| from_row(row, include))
+        .collect::<StoreResult<Vec<_>>>()?;
+    let has_next = items.len() > query.page_size as usize;
+    items.truncate(query.page_size as usize);
+    Ok(Page {
+        items,
+        total_items: u64::try_from(total).unwrap_or_default(),
+        has_next,
+    })
+}
+
+pub(super) async fn get(pool: &SqlitePool, id: SongId) -> StoreResult<Song> {
+    let row = sqlx::query(
+        "select s.id, s.title, s.artist_id, s.release_date, s.url, s.distance, s.version, \
+         s.created_at, s.updated_at from song s where s.id = ?",
+    )
+    .bind(id.get())
+    .fetch_optional(pool)
+    .await
+    .map_err(map_error)?;
+    row.as_ref()
+        .map(|row| from_row(row, false))
+        .unwrap_or_else(|| Err(not_found(id)))
+}
+
+/// Maps a foreign-key violation on a song write to "Artist with id N not found".
+fn write_error(error: sqlx::Error, new: &NewSong) -> StoreError {
+    match new.artist_id {
+        Some(artist_id) if is_foreign_key_violation(&error) => StoreError::NotFound {
+            entity: Entity::Artist,
+            id: artist_id.get(),
+        },
+        _ => map_error(error),
+    }
+}
+
+pub(super) async fn insert(pool: &SqlitePool, new: &NewSong) -> StoreResult<Song> {
+    let at = now();
+    let sql = format!(
+        "insert into song (title, title_key, artist_id, release_date, url, distance, version, \
+         created_at, updated_at) values (?, ?, ?, ?, ?, ?, 1, ?, ?){RETURNING}"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(new.title.as_str())
+        .bind(search_key(new.title.as_str()))
+        .bind(new.artist_id.map(ArtistId::get))
+        .bind(new.release_date.map(|d| d.format("%Y-%m-%d").to_string()))
+        .bind(new.url.as_ref().map(SongUrl::as_str))
+        .bind(new.distance)
+        .bind(&at)
+        .bind(&at)
+        .fetch_one(pool)
+        .await
+        .map_err(|error| write_error(error, new))?;
+    from_row(&row, false)
+}
+
+/// Read, check `If-Match`, compute the replacement, then write only if nobody changed the
+/// row in between (`version = ?`); otherwise start over.
+pub(super) async fn update(
+    pool: &SqlitePool,
+    id: SongId,
+    if_match: Option<&Precondition>,
+    change: impl Fn(&Song) -> NewSong + Send + Sync,
+) -> StoreResult<Song> {
+    let sql = format!(
+        "update song set title = ?, title_key = ?, artist_id = ?, release_date = ?, url = ?, \
+         distance = ?, version = version + 1, updated_at = ? where id = ? and version = ?{RETURNING}"
+    );
+    for _ in 0..MAX_WRITE_ATTEMPTS {
+        let current = get(pool, id).await?;
+        check_precondition(if_match, &current.etag())?;
+        let next = change(&current);
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(next.title.as_str())
+            .bind(search_key(next.title.as_str()))
+            .bind(next.artist_id.map(ArtistId::get))
+            .bind(next.release_date.map(|d| d.format("%Y-%m-%d").to_string()))
+            .bind(next.url.as_ref().map(SongUrl::as_str))
+            .bind(next.distance)
+            .bind(now())
+            .bind(id.get())
+            .bind(current.version)
+            .fetch_optional(pool)
+            .await
+            .map_err(|error| write_error(error, &next))?;
+        if let Some(row) = row {
+            return from_row(&row, false);
+        }
+    }
+    Err(busy(id))
+}
+
+fn busy(id: SongId) -> StoreError {
+    StoreError::Conflict(format!(
+        "Song with id {id} is being changed by other requests; retry"
+    ))
+}
+
+pub(super) async fn delete(
+    pool: &SqlitePool,
+    id: SongId,
+    if_match: Option<&Precondition>,
+) -> StoreResult<()> {
+    for _ in 0..MAX_WRITE_ATTEMPTS {
+        let current = get(pool, id).await?;
+        check_precondition(if_match, &current.etag())?;
+        let done = sqlx::query("delete from song where id = ? and version = ?")
+            .bind(id.get())
+            .bind(current.version)
+            .execute(pool)
+            .await
+            .map_err(map_error)?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+    }
+    Err(busy(id))
+}
