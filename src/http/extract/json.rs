@@ -85,11 +85,11 @@ fn describe(path: &str, message: &str) -> FieldError {
     };
     let quoted = |text: &str| text.split('`').nth(1).map(str::to_owned);
     if let Some(rest) = message.strip_prefix("unknown field ") {
-        let name = quoted(rest).unwrap_or_default();
+        // The path already ends with the unknown member.
         let field = if field == "body" {
-            name
+            quoted(rest).unwrap_or_default()
         } else {
-            format!("{field}.{name}")
+            field.to_owned()
         };
         return FieldError::new(field, "is not a known field");
     }
@@ -184,7 +184,7 @@ mod tests {
                 "The request body is not valid JSON",
             ),
             (
-                "{} x",
+                r#"{"name": "a"} x"#,
                 StatusCode::BAD_REQUEST,
                 "The request body is not valid JSON",
             ),

@@ -18,6 +18,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Settings;
+pub use problem::OwnBody;
 pub use request_id::RequestId;
 
 /// Wraps `router` in the stack: request id → trace and access log → problem rendering →

@@ -11,6 +11,11 @@ use axum::response::Response;
 use super::RequestId;
 use crate::http::error::{PROBLEM_JSON, Problem, ProblemExtension};
 
+/// Marks an error-status response whose body is its own documented format (the readiness
+/// document on 503), which must not be replaced.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnBody;
+
 /// Replaces the body of any 4xx/5xx response with its problem document.
 pub async fn problem(req: Request, next: Next) -> Response {
     let instance = req.uri().path().to_owned();
@@ -20,7 +25,8 @@ pub async fn problem(req: Request, next: Next) -> Response {
         .map(|id| id.0.to_string());
     let response = next.run(req).await;
     let status = response.status();
-    if !status.is_client_error() && !status.is_server_error() {
+    let is_error = status.is_client_error() || status.is_server_error();
+    if !is_error || response.extensions().get::<OwnBody>().is_some() {
         return response;
     }
     let (mut parts, _body) = response.into_parts();

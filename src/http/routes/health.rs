@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::http::middleware::OwnBody;
 use crate::state::{AppState, DatabaseCheck};
 
 /// Deadline of the readiness database round trip (API.md).
@@ -175,6 +176,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        response.extensions_mut().insert(OwnBody);
         response
     }
 }

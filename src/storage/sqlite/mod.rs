@@ -89,7 +89,7 @@ impl SqliteStore {
 /// | pool timeout, pool closed, I/O | no connection to be had | `Unavailable` |
 /// | anything else | a bug | `Other` |
 ///
-/// Constraint codes (787 foreign key) are handled where the use case knows what they mean.
+/// Foreign-key codes (787, 1811) are handled where the use case knows what they mean.
 fn map_error(error: sqlx::Error) -> StoreError {
     let unavailable = match &error {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
@@ -106,11 +106,14 @@ fn map_error(error: sqlx::Error) -> StoreError {
     }
 }
 
-/// Whether `error` is a foreign-key violation (SQLite extended code 787).
+/// Whether `error` is a foreign-key violation: extended code 787
+/// (`SQLITE_CONSTRAINT_FOREIGNKEY`) for a missing parent, 1811 (`SQLITE_CONSTRAINT_TRIGGER`)
+/// with "FOREIGN KEY constraint failed" for an `ON DELETE RESTRICT` action.
 fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
-    error
-        .as_database_error()
-        .is_some_and(|db| db.kind() == sqlx::error::ErrorKind::ForeignKeyViolation)
+    error.as_database_error().is_some_and(|db| {
+        db.kind() == sqlx::error::ErrorKind::ForeignKeyViolation
+            || (db.code().as_deref() == Some("1811") && db.message().contains("FOREIGN KEY"))
+    })
 }
 
 /// Fails with `PreconditionFailed` unless `if_match` is absent or matches `current`.

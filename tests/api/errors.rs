@@ -1,0 +1,266 @@
+//! Error rendering: every failure is problem+json with the request id; malformed input is
+//! 400/413/415/422 and changes nothing.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::harness::{TestApp, error_fields, problem};
+
+#[tokio::test]
+async fn malformed_json_is_400() {
+    let app = TestApp::spawn().await;
+
+    for raw in [
+        "{",
+        "",
+        "not json",
+        "{\"name\": \"x\"} trailing",
+        "{\"name\": \"x\",}",
+    ] {
+        let response = app
+            .request(Method::POST, "/v1/artists")
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        let body = problem(response, StatusCode::BAD_REQUEST).await;
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("The request body is not valid JSON")
+        );
+    }
+}
+
+#[tokio::test]
+async fn wrong_shape_is_422_naming_the_body() {
+    let app = TestApp::spawn().await;
+
+    for raw in ["[]", "42", "\"text\"", "null"] {
+        let response = app
+            .request(Method::POST, "/v1/artists")
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        let body = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(error_fields(&body), ["body"], "{raw}");
+        assert!(
+            !body["detail"].as_str().unwrap().contains("ArtistInput"),
+            "type name leaked"
+        );
+    }
+}
+
+#[tokio::test]
+async fn missing_or_wrong_content_type_is_415() {
+    let app = TestApp::spawn().await;
+
+    let missing = app
+        .request(Method::POST, "/v1/artists")
+        .body("{\"name\": \"x\"}")
+        .send()
+        .await
+        .unwrap();
+    let form = app
+        .request(Method::POST, "/v1/artists")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("name=x")
+        .send()
+        .await
+        .unwrap();
+    let with_charset = app
+        .request(Method::POST, "/v1/artists")
+        .header("content-type", "application/json; charset=utf-8")
+        .body("{\"name\": \"x\"}")
+        .send()
+        .await
+        .unwrap();
+
+    problem(missing, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    problem(form, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    assert_eq!(with_charset.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn body_over_the_limit_is_413_and_creates_nothing() {
+    let app = TestApp::spawn_with(&[("STARSONGS__SERVER__MAX_BODY_BYTES", "2048")]).await;
+    let padding = "x".repeat(4096);
+
+    let response = app
+        .post("/v1/artists", &json!({"name": "x", "padding": padding}))
+        .await;
+
+    problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
+    let list: serde_json::Value = app.get("/v1/artists").await.json().await.unwrap();
+    assert_eq!(list["pagination"]["total_items"], 0);
+}
+
+#[tokio::test]
+async fn path_ids_outside_the_range_are_422() {
+    let app = TestApp::spawn().await;
+
+    for id in [
+        "0",
+        "-1",
+        "2147483648",
+        "abc",
+        "1.5",
+        "99999999999999999999",
+        "%20",
+    ] {
+        for path in [
+            format!("/v1/artists/{id}"),
+            format!("/v1/songs/{id}"),
+            format!("/v1/artists/{id}/songs"),
+        ] {
+            let body = problem(app.get(&path).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+            assert_eq!(error_fields(&body), ["id"], "{path}");
+        }
+    }
+    problem(app.get("/v1/songs/2147483647").await, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn unknown_route_is_404_and_wrong_method_is_405_both_as_problems() {
+    let app = TestApp::spawn().await;
+
+    let unknown = app.get("/v2/nothing").await;
+    let method = app
+        .request(Method::DELETE, "/v1/artists")
+        .send()
+        .await
+        .unwrap();
+    let allow = method
+        .headers()
+        .get("allow")
+        .map(|v| v.to_str().unwrap().to_owned());
+
+    problem(unknown, StatusCode::NOT_FOUND).await;
+    let body = problem(method, StatusCode::METHOD_NOT_ALLOWED).await;
+    assert_eq!(body["instance"], "/v1/artists");
+    let allow = allow.expect("405 carries Allow");
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+}
+
+#[tokio::test]
+async fn request_id_is_echoed_when_well_formed_and_replaced_otherwise() {
+    let app = TestApp::spawn().await;
+
+    let kept = app
+        .request(Method::GET, "/v1/artists/1")
+        .header("x-request-id", "trace-123.abc_DEF")
+        .send()
+        .await
+        .unwrap();
+    let replaced = app
+        .request(Method::GET, "/health")
+        .header("x-request-id", "bad id with spaces")
+        .send()
+        .await
+        .unwrap();
+    let too_long = app
+        .request(Method::GET, "/health")
+        .header("x-request-id", "a".repeat(129))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(kept.headers()["x-request-id"], "trace-123.abc_DEF");
+    let body = problem(kept, StatusCode::NOT_FOUND).await;
+    assert_eq!(body["request_id"], "trace-123.abc_DEF");
+    for response in [replaced, too_long] {
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(uuid_like(&id), "{id}");
+    }
+}
+
+fn uuid_like(id: &str) -> bool {
+    id.len() == 36 && id.chars().filter(|c| *c == '-').count() == 4
+}
+
+#[tokio::test]
+async fn internal_errors_are_generic_500_problems_without_internals() {
+    let app = TestApp::spawn().await;
+    // Break the schema under the running service: the store's SQL now fails.
+    let store = app.state.store.clone();
+    store.migrator().down_to(0).await.unwrap();
+
+    let response = app.get("/v1/artists").await;
+
+    let body = problem(response, StatusCode::INTERNAL_SERVER_ERROR).await;
+    assert_eq!(
+        body["detail"],
+        "An unexpected error occurred; it has been logged"
+    );
+    let text = body.to_string().to_lowercase();
+    for leak in ["sqlite", "select", "artist where", "no such table", "sqlx"] {
+        assert!(!text.contains(leak), "{leak} leaked: {body}");
+    }
+}
+
+#[tokio::test]
+async fn cors_allows_listed_origins_only() {
+    let app =
+        TestApp::spawn_with(&[("STARSONGS__CORS__ALLOWED_ORIGINS", "https://app.example")]).await;
+    let preflight = |origin: &'static str| {
+        app.request(Method::OPTIONS, "/v1/artists")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+
+    let allowed = preflight("https://app.example").await.unwrap();
+    let foreign = preflight("https://evil.example").await.unwrap();
+    let simple = app
+        .request(Method::GET, "/v1/artists")
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let allow_headers = allowed.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(allow_headers.contains("authorization"), "{allow_headers}");
+    assert!(
+        allowed.headers()["vary"]
+            .to_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("origin")
+    );
+    let leaked: Vec<_> = foreign
+        .headers()
+        .keys()
+        .filter(|k| k.as_str().starts_with("access-control-"))
+        .collect();
+    assert!(leaked.is_empty(), "{leaked:?}");
+    assert_eq!(
+        simple.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let exposed = simple.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        exposed.contains("etag") && exposed.contains("x-request-id"),
+        "{exposed}"
+    );
+}

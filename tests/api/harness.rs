@@ -1,0 +1,239 @@
+//! `TestApp`: a running service on a free port with a fresh SQLite file, plus helpers that
+//! make a new test a few lines.
+
+use std::collections::HashMap;
+
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use starsongs::app::App;
+use starsongs::config::Settings;
+use starsongs::state::AppState;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running service; stopped and its files removed on drop.
+pub struct TestApp {
+    pub base: String,
+    pub client: Client,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    _dir: TempDir,
+}
+
+/// Test settings: the test profile with a fresh database file in `dir`.
+pub fn settings_in(dir: &TempDir, overrides: &[(&str, &str)]) -> Settings {
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("STARSONGS_ENV".to_owned(), "test".to_owned()),
+        ("DATABASE_URL".to_owned(), url),
+    ]);
+    for (key, value) in overrides {
+        vars.insert((*key).to_owned(), (*value).to_owned());
+    }
+    Settings::load_from(&vars).expect("test settings are valid")
+}
+
+fn init_logs() {
+    // Logs only when asked: TEST_LOG=1 cargo test -- --nocapture
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+impl TestApp {
+    /// A service with the test profile.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// A service with extra settings, as `STARSONGS__...` variables would give them.
+    pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
+        init_logs();
+        let dir = tempfile::tempdir().unwrap();
+        let settings = settings_in(&dir, overrides);
+        let app = App::build(settings).await.expect("app builds");
+        let base = format!("http://{}", app.local_addr().unwrap());
+        let state = app.state().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run(async move {
+            let _ = rx.await;
+        }));
+        Self {
+            base,
+            client: Client::new(),
+            state,
+            shutdown: Some(tx),
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    /// Absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request builder for `method path`.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path).send().await.unwrap()
+    }
+
+    /// Sends `body` as `application/json`.
+    pub async fn send_json(&self, method: Method, path: &str, body: &Value) -> Response {
+        self.request(method, path)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.send_json(Method::POST, path, body).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.request(Method::DELETE, path).send().await.unwrap()
+    }
+
+    /// Creates an artist and returns its body (asserts 201).
+    pub async fn create_artist(&self, name: &str) -> Value {
+        let response = self.post("/v1/artists", &json!({ "name": name })).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "creating artist {name}"
+        );
+        response.json().await.unwrap()
+    }
+
+    /// Creates a song and returns its body (asserts 201).
+    pub async fn create_song(&self, body: &Value) -> Value {
+        let response = self.post("/v1/songs", body).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "creating song {body}"
+        );
+        response.json().await.unwrap()
+    }
+
+    /// Asks the service to shut down and waits until `App::run` returns.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.trigger_shutdown();
+        self.server.take().unwrap().await.unwrap()
+    }
+
+    /// Asks the service to shut down without waiting.
+    pub fn trigger_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits for `App::run` to return after `trigger_shutdown`.
+    pub async fn wait_stopped(mut self) -> anyhow::Result<()> {
+        self.server.take().unwrap().await.unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.trigger_shutdown();
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// Reads a response as `(status, content-type, JSON body)`.
+pub async fn parts(response: Response) -> (StatusCode, String, Value) {
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, content_type, body)
+}
+
+/// Asserts a problem+json response with `status`, returning the body.
+pub async fn problem(response: Response, status: StatusCode) -> Value {
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let (got, content_type, body) = parts(response).await;
+    assert_eq!(got, status, "body: {body}");
+    assert_eq!(content_type, "application/problem+json", "body: {body}");
+    assert_eq!(body["status"], status.as_u16(), "body: {body}");
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:starsongs:problem:")
+    );
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "body: {body}"
+    );
+    assert!(
+        body["instance"].as_str().unwrap().starts_with('/'),
+        "body: {body}"
+    );
+    assert_eq!(
+        body["request_id"].as_str(),
+        request_id.as_deref(),
+        "body: {body}"
+    );
+    if status == StatusCode::UNPROCESSABLE_ENTITY {
+        assert!(
+            !body["errors"].as_array().unwrap().is_empty(),
+            "body: {body}"
+        );
+    } else {
+        assert!(body.get("errors").is_none(), "body: {body}");
+    }
+    body
+}
+
+/// The `field` of each entry of a 422 body's `errors`.
+pub fn error_fields(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `value` without the generated members (`id`, timestamps), for whole-body comparisons.
+pub fn without_generated(mut value: Value) -> Value {
+    if let Some(object) = value.as_object_mut() {
+        for key in ["id", "created_at", "updated_at"] {
+            object.remove(key);
+        }
+    }
+    value
+}
+
+/// The ETag header of a response.
+pub fn etag(response: &Response) -> String {
+    response
+        .headers()
+        .get("etag")
+        .expect("response has an ETag")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}

@@ -1,0 +1,13 @@
+//! HTTP tests: the real application on 127.0.0.1:0 with its own SQLite file, driven over
+//! real HTTP. One binary (one link) for every module.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+mod artists;
+mod cli;
+mod docs;
+mod errors;
+mod harness;
+mod health;
+mod lists;
+mod shutdown;
+mod songs;
