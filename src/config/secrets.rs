@@ -24,17 +24,25 @@ pub(super) fn read_file_secrets(
     let mut found = Vec::new();
     for (setting, var) in SECRET_SETTINGS {
         let file_var = format!("{var}_FILE");
-        let generic = (setting == "database.url").then_some("DATABASE_URL_FILE");
-        let path = vars
-            .get(&file_var)
-            .or_else(|| generic.and_then(|g| vars.get(g)));
-        let Some(path) = path else { continue };
-        if vars.contains_key(var) {
-            anyhow::bail!("set either {var} or {file_var}, not both ({setting})");
+        // `DATABASE_URL` has generic twins; the specific variables win over them.
+        let generic = (setting == "database.url").then_some(("DATABASE_URL", "DATABASE_URL_FILE"));
+        let (path, value_var) = match (vars.get(&file_var), generic) {
+            (Some(path), _) => (path, var),
+            // The specific value variable wins over the generic file.
+            (None, Some(_)) if vars.contains_key(var) => continue,
+            (None, Some((generic_var, generic_file))) => match vars.get(generic_file) {
+                Some(path) => (path, generic_var),
+                None => continue,
+            },
+            (None, None) => continue,
+        };
+        if vars.contains_key(value_var) {
+            anyhow::bail!("set either {value_var} or {value_var}_FILE, not both ({setting})");
         }
         // The error names the file and setting, never the content.
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {setting} from the file named by {file_var}"))?;
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!("reading {setting} from the file named by {value_var}_FILE")
+        })?;
         let value = text
             .strip_suffix("\r\n")
             .or_else(|| text.strip_suffix('\n'))
@@ -42,4 +50,50 @@ pub(super) fn read_file_secrets(
         found.push((setting, value.to_owned()));
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_value_and_its_file_together_are_refused() {
+        for (value, file) in [
+            ("STARSONGS__DATABASE__URL", "STARSONGS__DATABASE__URL_FILE"),
+            ("DATABASE_URL", "DATABASE_URL_FILE"),
+        ] {
+            let error =
+                read_file_secrets(&vars(&[(value, "sqlite://x.db"), (file, "/nonexistent")]))
+                    .unwrap_err()
+                    .to_string();
+            assert!(error.contains("not both"), "{error}");
+            assert!(!error.contains("x.db"), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_specific_value_wins_over_the_generic_file() {
+        let found = read_file_secrets(&vars(&[
+            ("STARSONGS__DATABASE__URL", "sqlite://specific.db"),
+            ("DATABASE_URL_FILE", "/nonexistent"),
+        ]))
+        .unwrap();
+
+        assert!(found.is_empty());
+    }
+
+    #[test]
+    fn unreadable_files_are_named_without_content() {
+        let error =
+            read_file_secrets(&vars(&[("DATABASE_URL_FILE", "/nonexistent/secret")])).unwrap_err();
+
+        assert!(format!("{error:#}").contains("database.url"));
+    }
 }

@@ -1,9 +1,10 @@
 //! A span per request carrying the request id (so every log line of the request has it),
 //! and one access-log line when the response is ready.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{ConnectInfo, MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
@@ -23,23 +24,35 @@ pub async fn trace(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = req.method().clone();
+    // The socket peer; proxy headers are believed only once trusted proxies exist (#4).
+    let client_ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(String::new, |info| info.0.ip().to_string());
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
         http.method = %method,
         http.route = %route,
+        client_ip = %client_ip,
     );
     let started = Instant::now();
     let response = next.run(req).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let _entered = span.enter();
-    if response.status().is_server_error() {
-        tracing::error!(http.status = status, latency_ms, "request completed");
-    } else if route.starts_with("/health") {
-        tracing::debug!(http.status = status, latency_ms, "request completed");
-    } else {
-        tracing::info!(http.status = status, latency_ms, "request completed");
+    let is_probe = route.starts_with("/health");
+    match (is_probe, response.status()) {
+        // A probe answering 503 while draining or while the database is down is expected:
+        // worth a look in aggregate, not a page.
+        (true, s) if s.is_success() => {
+            tracing::debug!(http.status = status, latency_ms, "request completed")
+        }
+        (true, _) => tracing::warn!(http.status = status, latency_ms, "request completed"),
+        (false, s) if s.is_server_error() => {
+            tracing::error!(http.status = status, latency_ms, "request completed");
+        }
+        (false, _) => tracing::info!(http.status = status, latency_ms, "request completed"),
     }
     response
 }

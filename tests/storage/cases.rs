@@ -1,0 +1,624 @@
+//! Backend-agnostic contract cases: each takes a fresh, migrated, empty store.
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use starsongs::domain::artist::{ArtistChanges, NewArtist};
+use starsongs::domain::etag::Precondition;
+use starsongs::domain::ids::{ArtistId, SongId};
+use starsongs::domain::list::{
+    ArtistFilter, ArtistSortField, ListQuery, Page, Position, SongFilter, SongSortField, Sort,
+    Sortable,
+};
+use starsongs::domain::song::{NewSong, Patch, SongChanges, SongFields, SongPatchFields};
+use starsongs::storage::{Entity, Store, StoreError};
+
+fn artist(name: &str) -> NewArtist {
+    NewArtist::parse(name).unwrap()
+}
+
+fn song(
+    title: &str,
+    artist_id: Option<ArtistId>,
+    date: Option<&str>,
+    distance: Option<f64>,
+) -> NewSong {
+    NewSong::parse(SongFields {
+        title,
+        artist_id: artist_id.map(ArtistId::get),
+        release_date: date,
+        url: Some("https://example.com/song"),
+        distance,
+    })
+    .unwrap()
+}
+
+fn songs_query(sort: &str, size: u32, filter: SongFilter) -> ListQuery<SongSortField, SongFilter> {
+    ListQuery {
+        sort: Sort::parse(Some(sort)).unwrap(),
+        page_size: size,
+        position: Position::Page(1),
+        filter,
+    }
+}
+
+fn titles(page: &Page<starsongs::domain::song::Song>) -> Vec<String> {
+    page.items.iter().map(|s| s.title.clone()).collect()
+}
+
+/// Six songs: two without a date, two without a distance, one artist-less.
+async fn catalog(store: &dyn Store) -> (ArtistId, ArtistId) {
+    let bowie = store
+        .insert_artist(&artist("David Bowie"))
+        .await
+        .unwrap()
+        .id;
+    let floyd = store.insert_artist(&artist("Pink Floyd")).await.unwrap().id;
+    for new in [
+        song(
+            "Space Oddity",
+            Some(bowie),
+            Some("1969-07-11"),
+            Some(238_900.0),
+        ),
+        song("Starman", Some(bowie), Some("1972-04-28"), Some(384_400.0)),
+        song(
+            "Astronomy Domine",
+            Some(floyd),
+            Some("1967-08-05"),
+            Some(4_000_000.0),
+        ),
+        song("No Date", Some(floyd), None, Some(1.0)),
+        song("Nothing Known", None, None, None),
+        song("100% _pure_ 'quote'", None, Some("2000-01-01"), None),
+    ] {
+        store.insert_song(&new).await.unwrap();
+    }
+    (bowie, floyd)
+}
+
+pub async fn insert_and_get_round_trip(store: &dyn Store) {
+    let created = store.insert_artist(&artist("  Queen ")).await.unwrap();
+    let new = song(
+        "'39",
+        Some(created.id),
+        Some("1975-11-21"),
+        Some(9_460_730_472_580.8),
+    );
+
+    let saved = store.insert_song(&new).await.unwrap();
+    let fetched = store.get_song(saved.id).await.unwrap();
+
+    assert_eq!(created.name, "Queen");
+    assert_eq!(created.version, 1);
+    assert_eq!(store.get_artist(created.id).await.unwrap(), created);
+    assert_eq!(fetched, saved);
+    assert_eq!(fetched.title, "'39");
+    assert_eq!(fetched.artist_id, Some(created.id));
+    assert_eq!(fetched.release_date, NaiveDate::from_ymd_opt(1975, 11, 21));
+    assert_eq!(fetched.distance, Some(9_460_730_472_580.8));
+    assert_eq!(fetched.url.as_deref(), Some("https://example.com/song"));
+}
+
+pub async fn get_missing_is_not_found(store: &dyn Store) {
+    let artist = store.get_artist(ArtistId::try_from(9).unwrap()).await;
+    let song = store.get_song(SongId::try_from(9).unwrap()).await;
+
+    assert!(matches!(
+        artist,
+        Err(StoreError::NotFound {
+            entity: Entity::Artist,
+            id: 9
+        })
+    ));
+    assert!(matches!(
+        song,
+        Err(StoreError::NotFound {
+            entity: Entity::Song,
+            id: 9
+        })
+    ));
+}
+
+pub async fn list_orders_nulls_last_and_breaks_ties_by_id(store: &dyn Store) {
+    catalog(store).await;
+    let twin = store
+        .insert_song(&song("Starman", None, Some("1972-04-28"), Some(384_400.0)))
+        .await
+        .unwrap();
+
+    let by_date = store
+        .list_songs(&songs_query("release_date", 100, SongFilter::default()))
+        .await
+        .unwrap();
+    let by_date_desc = store
+        .list_songs(&songs_query("-release_date", 100, SongFilter::default()))
+        .await
+        .unwrap();
+    let by_distance_desc = store
+        .list_songs(&songs_query("-distance", 100, SongFilter::default()))
+        .await
+        .unwrap();
+    let by_title = store
+        .list_songs(&songs_query("-title", 100, SongFilter::default()))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        titles(&by_date),
+        [
+            "Astronomy Domine",
+            "Space Oddity",
+            "Starman",
+            "Starman",
+            "100% _pure_ 'quote'",
+            "No Date",
+            "Nothing Known"
+        ]
+    );
+    assert_eq!(
+        titles(&by_date_desc),
+        [
+            "100% _pure_ 'quote'",
+            "Starman",
+            "Starman",
+            "Space Oddity",
+            "Astronomy Domine",
+            "No Date",
+            "Nothing Known"
+        ]
+    );
+    assert_eq!(
+        titles(&by_distance_desc),
+        [
+            "Astronomy Domine",
+            "Starman",
+            "Starman",
+            "Space Oddity",
+            "No Date",
+            "Nothing Known",
+            "100% _pure_ 'quote'"
+        ]
+    );
+    let starmen: Vec<_> = by_title
+        .items
+        .iter()
+        .filter(|s| s.title == "Starman")
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(
+        starmen.last(),
+        Some(&twin.id),
+        "ties are broken by id ascending"
+    );
+    assert_eq!(by_date.total_items, 7);
+    assert!(!by_date.has_next);
+}
+
+pub async fn list_filters_and_counts(store: &dyn Store) {
+    let (bowie, _) = catalog(store).await;
+    let filter = SongFilter {
+        artist_id: Some(bowie),
+        released_from: NaiveDate::from_ymd_opt(1970, 1, 1),
+        ..SongFilter::default()
+    };
+    let dated = SongFilter {
+        released_to: NaiveDate::from_ymd_opt(1969, 7, 11),
+        ..SongFilter::default()
+    };
+
+    let bowie_after_1970 = store
+        .list_songs(&songs_query("id", 10, filter))
+        .await
+        .unwrap();
+    let until_1969 = store
+        .list_songs(&songs_query("release_date", 10, dated))
+        .await
+        .unwrap();
+    let first_page = store
+        .list_songs(&songs_query("id", 2, SongFilter::default()))
+        .await
+        .unwrap();
+    let artists = store
+        .list_artists(&ListQuery {
+            sort: Sort::<ArtistSortField>::parse(Some("-name")).unwrap(),
+            page_size: 10,
+            position: Position::Page(1),
+            filter: ArtistFilter {
+                q: Some("bowie".into()),
+            },
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(titles(&bowie_after_1970), ["Starman"]);
+    assert_eq!(bowie_after_1970.total_items, 1);
+    assert_eq!(titles(&until_1969), ["Astronomy Domine", "Space Oddity"]);
+    assert_eq!(
+        (
+            first_page.items.len(),
+            first_page.total_items,
+            first_page.has_next
+        ),
+        (2, 6, true)
+    );
+    assert_eq!(
+        artists
+            .items
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>(),
+        ["David Bowie"]
+    );
+}
+
+pub async fn search_treats_metacharacters_as_text(store: &dyn Store) {
+    catalog(store).await;
+
+    for (q, expected) in [
+        ("%", vec!["100% _pure_ 'quote'"]),
+        ("_pure_", vec!["100% _pure_ 'quote'"]),
+        ("'", vec!["100% _pure_ 'quote'"]),
+        ("' or '1'='1", vec![]),
+        ("\\", vec![]),
+        ("STAR", vec!["Starman"]),
+    ] {
+        let filter = SongFilter {
+            q: Some(q.to_lowercase()),
+            ..SongFilter::default()
+        };
+        let page = store
+            .list_songs(&songs_query("id", 10, filter))
+            .await
+            .unwrap();
+        assert_eq!(titles(&page), expected, "q={q}");
+    }
+}
+
+pub async fn keyset_walk_matches_offset_order(store: &dyn Store) {
+    catalog(store).await;
+    for title in ["Dup", "Dup", "Dup"] {
+        store
+            .insert_song(&song(title, None, None, Some(5.0)))
+            .await
+            .unwrap();
+    }
+
+    for sort in [
+        "id",
+        "-id",
+        "title",
+        "-title",
+        "release_date",
+        "-release_date",
+        "distance",
+        "-distance,title",
+        "created_at",
+        "-release_date,-distance",
+    ] {
+        let full = store
+            .list_songs(&songs_query(sort, 100, SongFilter::default()))
+            .await
+            .unwrap();
+        let mut query = songs_query(sort, 2, SongFilter::default());
+        let mut walked = Vec::new();
+        loop {
+            let page = store.list_songs(&query).await.unwrap();
+            walked.extend(page.items.iter().map(|s| s.id));
+            let Some(last) = page.items.last().filter(|_| page.has_next) else {
+                break;
+            };
+            query.position = Position::After(query.sort.values_of(last));
+        }
+        let expected: Vec<_> = full.items.iter().map(|s| s.id).collect();
+        assert_eq!(walked, expected, "sort={sort}");
+        let check: Vec<_> = full
+            .items
+            .iter()
+            .map(|s| s.sort_value(SongSortField::Id))
+            .collect();
+        assert_eq!(check.len(), 9);
+    }
+}
+
+pub async fn every_write_bumps_the_version(store: &dyn Store) {
+    let created = store.insert_artist(&artist("Queen")).await.unwrap();
+
+    let same = store
+        .replace_artist(created.id, &artist("Queen"), None)
+        .await
+        .unwrap();
+    let patched = store
+        .patch_artist(created.id, &ArtistChanges::default(), None)
+        .await
+        .unwrap();
+
+    assert_eq!(same.version, 2);
+    assert_ne!(same.etag(), created.etag());
+    assert_eq!(patched.version, 3);
+    assert_eq!(patched.created_at, created.created_at);
+    assert!(patched.updated_at >= created.updated_at);
+}
+
+pub async fn precondition_failure_changes_nothing(store: &dyn Store) {
+    let created = store.insert_artist(&artist("Queen")).await.unwrap();
+    let song = store
+        .insert_song(&song("'39", Some(created.id), None, None))
+        .await
+        .unwrap();
+    let stale = Precondition::parse(created.etag().as_str()).unwrap();
+    let current = store
+        .replace_artist(created.id, &artist("Queen II"), Some(&stale))
+        .await
+        .unwrap();
+    let stale_song = Precondition::parse("\"0.0\"").unwrap();
+
+    let again = store
+        .replace_artist(created.id, &artist("Queen III"), Some(&stale))
+        .await;
+    let delete = store.delete_artist(created.id, true, Some(&stale)).await;
+    let delete_song = store.delete_song(song.id, Some(&stale_song)).await;
+
+    assert!(matches!(again, Err(StoreError::PreconditionFailed)));
+    assert!(matches!(delete, Err(StoreError::PreconditionFailed)));
+    assert!(matches!(delete_song, Err(StoreError::PreconditionFailed)));
+    assert_eq!(store.get_artist(created.id).await.unwrap(), current);
+    assert_eq!(store.get_song(song.id).await.unwrap(), song);
+}
+
+pub async fn delete_artist_with_songs_is_conflict_until_cascade(store: &dyn Store) {
+    let (bowie, floyd) = catalog(store).await;
+
+    let refused = store.delete_artist(bowie, false, None).await;
+    let kept = store
+        .list_songs(&songs_query("id", 100, SongFilter::default()))
+        .await
+        .unwrap();
+    store.delete_artist(bowie, true, None).await.unwrap();
+    let after = store
+        .list_songs(&songs_query("id", 100, SongFilter::default()))
+        .await
+        .unwrap();
+
+    assert!(
+        matches!(&refused, Err(StoreError::Conflict(detail)) if detail.contains("2 song")),
+        "{refused:?}"
+    );
+    assert_eq!(kept.total_items, 6);
+    assert!(matches!(
+        store.get_artist(bowie).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(after.total_items, 4);
+    assert!(after.items.iter().all(|s| s.artist_id != Some(bowie)));
+    assert!(store.get_artist(floyd).await.is_ok());
+}
+
+pub async fn song_with_missing_artist_is_artist_not_found(store: &dyn Store) {
+    let missing = ArtistId::try_from(404).unwrap();
+    let existing = store
+        .insert_song(&song("Lonely", None, None, None))
+        .await
+        .unwrap();
+
+    let inserted = store
+        .insert_song(&song("Orphan", Some(missing), None, None))
+        .await;
+    let replaced = store
+        .replace_song(
+            existing.id,
+            &song("Orphan", Some(missing), None, None),
+            None,
+        )
+        .await;
+
+    for result in [inserted, replaced] {
+        assert!(matches!(
+            result,
+            Err(StoreError::NotFound {
+                entity: Entity::Artist,
+                id: 404
+            })
+        ));
+    }
+    let all = store
+        .list_songs(&songs_query("id", 10, SongFilter::default()))
+        .await
+        .unwrap();
+    assert_eq!(titles(&all), ["Lonely"]);
+}
+
+pub async fn replace_and_patch_never_create(store: &dyn Store) {
+    let ghost = ArtistId::try_from(5).unwrap();
+    let ghost_song = SongId::try_from(5).unwrap();
+
+    let replaced = store.replace_artist(ghost, &artist("Ghost"), None).await;
+    let patched = store
+        .patch_song(ghost_song, &SongChanges::default(), None)
+        .await;
+    let deleted = store.delete_song(ghost_song, None).await;
+
+    assert!(matches!(
+        replaced,
+        Err(StoreError::NotFound {
+            entity: Entity::Artist,
+            id: 5
+        })
+    ));
+    assert!(matches!(
+        patched,
+        Err(StoreError::NotFound {
+            entity: Entity::Song,
+            id: 5
+        })
+    ));
+    assert!(matches!(
+        deleted,
+        Err(StoreError::NotFound {
+            entity: Entity::Song,
+            id: 5
+        })
+    ));
+    let artists = store
+        .list_artists(&ListQuery {
+            sort: Sort::parse(None).unwrap(),
+            page_size: 10,
+            position: Position::Page(1),
+            filter: ArtistFilter::default(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(artists.total_items, 0);
+}
+
+pub async fn include_artist_fills_the_summary(store: &dyn Store) {
+    let (bowie, _) = catalog(store).await;
+    let with = SongFilter {
+        include_artist: true,
+        ..SongFilter::default()
+    };
+
+    let page = store
+        .list_songs(&songs_query("id", 10, with))
+        .await
+        .unwrap();
+    let plain = store
+        .list_songs(&songs_query("id", 10, SongFilter::default()))
+        .await
+        .unwrap();
+
+    let first = &page.items[0];
+    assert_eq!(
+        first.artist.as_ref().map(|a| (a.id, a.name.as_str())),
+        Some((bowie, "David Bowie"))
+    );
+    let unknown = page
+        .items
+        .iter()
+        .find(|s| s.title == "Nothing Known")
+        .unwrap();
+    assert_eq!(unknown.artist, None);
+    assert!(plain.items.iter().all(|s| s.artist.is_none()));
+}
+
+pub async fn concurrent_patches_all_apply(store: &dyn Store) {
+    let created = store
+        .insert_song(&song("Counter", None, None, Some(0.0)))
+        .await
+        .unwrap();
+    let store: Arc<&dyn Store> = Arc::new(store);
+
+    let patches = (1..=8).map(|i| {
+        let store = Arc::clone(&store);
+        async move {
+            let changes = SongChanges::parse(SongPatchFields {
+                distance: Patch::Set(f64::from(i)),
+                ..SongPatchFields::default()
+            })
+            .unwrap();
+            store.patch_song(created.id, &changes, None).await
+        }
+    });
+    let results = futures_join_all(patches).await;
+
+    for result in &results {
+        assert!(result.is_ok(), "{result:?}");
+    }
+    let after = store.get_song(created.id).await.unwrap();
+    assert_eq!(
+        after.version, 9,
+        "every patch bumped the version exactly once"
+    );
+}
+
+/// Runs futures concurrently on the current task (no extra dependency for one join).
+async fn futures_join_all<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for future in futures {
+        set.push(Box::pin(future));
+    }
+    let mut outputs = Vec::with_capacity(set.len());
+    // Poll all futures together so their store calls overlap.
+    let mut pending: Vec<_> = set.into_iter().map(Some).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
+            if let Some(future) = slot {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(output) => {
+                        *result = Some(output);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs.extend(results.into_iter().map(Option::unwrap));
+    outputs
+}
+
+pub async fn demo_seed_runs_once(store: &dyn Store) {
+    let first = store.seed_demo_data().await.unwrap();
+    let all = store
+        .list_songs(&songs_query(
+            "id",
+            100,
+            SongFilter {
+                include_artist: true,
+                ..SongFilter::default()
+            },
+        ))
+        .await
+        .unwrap();
+    for song in &all.items {
+        store.delete_song(song.id, None).await.unwrap();
+    }
+
+    let second = store.seed_demo_data().await.unwrap();
+    let after = store
+        .list_songs(&songs_query("id", 100, SongFilter::default()))
+        .await
+        .unwrap();
+
+    assert!(first);
+    assert!(!second);
+    assert_eq!(all.total_items, 6);
+    let pairs: Vec<(String, String)> = all
+        .items
+        .iter()
+        .map(|s| (s.title.clone(), s.artist.as_ref().unwrap().name.clone()))
+        .collect();
+    assert!(pairs.contains(&("'39".into(), "Queen".into())));
+    assert!(pairs.contains(&("Across the Universe".into(), "The Beatles".into())));
+    assert_eq!(after.total_items, 0, "deleted demo songs stay deleted");
+}
+
+pub async fn migrations_round_trip(store: &dyn Store) {
+    let migrator = store.migrator();
+    assert_eq!(migrator.pending_count().await.unwrap(), 0);
+
+    let reverted = migrator.down_to(0).await.unwrap();
+    let pending = migrator.pending_count().await.unwrap();
+    let status = migrator.status().await.unwrap();
+    let applied = migrator.up().await.unwrap();
+
+    assert_eq!(reverted, [1]);
+    assert_eq!(pending, 1);
+    assert!(status.iter().all(|m| !m.is_applied));
+    assert_eq!(applied, [1]);
+    assert_eq!(migrator.pending_count().await.unwrap(), 0);
+    assert!(
+        store
+            .insert_artist(&artist("After migration"))
+            .await
+            .is_ok()
+    );
+}

@@ -1,0 +1,44 @@
+//! Storage contract suite: every case in `cases.rs` runs against every backend in
+//! `backends.rs`, so all backends keep the same behaviour.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+mod backends;
+mod cases;
+
+/// Instantiates every contract case for one backend as a `#[tokio::test]`.
+macro_rules! contract_suite {
+    ($backend:ident) => {
+        contract_suite!(@cases $backend:
+            insert_and_get_round_trip,
+            get_missing_is_not_found,
+            list_orders_nulls_last_and_breaks_ties_by_id,
+            list_filters_and_counts,
+            search_treats_metacharacters_as_text,
+            keyset_walk_matches_offset_order,
+            every_write_bumps_the_version,
+            precondition_failure_changes_nothing,
+            delete_artist_with_songs_is_conflict_until_cascade,
+            song_with_missing_artist_is_artist_not_found,
+            replace_and_patch_never_create,
+            include_artist_fills_the_summary,
+            concurrent_patches_all_apply,
+            demo_seed_runs_once,
+            migrations_round_trip,
+        );
+    };
+    (@cases $backend:ident: $($case:ident),+ $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(backend) = crate::backends::$backend().await else {
+                        return;
+                    };
+                    crate::cases::$case(backend.store.as_ref()).await;
+                }
+            )+
+        }
+    };
+}
+
+contract_suite!(sqlite);
