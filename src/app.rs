@@ -3,14 +3,18 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use chrono::Utc;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::config::Settings;
+use crate::domain::idempotency::expiry_cutoff;
 use crate::state::AppState;
+use crate::storage::DynStore;
 use crate::{http, storage};
 
 /// A bound, ready-to-run service.
@@ -96,6 +100,7 @@ impl App {
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
+        let pruner = tokio::spawn(prune_idempotency_keys(self.state.store.clone()));
         let server = axum::serve(self.listener, service).with_graceful_shutdown(stop);
         let mut server = tokio::spawn(async move { server.await });
         let grace = settings.server.shutdown_grace();
@@ -110,8 +115,33 @@ impl App {
                 Ok(())
             }
         };
+        pruner.abort();
         self.state.store.close().await;
         tracing::info!("shutdown complete");
         outcome
+    }
+}
+
+/// How often expired idempotency keys are deleted.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Deletes expired idempotency keys every hour. Expired keys are already ignored when
+/// claimed; this only bounds the table's size. Safe to run on every replica.
+#[tracing::instrument(skip_all)]
+async fn prune_idempotency_keys(store: DynStore) {
+    let mut interval = tokio::time::interval(PRUNE_INTERVAL);
+    loop {
+        interval.tick().await;
+        match store
+            .prune_idempotency_keys(expiry_cutoff(Utc::now()))
+            .await
+        {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(
+                idempotency.pruned = pruned,
+                "expired idempotency keys pruned"
+            ),
+            Err(error) => tracing::warn!(error = %error, "pruning idempotency keys failed"),
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod artist;
 pub mod etag;
+pub mod idempotency;
 pub mod ids;
 pub mod list;
 pub mod song;

@@ -254,6 +254,13 @@ impl From<StoreError> for ApiError {
                 problem_type::NOT_FOUND,
                 error.to_string(),
             ),
+            StoreError::IdempotencyKeyReused => Self::validation(
+                FieldError::new(
+                    "Idempotency-Key",
+                    "was already used with a different request; use a new key",
+                )
+                .into(),
+            ),
             StoreError::Conflict(detail) => {
                 Self::new(StatusCode::CONFLICT, problem_type::CONFLICT, detail)
             }

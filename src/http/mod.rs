@@ -4,6 +4,7 @@
 pub mod cursor;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod list;
 pub mod middleware;
 pub mod openapi;

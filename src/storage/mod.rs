@@ -7,11 +7,13 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::DatabaseSettings;
 use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
 use crate::domain::etag::Precondition;
+use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::{ArtistId, SongId};
 use crate::domain::list::{
     ArtistFilter, ArtistSortField, ListQuery, Page, SongFilter, SongSortField,
@@ -54,6 +56,9 @@ pub enum StoreError {
     /// The change would break a rule that involves other rows.
     #[error("{0}")]
     Conflict(String),
+    /// The idempotency key was used before with a different request; nothing changed.
+    #[error("idempotency key reused with a different request")]
+    IdempotencyKeyReused,
     /// `If-Match` did not match the current version; nothing changed.
     #[error("the resource has changed since the given entity tag")]
     PreconditionFailed,
@@ -91,6 +96,14 @@ pub trait Store: Send + Sync + 'static {
     async fn get_artist(&self, id: ArtistId) -> StoreResult<Artist>;
     /// Creates an artist.
     async fn insert_artist(&self, new: &NewArtist) -> StoreResult<Artist>;
+    /// Creates an artist at most once per idempotency key: a repeat with the same request
+    /// replays the saved response; with another request it is
+    /// [`StoreError::IdempotencyKeyReused`]. Concurrent repeats create one artist.
+    async fn insert_artist_once(
+        &self,
+        new: &NewArtist,
+        idempotency: &Idempotency<'_, Artist>,
+    ) -> StoreResult<Created<Artist>>;
     /// Replaces an artist's fields; never creates.
     async fn replace_artist(
         &self,
@@ -123,6 +136,12 @@ pub trait Store: Send + Sync + 'static {
     async fn get_song(&self, id: SongId) -> StoreResult<Song>;
     /// Creates a song; a missing artist is [`StoreError::NotFound`] for that artist.
     async fn insert_song(&self, new: &NewSong) -> StoreResult<Song>;
+    /// Creates a song at most once per idempotency key (as [`Store::insert_artist_once`]).
+    async fn insert_song_once(
+        &self,
+        new: &NewSong,
+        idempotency: &Idempotency<'_, Song>,
+    ) -> StoreResult<Created<Song>>;
     /// Replaces a song's fields; never creates.
     async fn replace_song(
         &self,
@@ -140,6 +159,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a song.
     async fn delete_song(&self, id: SongId, if_match: Option<&Precondition>) -> StoreResult<()>;
 
+    /// Forgets idempotency keys created before `created_before`; returns how many.
+    async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> StoreResult<u64>;
     /// Inserts the original catalog's demo data, once per database, idempotently.
     /// Returns whether anything was inserted.
     async fn seed_demo_data(&self) -> StoreResult<bool>;

@@ -48,10 +48,11 @@ fn migrate_status_up_and_down_round_trip() {
         "{}",
         text(&before.stdout)
     );
-    assert_eq!(text(&up.stdout), "applied 0001\n");
+    assert_eq!(text(&up.stdout), "applied 0001\napplied 0002\n");
     assert_eq!(text(&again.stdout), "schema is up to date\n");
     assert!(text(&applied.stdout).contains("0001 applied  create catalog"));
-    assert_eq!(text(&down.stdout), "reverted 0001\n");
+    assert!(text(&applied.stdout).contains("0002 applied  create idempotency key"));
+    assert_eq!(text(&down.stdout), "reverted 0002\nreverted 0001\n");
     assert!(text(&after.stdout).contains("0001 pending"));
     for output in [before, up, again, applied, down, after] {
         assert!(output.status.success(), "{}", text(&output.stderr));

@@ -8,6 +8,7 @@ mod docs;
 mod errors;
 mod harness;
 mod health;
+mod idempotency;
 mod lists;
 mod shutdown;
 mod songs;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use starsongs::domain::artist::{ArtistChanges, NewArtist};
 use starsongs::domain::etag::Precondition;
+use starsongs::domain::idempotency::{Created, Idempotency, IdempotencyKey, SavedResponse};
 use starsongs::domain::ids::{ArtistId, SongId};
 use starsongs::domain::list::{
     ArtistFilter, ArtistSortField, ListQuery, Page, Position, SongFilter, SongSortField, Sort,
@@ -519,7 +520,7 @@ pub async fn concurrent_patches_all_apply(store: &dyn Store) {
             store.patch_song(created.id, &changes, None).await
         }
     });
-    let results = futures_join_all(patches).await;
+    let results = futures_util::future::join_all(patches).await;
 
     for result in &results {
         assert!(result.is_ok(), "{result:?}");
@@ -529,40 +530,6 @@ pub async fn concurrent_patches_all_apply(store: &dyn Store) {
         after.version, 9,
         "every patch bumped the version exactly once"
     );
-}
-
-/// Runs futures concurrently on the current task (no extra dependency for one join).
-async fn futures_join_all<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for future in futures {
-        set.push(Box::pin(future));
-    }
-    let mut outputs = Vec::with_capacity(set.len());
-    // Poll all futures together so their store calls overlap.
-    let mut pending: Vec<_> = set.into_iter().map(Some).collect();
-    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut done = true;
-        for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
-            if let Some(future) = slot {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(output) => {
-                        *result = Some(output);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => done = false,
-                }
-            }
-        }
-        if done {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    outputs.extend(results.into_iter().map(Option::unwrap));
-    outputs
 }
 
 pub async fn demo_seed_runs_once(store: &dyn Store) {
@@ -610,10 +577,10 @@ pub async fn migrations_round_trip(store: &dyn Store) {
     let status = migrator.status().await.unwrap();
     let applied = migrator.up().await.unwrap();
 
-    assert_eq!(reverted, [1]);
-    assert_eq!(pending, 1);
+    assert_eq!(reverted, [2, 1]);
+    assert_eq!(pending, 2);
     assert!(status.iter().all(|m| !m.is_applied));
-    assert_eq!(applied, [1]);
+    assert_eq!(applied, [1, 2]);
     assert_eq!(migrator.pending_count().await.unwrap(), 0);
     assert!(
         store
@@ -621,4 +588,124 @@ pub async fn migrations_round_trip(store: &dyn Store) {
             .await
             .is_ok()
     );
+}
+
+fn saved_for(artist: &starsongs::domain::artist::Artist) -> SavedResponse {
+    SavedResponse {
+        status: 201,
+        body: format!("{{\"id\":{}}}", artist.id),
+        location: Some(format!("/v1/artists/{}", artist.id)),
+        etag: Some(artist.etag().to_string()),
+    }
+}
+
+pub async fn idempotent_insert_replays_and_rejects_other_requests(store: &dyn Store) {
+    let key = IdempotencyKey::parse("key-1").unwrap();
+    let render = saved_for;
+    let once = Idempotency {
+        principal: "anonymous",
+        key: &key,
+        fingerprint: "f1",
+        render: &render,
+    };
+    let other_principal = Idempotency {
+        principal: "someone",
+        ..once
+    };
+    let other_request = Idempotency {
+        fingerprint: "f2",
+        ..once
+    };
+
+    let first = store
+        .insert_artist_once(&artist("Queen"), &once)
+        .await
+        .unwrap();
+    let again = store
+        .insert_artist_once(&artist("Queen"), &once)
+        .await
+        .unwrap();
+    let reused = store
+        .insert_artist_once(&artist("Queen"), &other_request)
+        .await;
+    let separate = store
+        .insert_artist_once(&artist("Queen"), &other_principal)
+        .await
+        .unwrap();
+
+    let Created::New(created) = first else {
+        panic!("first call creates")
+    };
+    assert_eq!(again, Created::Replayed(saved_for(&created)));
+    assert!(matches!(reused, Err(StoreError::IdempotencyKeyReused)));
+    assert!(
+        matches!(separate, Created::New(_)),
+        "keys are scoped per principal"
+    );
+}
+
+pub async fn concurrent_idempotent_inserts_create_one(store: &dyn Store) {
+    let key = IdempotencyKey::parse("burst").unwrap();
+    let render = |song: &starsongs::domain::song::Song| SavedResponse {
+        status: 201,
+        body: song.id.to_string(),
+        location: None,
+        etag: None,
+    };
+    let once = Idempotency {
+        principal: "anonymous",
+        key: &key,
+        fingerprint: "f",
+        render: &render,
+    };
+    let new = song("Only once", None, None, None);
+
+    let results =
+        futures_util::future::join_all((0..8).map(|_| store.insert_song_once(&new, &once))).await;
+
+    let created = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Created::New(_))))
+        .count();
+    let replayed = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Created::Replayed(_))))
+        .count();
+    assert_eq!((created, replayed), (1, 7), "{results:?}");
+    let all = store
+        .list_songs(&songs_query("id", 10, SongFilter::default()))
+        .await
+        .unwrap();
+    assert_eq!(all.total_items, 1);
+}
+
+pub async fn pruned_keys_can_be_used_again(store: &dyn Store) {
+    let key = IdempotencyKey::parse("old").unwrap();
+    let render = saved_for;
+    let once = Idempotency {
+        principal: "anonymous",
+        key: &key,
+        fingerprint: "f",
+        render: &render,
+    };
+    store
+        .insert_artist_once(&artist("First"), &once)
+        .await
+        .unwrap();
+
+    let kept = store
+        .prune_idempotency_keys(chrono::Utc::now() - chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    let pruned = store
+        .prune_idempotency_keys(chrono::Utc::now() + chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    let again = store
+        .insert_artist_once(&artist("Second"), &once)
+        .await
+        .unwrap();
+
+    assert_eq!((kept, pruned), (0, 1));
+    assert!(matches!(again, Created::New(a) if a.name == "Second"));
 }

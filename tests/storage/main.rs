@@ -24,6 +24,9 @@ macro_rules! contract_suite {
             concurrent_patches_all_apply,
             demo_seed_runs_once,
             migrations_round_trip,
+            idempotent_insert_replays_and_rejects_other_requests,
+            concurrent_idempotent_inserts_create_one,
+            pruned_keys_can_be_used_again,
         );
     };
     (@cases $backend:ident: $($case:ident),+ $(,)?) => {

@@ -13,11 +13,13 @@ use utoipa_axum::routes;
 use super::songs::{ArtistSongsParams, SongOut};
 use super::{Tagged, not_modified};
 use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
+use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::ArtistId;
 use crate::domain::list::{ArtistFilter, RawPaging};
 use crate::domain::validation::ValidationErrors;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, IfMatch, IfNoneMatch, double_option};
+use crate::http::idempotency::{self, ANONYMOUS, IdempotencyKeyHeader};
 use crate::http::list::{ListEnvelope, ListRequest};
 use crate::state::AppState;
 use crate::storage::DynStore;
@@ -64,7 +66,7 @@ impl From<Artist> for ArtistOut {
 }
 
 /// Body of POST and PUT: every writable field. Unknown fields are rejected.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "David Bowie"}))]
 pub struct ArtistInput {
@@ -140,27 +142,46 @@ pub async fn list_artists(
     Ok(Json(request.envelope(page, ArtistOut::from)))
 }
 
-/// Creates an artist.
+/// Creates an artist. With `Idempotency-Key`, a retry of the same request within 24 h
+/// returns the original response (`Idempotent-Replayed: true`) and creates nothing.
 #[utoipa::path(post, path = "/v1/artists", tag = "artists", request_body = ArtistInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; makes retries safe")),
     responses(
-        (status = 201, description = "Created; `Location` names the new artist", body = ArtistOut,
+        (status = 201, description = "Created (or replayed); `Location` names the new artist", body = ArtistOut,
             headers(("Location" = String, description = "Path of the new artist"), ("ETag" = String, description = "Entity tag"))),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON or Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field, or Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_artist(
     State(store): State<DynStore>,
+    idempotency_key: IdempotencyKeyHeader,
     ApiJson(input): ApiJson<ArtistInput>,
-) -> Result<Tagged<ArtistOut>, ApiError> {
+) -> Result<Response, ApiError> {
     let new = NewArtist::parse(&input.name)?;
-    let artist = store.insert_artist(&new).await?;
-    Ok(Tagged::created(
-        artist.etag(),
-        artist_location(&artist),
-        artist.into(),
-    ))
+    let created = |artist: Artist| {
+        Tagged::created(
+            artist.etag(),
+            artist_location(&artist),
+            ArtistOut::from(artist),
+        )
+    };
+    let Some(key) = idempotency_key.0 else {
+        return Ok(created(store.insert_artist(&new).await?).into_response());
+    };
+    let fingerprint = idempotency::fingerprint("POST /v1/artists", &input);
+    let render = |artist: &Artist| created(artist.clone()).saved();
+    let once = Idempotency {
+        principal: ANONYMOUS,
+        key: &key,
+        fingerprint: &fingerprint,
+        render: &render,
+    };
+    Ok(match store.insert_artist_once(&new, &once).await? {
+        Created::New(artist) => created(artist).into_response(),
+        Created::Replayed(saved) => idempotency::replay(saved),
+    })
 }
 
 /// Reads an artist; `If-None-Match` with its current tag gives 304.

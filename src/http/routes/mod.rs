@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::domain::etag::EntityTag;
+use crate::domain::idempotency::SavedResponse;
 
 /// A single resource response: status, `ETag`, optional `Location`, JSON body.
 pub struct Tagged<T> {
@@ -39,6 +40,18 @@ impl<T> Tagged<T> {
             etag,
             location: Some(location),
             body,
+        }
+    }
+}
+
+impl<T: Serialize> Tagged<T> {
+    /// The response as saved with an idempotency key.
+    pub fn saved(&self) -> SavedResponse {
+        SavedResponse {
+            status: self.status.as_u16(),
+            body: serde_json::to_string(&self.body).unwrap_or_default(),
+            location: self.location.clone(),
+            etag: Some(self.etag.as_str().to_owned()),
         }
     }
 }

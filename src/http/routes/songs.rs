@@ -11,12 +11,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{Tagged, not_modified};
+use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::{ArtistId, SongId};
 use crate::domain::list::{RawPaging, RawSongFilter, SongFilter, SongSortField};
 use crate::domain::song::{NewSong, Patch, Song, SongChanges, SongFields, SongPatchFields};
 use crate::domain::validation::ValidationErrors;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, IfMatch, IfNoneMatch, double_option};
+use crate::http::idempotency::{self, ANONYMOUS, IdempotencyKeyHeader};
 use crate::http::list::{ListEnvelope, ListRequest};
 use crate::state::AppState;
 use crate::storage::DynStore;
@@ -91,7 +93,7 @@ impl SongOut {
 }
 
 /// Body of POST and PUT: every writable field (absent optional fields become null).
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "title": "Space Oddity", "artist_id": 1, "release_date": "1969-07-11",
@@ -297,28 +299,43 @@ pub async fn list_songs(
     ))
 }
 
-/// Creates a song; a missing artist is 404 "Artist with id N not found".
+/// Creates a song; a missing artist is 404 "Artist with id N not found". With
+/// `Idempotency-Key`, a retry of the same request within 24 h returns the original
+/// response (`Idempotent-Replayed: true`) and creates nothing.
 #[utoipa::path(post, path = "/v1/songs", tag = "songs", request_body = SongInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; makes retries safe")),
     responses(
-        (status = 201, description = "Created; `Location` names the new song", body = SongOut,
+        (status = 201, description = "Created (or replayed); `Location` names the new song", body = SongOut,
             headers(("Location" = String, description = "Path of the new song"), ("ETag" = String, description = "Entity tag"))),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON or Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The artist does not exist", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field, or Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_song(
     State(store): State<DynStore>,
+    idempotency_key: IdempotencyKeyHeader,
     ApiJson(input): ApiJson<SongInput>,
-) -> Result<Tagged<SongOut>, ApiError> {
+) -> Result<Response, ApiError> {
     let new = NewSong::parse(input.fields())?;
-    let song = store.insert_song(&new).await?;
-    Ok(Tagged::created(
-        song.etag(),
-        song_location(&song),
-        SongOut::new(song, false),
-    ))
+    let created =
+        |song: Song| Tagged::created(song.etag(), song_location(&song), SongOut::new(song, false));
+    let Some(key) = idempotency_key.0 else {
+        return Ok(created(store.insert_song(&new).await?).into_response());
+    };
+    let fingerprint = idempotency::fingerprint("POST /v1/songs", &input);
+    let render = |song: &Song| created(song.clone()).saved();
+    let once = Idempotency {
+        principal: ANONYMOUS,
+        key: &key,
+        fingerprint: &fingerprint,
+        render: &render,
+    };
+    Ok(match store.insert_song_once(&new, &once).await? {
+        Created::New(song) => created(song).into_response(),
+        Created::Replayed(saved) => idempotency::replay(saved),
+    })
 }
 
 /// Reads a song; `If-None-Match` with its current tag gives 304.

@@ -1,12 +1,14 @@
 //! Artist use cases on SQLite.
 
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
+use super::idempotency::{Claim, claim, save};
 use super::list::{SortColumn, push_limit, push_order_by, push_seek};
-use super::{MAX_WRITE_ATTEMPTS, check_precondition, is_foreign_key_violation, map_error, now};
+use super::{check_precondition, is_foreign_key_violation, map_error, now};
 use crate::domain::artist::{Artist, NewArtist};
 use crate::domain::etag::Precondition;
+use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::ArtistId;
 use crate::domain::list::{ArtistFilter, ArtistSortField, ListQuery, Page, Position};
 use crate::domain::validation::search_key;
@@ -93,11 +95,11 @@ pub(super) async fn list(
     })
 }
 
-pub(super) async fn get(pool: &SqlitePool, id: ArtistId) -> StoreResult<Artist> {
+async fn get_with(conn: &mut SqliteConnection, id: ArtistId) -> StoreResult<Artist> {
     let row =
         sqlx::query("select id, name, version, created_at, updated_at from artist where id = ?")
             .bind(id.get())
-            .fetch_optional(pool)
+            .fetch_optional(conn)
             .await
             .map_err(map_error)?;
     row.as_ref()
@@ -105,7 +107,12 @@ pub(super) async fn get(pool: &SqlitePool, id: ArtistId) -> StoreResult<Artist> 
         .unwrap_or_else(|| Err(not_found(id)))
 }
 
-pub(super) async fn insert(pool: &SqlitePool, new: &NewArtist) -> StoreResult<Artist> {
+pub(super) async fn get(pool: &SqlitePool, id: ArtistId) -> StoreResult<Artist> {
+    let mut conn = pool.acquire().await.map_err(map_error)?;
+    get_with(&mut conn, id).await
+}
+
+async fn insert_with(conn: &mut SqliteConnection, new: &NewArtist) -> StoreResult<Artist> {
     let at = now();
     let row = sqlx::query(
         "insert into artist (name, name_key, version, created_at, updated_at) \
@@ -116,98 +123,111 @@ pub(super) async fn insert(pool: &SqlitePool, new: &NewArtist) -> StoreResult<Ar
     .bind(search_key(new.name.as_str()))
     .bind(&at)
     .bind(&at)
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await
     .map_err(map_error)?;
     from_row(&row)
 }
 
-/// Read, check `If-Match`, compute the replacement, then write only if nobody changed the
-/// row in between (`version = ?`); otherwise start over.
+pub(super) async fn insert(pool: &SqlitePool, new: &NewArtist) -> StoreResult<Artist> {
+    let mut conn = pool.acquire().await.map_err(map_error)?;
+    insert_with(&mut conn, new).await
+}
+
+/// Claims the key, creates the artist and saves the response in one transaction.
+pub(super) async fn insert_once(
+    pool: &SqlitePool,
+    new: &NewArtist,
+    idempotency: &Idempotency<'_, Artist>,
+) -> StoreResult<Created<Artist>> {
+    let mut tx = pool
+        .begin_with("begin immediate")
+        .await
+        .map_err(map_error)?;
+    if let Claim::Saved(saved) = claim(&mut tx, idempotency).await? {
+        tx.rollback().await.map_err(map_error)?;
+        return Ok(Created::Replayed(saved));
+    }
+    let artist = insert_with(&mut tx, new).await?;
+    save(&mut tx, idempotency, &(idempotency.render)(&artist)).await?;
+    tx.commit().await.map_err(map_error)?;
+    Ok(Created::New(artist))
+}
+
+/// Reads, checks `If-Match`, computes the replacement and writes it, holding the write
+/// lock throughout (`begin immediate`): concurrent writers queue on `busy_timeout` instead
+/// of overwriting each other.
 pub(super) async fn update(
     pool: &SqlitePool,
     id: ArtistId,
     if_match: Option<&Precondition>,
     change: impl Fn(&Artist) -> NewArtist + Send + Sync,
 ) -> StoreResult<Artist> {
-    for _ in 0..MAX_WRITE_ATTEMPTS {
-        let current = get(pool, id).await?;
-        check_precondition(if_match, &current.etag())?;
-        let next = change(&current);
-        let row = sqlx::query(
-            "update artist set name = ?, name_key = ?, version = version + 1, updated_at = ? \
-             where id = ? and version = ? \
-             returning id, name, version, created_at, updated_at",
-        )
-        .bind(next.name.as_str())
-        .bind(search_key(next.name.as_str()))
-        .bind(now())
-        .bind(id.get())
-        .bind(current.version)
-        .fetch_optional(pool)
+    let mut tx = pool
+        .begin_with("begin immediate")
         .await
         .map_err(map_error)?;
-        if let Some(row) = row {
-            return from_row(&row);
-        }
-    }
-    Err(busy(id))
+    let current = get_with(&mut tx, id).await?;
+    check_precondition(if_match, &current.etag())?;
+    let next = change(&current);
+    let row = sqlx::query(
+        "update artist set name = ?, name_key = ?, version = version + 1, updated_at = ? \
+         where id = ? \
+         returning id, name, version, created_at, updated_at",
+    )
+    .bind(next.name.as_str())
+    .bind(search_key(next.name.as_str()))
+    .bind(now())
+    .bind(id.get())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(map_error)?;
+    let artist = from_row(&row)?;
+    tx.commit().await.map_err(map_error)?;
+    Ok(artist)
 }
 
-fn busy(id: ArtistId) -> StoreError {
-    StoreError::Conflict(format!(
-        "Artist with id {id} is being changed by other requests; retry"
-    ))
-}
-
+/// Deletes the artist (and, with `cascade`, its songs) in one write transaction.
 pub(super) async fn delete(
     pool: &SqlitePool,
     id: ArtistId,
     cascade: bool,
     if_match: Option<&Precondition>,
 ) -> StoreResult<()> {
-    for _ in 0..MAX_WRITE_ATTEMPTS {
-        let current = get(pool, id).await?;
-        check_precondition(if_match, &current.etag())?;
-        let mut tx = pool.begin().await.map_err(map_error)?;
-        if cascade {
-            sqlx::query("delete from song where artist_id = ?")
-                .bind(id.get())
-                .execute(&mut *tx)
-                .await
-                .map_err(map_error)?;
-        }
-        let deleted = sqlx::query("delete from artist where id = ? and version = ?")
+    let mut tx = pool
+        .begin_with("begin immediate")
+        .await
+        .map_err(map_error)?;
+    let current = get_with(&mut tx, id).await?;
+    check_precondition(if_match, &current.etag())?;
+    if cascade {
+        sqlx::query("delete from song where artist_id = ?")
             .bind(id.get())
-            .bind(current.version)
             .execute(&mut *tx)
-            .await;
-        match deleted {
-            Ok(done) if done.rows_affected() == 1 => {
-                tx.commit().await.map_err(map_error)?;
-                return Ok(());
-            }
-            Ok(_) => tx.rollback().await.map_err(map_error)?,
-            Err(error) if is_foreign_key_violation(&error) => {
-                tx.rollback().await.map_err(map_error)?;
-                return Err(still_has_songs(pool, id).await);
-            }
-            Err(error) => return Err(map_error(error)),
-        }
+            .await
+            .map_err(map_error)?;
     }
-    Err(busy(id))
+    let deleted = sqlx::query("delete from artist where id = ?")
+        .bind(id.get())
+        .execute(&mut *tx)
+        .await;
+    match deleted {
+        Ok(_) => tx.commit().await.map_err(map_error),
+        Err(error) if is_foreign_key_violation(&error) => {
+            let songs = count_songs(&mut tx, id).await?;
+            Err(StoreError::Conflict(format!(
+                "Artist with id {id} still has {songs} song(s); delete or reassign them first, \
+                 or delete with cascade=true"
+            )))
+        }
+        Err(error) => Err(map_error(error)),
+    }
 }
 
-async fn still_has_songs(pool: &SqlitePool, id: ArtistId) -> StoreError {
-    let count: Result<i64, _> = sqlx::query_scalar("select count(*) from song where artist_id = ?")
+async fn count_songs(conn: &mut SqliteConnection, id: ArtistId) -> StoreResult<i64> {
+    sqlx::query_scalar("select count(*) from song where artist_id = ?")
         .bind(id.get())
-        .fetch_one(pool)
-        .await;
-    match count {
-        Ok(n) => StoreError::Conflict(format!(
-            "Artist with id {id} still has {n} song(s); delete or reassign them first, \
-             or delete with cascade=true"
-        )),
-        Err(error) => map_error(error),
-    }
+        .fetch_one(conn)
+        .await
+        .map_err(map_error)
 }

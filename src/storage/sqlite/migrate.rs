@@ -17,12 +17,20 @@ const TABLE: &str = "_sqlx_migrations";
 
 /// One migration: version, description, up SQL, down SQL. A test checks that this list and
 /// `migrations/sqlite/` agree.
-pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "create catalog",
-    include_str!("../../../migrations/sqlite/0001_create_catalog.up.sql"),
-    include_str!("../../../migrations/sqlite/0001_create_catalog.down.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "create catalog",
+        include_str!("../../../migrations/sqlite/0001_create_catalog.up.sql"),
+        include_str!("../../../migrations/sqlite/0001_create_catalog.down.sql"),
+    ),
+    (
+        2,
+        "create idempotency key",
+        include_str!("../../../migrations/sqlite/0002_create_idempotency_key.up.sql"),
+        include_str!("../../../migrations/sqlite/0002_create_idempotency_key.down.sql"),
+    ),
+];
 
 /// The SQLite [`Migrator`].
 pub(super) struct SqliteMigrator {

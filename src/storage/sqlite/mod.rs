@@ -2,6 +2,7 @@
 //! which delegates each use case to `artists`, `songs` or `seed`.
 
 mod artists;
+mod idempotency;
 mod list;
 mod migrate;
 mod seed;
@@ -11,7 +12,7 @@ use std::str::FromStr;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
@@ -20,15 +21,13 @@ use super::{PoolStats, Store, StoreError, StoreResult};
 use crate::config::{DatabaseSettings, SqliteSynchronous};
 use crate::domain::artist::{Artist, ArtistChanges, NewArtist, timestamp_key};
 use crate::domain::etag::{EntityTag, Precondition};
+use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::{ArtistId, SongId};
 use crate::domain::list::{
     ArtistFilter, ArtistSortField, ListQuery, Page, SongFilter, SongSortField,
 };
 use crate::domain::song::{NewSong, Song, SongChanges};
 pub use migrate::MIGRATIONS;
-
-/// How often a read-check-write is retried when another writer changed the row in between.
-const MAX_WRITE_ATTEMPTS: usize = 5;
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -148,6 +147,14 @@ impl Store for SqliteStore {
         artists::insert(&self.pool, new).await
     }
 
+    async fn insert_artist_once(
+        &self,
+        new: &NewArtist,
+        idempotency: &Idempotency<'_, Artist>,
+    ) -> StoreResult<Created<Artist>> {
+        artists::insert_once(&self.pool, new, idempotency).await
+    }
+
     async fn replace_artist(
         &self,
         id: ArtistId,
@@ -190,6 +197,14 @@ impl Store for SqliteStore {
         songs::insert(&self.pool, new).await
     }
 
+    async fn insert_song_once(
+        &self,
+        new: &NewSong,
+        idempotency: &Idempotency<'_, Song>,
+    ) -> StoreResult<Created<Song>> {
+        songs::insert_once(&self.pool, new, idempotency).await
+    }
+
     async fn replace_song(
         &self,
         id: SongId,
@@ -210,6 +225,10 @@ impl Store for SqliteStore {
 
     async fn delete_song(&self, id: SongId, if_match: Option<&Precondition>) -> StoreResult<()> {
         songs::delete(&self.pool, id, if_match).await
+    }
+
+    async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> StoreResult<u64> {
+        idempotency::prune(&self.pool, created_before).await
     }
 
     async fn seed_demo_data(&self) -> StoreResult<bool> {

@@ -69,9 +69,12 @@ const DEMO: &[(&str, &[DemoSong])] = &[
 /// Inserts the demo catalog unless this database was ever seeded (even if the demo rows
 /// were deleted since). The marker and the rows commit together.
 pub(super) async fn seed_demo_data(pool: &SqlitePool) -> StoreResult<bool> {
-    let mut tx = pool.begin().await.map_err(map_error)?;
+    let mut tx = pool
+        .begin_with("begin immediate")
+        .await
+        .map_err(map_error)?;
     let at = now();
-    // Writing first takes the write lock at once, so two starting replicas cannot both seed.
+    // The write lock is held from the start, so two starting processes cannot both seed.
     let marked = sqlx::query(
         "insert into app_meta (key, value) values ('demo_data_seeded_at', ?) \
          on conflict (key) do nothing",

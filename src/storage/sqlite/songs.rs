@@ -1,12 +1,14 @@
 //! Song use cases on SQLite.
 
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
+use super::idempotency::{Claim, claim, save};
 use super::list::{SortColumn, push_limit, push_order_by, push_seek};
-use super::{MAX_WRITE_ATTEMPTS, check_precondition, is_foreign_key_violation, map_error, now};
+use super::{check_precondition, is_foreign_key_violation, map_error, now};
 use crate::domain::artist::ArtistSummary;
 use crate::domain::etag::Precondition;
+use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::{ArtistId, SongId};
 use crate::domain::list::{ListQuery, Page, Position, SongFilter, SongSortField};
 use crate::domain::song::{NewSong, Song, SongUrl};
@@ -143,18 +145,23 @@ pub(super) async fn list(
     })
 }
 
-pub(super) async fn get(pool: &SqlitePool, id: SongId) -> StoreResult<Song> {
+async fn get_with(conn: &mut SqliteConnection, id: SongId) -> StoreResult<Song> {
     let row = sqlx::query(
         "select s.id, s.title, s.artist_id, s.release_date, s.url, s.distance, s.version, \
          s.created_at, s.updated_at from song s where s.id = ?",
     )
     .bind(id.get())
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await
     .map_err(map_error)?;
     row.as_ref()
         .map(|row| from_row(row, false))
         .unwrap_or_else(|| Err(not_found(id)))
+}
+
+pub(super) async fn get(pool: &SqlitePool, id: SongId) -> StoreResult<Song> {
+    let mut conn = pool.acquire().await.map_err(map_error)?;
+    get_with(&mut conn, id).await
 }
 
 /// Maps a foreign-key violation on a song write to "Artist with id N not found".
@@ -168,7 +175,7 @@ fn write_error(error: sqlx::Error, new: &NewSong) -> StoreError {
     }
 }
 
-pub(super) async fn insert(pool: &SqlitePool, new: &NewSong) -> StoreResult<Song> {
+async fn insert_with(conn: &mut SqliteConnection, new: &NewSong) -> StoreResult<Song> {
     let at = now();
     let sql = format!(
         "insert into song (title, title_key, artist_id, release_date, url, distance, version, \
@@ -183,71 +190,90 @@ pub(super) async fn insert(pool: &SqlitePool, new: &NewSong) -> StoreResult<Song
         .bind(new.distance)
         .bind(&at)
         .bind(&at)
-        .fetch_one(pool)
+        .fetch_one(conn)
         .await
         .map_err(|error| write_error(error, new))?;
     from_row(&row, false)
 }
 
-/// Read, check `If-Match`, compute the replacement, then write only if nobody changed the
-/// row in between (`version = ?`); otherwise start over.
+pub(super) async fn insert(pool: &SqlitePool, new: &NewSong) -> StoreResult<Song> {
+    let mut conn = pool.acquire().await.map_err(map_error)?;
+    insert_with(&mut conn, new).await
+}
+
+/// Claims the key, creates the song and saves the response in one transaction.
+pub(super) async fn insert_once(
+    pool: &SqlitePool,
+    new: &NewSong,
+    idempotency: &Idempotency<'_, Song>,
+) -> StoreResult<Created<Song>> {
+    let mut tx = pool
+        .begin_with("begin immediate")
+        .await
+        .map_err(map_error)?;
+    if let Claim::Saved(saved) = claim(&mut tx, idempotency).await? {
+        tx.rollback().await.map_err(map_error)?;
+        return Ok(Created::Replayed(saved));
+    }
+    let song = insert_with(&mut tx, new).await?;
+    save(&mut tx, idempotency, &(idempotency.render)(&song)).await?;
+    tx.commit().await.map_err(map_error)?;
+    Ok(Created::New(song))
+}
+
+/// Reads, checks `If-Match`, computes the replacement and writes it, holding the write
+/// lock throughout (`begin immediate`): concurrent writers queue on `busy_timeout` instead
+/// of overwriting each other.
 pub(super) async fn update(
     pool: &SqlitePool,
     id: SongId,
     if_match: Option<&Precondition>,
     change: impl Fn(&Song) -> NewSong + Send + Sync,
 ) -> StoreResult<Song> {
+    let mut tx = pool
+        .begin_with("begin immediate")
+        .await
+        .map_err(map_error)?;
+    let current = get_with(&mut tx, id).await?;
+    check_precondition(if_match, &current.etag())?;
+    let next = change(&current);
     let sql = format!(
         "update song set title = ?, title_key = ?, artist_id = ?, release_date = ?, url = ?, \
-         distance = ?, version = version + 1, updated_at = ? where id = ? and version = ?{RETURNING}"
+         distance = ?, version = version + 1, updated_at = ? where id = ?{RETURNING}"
     );
-    for _ in 0..MAX_WRITE_ATTEMPTS {
-        let current = get(pool, id).await?;
-        check_precondition(if_match, &current.etag())?;
-        let next = change(&current);
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(next.title.as_str())
-            .bind(search_key(next.title.as_str()))
-            .bind(next.artist_id.map(ArtistId::get))
-            .bind(next.release_date.map(|d| d.format("%Y-%m-%d").to_string()))
-            .bind(next.url.as_ref().map(SongUrl::as_str))
-            .bind(next.distance)
-            .bind(now())
-            .bind(id.get())
-            .bind(current.version)
-            .fetch_optional(pool)
-            .await
-            .map_err(|error| write_error(error, &next))?;
-        if let Some(row) = row {
-            return from_row(&row, false);
-        }
-    }
-    Err(busy(id))
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(next.title.as_str())
+        .bind(search_key(next.title.as_str()))
+        .bind(next.artist_id.map(ArtistId::get))
+        .bind(next.release_date.map(|d| d.format("%Y-%m-%d").to_string()))
+        .bind(next.url.as_ref().map(SongUrl::as_str))
+        .bind(next.distance)
+        .bind(now())
+        .bind(id.get())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|error| write_error(error, &next))?;
+    let song = from_row(&row, false)?;
+    tx.commit().await.map_err(map_error)?;
+    Ok(song)
 }
 
-fn busy(id: SongId) -> StoreError {
-    StoreError::Conflict(format!(
-        "Song with id {id} is being changed by other requests; retry"
-    ))
-}
-
+/// Deletes the song in one write transaction, after the `If-Match` check.
 pub(super) async fn delete(
     pool: &SqlitePool,
     id: SongId,
     if_match: Option<&Precondition>,
 ) -> StoreResult<()> {
-    for _ in 0..MAX_WRITE_ATTEMPTS {
-        let current = get(pool, id).await?;
-        check_precondition(if_match, &current.etag())?;
-        let done = sqlx::query("delete from song where id = ? and version = ?")
-            .bind(id.get())
-            .bind(current.version)
-            .execute(pool)
-            .await
-            .map_err(map_error)?;
-        if done.rows_affected() == 1 {
-            return Ok(());
-        }
-    }
-    Err(busy(id))
+    let mut tx = pool
+        .begin_with("begin immediate")
+        .await
+        .map_err(map_error)?;
+    let current = get_with(&mut tx, id).await?;
+    check_precondition(if_match, &current.etag())?;
+    sqlx::query("delete from song where id = ?")
+        .bind(id.get())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+    tx.commit().await.map_err(map_error)
 }

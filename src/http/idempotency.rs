@@ -1,0 +1,109 @@
+//! `Idempotency-Key` on POST: the header extractor, request fingerprints and replaying a
+//! saved response.
+
+use axum::body::Body;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use crate::domain::idempotency::{IdempotencyKey, SavedResponse};
+
+/// The header name.
+pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// Marks a replayed response, so clients and logs can tell it from a fresh creation.
+pub static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// Who owns keys until accounts exist.
+// TODO(#3): scope keys by the authenticated principal.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// The `Idempotency-Key` header, if sent; a malformed one is 400.
+#[derive(Debug, Clone, Default)]
+pub struct IdempotencyKeyHeader(pub Option<IdempotencyKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKeyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let mut values = parts.headers.get_all(&IDEMPOTENCY_KEY).iter();
+        let Some(value) = values.next() else {
+            return Ok(Self(None));
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .filter(|_| values.next().is_none())
+            .and_then(IdempotencyKey::parse);
+        key.map(|k| Self(Some(k))).ok_or_else(|| {
+            ApiError::bad_request(
+                "Idempotency-Key must be one value of 1-255 visible ASCII characters",
+            )
+        })
+    }
+}
+
+/// Digest of what makes two requests "the same": the route and the parsed body (so
+/// whitespace and member order do not matter).
+pub fn fingerprint(route: &str, body: &impl Serialize) -> String {
+    let canonical = serde_json::to_value(body)
+        .map(|value| value.to_string())
+        .unwrap_or_default();
+    let mut hasher = Sha256::new();
+    hasher.update(route.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(canonical.as_bytes());
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The saved response, as first sent, marked `Idempotent-Replayed: true`.
+pub fn replay(saved: SavedResponse) -> Response {
+    let mut response = Response::new(Body::from(saved.body));
+    *response.status_mut() = StatusCode::from_u16(saved.status).unwrap_or(StatusCode::OK);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        IDEMPOTENT_REPLAYED.clone(),
+        HeaderValue::from_static("true"),
+    );
+    for (name, value) in [
+        (header::LOCATION, saved.location),
+        (header::ETAG, saved.etag),
+    ] {
+        if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            headers.insert(name, value);
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn fingerprint_ignores_formatting_but_not_content_or_route() {
+        let a = fingerprint("POST /v1/artists", &json!({"name": "x", "b": 1}));
+        let reordered = fingerprint("POST /v1/artists", &json!({"b": 1, "name": "x"}));
+        let other_body = fingerprint("POST /v1/artists", &json!({"name": "y", "b": 1}));
+        let other_route = fingerprint("POST /v1/songs", &json!({"name": "x", "b": 1}));
+
+        assert_eq!(a, reordered);
+        assert_ne!(a, other_body);
+        assert_ne!(a, other_route);
+        assert_eq!(a.len(), 64);
+    }
+}

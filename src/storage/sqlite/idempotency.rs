@@ -1,0 +1,99 @@
+//! Idempotency-key bookkeeping on SQLite, used inside the creating transaction.
+
+use chrono::{DateTime, Utc};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use super::{map_error, now};
+use crate::domain::artist::timestamp_key;
+use crate::domain::idempotency::{Idempotency, SavedResponse, expiry_cutoff};
+use crate::storage::{StoreError, StoreResult};
+
+/// Whether the caller should create the resource, or answer with a saved response.
+pub(super) enum Claim {
+    /// The key is new (or expired): create, then `save`.
+    Fresh,
+    /// The key was used with the same request: replay this.
+    Saved(SavedResponse),
+}
+
+/// Claims `(principal, key)` in the current write transaction (`begin immediate`): a
+/// concurrent request with the same key waits for the lock and then finds this one's
+/// saved response.
+pub(super) async fn claim<T>(
+    conn: &mut SqliteConnection,
+    idempotency: &Idempotency<'_, T>,
+) -> StoreResult<Claim> {
+    sqlx::query("delete from idempotency_key where principal = ? and key = ? and created_at < ?")
+        .bind(idempotency.principal)
+        .bind(idempotency.key.as_str())
+        .bind(timestamp_key(&expiry_cutoff(Utc::now())))
+        .execute(&mut *conn)
+        .await
+        .map_err(map_error)?;
+    let inserted = sqlx::query(
+        "insert into idempotency_key (principal, key, fingerprint, status, body, created_at) \
+         values (?, ?, ?, 0, '', ?) on conflict (principal, key) do nothing",
+    )
+    .bind(idempotency.principal)
+    .bind(idempotency.key.as_str())
+    .bind(idempotency.fingerprint)
+    .bind(now())
+    .execute(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    if inserted.rows_affected() == 1 {
+        return Ok(Claim::Fresh);
+    }
+    let row = sqlx::query(
+        "select fingerprint, status, body, location, etag from idempotency_key \
+         where principal = ? and key = ?",
+    )
+    .bind(idempotency.principal)
+    .bind(idempotency.key.as_str())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    let fingerprint: String = row.try_get("fingerprint").map_err(map_error)?;
+    if fingerprint != idempotency.fingerprint {
+        return Err(StoreError::IdempotencyKeyReused);
+    }
+    let status: i64 = row.try_get("status").map_err(map_error)?;
+    Ok(Claim::Saved(SavedResponse {
+        status: u16::try_from(status).unwrap_or(500),
+        body: row.try_get("body").map_err(map_error)?,
+        location: row.try_get("location").map_err(map_error)?,
+        etag: row.try_get("etag").map_err(map_error)?,
+    }))
+}
+
+/// Saves the response of a fresh claim (same transaction as the creation).
+pub(super) async fn save<T>(
+    conn: &mut SqliteConnection,
+    idempotency: &Idempotency<'_, T>,
+    response: &SavedResponse,
+) -> StoreResult<()> {
+    sqlx::query(
+        "update idempotency_key set status = ?, body = ?, location = ?, etag = ? \
+         where principal = ? and key = ?",
+    )
+    .bind(i64::from(response.status))
+    .bind(&response.body)
+    .bind(response.location.as_deref())
+    .bind(response.etag.as_deref())
+    .bind(idempotency.principal)
+    .bind(idempotency.key.as_str())
+    .execute(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    Ok(())
+}
+
+/// Deletes keys created before `created_before`.
+pub(super) async fn prune(pool: &SqlitePool, created_before: DateTime<Utc>) -> StoreResult<u64> {
+    sqlx::query("delete from idempotency_key where created_at < ?")
+        .bind(timestamp_key(&created_before))
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected())
+        .map_err(map_error)
+}
