@@ -77,7 +77,7 @@ pub(super) async fn list(
         push_seek(&mut select, query.sort.keys(), values, column);
     }
     push_order_by(&mut select, query.sort.keys(), column);
-    push_limit(&mut select, query.page_size, query.offset());
+    push_limit(&mut select, query.page_size + 1, query.offset());
     let rows = select
         .build()
         .fetch_all(&mut *tx)

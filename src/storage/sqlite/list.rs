@@ -17,7 +17,9 @@ pub(super) struct SortColumn {
     pub is_nullable: bool,
 }
 
-/// Appends ` order by ...` for `keys`.
+/// Appends ` order by ...` for `keys`. A nullable column sorts as `c is null, c`, which
+/// puts NULLs last in both directions and matches the `(c is null, c, id)` indexes (SQLite
+/// cannot index `nulls last`).
 pub(super) fn push_order_by<F: Copy>(
     qb: &mut QueryBuilder<Sqlite>,
     keys: &[SortKey<F>],
@@ -29,49 +31,109 @@ pub(super) fn push_order_by<F: Copy>(
             qb.push(", ");
         }
         let col = column(key.field);
+        if col.is_nullable {
+            qb.push(format!("{} is null, ", col.sql));
+        }
         qb.push(col.sql);
         qb.push(if key.descending { " desc" } else { " asc" });
-        if col.is_nullable {
-            qb.push(" nulls last");
-        }
     }
 }
 
-/// Appends ` and (...)`: rows strictly after `values` under the order `keys`.
+/// Appends ` and ...`: rows strictly after `values` under the order `keys`.
 ///
-/// Expanded as `k1 after v1 OR (k1 = v1 AND k2 after v2) OR ...`; "after" a NULL is
-/// nothing (NULLs are last), and NULL is after every value.
+/// First a coarse bound on the leading key that its index can seek to (`c >= v`,
+/// `c <= v` or `c is null`), then the exact condition
+/// `k1 after v1 OR (k1 = v1 AND k2 after v2) OR ...`, where "after" a NULL is nothing
+/// (NULLs are last) and NULL is after every value.
+///
+/// When the leading key is nullable and its cursor value is not NULL, the bound keeps to
+/// non-NULL rows (`c is not null and c >= v`, an index range); the caller reads the NULL
+/// tail separately with [`push_null_tail`] when the page is not full. An `or c is null`
+/// here would turn the seek into a scan.
 pub(super) fn push_seek<F: Copy>(
     qb: &mut QueryBuilder<Sqlite>,
     keys: &[SortKey<F>],
     values: &[SortValue],
     column: impl Fn(F) -> SortColumn,
 ) {
-    qb.push(" and (0");
+    if let (Some(first), Some(value)) = (keys.first(), values.first()) {
+        let col = column(first.field);
+        let op = if first.descending { "<=" } else { ">=" };
+        match value {
+            SortValue::Null => {
+                qb.push(format!(" and {} is null", col.sql));
+            }
+            _ if col.is_nullable => {
+                qb.push(format!(
+                    " and {} is not null and {} {op} ",
+                    col.sql, col.sql
+                ));
+                push_value(qb, value);
+            }
+            _ => {
+                qb.push(format!(" and {} {op} ", col.sql));
+                push_value(qb, value);
+            }
+        }
+    }
+    let mut terms = 0;
+    qb.push(" and (");
     for (i, (key, value)) in keys.iter().zip(values).enumerate() {
         if matches!(value, SortValue::Null) {
             continue;
         }
-        qb.push(" or (1");
+        if terms > 0 {
+            qb.push(" or ");
+        }
+        terms += 1;
+        qb.push("(");
         for (prev_key, prev_value) in keys[..i].iter().zip(values) {
             let prev = column(prev_key.field).sql;
             if matches!(prev_value, SortValue::Null) {
-                qb.push(format!(" and {prev} is null"));
+                qb.push(format!("{prev} is null and "));
             } else {
-                qb.push(format!(" and {prev} = "));
+                qb.push(format!("{prev} = "));
                 push_value(qb, prev_value);
+                qb.push(" and ");
             }
         }
         let col = column(key.field);
         let op = if key.descending { "<" } else { ">" };
-        qb.push(format!(" and ({} {op} ", col.sql));
+        qb.push(format!("({} {op} ", col.sql));
         push_value(qb, value);
         if col.is_nullable {
             qb.push(format!(" or {} is null", col.sql));
         }
         qb.push("))");
     }
+    if terms == 0 {
+        // Only reachable with an all-NULL position, which `id` (never NULL) rules out.
+        qb.push("0");
+    }
     qb.push(")");
+}
+
+/// Whether a keyset page must also read the NULL tail of a nullable leading key.
+pub(super) fn needs_null_tail<F: Copy>(
+    keys: &[SortKey<F>],
+    values: &[SortValue],
+    column: impl Fn(F) -> SortColumn,
+) -> bool {
+    keys.first().is_some_and(|k| column(k.field).is_nullable)
+        && values
+            .first()
+            .is_some_and(|v| !matches!(v, SortValue::Null))
+}
+
+/// Appends ` and c is null` for the leading key: the rows that follow every non-NULL value.
+pub(super) fn push_null_tail<F: Copy>(
+    qb: &mut QueryBuilder<Sqlite>,
+    keys: &[SortKey<F>],
+    column: impl Fn(F) -> SortColumn,
+) {
+    if let Some(first) = keys.first() {
+        qb.push(format!(" and {} is null", column(first.field).sql));
+    }
 }
 
 fn push_value(qb: &mut QueryBuilder<Sqlite>, value: &SortValue) {
@@ -83,10 +145,11 @@ fn push_value(qb: &mut QueryBuilder<Sqlite>, value: &SortValue) {
     };
 }
 
-/// Appends ` limit ? offset ?`, fetching one extra row to learn whether more follow.
-pub(super) fn push_limit(qb: &mut QueryBuilder<Sqlite>, page_size: u32, offset: u64) {
+/// Appends ` limit ? offset ?`; callers ask for one row more than the page to learn
+/// whether more follow.
+pub(super) fn push_limit(qb: &mut QueryBuilder<Sqlite>, limit: u32, offset: u64) {
     qb.push(" limit ");
-    qb.push_bind(i64::from(page_size) + 1);
+    qb.push_bind(i64::from(limit));
     qb.push(" offset ");
     qb.push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
 }

@@ -4,13 +4,15 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::idempotency::{Claim, claim, save};
-use super::list::{SortColumn, push_limit, push_order_by, push_seek};
+use super::list::{
+    SortColumn, needs_null_tail, push_limit, push_null_tail, push_order_by, push_seek,
+};
 use super::{check_precondition, is_foreign_key_violation, map_error, now};
 use crate::domain::artist::ArtistSummary;
 use crate::domain::etag::Precondition;
 use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::{ArtistId, SongId};
-use crate::domain::list::{ListQuery, Page, Position, SongFilter, SongSortField};
+use crate::domain::list::{ListQuery, Page, Position, SongFilter, SongSortField, SortValue};
 use crate::domain::song::{NewSong, Song, SongUrl};
 use crate::domain::validation::search_key;
 use crate::storage::{Entity, StoreError, StoreResult};
@@ -96,11 +98,54 @@ fn push_filter(qb: &mut QueryBuilder<Sqlite>, filter: &SongFilter) {
     }
 }
 
+/// Which rows of the order a page query reads.
+enum Part<'a> {
+    /// From an offset (page mode).
+    Offset(u64),
+    /// Strictly after a cursor position.
+    After(&'a [SortValue]),
+    /// The NULL tail of a nullable leading key.
+    NullTail,
+}
+
+async fn select_page(
+    conn: &mut SqliteConnection,
+    query: &ListQuery<SongSortField, SongFilter>,
+    part: Part<'_>,
+    limit: u32,
+) -> StoreResult<Vec<Song>> {
+    let include = query.filter.include_artist;
+    // include=artist: the artist comes from the same query (no per-item lookups).
+    let mut select = QueryBuilder::<Sqlite>::new(if include {
+        format!(
+            "{SELECT}, a.name as artist_name from song s left join artist a on a.id = s.artist_id where 1 = 1"
+        )
+    } else {
+        format!("{SELECT} from song s where 1 = 1")
+    });
+    push_filter(&mut select, &query.filter);
+    let keys = query.sort.keys();
+    let offset = match part {
+        Part::Offset(offset) => offset,
+        Part::After(values) => {
+            push_seek(&mut select, keys, values, column);
+            0
+        }
+        Part::NullTail => {
+            push_null_tail(&mut select, keys, column);
+            0
+        }
+    };
+    push_order_by(&mut select, keys, column);
+    push_limit(&mut select, limit, offset);
+    let rows = select.build().fetch_all(conn).await.map_err(map_error)?;
+    rows.iter().map(|row| from_row(row, include)).collect()
+}
+
 pub(super) async fn list(
     pool: &SqlitePool,
     query: &ListQuery<SongSortField, SongFilter>,
 ) -> StoreResult<Page<Song>> {
-    let include = query.filter.include_artist;
     // One read transaction: the count and the page see the same snapshot.
     let mut tx = pool.begin().await.map_err(map_error)?;
     let mut count = QueryBuilder::<Sqlite>::new("select count(*) from song s where 1 = 1");
@@ -111,31 +156,22 @@ pub(super) async fn list(
         .await
         .map_err(map_error)?;
 
-    // include=artist: the artist comes from the same query (no per-item lookups).
-    let mut select = QueryBuilder::<Sqlite>::new(if include {
-        format!(
-            "{SELECT}, a.name as artist_name from song s left join artist a on a.id = s.artist_id where 1 = 1"
-        )
-    } else {
-        format!("{SELECT} from song s where 1 = 1")
-    });
-    push_filter(&mut select, &query.filter);
-    if let Position::After(values) = &query.position {
-        push_seek(&mut select, query.sort.keys(), values, column);
-    }
-    push_order_by(&mut select, query.sort.keys(), column);
-    push_limit(&mut select, query.page_size, query.offset());
-    let rows = select
-        .build()
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_error)?;
+    let wanted = query.page_size + 1;
+    let mut items = match &query.position {
+        Position::Page(_) => {
+            select_page(&mut tx, query, Part::Offset(query.offset()), wanted).await?
+        }
+        Position::After(values) => {
+            let mut items = select_page(&mut tx, query, Part::After(values), wanted).await?;
+            let missing = wanted.saturating_sub(u32::try_from(items.len()).unwrap_or(wanted));
+            if missing > 0 && needs_null_tail(query.sort.keys(), values, column) {
+                items.extend(select_page(&mut tx, query, Part::NullTail, missing).await?);
+            }
+            items
+        }
+    };
     tx.commit().await.map_err(map_error)?;
 
-    let mut items = rows
-        .iter()
-        .map(|row| from_row(row, include))
-        .collect::<StoreResult<Vec<_>>>()?;
     let has_next = items.len() > query.page_size as usize;
     items.truncate(query.page_size as usize);
     Ok(Page {
