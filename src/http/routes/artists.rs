@@ -71,7 +71,11 @@ impl From<Artist> for ArtistOut {
 #[schema(example = json!({"name": "David Bowie"}))]
 pub struct ArtistInput {
     /// Trimmed, 1–64 characters, no control characters.
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*\S[^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
 }
 
@@ -82,7 +86,7 @@ pub struct ArtistInput {
 pub struct ArtistPatch {
     /// New name; `null` is rejected (the name is required).
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>, min_length = 1, max_length = 64)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1F\x7F-\x9F]*\S[^\x00-\x1F\x7F-\x9F]*$")]
     pub name: Option<Option<String>>,
 }
 
@@ -98,11 +102,16 @@ pub struct ArtistListParams {
     pub page_size: Option<String>,
     /// Comma-separated fields from `id`, `name`, `created_at`; `-` prefix for descending.
     /// Ties are broken by `id` ascending.
-    #[param(example = "-name")]
+    #[param(
+        example = "-name",
+        pattern = r"^-?(id|name|created_at)(,-?(id|name|created_at))*$"
+    )]
     pub sort: Option<String>,
     /// `next_cursor` of a previous response with the same `sort` and `q`.
+    #[param(pattern = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
     /// Case-insensitive substring of the name (plain text: `%` and `_` match themselves).
+    #[param(max_length = 256, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     pub q: Option<String>,
 }
 
@@ -145,7 +154,7 @@ pub async fn list_artists(
 /// Creates an artist. With `Idempotency-Key`, a retry of the same request within 24 h
 /// returns the original response (`Idempotent-Replayed: true`) and creates nothing.
 #[utoipa::path(post, path = "/v1/artists", tag = "artists", request_body = ArtistInput,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; makes retries safe")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1-255 visible ASCII characters; makes retries safe", pattern = r"^[\x21-\x7E]{1,255}$")),
     responses(
         (status = 201, description = "Created (or replayed); `Location` names the new artist", body = ArtistOut,
             headers(("Location" = String, description = "Path of the new artist"), ("ETag" = String, description = "Entity tag"))),
@@ -186,11 +195,12 @@ pub async fn create_artist(
 
 /// Reads an artist; `If-None-Match` with its current tag gives 304.
 #[utoipa::path(get, path = "/v1/artists/{id}", tag = "artists",
-    params(("id" = i64, Path, description = "Artist id, 1–2147483647"),
-        ("If-None-Match" = Option<String>, Header, description = "Entity tags the client already has")),
+    params(("id" = i64, Path, description = "Artist id, 1–2147483647", minimum = 1, maximum = 2147483647),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "Entity tags the client already has", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
     responses(
         (status = 200, description = "The artist", body = ArtistOut, headers(("ETag" = String, description = "Entity tag"))),
         (status = 304, description = "Unchanged since the given tag"),
+        (status = 400, description = "Malformed If-None-Match", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such artist", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -209,8 +219,8 @@ pub async fn get_artist(
 
 /// Replaces an artist; never creates one (404 for an unknown id).
 #[utoipa::path(put, path = "/v1/artists/{id}", tag = "artists", request_body = ArtistInput,
-    params(("id" = i64, Path, description = "Artist id, 1–2147483647"),
-        ("If-Match" = Option<String>, Header, description = "Only if the current tag matches")),
+    params(("id" = i64, Path, description = "Artist id, 1–2147483647", minimum = 1, maximum = 2147483647),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
     responses(
         (status = 200, description = "The replaced artist", body = ArtistOut, headers(("ETag" = String, description = "New entity tag"))),
         (status = 400, description = "Malformed JSON or If-Match", body = Problem, content_type = "application/problem+json"),
@@ -237,8 +247,8 @@ pub async fn replace_artist(
     request_body(content(
         (ArtistPatch = "application/merge-patch+json"),
         (ArtistPatch = "application/json"))),
-    params(("id" = i64, Path, description = "Artist id, 1–2147483647"),
-        ("If-Match" = Option<String>, Header, description = "Only if the current tag matches")),
+    params(("id" = i64, Path, description = "Artist id, 1–2147483647", minimum = 1, maximum = 2147483647),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
     responses(
         (status = 200, description = "The patched artist", body = ArtistOut, headers(("ETag" = String, description = "New entity tag"))),
         (status = 400, description = "Malformed JSON or If-Match", body = Problem, content_type = "application/problem+json"),
@@ -263,10 +273,11 @@ pub async fn patch_artist(
 /// Deletes an artist. While songs reference it: 409, unless `cascade=true`, which deletes
 /// its songs too, in one transaction.
 #[utoipa::path(delete, path = "/v1/artists/{id}", tag = "artists",
-    params(("id" = i64, Path, description = "Artist id, 1–2147483647"), DeleteArtistParams,
-        ("If-Match" = Option<String>, Header, description = "Only if the current tag matches")),
+    params(("id" = i64, Path, description = "Artist id, 1–2147483647", minimum = 1, maximum = 2147483647), DeleteArtistParams,
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "Malformed If-Match", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such artist", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Songs still reference the artist", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match did not match; nothing changed", body = Problem, content_type = "application/problem+json"),
@@ -288,7 +299,7 @@ pub async fn delete_artist(
 
 /// Lists one artist's songs (same filters, sort and paging as `GET /v1/songs`).
 #[utoipa::path(get, path = "/v1/artists/{id}/songs", tag = "artists",
-    params(("id" = i64, Path, description = "Artist id, 1–2147483647"), ArtistSongsParams),
+    params(("id" = i64, Path, description = "Artist id, 1–2147483647", minimum = 1, maximum = 2147483647), ArtistSongsParams),
     responses(
         (status = 200, description = "A page of the artist's songs", body = ListEnvelope<SongOut>),
         (status = 404, description = "No such artist", body = Problem, content_type = "application/problem+json"),

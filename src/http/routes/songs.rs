@@ -101,15 +101,20 @@ impl SongOut {
 }))]
 pub struct SongInput {
     /// Trimmed, 1–64 characters, no control characters.
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*\S[^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub title: String,
     /// An existing artist's id, or null.
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub artist_id: Option<i64>,
     /// `YYYY-MM-DD`, or null.
     #[schema(value_type = Option<String>, format = Date)]
     pub release_date: Option<String>,
     /// Absolute http or https URL, at most 1024 characters, or null.
-    #[schema(max_length = 1024)]
+    #[schema(max_length = 1024, pattern = r"^https?://[^\s/?#]+[^\s]*$")]
     pub url: Option<String>,
     /// A finite number, or null.
     pub distance: Option<f64>,
@@ -134,11 +139,11 @@ impl SongInput {
 pub struct SongPatch {
     /// New title; `null` is rejected (the title is required).
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1F\x7F-\x9F]*\S[^\x00-\x1F\x7F-\x9F]*$")]
     pub title: Option<Option<String>>,
     /// New artist id, or null for none.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 2147483647)]
     pub artist_id: Option<Option<i64>>,
     /// New release date, or null.
     #[serde(default, deserialize_with = "double_option")]
@@ -146,7 +151,7 @@ pub struct SongPatch {
     pub release_date: Option<Option<String>>,
     /// New URL, or null.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>, max_length = 1024)]
+    #[schema(value_type = Option<String>, max_length = 1024, pattern = r"^https?://[^\s/?#]+[^\s]*$")]
     pub url: Option<Option<String>>,
     /// New distance, or null.
     #[serde(default, deserialize_with = "double_option")]
@@ -181,11 +186,16 @@ pub struct SongListParams {
     pub page_size: Option<String>,
     /// Comma-separated fields from `id`, `title`, `release_date`, `distance`, `created_at`;
     /// `-` prefix for descending. Nulls sort last; ties are broken by `id` ascending.
-    #[param(example = "-release_date,title")]
+    #[param(
+        example = "-release_date,title",
+        pattern = r"^-?(id|title|release_date|distance|created_at)(,-?(id|title|release_date|distance|created_at))*$"
+    )]
     pub sort: Option<String>,
     /// `next_cursor` of a previous response with the same `sort` and filters.
+    #[param(pattern = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
     /// Case-insensitive substring of the title (plain text).
+    #[param(max_length = 256, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     pub q: Option<String>,
     /// Only this artist's songs.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 2147483647)]
@@ -197,7 +207,7 @@ pub struct SongListParams {
     #[param(value_type = Option<String>, format = Date)]
     pub released_to: Option<String>,
     /// `artist` embeds each song's artist (`{id, name}` or null), read in the same query.
-    #[param(example = "artist")]
+    #[param(example = "artist", pattern = "^artist$")]
     pub include: Option<String>,
 }
 
@@ -213,10 +223,15 @@ pub struct ArtistSongsParams {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub page_size: Option<String>,
     /// As for `GET /v1/songs`.
+    #[param(
+        pattern = r"^-?(id|title|release_date|distance|created_at)(,-?(id|title|release_date|distance|created_at))*$"
+    )]
     pub sort: Option<String>,
     /// `next_cursor` of a previous response with the same `sort` and filters.
+    #[param(pattern = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
     /// Case-insensitive substring of the title (plain text).
+    #[param(max_length = 256, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     pub q: Option<String>,
     /// Released on or after this date (`YYYY-MM-DD`).
     #[param(value_type = Option<String>, format = Date)]
@@ -225,6 +240,7 @@ pub struct ArtistSongsParams {
     #[param(value_type = Option<String>, format = Date)]
     pub released_to: Option<String>,
     /// `artist` embeds the artist in each song.
+    #[param(pattern = "^artist$")]
     pub include: Option<String>,
 }
 
@@ -303,7 +319,7 @@ pub async fn list_songs(
 /// `Idempotency-Key`, a retry of the same request within 24 h returns the original
 /// response (`Idempotent-Replayed: true`) and creates nothing.
 #[utoipa::path(post, path = "/v1/songs", tag = "songs", request_body = SongInput,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; makes retries safe")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1-255 visible ASCII characters; makes retries safe", pattern = r"^[\x21-\x7E]{1,255}$")),
     responses(
         (status = 201, description = "Created (or replayed); `Location` names the new song", body = SongOut,
             headers(("Location" = String, description = "Path of the new song"), ("ETag" = String, description = "Entity tag"))),
@@ -340,11 +356,12 @@ pub async fn create_song(
 
 /// Reads a song; `If-None-Match` with its current tag gives 304.
 #[utoipa::path(get, path = "/v1/songs/{id}", tag = "songs",
-    params(("id" = i64, Path, description = "Song id, 1–2147483647"),
-        ("If-None-Match" = Option<String>, Header, description = "Entity tags the client already has")),
+    params(("id" = i64, Path, description = "Song id, 1–2147483647", minimum = 1, maximum = 2147483647),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "Entity tags the client already has", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
     responses(
         (status = 200, description = "The song", body = SongOut, headers(("ETag" = String, description = "Entity tag"))),
         (status = 304, description = "Unchanged since the given tag"),
+        (status = 400, description = "Malformed If-None-Match", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such song", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -364,8 +381,8 @@ pub async fn get_song(
 /// Replaces a song; never creates one (404 for an unknown id). Absent optional fields
 /// become null.
 #[utoipa::path(put, path = "/v1/songs/{id}", tag = "songs", request_body = SongInput,
-    params(("id" = i64, Path, description = "Song id, 1–2147483647"),
-        ("If-Match" = Option<String>, Header, description = "Only if the current tag matches")),
+    params(("id" = i64, Path, description = "Song id, 1–2147483647", minimum = 1, maximum = 2147483647),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
     responses(
         (status = 200, description = "The replaced song", body = SongOut, headers(("ETag" = String, description = "New entity tag"))),
         (status = 400, description = "Malformed JSON or If-Match", body = Problem, content_type = "application/problem+json"),
@@ -392,8 +409,8 @@ pub async fn replace_song(
     request_body(content(
         (SongPatch = "application/merge-patch+json"),
         (SongPatch = "application/json"))),
-    params(("id" = i64, Path, description = "Song id, 1–2147483647"),
-        ("If-Match" = Option<String>, Header, description = "Only if the current tag matches")),
+    params(("id" = i64, Path, description = "Song id, 1–2147483647", minimum = 1, maximum = 2147483647),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
     responses(
         (status = 200, description = "The patched song", body = SongOut, headers(("ETag" = String, description = "New entity tag"))),
         (status = 400, description = "Malformed JSON or If-Match", body = Problem, content_type = "application/problem+json"),
@@ -417,10 +434,11 @@ pub async fn patch_song(
 
 /// Deletes a song.
 #[utoipa::path(delete, path = "/v1/songs/{id}", tag = "songs",
-    params(("id" = i64, Path, description = "Song id, 1–2147483647"),
-        ("If-Match" = Option<String>, Header, description = "Only if the current tag matches")),
+    params(("id" = i64, Path, description = "Song id, 1–2147483647", minimum = 1, maximum = 2147483647),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "Malformed If-Match", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such song", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match did not match; nothing changed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
