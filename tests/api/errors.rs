@@ -264,3 +264,56 @@ async fn cors_allows_listed_origins_only() {
         "{exposed}"
     );
 }
+
+/// Holds SQLite's write lock from outside the service, as a stuck maintenance job would.
+async fn hold_write_lock(app: &crate::harness::TestApp) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&app.database_url())
+        .await
+        .unwrap();
+    sqlx::query("begin immediate")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
+#[tokio::test]
+async fn a_locked_database_is_503_with_retry_after_and_changes_nothing() {
+    let app = TestApp::spawn_with(&[("STARSONGS__DATABASE__SQLITE_BUSY_TIMEOUT_MS", "100")]).await;
+    let mut lock = hold_write_lock(&app).await;
+
+    let response = app.post("/v1/artists", &json!({"name": "Blocked"})).await;
+    let retry_after = response.headers().get("retry-after").cloned();
+
+    let body = problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(retry_after.unwrap(), "5");
+    assert!(
+        !body["detail"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("locked")
+    );
+    sqlx::query("rollback").execute(&mut lock).await.unwrap();
+    let list: serde_json::Value = app.get("/v1/artists").await.json().await.unwrap();
+    assert_eq!(list["pagination"]["total_items"], 0);
+}
+
+#[tokio::test]
+async fn a_request_over_the_timeout_is_504() {
+    let app = TestApp::spawn_with(&[
+        ("STARSONGS__SERVER__REQUEST_TIMEOUT_SECS", "1"),
+        ("STARSONGS__DATABASE__SQLITE_BUSY_TIMEOUT_MS", "10000"),
+    ])
+    .await;
+    let mut lock = hold_write_lock(&app).await;
+
+    let response = app.post("/v1/artists", &json!({"name": "Slow"})).await;
+
+    let body = problem(response, StatusCode::GATEWAY_TIMEOUT).await;
+    assert_eq!(body["type"], "urn:starsongs:problem:timeout");
+    sqlx::query("rollback").execute(&mut lock).await.unwrap();
+    // Reads were never blocked (WAL), and the service still answers.
+    assert_eq!(app.get("/v1/artists").await.status(), StatusCode::OK);
+}

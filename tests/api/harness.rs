@@ -73,6 +73,11 @@ impl TestApp {
         }
     }
 
+    /// The URL of this service's SQLite file, for tests that open it directly.
+    pub fn database_url(&self) -> String {
+        format!("sqlite://{}", self._dir.path().join("test.db").display())
+    }
+
     /// Absolute URL of `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)

@@ -3,7 +3,7 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
-use super::idempotency::{Claim, claim, save};
+use super::idempotency::create_once;
 use super::list::{SortColumn, push_limit, push_order_by, push_seek};
 use super::{check_precondition, is_foreign_key_violation, map_error, now};
 use crate::domain::artist::{Artist, NewArtist};
@@ -134,24 +134,16 @@ pub(super) async fn insert(pool: &SqlitePool, new: &NewArtist) -> StoreResult<Ar
     insert_with(&mut conn, new).await
 }
 
-/// Claims the key, creates the artist and saves the response in one transaction.
+/// Creates the artist at most once per idempotency key (see `idempotency::create_once`).
 pub(super) async fn insert_once(
     pool: &SqlitePool,
     new: &NewArtist,
     idempotency: &Idempotency<'_, Artist>,
 ) -> StoreResult<Created<Artist>> {
-    let mut tx = pool
-        .begin_with("begin immediate")
-        .await
-        .map_err(map_error)?;
-    if let Claim::Saved(saved) = claim(&mut tx, idempotency).await? {
-        tx.rollback().await.map_err(map_error)?;
-        return Ok(Created::Replayed(saved));
-    }
-    let artist = insert_with(&mut tx, new).await?;
-    save(&mut tx, idempotency, &(idempotency.render)(&artist)).await?;
-    tx.commit().await.map_err(map_error)?;
-    Ok(Created::New(artist))
+    create_once(pool, new, idempotency, |conn, new| {
+        Box::pin(insert_with(conn, new))
+    })
+    .await
 }
 
 /// Reads, checks `If-Match`, computes the replacement and writes it, holding the write

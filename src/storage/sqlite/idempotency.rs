@@ -1,15 +1,42 @@
 //! Idempotency-key bookkeeping on SQLite, used inside the creating transaction.
 
+use std::pin::Pin;
+
 use chrono::{DateTime, Utc};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{map_error, now};
 use crate::domain::artist::timestamp_key;
-use crate::domain::idempotency::{Idempotency, SavedResponse, expiry_cutoff};
+use crate::domain::idempotency::{Created, Idempotency, SavedResponse, expiry_cutoff};
 use crate::storage::{StoreError, StoreResult};
 
+/// The future of one insert on a borrowed connection.
+pub(super) type InsertFuture<'c, T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 'c>>;
+
+/// Claims the key, runs `insert` and saves the rendered response, all in one write
+/// transaction; or replays the response saved for the same request.
+pub(super) async fn create_once<N: Sync, T>(
+    pool: &SqlitePool,
+    new: &N,
+    idempotency: &Idempotency<'_, T>,
+    insert: impl for<'c> Fn(&'c mut SqliteConnection, &'c N) -> InsertFuture<'c, T>,
+) -> StoreResult<Created<T>> {
+    let mut tx = pool
+        .begin_with("begin immediate")
+        .await
+        .map_err(map_error)?;
+    if let Claim::Saved(saved) = claim(&mut tx, idempotency).await? {
+        tx.rollback().await.map_err(map_error)?;
+        return Ok(Created::Replayed(saved));
+    }
+    let created = insert(&mut tx, new).await?;
+    save(&mut tx, idempotency, &(idempotency.render)(&created)).await?;
+    tx.commit().await.map_err(map_error)?;
+    Ok(Created::New(created))
+}
+
 /// Whether the caller should create the resource, or answer with a saved response.
-pub(super) enum Claim {
+enum Claim {
     /// The key is new (or expired): create, then `save`.
     Fresh,
     /// The key was used with the same request: replay this.
@@ -19,7 +46,7 @@ pub(super) enum Claim {
 /// Claims `(principal, key)` in the current write transaction (`begin immediate`): a
 /// concurrent request with the same key waits for the lock and then finds this one's
 /// saved response.
-pub(super) async fn claim<T>(
+async fn claim<T>(
     conn: &mut SqliteConnection,
     idempotency: &Idempotency<'_, T>,
 ) -> StoreResult<Claim> {
@@ -67,7 +94,7 @@ pub(super) async fn claim<T>(
 }
 
 /// Saves the response of a fresh claim (same transaction as the creation).
-pub(super) async fn save<T>(
+async fn save<T>(
     conn: &mut SqliteConnection,
     idempotency: &Idempotency<'_, T>,
     response: &SavedResponse,

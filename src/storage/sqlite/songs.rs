@@ -3,7 +3,7 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
-use super::idempotency::{Claim, claim, save};
+use super::idempotency::create_once;
 use super::list::{
     SortColumn, needs_null_tail, push_limit, push_null_tail, push_order_by, push_seek,
 };
@@ -237,24 +237,16 @@ pub(super) async fn insert(pool: &SqlitePool, new: &NewSong) -> StoreResult<Song
     insert_with(&mut conn, new).await
 }
 
-/// Claims the key, creates the song and saves the response in one transaction.
+/// Creates the song at most once per idempotency key (see `idempotency::create_once`).
 pub(super) async fn insert_once(
     pool: &SqlitePool,
     new: &NewSong,
     idempotency: &Idempotency<'_, Song>,
 ) -> StoreResult<Created<Song>> {
-    let mut tx = pool
-        .begin_with("begin immediate")
-        .await
-        .map_err(map_error)?;
-    if let Claim::Saved(saved) = claim(&mut tx, idempotency).await? {
-        tx.rollback().await.map_err(map_error)?;
-        return Ok(Created::Replayed(saved));
-    }
-    let song = insert_with(&mut tx, new).await?;
-    save(&mut tx, idempotency, &(idempotency.render)(&song)).await?;
-    tx.commit().await.map_err(map_error)?;
-    Ok(Created::New(song))
+    create_once(pool, new, idempotency, |conn, new| {
+        Box::pin(insert_with(conn, new))
+    })
+    .await
 }
 
 /// Reads, checks `If-Match`, computes the replacement and writes it, holding the write
