@@ -1,15 +1,18 @@
-//! The command line (clap): `serve`, `migrate`, `openapi`, `healthcheck`.
+//! The command line (clap): `serve`, `migrate`, `user`, `openapi`, `healthcheck`.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use secrecy::SecretString;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::app::App;
+use crate::auth::password::PasswordHasher;
 use crate::config::Settings;
+use crate::domain::user::{NewUser, Role};
 use crate::{http, shutdown, storage};
 
 /// Star Songs: a music catalog REST API.
@@ -37,6 +40,12 @@ pub enum Command {
         #[command(subcommand)]
         action: MigrateAction,
     },
+    /// Manage accounts (bootstrap and break-glass).
+    User {
+        /// Account action.
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Print the OpenAPI 3.1 document (JSON) to standard output. Needs no database.
     Openapi,
     /// Exit 0 if BASE/health/live answers 200 within 5 s, 1 otherwise (for container
@@ -62,6 +71,27 @@ pub enum MigrateAction {
     },
     /// List known migrations and whether each is applied.
     Status,
+}
+
+/// `starsongs user` actions.
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Create an account, applying pending migrations first. The password is read as one
+    /// line from standard input (never from the command line, where `ps` would show it).
+    Create {
+        /// Login name: 3-32 characters of letters, digits, `_`, `.` or `-`.
+        #[arg(long)]
+        username: String,
+        /// Email address.
+        #[arg(long)]
+        email: String,
+        /// Role to grant.
+        #[arg(long, default_value = "viewer", value_parser = ["viewer", "editor", "admin"])]
+        role: String,
+        /// Read the password from standard input (required).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
 }
 
 /// Whether `command` needs the configuration to be loaded.
@@ -100,6 +130,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { action } => migrate(action, &settings).await,
+        Command::User { action } => user(action, &settings).await,
         Command::Openapi => Ok(print_openapi()),
         Command::Healthcheck { url } => {
             let base = url.unwrap_or_else(|| format!("http://127.0.0.1:{}", settings.server.port));
@@ -146,6 +177,46 @@ async fn migrate(action: MigrateAction, settings: &Settings) -> anyhow::Result<E
         }
     }
     store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(
+    clippy::print_stdout,
+    reason = "the created account is the command's output"
+)]
+async fn user(action: UserAction, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let UserAction::Create {
+        username,
+        email,
+        role,
+        password_stdin: _,
+    } = action;
+    let mut line = String::new();
+    BufReader::new(tokio::io::stdin())
+        .read_line(&mut line)
+        .await
+        .context("reading the password from standard input")?;
+    let password = SecretString::from(
+        line.strip_suffix('\n')
+            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+            .unwrap_or(&line)
+            .to_owned(),
+    );
+    let role =
+        Role::parse("role", &role).map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?;
+    let new = NewUser::parse(&username, &email, &password, role)
+        .map_err(|errors| anyhow::anyhow!("invalid account: {errors}"))?;
+    let hasher = PasswordHasher::new(&settings.auth)?;
+    let store = storage::connect(&settings.database).await?;
+    store.migrator().up().await.context("applying migrations")?;
+    let hash = hasher.hash(new.password.secret()).await?;
+    let created = store.insert_user(&new, &hash).await;
+    store.close().await;
+    let user = created.context("creating the account")?;
+    println!(
+        "created user {} (id {}, role {})",
+        user.username, user.id, user.role
+    );
     Ok(ExitCode::SUCCESS)
 }
 

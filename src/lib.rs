@@ -5,6 +5,7 @@
 //! `../shared/API.md` for the HTTP contract.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;

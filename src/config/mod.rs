@@ -78,6 +78,8 @@ pub struct Settings {
     pub server: ServerSettings,
     /// `[database]`
     pub database: DatabaseSettings,
+    /// `[auth]`
+    pub auth: AuthSettings,
     /// `[cors]`
     pub cors: CorsSettings,
     /// `[log]`
@@ -177,6 +179,21 @@ impl DatabaseSettings {
     pub fn sqlite_busy_timeout(&self) -> Duration {
         Duration::from_millis(self.sqlite_busy_timeout_ms)
     }
+}
+
+/// `[auth]`: accounts and credentials.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Argon2id memory cost in KiB (OWASP: 19456).
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes (OWASP: 2).
+    pub argon2_iterations: u32,
+    /// Argon2id lanes (OWASP: 1).
+    pub argon2_parallelism: u32,
+    /// Hashes computed at once; more wait, so memory stays below
+    /// `max_concurrent_hashes * argon2_memory_kib`.
+    pub max_concurrent_hashes: usize,
 }
 
 /// `[cors]`: which browser origins may call the API.

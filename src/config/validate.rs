@@ -81,7 +81,29 @@ impl Settings {
                  (scheme and host, optional port, no path)",
             );
         }
+        let auth = &self.auth;
+        check(
+            auth.argon2_iterations >= 1 && auth.argon2_parallelism >= 1,
+            "auth.argon2_iterations",
+            "auth.argon2_iterations and auth.argon2_parallelism must be at least 1",
+        );
+        check(
+            auth.argon2_memory_kib >= 8 * auth.argon2_parallelism,
+            "auth.argon2_memory_kib",
+            "must be at least 8 KiB per lane (auth.argon2_parallelism)",
+        );
+        check(
+            auth.max_concurrent_hashes >= 1,
+            "auth.max_concurrent_hashes",
+            "must be at least 1",
+        );
         if self.env == RunEnv::Production {
+            // Weaker hashing is a test-speed setting only (OWASP minimum: m=19456, t=2).
+            check(
+                auth.argon2_memory_kib >= 19_456 && auth.argon2_iterations >= 2,
+                "auth.argon2_memory_kib",
+                "must be at least 19456 with auth.argon2_iterations at least 2 in production",
+            );
             check(
                 !self.cors.allowed_origins.iter().any(|o| o == "*"),
                 "cors.allowed_origins",

@@ -7,4 +7,5 @@ pub mod idempotency;
 pub mod ids;
 pub mod list;
 pub mod song;
+pub mod user;
 pub mod validation;

@@ -19,6 +19,7 @@ use crate::domain::list::{
     ArtistFilter, ArtistSortField, ListQuery, Page, SongFilter, SongSortField,
 };
 use crate::domain::song::{NewSong, Song, SongChanges};
+use crate::domain::user::{NewUser, User};
 use migrate::Migrator;
 
 /// The store as the application holds it.
@@ -158,6 +159,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Song>;
     /// Deletes a song.
     async fn delete_song(&self, id: SongId, if_match: Option<&Precondition>) -> StoreResult<()>;
+
+    /// Creates an account with an already hashed password. A username or email that is
+    /// taken (ignoring case) is a [`StoreError::Conflict`].
+    async fn insert_user(&self, new: &NewUser, password_hash: &str) -> StoreResult<User>;
+    /// The account with this username (ignoring case) and its password hash, if any.
+    async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<(User, String)>>;
 
     /// Forgets idempotency keys created before `created_before`; returns how many.
     async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> StoreResult<u64>;

@@ -3,6 +3,7 @@
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use starsongs::storage::sqlite::MIGRATIONS;
 
 fn starsongs(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_starsongs"));
@@ -48,11 +49,18 @@ fn migrate_status_up_and_down_round_trip() {
         "{}",
         text(&before.stdout)
     );
-    assert_eq!(text(&up.stdout), "applied 0001\napplied 0002\n");
+    let versions: Vec<String> = MIGRATIONS.iter().map(|m| format!("{:04}", m.0)).collect();
+    let applied_lines: String = versions.iter().map(|v| format!("applied {v}\n")).collect();
+    let reverted_lines: String = versions
+        .iter()
+        .rev()
+        .map(|v| format!("reverted {v}\n"))
+        .collect();
+    assert_eq!(text(&up.stdout), applied_lines);
     assert_eq!(text(&again.stdout), "schema is up to date\n");
     assert!(text(&applied.stdout).contains("0001 applied  create catalog"));
     assert!(text(&applied.stdout).contains("0002 applied  create idempotency key"));
-    assert_eq!(text(&down.stdout), "reverted 0002\nreverted 0001\n");
+    assert_eq!(text(&down.stdout), reverted_lines);
     assert!(text(&after.stdout).contains("0001 pending"));
     for output in [before, up, again, applied, down, after] {
         assert!(output.status.success(), "{}", text(&output.stderr));
@@ -103,4 +111,115 @@ fn help_lists_every_command() {
     for command in ["serve", "migrate", "openapi", "healthcheck"] {
         assert!(help.contains(command), "{help}");
     }
+}
+
+fn starsongs_with_stdin(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_starsongs"));
+    command
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn user_create_reads_the_password_from_stdin_and_stores_only_a_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("users.db").display()
+    );
+    let env = [("STARSONGS_ENV", "test"), ("DATABASE_URL", url.as_str())];
+    let args = [
+        "user",
+        "create",
+        "--username",
+        "root.admin",
+        "--email",
+        "root@example.com",
+        "--role",
+        "admin",
+        "--password-stdin",
+    ];
+
+    let created = starsongs_with_stdin(&args, &env, "a long enough secret\n");
+    let duplicate = starsongs_with_stdin(&args, &env, "a long enough secret\n");
+    let mut weak_args = args;
+    weak_args[3] = "weak.admin";
+    weak_args[5] = "weak@example.com";
+    let weak = starsongs_with_stdin(&weak_args, &env, "tooshort\n");
+
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    assert!(
+        text(&created.stdout).contains("created user root.admin"),
+        "{}",
+        text(&created.stdout)
+    );
+    assert_eq!(duplicate.status.code(), Some(1));
+    assert!(
+        text(&duplicate.stderr).contains("already registered"),
+        "{}",
+        text(&duplicate.stderr)
+    );
+    assert_eq!(weak.status.code(), Some(1));
+    assert!(text(&weak.stderr).contains("password: must be at least 12 characters"));
+    for output in [&created, &duplicate, &weak] {
+        let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
+        assert!(
+            !all.contains("a long enough secret") && !all.contains("tooshort"),
+            "{all}"
+        );
+    }
+    let settings = crate::harness::settings_in(&dir, &[("DATABASE_URL", &url)]);
+    let store = starsongs::storage::connect(&settings.database)
+        .await
+        .unwrap();
+    let (user, hash) = store
+        .find_user_by_username("root.admin")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.role.as_str(), "admin");
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(
+        store
+            .find_user_by_username("weak.admin")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn user_create_refuses_a_password_on_the_command_line() {
+    let output = starsongs(
+        &[
+            "user",
+            "create",
+            "--username",
+            "x",
+            "--email",
+            "x@example.com",
+        ],
+        &[],
+    );
+
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("--password-stdin"));
 }

@@ -12,6 +12,7 @@ use starsongs::domain::list::{
     Sortable,
 };
 use starsongs::domain::song::{NewSong, Patch, SongChanges, SongFields, SongPatchFields};
+use starsongs::domain::user::{NewUser, Role};
 use starsongs::storage::{Entity, Store, StoreError};
 
 fn artist(name: &str) -> NewArtist {
@@ -570,6 +571,15 @@ pub async fn demo_seed_runs_once(store: &dyn Store) {
 
 pub async fn migrations_round_trip(store: &dyn Store) {
     let migrator = store.migrator();
+    let known: Vec<i64> = migrator
+        .status()
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    let mut newest_first = known.clone();
+    newest_first.reverse();
     assert_eq!(migrator.pending_count().await.unwrap(), 0);
 
     let reverted = migrator.down_to(0).await.unwrap();
@@ -577,10 +587,15 @@ pub async fn migrations_round_trip(store: &dyn Store) {
     let status = migrator.status().await.unwrap();
     let applied = migrator.up().await.unwrap();
 
-    assert_eq!(reverted, [2, 1]);
-    assert_eq!(pending, 2);
+    assert_eq!(
+        known,
+        (1..=known.len() as i64).collect::<Vec<_>>(),
+        "numbered from 1 without gaps"
+    );
+    assert_eq!(reverted, newest_first);
+    assert_eq!(pending, known.len());
     assert!(status.iter().all(|m| !m.is_applied));
-    assert_eq!(applied, [1, 2]);
+    assert_eq!(applied, known);
     assert_eq!(migrator.pending_count().await.unwrap(), 0);
     assert!(
         store
@@ -708,4 +723,38 @@ pub async fn pruned_keys_can_be_used_again(store: &dyn Store) {
 
     assert_eq!((kept, pruned), (0, 1));
     assert!(matches!(again, Created::New(a) if a.name == "Second"));
+}
+
+fn new_user(username: &str, email: &str, role: Role) -> NewUser {
+    let password = secrecy::SecretString::from("correct horse battery".to_owned());
+    NewUser::parse(username, email, &password, role).unwrap()
+}
+
+pub async fn users_are_unique_ignoring_case(store: &dyn Store) {
+    let created = store
+        .insert_user(
+            &new_user("Ziggy", "Ziggy@Example.com", Role::Editor),
+            "$argon2id$fake",
+        )
+        .await
+        .unwrap();
+
+    let same_name = store
+        .insert_user(&new_user("ziggy", "other@example.com", Role::Viewer), "h")
+        .await;
+    let same_email = store
+        .insert_user(&new_user("other", "ziggy@example.COM", Role::Viewer), "h")
+        .await;
+    let found = store.find_user_by_username("ZIGGY").await.unwrap();
+    let missing = store.find_user_by_username("nobody").await.unwrap();
+
+    assert_eq!(
+        (created.username.as_str(), created.role, created.is_active),
+        ("Ziggy", Role::Editor, true)
+    );
+    for result in [same_name, same_email] {
+        assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+    }
+    assert_eq!(found, Some((created, "$argon2id$fake".to_owned())));
+    assert_eq!(missing, None);
 }

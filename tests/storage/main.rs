@@ -27,6 +27,7 @@ macro_rules! contract_suite {
             idempotent_insert_replays_and_rejects_other_requests,
             concurrent_idempotent_inserts_create_one,
             pruned_keys_can_be_used_again,
+            users_are_unique_ignoring_case,
         );
     };
     (@cases $backend:ident: $($case:ident),+ $(,)?) => {

@@ -30,6 +30,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0002_create_idempotency_key.up.sql"),
         include_str!("../../../migrations/sqlite/0002_create_idempotency_key.down.sql"),
     ),
+    (
+        3,
+        "create app user",
+        include_str!("../../../migrations/sqlite/0003_create_app_user.up.sql"),
+        include_str!("../../../migrations/sqlite/0003_create_app_user.down.sql"),
+    ),
 ];
 
 /// The SQLite [`Migrator`].

@@ -7,6 +7,7 @@ mod list;
 mod migrate;
 mod seed;
 mod songs;
+mod users;
 
 use std::str::FromStr;
 
@@ -27,6 +28,7 @@ use crate::domain::list::{
     ArtistFilter, ArtistSortField, ListQuery, Page, SongFilter, SongSortField,
 };
 use crate::domain::song::{NewSong, Song, SongChanges};
+use crate::domain::user::{NewUser, User};
 pub use migrate::MIGRATIONS;
 
 /// The SQLite store.
@@ -232,6 +234,14 @@ impl Store for SqliteStore {
 
     async fn delete_song(&self, id: SongId, if_match: Option<&Precondition>) -> StoreResult<()> {
         songs::delete(&self.pool, id, if_match).await
+    }
+
+    async fn insert_user(&self, new: &NewUser, password_hash: &str) -> StoreResult<User> {
+        users::insert(&self.pool, new, password_hash).await
+    }
+
+    async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<(User, String)>> {
+        users::find_by_username(&self.pool, username).await
     }
 
     async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> StoreResult<u64> {

@@ -1,0 +1,307 @@
+//! Accounts: username, email and password rules, roles, and the stored user.
+//!
+//! No composition rules for passwords (NIST SP 800-63B): length 12–128 and not equal to the
+//! username or email.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::validation::{FieldError, ValidationErrors};
+
+/// Longest email accepted (RFC 5321 path limit).
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// Shortest password accepted.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+/// Longest password accepted (bounds hashing cost).
+pub const MAX_PASSWORD_CHARS: usize = 128;
+
+/// A role, ordered by power: viewer < editor < admin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Reads the catalog.
+    Viewer,
+    /// Reads and changes the catalog.
+    Editor,
+    /// Everything, including accounts and cascading deletes.
+    Admin,
+}
+
+impl Role {
+    /// The role's name on the wire and in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Editor => "editor",
+            Self::Admin => "admin",
+        }
+    }
+
+    /// Parses a role name; `field` names it in the error.
+    ///
+    /// # Errors
+    /// A [`FieldError`] for anything but viewer, editor or admin.
+    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        match raw {
+            "viewer" => Ok(Self::Viewer),
+            "editor" => Ok(Self::Editor),
+            "admin" => Ok(Self::Admin),
+            _ => Err(FieldError::new(field, "must be viewer, editor or admin")),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A username: 3–32 characters of `[A-Za-z0-9_.-]`. Unique regardless of case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    /// Validates a raw username.
+    ///
+    /// # Errors
+    /// A [`FieldError`] on `username`.
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let is_valid = (3..=32).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if is_valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(FieldError::new(
+                "username",
+                "must be 3-32 characters of letters, digits, `_`, `.` or `-`",
+            ))
+        }
+    }
+
+    /// The username as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The case-folded form that uniqueness and lookups use.
+    pub fn key(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+}
+
+/// A syntactically valid email address. Unique regardless of case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    /// Validates a raw address (trimmed).
+    ///
+    /// # Errors
+    /// A [`FieldError`] on `email`.
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let raw = raw.trim();
+        if raw.chars().count() <= MAX_EMAIL_CHARS
+            && !raw.contains(['<', '>', ' '])
+            && email_address::EmailAddress::is_valid(raw)
+        {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(FieldError::new("email", "must be a valid email address"))
+        }
+    }
+
+    /// The address as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The case-folded form that uniqueness uses.
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+/// A password that meets the policy; never printed (its `Debug` is redacted).
+#[derive(Debug, Clone)]
+pub struct Password(SecretString);
+
+impl Password {
+    /// Checks the policy: 12–128 characters, not the username or the email (ignoring case).
+    ///
+    /// # Errors
+    /// A [`FieldError`] on `password`; the message never contains the password.
+    pub fn parse(raw: &SecretString, username: &str, email: &str) -> Result<Self, FieldError> {
+        let text = raw.expose_secret();
+        let length = text.chars().count();
+        if length < MIN_PASSWORD_CHARS {
+            return Err(FieldError::new(
+                "password",
+                format!("must be at least {MIN_PASSWORD_CHARS} characters"),
+            ));
+        }
+        if length > MAX_PASSWORD_CHARS {
+            return Err(FieldError::new(
+                "password",
+                format!("must be at most {MAX_PASSWORD_CHARS} characters"),
+            ));
+        }
+        let lowered = text.to_lowercase();
+        if lowered == username.to_lowercase() || lowered == email.trim().to_lowercase() {
+            return Err(FieldError::new(
+                "password",
+                "must not be the same as the username or email",
+            ));
+        }
+        Ok(Self(raw.clone()))
+    }
+
+    /// The secret, for hashing.
+    pub fn secret(&self) -> &SecretString {
+        &self.0
+    }
+}
+
+/// A new account, validated; the password is hashed by the caller before storing.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// Login name.
+    pub username: Username,
+    /// Contact address.
+    pub email: Email,
+    /// The password, not yet hashed.
+    pub password: Password,
+    /// Role granted.
+    pub role: Role,
+}
+
+impl NewUser {
+    /// Validates every field of a new account, collecting every problem.
+    ///
+    /// # Errors
+    /// Every field problem found.
+    pub fn parse(
+        username: &str,
+        email: &str,
+        password: &SecretString,
+        role: Role,
+    ) -> Result<Self, ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        let username_ok = errors.check(Username::parse(username));
+        let email_ok = errors.check(Email::parse(email));
+        let password_ok = errors.check(Password::parse(password, username, email));
+        match (username_ok, email_ok, password_ok) {
+            (Some(username), Some(email), Some(password)) => Ok(Self {
+                username,
+                email,
+                password,
+                role,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// A stored account (without its password hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Database-assigned id.
+    pub id: i64,
+    /// Login name as registered.
+    pub username: String,
+    /// Contact address.
+    pub email: String,
+    /// Role.
+    pub role: Role,
+    /// Whether the account may sign in.
+    pub is_active: bool,
+    /// When the account was created.
+    pub created_at: DateTime<Utc>,
+    /// When the account was last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(text: &str) -> SecretString {
+        SecretString::from(text.to_owned())
+    }
+
+    #[test]
+    fn username_rules() {
+        for (raw, ok) in [
+            ("bob", true),
+            ("a.b-c_d", true),
+            (&"x".repeat(32), true),
+            ("ab", false),
+            (&"x".repeat(33), false),
+            ("has space", false),
+            ("ünï", false),
+            ("semi;colon", false),
+        ] {
+            assert_eq!(Username::parse(raw).is_ok(), ok, "{raw}");
+        }
+        assert_eq!(Username::parse("Admin").unwrap().key(), "admin");
+    }
+
+    #[test]
+    fn email_rules() {
+        for (raw, ok) in [
+            ("ziggy@example.com", true),
+            (" ziggy@example.com ", true),
+            ("no-at-sign", false),
+            ("two@@example.com", false),
+            ("Ziggy <ziggy@example.com>", false),
+            ("", false),
+        ] {
+            assert_eq!(Email::parse(raw).is_ok(), ok, "{raw}");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert!(Email::parse(&long).is_err());
+    }
+
+    #[test]
+    fn password_policy_is_length_and_not_the_identity() {
+        let cases = [
+            ("correct horse battery", true),
+            ("short", false),
+            (&"p".repeat(12), true),
+            (&"p".repeat(11), false),
+            (&"p".repeat(128), true),
+            (&"p".repeat(129), false),
+            ("ziggystardust", false),
+            ("ZIGGY@example.com", false),
+            ("aaaaaaaaaaaa", true),
+        ];
+        for (raw, ok) in cases {
+            let result = Password::parse(&secret(raw), "ziggystardust", "ziggy@example.com");
+            assert_eq!(result.is_ok(), ok, "{raw}");
+            if let Err(error) = result {
+                assert!(
+                    !error.message.contains(raw),
+                    "the message leaks the password"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn new_user_collects_every_problem() {
+        let errors = NewUser::parse("x", "nope", &secret("short"), Role::Viewer).unwrap_err();
+
+        let fields: Vec<_> = errors.errors().iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["username", "email", "password"]);
+    }
+
+    #[test]
+    fn roles_are_ordered_by_power() {
+        assert!(Role::Viewer < Role::Editor && Role::Editor < Role::Admin);
+        assert_eq!(Role::parse("role", "editor"), Ok(Role::Editor));
+        assert!(Role::parse("role", "root").is_err());
+    }
+}
