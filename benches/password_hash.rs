@@ -53,9 +53,18 @@ async fn main() {
     );
     println!("| operation | median of {RUNS} |");
     println!("|---|---:|");
-    println!("| hash a password | {:.1} ms |", median(hashing).as_secs_f64() * 1e3);
-    println!("| verify, known user | {:.1} ms |", median(verifying).as_secs_f64() * 1e3);
-    println!("| verify, unknown user (dummy hash) | {:.1} ms |", median(unknown).as_secs_f64() * 1e3);
+    println!(
+        "| hash a password | {:.1} ms |",
+        median(hashing).as_secs_f64() * 1e3
+    );
+    println!(
+        "| verify, known user | {:.1} ms |",
+        median(verifying).as_secs_f64() * 1e3
+    );
+    println!(
+        "| verify, unknown user (dummy hash) | {:.1} ms |",
+        median(unknown).as_secs_f64() * 1e3
+    );
     println!(
         "| {BURST} concurrent verifications, total | {:.1} ms |",
         burst_time.as_secs_f64() * 1e3

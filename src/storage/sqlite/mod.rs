@@ -35,6 +35,11 @@ pub use migrate::MIGRATIONS;
 pub struct SqliteStore {
     pool: SqlitePool,
     migrator: migrate::SqliteMigrator,
+    /// SQLite has one writer at a time. Queueing writers here, in arrival order, replaces
+    /// SQLite's busy handler (which sleeps and retries with growing pauses): at the same
+    /// throughput, the p99 of 16 concurrent creators fell from 905 ms to 26 ms
+    /// (BENCHMARKS.md). Another process on the same file still waits on `busy_timeout`.
+    writer: tokio::sync::Mutex<()>,
 }
 
 impl SqliteStore {
@@ -84,6 +89,7 @@ impl SqliteStore {
         Ok(Self {
             migrator: migrate::SqliteMigrator::new(pool.clone()),
             pool,
+            writer: tokio::sync::Mutex::new(()),
         })
     }
 }
@@ -153,6 +159,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_artist(&self, new: &NewArtist) -> StoreResult<Artist> {
+        let _writer = self.writer.lock().await;
         artists::insert(&self.pool, new).await
     }
 
@@ -161,6 +168,7 @@ impl Store for SqliteStore {
         new: &NewArtist,
         idempotency: &Idempotency<'_, Artist>,
     ) -> StoreResult<Created<Artist>> {
+        let _writer = self.writer.lock().await;
         artists::insert_once(&self.pool, new, idempotency).await
     }
 
@@ -170,6 +178,7 @@ impl Store for SqliteStore {
         new: &NewArtist,
         if_match: Option<&Precondition>,
     ) -> StoreResult<Artist> {
+        let _writer = self.writer.lock().await;
         artists::update(&self.pool, id, if_match, |_| new.clone()).await
     }
 
@@ -179,6 +188,7 @@ impl Store for SqliteStore {
         changes: &ArtistChanges,
         if_match: Option<&Precondition>,
     ) -> StoreResult<Artist> {
+        let _writer = self.writer.lock().await;
         artists::update(&self.pool, id, if_match, |current| changes.apply(current)).await
     }
 
@@ -188,6 +198,7 @@ impl Store for SqliteStore {
         cascade: bool,
         if_match: Option<&Precondition>,
     ) -> StoreResult<()> {
+        let _writer = self.writer.lock().await;
         artists::delete(&self.pool, id, cascade, if_match).await
     }
 
@@ -203,6 +214,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_song(&self, new: &NewSong) -> StoreResult<Song> {
+        let _writer = self.writer.lock().await;
         songs::insert(&self.pool, new).await
     }
 
@@ -211,6 +223,7 @@ impl Store for SqliteStore {
         new: &NewSong,
         idempotency: &Idempotency<'_, Song>,
     ) -> StoreResult<Created<Song>> {
+        let _writer = self.writer.lock().await;
         songs::insert_once(&self.pool, new, idempotency).await
     }
 
@@ -220,6 +233,7 @@ impl Store for SqliteStore {
         new: &NewSong,
         if_match: Option<&Precondition>,
     ) -> StoreResult<Song> {
+        let _writer = self.writer.lock().await;
         songs::update(&self.pool, id, if_match, |_| new.clone()).await
     }
 
@@ -229,14 +243,17 @@ impl Store for SqliteStore {
         changes: &SongChanges,
         if_match: Option<&Precondition>,
     ) -> StoreResult<Song> {
+        let _writer = self.writer.lock().await;
         songs::update(&self.pool, id, if_match, |current| changes.apply(current)).await
     }
 
     async fn delete_song(&self, id: SongId, if_match: Option<&Precondition>) -> StoreResult<()> {
+        let _writer = self.writer.lock().await;
         songs::delete(&self.pool, id, if_match).await
     }
 
     async fn insert_user(&self, new: &NewUser, password_hash: &str) -> StoreResult<User> {
+        let _writer = self.writer.lock().await;
         users::insert(&self.pool, new, password_hash).await
     }
 
@@ -245,10 +262,12 @@ impl Store for SqliteStore {
     }
 
     async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> StoreResult<u64> {
+        let _writer = self.writer.lock().await;
         idempotency::prune(&self.pool, created_before).await
     }
 
     async fn seed_demo_data(&self) -> StoreResult<bool> {
+        let _writer = self.writer.lock().await;
         seed::seed_demo_data(&self.pool).await
     }
 
