@@ -1,4 +1,4 @@
-//! The command line (clap): `serve`, `migrate`, `user`, `openapi`, `healthcheck`.
+//! The command line (clap): `serve`, `migrate`, `user`, `backup`, `openapi`, `healthcheck`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -45,6 +45,13 @@ pub enum Command {
         /// Account action.
         #[command(subcommand)]
         action: UserAction,
+    },
+    /// Write a consistent online copy of the SQLite database to a new file (the service may
+    /// keep running). For PostgreSQL and SQL Server, see OPERATIONS.md.
+    Backup {
+        /// Destination file; must not exist yet.
+        #[arg(long, value_name = "FILE")]
+        to: std::path::PathBuf,
     },
     /// Print the OpenAPI 3.1 document (JSON) to standard output. Needs no database.
     Openapi,
@@ -131,6 +138,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
         }
         Command::Migrate { action } => migrate(action, &settings).await,
         Command::User { action } => user(action, &settings).await,
+        Command::Backup { to } => backup(&to, &settings).await,
         Command::Openapi => Ok(print_openapi()),
         Command::Healthcheck { url } => {
             let base = url.unwrap_or_else(|| format!("http://127.0.0.1:{}", settings.server.port));
@@ -217,6 +225,20 @@ async fn user(action: UserAction, settings: &Settings) -> anyhow::Result<ExitCod
         "created user {} (id {}, role {})",
         user.username, user.id, user.role
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(
+    clippy::print_stdout,
+    reason = "the backup's location is the command's output"
+)]
+async fn backup(to: &std::path::Path, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let store = storage::connect(&settings.database).await?;
+    let result = store.backup_to(to).await;
+    store.close().await;
+    result.with_context(|| format!("writing the backup to {}", to.display()))?;
+    let size = std::fs::metadata(to).map(|m| m.len()).unwrap_or_default();
+    println!("backup written to {} ({size} bytes)", to.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -171,6 +171,11 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts the original catalog's demo data, once per database, idempotently.
     /// Returns whether anything was inserted.
     async fn seed_demo_data(&self) -> StoreResult<bool>;
+    /// Writes a consistent copy of the live database to `destination`, a new file. Only
+    /// the embedded backend can; server databases use their native tools (OPERATIONS.md).
+    ///
+    /// The path is bound as a parameter, never spliced into SQL.
+    async fn backup_to(&self, destination: &std::path::Path) -> StoreResult<()>;
     /// One cheap round trip to the database.
     async fn ping(&self) -> StoreResult<()>;
     /// Schema management for this database.

@@ -108,7 +108,14 @@ fn help_lists_every_command() {
     let output = starsongs(&["--help"], &[]);
 
     let help = text(&output.stdout);
-    for command in ["serve", "migrate", "openapi", "healthcheck"] {
+    for command in [
+        "serve",
+        "migrate",
+        "user",
+        "backup",
+        "openapi",
+        "healthcheck",
+    ] {
         assert!(help.contains(command), "{help}");
     }
 }
@@ -222,4 +229,46 @@ fn user_create_refuses_a_password_on_the_command_line() {
 
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("--password-stdin"));
+}
+
+#[tokio::test]
+async fn backup_writes_a_consistent_copy_while_the_service_runs() {
+    let app = crate::harness::TestApp::spawn().await;
+    app.create_artist("Backed Up").await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("copy.db");
+    let url = app.database_url();
+    let env = [("STARSONGS_ENV", "test"), ("DATABASE_URL", url.as_str())];
+
+    let first = starsongs(&["backup", "--to", target.to_str().unwrap()], &env);
+    let again = starsongs(&["backup", "--to", target.to_str().unwrap()], &env);
+
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert!(text(&first.stdout).starts_with("backup written to"));
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
+    let copy_url = format!("sqlite://{}", target.display());
+    let settings = crate::harness::settings_in(&dir, &[("DATABASE_URL", &copy_url)]);
+    let copy = starsongs::storage::connect(&settings.database)
+        .await
+        .unwrap();
+    assert_eq!(copy.migrator().pending_count().await.unwrap(), 0);
+    let names: Vec<String> = copy
+        .list_artists(&starsongs::domain::list::ListQuery {
+            sort: starsongs::domain::list::Sort::parse(None).unwrap(),
+            page_size: 10,
+            position: starsongs::domain::list::Position::Page(1),
+            filter: starsongs::domain::list::ArtistFilter::default(),
+        })
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(names, ["Backed Up"]);
 }

@@ -271,6 +271,26 @@ impl Store for SqliteStore {
         seed::seed_demo_data(&self.pool).await
     }
 
+    async fn backup_to(&self, destination: &std::path::Path) -> StoreResult<()> {
+        if destination.exists() {
+            return Err(StoreError::Conflict(format!(
+                "{} already exists; choose a new file",
+                destination.display()
+            )));
+        }
+        let path = destination
+            .to_str()
+            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("the backup path is not UTF-8")))?;
+        // VACUUM INTO reads one snapshot (committed WAL content included) and writes a
+        // compact, self-contained database file; writers carry on meanwhile.
+        sqlx::query("vacuum into ?")
+            .bind(path)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(map_error)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("select 1")
             .execute(&self.pool)
