@@ -1,0 +1,319 @@
+//! Access tokens: JWTs with the claims `sub, role, iat, nbf, exp, iss, aud, jti` (API.md),
+//! signed with exactly one algorithm. Verification pins that algorithm, the issuer and the
+//! audience, requires every time claim, and allows 30 s of clock skew; anything else is
+//! [`AuthError::InvalidToken`].
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::AuthError;
+use crate::domain::user::Role;
+
+/// Clock skew tolerated on `exp` and `nbf` (API.md: 30 s at most).
+pub const LEEWAY_SECS: u64 = 30;
+/// Shortest HS256 secret accepted, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The wire claims. Private: callers see [`AccessClaims`].
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    role: String,
+    iat: u64,
+    nbf: u64,
+    exp: u64,
+    iss: String,
+    aud: String,
+    jti: String,
+}
+
+/// What a verified access token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessClaims {
+    /// The user's id.
+    pub user_id: i64,
+    /// The role granted when the token was issued.
+    pub role: Role,
+    /// Unique token id.
+    pub token_id: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// A freshly issued access token.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// The compact JWT.
+    pub token: SecretString,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+}
+
+/// Signing and verification keys with the rules they enforce.
+pub struct TokenKeys {
+    algorithm: Algorithm,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    issuer: String,
+    audience: String,
+    ttl_secs: u64,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKeys")
+            .field("algorithm", &self.algorithm)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenKeys {
+    /// HS256 keys from the UTF-8 bytes of `secret` (API.md), which must be at least 32
+    /// bytes long.
+    ///
+    /// # Errors
+    /// A secret shorter than [`MIN_SECRET_BYTES`]; the message never contains it.
+    pub fn hs256(
+        secret: &SecretString,
+        issuer: &str,
+        audience: &str,
+        ttl_secs: u64,
+    ) -> anyhow::Result<Self> {
+        let bytes = secret.expose_secret().as_bytes();
+        anyhow::ensure!(
+            bytes.len() >= MIN_SECRET_BYTES,
+            "auth.jwt_secret must be at least {MIN_SECRET_BYTES} bytes"
+        );
+        Ok(Self {
+            algorithm: Algorithm::HS256,
+            encoding: EncodingKey::from_secret(bytes),
+            decoding: DecodingKey::from_secret(bytes),
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            ttl_secs,
+        })
+    }
+
+    /// Issues a token for `user_id` with `role`, valid from now for the configured lifetime.
+    ///
+    /// # Errors
+    /// [`AuthError::Signing`] if signing fails (a misconfigured key).
+    pub fn issue(&self, user_id: i64, role: Role) -> Result<IssuedToken, AuthError> {
+        let now = unix_now();
+        let claims = Claims {
+            sub: user_id.to_string(),
+            role: role.as_str().to_owned(),
+            iat: now,
+            nbf: now,
+            exp: now + self.ttl_secs,
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        let token = encode(&Header::new(self.algorithm), &claims, &self.encoding)
+            .map_err(|e| AuthError::Signing(e.into()))?;
+        Ok(IssuedToken {
+            token: SecretString::from(token),
+            expires_in: self.ttl_secs,
+        })
+    }
+
+    /// Verifies a compact JWT and returns its claims.
+    ///
+    /// # Errors
+    /// [`AuthError::InvalidToken`] for any token that is not ours, current and intact.
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, AuthError> {
+        let mut validation = Validation::new(self.algorithm);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
+        let claims = decode::<Claims>(token, &self.decoding, &validation)
+            .map_err(|_| AuthError::InvalidToken)?
+            .claims;
+        let user_id = claims.sub.parse().map_err(|_| AuthError::InvalidToken)?;
+        let role = Role::parse("role", &claims.role).map_err(|_| AuthError::InvalidToken)?;
+        Ok(AccessClaims {
+            user_id,
+            role,
+            token_id: claims.jti,
+            expires_at: claims.exp,
+        })
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use serde_json::json;
+
+    use super::*;
+
+    const SECRET: &str = "test-only secret that is at least 32 bytes long";
+
+    fn keys() -> TokenKeys {
+        TokenKeys::hs256(
+            &SecretString::from(SECRET.to_owned()),
+            "starsongs",
+            "starsongs-api",
+            900,
+        )
+        .unwrap()
+    }
+
+    fn sign(header: &Header, claims: &serde_json::Value, secret: &str) -> String {
+        encode(header, claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    }
+
+    fn claims(overrides: serde_json::Value) -> serde_json::Value {
+        let now = unix_now();
+        let mut base = json!({
+            "sub": "7", "role": "editor", "iat": now, "nbf": now, "exp": now + 900,
+            "iss": "starsongs", "aud": "starsongs-api", "jti": "t-1"
+        });
+        for (key, value) in overrides.as_object().unwrap() {
+            if value.is_null() {
+                base.as_object_mut().unwrap().remove(key);
+            } else {
+                base[key] = value.clone();
+            }
+        }
+        base
+    }
+
+    #[test]
+    fn issued_tokens_verify_with_all_claims() {
+        let keys = keys();
+
+        let issued = keys.issue(42, Role::Admin).unwrap();
+        let verified = keys.verify(issued.token.expose_secret()).unwrap();
+
+        assert_eq!((verified.user_id, verified.role), (42, Role::Admin));
+        assert_eq!(issued.expires_in, 900);
+        let payload = issued
+            .token
+            .expose_secret()
+            .split('.')
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        let decoded: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        for claim in ["sub", "role", "iat", "nbf", "exp", "iss", "aud", "jti"] {
+            assert!(decoded.get(claim).is_some(), "{claim} missing");
+        }
+    }
+
+    #[test]
+    fn hostile_tokens_are_rejected() {
+        let keys = keys();
+        let now = unix_now();
+        let hs256 = Header::new(Algorithm::HS256);
+        let unsigned = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            URL_SAFE_NO_PAD.encode(claims(json!({})).to_string())
+        );
+        let good = sign(&hs256, &claims(json!({})), SECRET);
+        assert!(
+            keys.verify(&good).is_ok(),
+            "the untampered baseline must verify"
+        );
+        let (head, rest) = good.split_once('.').unwrap();
+        let (_, signature) = rest.split_once('.').unwrap();
+        let escalated = format!(
+            "{head}.{}.{signature}",
+            URL_SAFE_NO_PAD.encode(claims(json!({"role": "admin"})).to_string())
+        );
+        let cases = [
+            ("alg none", unsigned),
+            (
+                "other secret",
+                sign(
+                    &hs256,
+                    &claims(json!({})),
+                    "another secret of at least 32 bytes!!",
+                ),
+            ),
+            (
+                "other algorithm, same secret",
+                sign(&Header::new(Algorithm::HS512), &claims(json!({})), SECRET),
+            ),
+            (
+                "expired beyond leeway",
+                sign(&hs256, &claims(json!({"exp": now - 31})), SECRET),
+            ),
+            (
+                "not yet valid",
+                sign(&hs256, &claims(json!({"nbf": now + 120})), SECRET),
+            ),
+            (
+                "no exp",
+                sign(&hs256, &claims(json!({"exp": null})), SECRET),
+            ),
+            (
+                "wrong issuer",
+                sign(&hs256, &claims(json!({"iss": "evil"})), SECRET),
+            ),
+            (
+                "wrong audience",
+                sign(&hs256, &claims(json!({"aud": "other-api"})), SECRET),
+            ),
+            (
+                "unknown role",
+                sign(&hs256, &claims(json!({"role": "root"})), SECRET),
+            ),
+            (
+                "non-numeric subject",
+                sign(&hs256, &claims(json!({"sub": "admin"})), SECRET),
+            ),
+            ("tampered role claim", escalated),
+            ("garbage", "not.a.jwt".to_owned()),
+        ];
+
+        for (name, token) in cases {
+            assert!(
+                matches!(keys.verify(&token), Err(AuthError::InvalidToken)),
+                "{name} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn small_clock_skew_is_tolerated() {
+        let keys = keys();
+        let now = unix_now();
+        let hs256 = Header::new(Algorithm::HS256);
+
+        let just_expired = sign(&hs256, &claims(json!({"exp": now - 10})), SECRET);
+        let almost_valid = sign(&hs256, &claims(json!({"nbf": now + 10})), SECRET);
+
+        assert!(keys.verify(&just_expired).is_ok());
+        assert!(keys.verify(&almost_valid).is_ok());
+    }
+
+    #[test]
+    fn short_secrets_are_refused_without_echoing_them() {
+        let error = TokenKeys::hs256(&SecretString::from("short-secret".to_owned()), "i", "a", 60)
+            .unwrap_err()
+            .to_string();
+
+        assert!(error.contains("auth.jwt_secret"));
+        assert!(!error.contains("short-secret"));
+    }
+}
