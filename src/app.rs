@@ -105,7 +105,9 @@ impl App {
         let mut server = tokio::spawn(async move { server.await });
         let grace = settings.server.shutdown_grace();
         let outcome = tokio::select! {
-            joined = &mut server => joined.context("server task failed")?.context("server failed"),
+            joined = &mut server => joined
+                .context("server task failed")
+                .and_then(|served| served.context("server failed")),
             () = async {
                 stopped_accepting.notified().await;
                 tokio::time::sleep(grace).await;
