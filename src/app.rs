@@ -46,7 +46,10 @@ impl App {
         let listener = TcpListener::bind(address)
             .await
             .with_context(|| format!("binding {}:{}", address.0, address.1))?;
-        let state = AppState::new(store, settings);
+        let state = AppState::new(store, settings)?;
+        if state.settings.auth.create_dev_admin {
+            announce_dev_admin(&state).await?;
+        }
         let router = http::router(state.clone());
         Ok(Self {
             listener,
@@ -124,11 +127,33 @@ impl App {
     }
 }
 
-/// How often expired idempotency keys are deleted.
+/// Development only: creates the first admin and prints its password once, on stdout
+/// (never through the logs).
+async fn announce_dev_admin(state: &AppState) -> anyhow::Result<()> {
+    use std::io::Write as _;
+
+    use secrecy::ExposeSecret as _;
+
+    if let Some((username, password)) = state.accounts.ensure_dev_admin().await? {
+        tracing::warn!(username = %username, "development admin created; its password is printed once on stdout");
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "\n  Development admin created (shown once):\n    username: {username}\n    password: {}\n  \
+             Sign in at /docs (Authorize) or POST /v1/auth/login.\n",
+            password.expose_secret()
+        )?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// How often expired idempotency keys and credentials are deleted.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// Deletes expired idempotency keys every hour. Expired keys are already ignored when
-/// claimed; this only bounds the table's size. Safe to run on every replica.
+/// Every hour, deletes expired idempotency keys, expired or long-revoked refresh tokens
+/// and stale failed-login counters. Expired rows are already ignored where they are read;
+/// this only bounds the tables' size. Safe to run on every replica.
 #[tracing::instrument(skip_all)]
 async fn prune_idempotency_keys(store: DynStore) {
     let mut interval = tokio::time::interval(PRUNE_INTERVAL);
@@ -144,6 +169,14 @@ async fn prune_idempotency_keys(store: DynStore) {
                 "expired idempotency keys pruned"
             ),
             Err(error) => tracing::warn!(error = %error, "pruning idempotency keys failed"),
+        }
+        match store.prune_credentials(Utc::now()).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(
+                credentials.pruned = pruned,
+                "expired refresh tokens and stale failed-login counters pruned"
+            ),
+            Err(error) => tracing::warn!(error = %error, "pruning credentials failed"),
         }
     }
 }

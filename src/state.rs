@@ -8,6 +8,7 @@ use std::time::Instant;
 use axum::extract::FromRef;
 use tokio::sync::Mutex;
 
+use crate::auth::accounts::Accounts;
 use crate::config::Settings;
 use crate::storage::DynStore;
 
@@ -20,16 +21,22 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Readiness flags and the cached readiness check.
     pub readiness: Arc<Readiness>,
+    /// Authentication and account use cases.
+    pub accounts: Accounts,
 }
 
 impl AppState {
     /// Bundles the parts.
-    pub fn new(store: DynStore, settings: Settings) -> Self {
-        Self {
+    ///
+    /// # Errors
+    /// Invalid Argon2 parameters or token keys.
+    pub fn new(store: DynStore, settings: Settings) -> anyhow::Result<Self> {
+        Ok(Self {
+            accounts: Accounts::new(store.clone(), &settings.auth)?,
             store,
             settings: Arc::new(settings),
             readiness: Arc::new(Readiness::default()),
-        }
+        })
     }
 }
 

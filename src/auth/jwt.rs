@@ -3,13 +3,18 @@
 //! audience, requires every time claim, and allows 30 s of clock skew; anything else is
 //! [`AuthError::InvalidToken`].
 
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::AuthError;
+use crate::config::{AuthSettings, JwtAlgorithm};
 use crate::domain::user::Role;
 
 /// Clock skew tolerated on `exp` and `nbf` (API.md: 30 s at most).
@@ -73,6 +78,124 @@ impl std::fmt::Debug for TokenKeys {
 }
 
 impl TokenKeys {
+    /// The keys `auth` configures. With HS256 and no `auth.jwt_secret` (development and
+    /// test only; validation refuses it in production) a random secret is made, so tokens
+    /// end with the process.
+    ///
+    /// # Errors
+    /// A short secret, or key files that cannot be read or parsed (the message names the
+    /// setting, never the key).
+    pub fn from_settings(auth: &AuthSettings) -> anyhow::Result<Self> {
+        let ttl = auth.access_ttl_secs;
+        match auth.jwt_algorithm {
+            JwtAlgorithm::Hs256 => {
+                if let Some(secret) = &auth.jwt_secret {
+                    return Self::hs256(secret, &auth.issuer, &auth.audience, ttl);
+                }
+                tracing::warn!(
+                    "auth.jwt_secret is not set: signing with a random key; tokens end with \
+                     this process"
+                );
+                let random = URL_SAFE_NO_PAD.encode(super::secret::random_bytes::<48>()?);
+                Self::hs256(
+                    &SecretString::from(random),
+                    &auth.issuer,
+                    &auth.audience,
+                    ttl,
+                )
+            }
+            JwtAlgorithm::EdDsa | JwtAlgorithm::Rs256 => {
+                let read = |path: Option<&PathBuf>, setting: &str| -> anyhow::Result<Vec<u8>> {
+                    let path = path.with_context(|| format!("{setting} must be set"))?;
+                    std::fs::read(path).with_context(|| format!("reading {setting}"))
+                };
+                let private = read(
+                    auth.jwt_private_key_file.as_ref(),
+                    "auth.jwt_private_key_file",
+                )?;
+                let public = read(
+                    auth.jwt_public_key_file.as_ref(),
+                    "auth.jwt_public_key_file",
+                )?;
+                let algorithm = if auth.jwt_algorithm == JwtAlgorithm::EdDsa {
+                    Algorithm::EdDSA
+                } else {
+                    Algorithm::RS256
+                };
+                Self::key_pair(
+                    algorithm,
+                    &private,
+                    &public,
+                    &auth.issuer,
+                    &auth.audience,
+                    ttl,
+                )
+            }
+        }
+    }
+
+    /// EdDSA (Ed25519) or RS256 keys from PEM: a PKCS#8 private key and its SPKI public
+    /// key. Other services can verify tokens with the public key alone.
+    ///
+    /// # Errors
+    /// Another algorithm, or keys that do not parse or do not belong together.
+    pub fn key_pair(
+        algorithm: Algorithm,
+        private_pem: &[u8],
+        public_pem: &[u8],
+        issuer: &str,
+        audience: &str,
+        ttl_secs: u64,
+    ) -> anyhow::Result<Self> {
+        let (encoding, decoding) = match algorithm {
+            Algorithm::EdDSA => (
+                EncodingKey::from_ed_pem(private_pem),
+                DecodingKey::from_ed_pem(public_pem),
+            ),
+            Algorithm::RS256 => (
+                EncodingKey::from_rsa_pem(private_pem),
+                DecodingKey::from_rsa_pem(public_pem),
+            ),
+            _ => anyhow::bail!("auth.jwt_algorithm: key files are for EdDSA and RS256 only"),
+        };
+        let keys = Self {
+            algorithm,
+            encoding: encoding.map_err(|_| {
+                anyhow::anyhow!(
+                    "auth.jwt_private_key_file is not a PEM private key for {algorithm:?}"
+                )
+            })?,
+            decoding: decoding.map_err(|_| {
+                anyhow::anyhow!(
+                    "auth.jwt_public_key_file is not a PEM public key for {algorithm:?}"
+                )
+            })?,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            ttl_secs,
+        };
+        // Catch a mismatched pair at start-up rather than at the first request.
+        let probe = keys
+            .issue(0, Role::Viewer)
+            .context("signing a probe token")?;
+        keys.verify(probe.token.expose_secret()).map_err(|_| {
+            anyhow::anyhow!(
+                "auth.jwt_public_key_file does not verify tokens signed with auth.jwt_private_key_file"
+            )
+        })?;
+        Ok(keys)
+    }
+
+    /// The signing algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// Access-token lifetime in seconds.
+    pub fn ttl_secs(&self) -> u64 {
+        self.ttl_secs
+    }
+
     /// HS256 keys from the UTF-8 bytes of `secret` (API.md), which must be at least 32
     /// bytes long.
     ///
@@ -158,8 +281,6 @@ fn unix_now() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use serde_json::json;
 
     use super::*;
@@ -305,6 +426,86 @@ mod tests {
 
         assert!(keys.verify(&just_expired).is_ok());
         assert!(keys.verify(&almost_valid).is_ok());
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/tests/fixtures/jwt/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn key_pairs_sign_with_their_algorithm_and_refuse_others() {
+        let hs256_token = keys().issue(1, Role::Admin).unwrap();
+        for (algorithm, private, public) in [
+            (
+                Algorithm::EdDSA,
+                "ed25519-private.pem",
+                "ed25519-public.pem",
+            ),
+            (Algorithm::RS256, "rsa-private.pem", "rsa-public.pem"),
+        ] {
+            let keys = TokenKeys::key_pair(
+                algorithm,
+                &fixture(private),
+                &fixture(public),
+                "starsongs",
+                "starsongs-api",
+                900,
+            )
+            .unwrap();
+
+            let issued = keys.issue(9, Role::Editor).unwrap();
+            let header = jsonwebtoken::decode_header(issued.token.expose_secret()).unwrap();
+            assert_eq!(header.alg, algorithm);
+            assert_eq!(
+                keys.verify(issued.token.expose_secret()).unwrap().user_id,
+                9
+            );
+            assert!(
+                keys.verify(hs256_token.token.expose_secret()).is_err(),
+                "{algorithm:?} keys accepted an HS256 token"
+            );
+        }
+    }
+
+    #[test]
+    fn public_keys_are_not_usable_as_hmac_secrets() {
+        // Algorithm confusion: an attacker signs HS256 with the public key's bytes.
+        let public = fixture("rsa-public.pem");
+        let keys = TokenKeys::key_pair(
+            Algorithm::RS256,
+            &fixture("rsa-private.pem"),
+            &public,
+            "starsongs",
+            "starsongs-api",
+            900,
+        )
+        .unwrap();
+        let forged = encode(
+            &Header::new(Algorithm::HS256),
+            &claims(json!({})),
+            &EncodingKey::from_secret(&public),
+        )
+        .unwrap();
+
+        assert!(matches!(keys.verify(&forged), Err(AuthError::InvalidToken)));
+    }
+
+    #[test]
+    fn mismatched_key_pairs_are_refused_at_start() {
+        let result = TokenKeys::key_pair(
+            Algorithm::EdDSA,
+            &fixture("ed25519-private.pem"),
+            &fixture("rsa-public.pem"),
+            "i",
+            "a",
+            60,
+        );
+
+        assert!(result.is_err());
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! Authentication building blocks: password hashing and access tokens now; refresh
-//! tokens, API keys, principals and lockout arrive with the rest of issue #3. Knows nothing
-//! of HTTP.
+//! Authentication: password hashing, access tokens, opaque secrets (refresh tokens, API
+//! keys), the grant cache, and the account use cases in [`accounts::Accounts`]. Knows
+//! nothing of HTTP.
 
+pub mod accounts;
+pub mod grants;
 pub mod jwt;
 pub mod password;
+pub mod secret;
 
 /// Why an authentication step failed.
 #[derive(Debug, thiserror::Error)]

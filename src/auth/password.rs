@@ -35,20 +35,34 @@ impl PasswordHasher {
     /// # Errors
     /// Parameters Argon2 refuses.
     pub fn new(settings: &AuthSettings) -> anyhow::Result<Self> {
-        let params = Params::new(
+        Self::with_params(
             settings.argon2_memory_kib,
             settings.argon2_iterations,
             settings.argon2_parallelism,
-            None,
+            settings.max_concurrent_hashes,
         )
-        .map_err(|e| anyhow::anyhow!("auth.argon2_* settings are invalid: {e}"))?;
+    }
+
+    /// Builds the hasher from explicit Argon2id parameters (memory in KiB, passes, lanes)
+    /// and the number of hashes computed at once.
+    ///
+    /// # Errors
+    /// Parameters Argon2 refuses.
+    pub fn with_params(
+        memory_kib: u32,
+        iterations: u32,
+        parallelism: u32,
+        max_concurrent: usize,
+    ) -> anyhow::Result<Self> {
+        let params = Params::new(memory_kib, iterations, parallelism, None)
+            .map_err(|e| anyhow::anyhow!("auth.argon2_* settings are invalid: {e}"))?;
         let dummy_hash = argon2(&params)
             .hash_password(b"dummy password for unknown users")
             .map_err(|e| anyhow::anyhow!("hashing the dummy password: {e}"))?
             .to_string();
         Ok(Self {
             params,
-            permits: Arc::new(Semaphore::new(settings.max_concurrent_hashes.max(1))),
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             dummy_hash: dummy_hash.into(),
         })
     }
@@ -124,13 +138,7 @@ mod tests {
 
     fn fast() -> PasswordHasher {
         // Small parameters keep the unit tests quick; production uses the OWASP defaults.
-        PasswordHasher::new(&AuthSettings {
-            argon2_memory_kib: 1024,
-            argon2_iterations: 1,
-            argon2_parallelism: 1,
-            max_concurrent_hashes: 2,
-        })
-        .unwrap()
+        PasswordHasher::with_params(1024, 1, 1, 2).unwrap()
     }
 
     fn secret(text: &str) -> SecretString {
@@ -178,13 +186,6 @@ mod tests {
 
     #[test]
     fn invalid_parameters_are_refused_at_start() {
-        let settings = AuthSettings {
-            argon2_memory_kib: 1,
-            argon2_iterations: 0,
-            argon2_parallelism: 1,
-            max_concurrent_hashes: 1,
-        };
-
-        assert!(PasswordHasher::new(&settings).is_err());
+        assert!(PasswordHasher::with_params(1, 0, 1, 1).is_err());
     }
 }

@@ -181,10 +181,53 @@ impl DatabaseSettings {
     }
 }
 
+/// How access tokens are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with `auth.jwt_secret` (the default).
+    #[serde(rename = "HS256")]
+    Hs256,
+    /// Ed25519 with the PEM key pair in `auth.jwt_private_key_file`/`jwt_public_key_file`.
+    #[serde(rename = "EdDSA")]
+    EdDsa,
+    /// RSA PKCS#1 v1.5 with SHA-256, key pair from files as for EdDSA.
+    #[serde(rename = "RS256")]
+    Rs256,
+}
+
 /// `[auth]`: accounts and credentials.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
+    /// Access-token signing algorithm.
+    pub jwt_algorithm: JwtAlgorithm,
+    /// HS256 key: its UTF-8 bytes, at least 32. Required in production with HS256; in
+    /// development and test a random one is made at start-up when unset (tokens then do
+    /// not survive a restart).
+    pub jwt_secret: Option<SecretString>,
+    /// PEM private key (PKCS#8) for EdDSA or RS256.
+    pub jwt_private_key_file: Option<PathBuf>,
+    /// PEM public key (SPKI) for EdDSA or RS256.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// `iss` of issued tokens, and the only one accepted.
+    pub issuer: String,
+    /// `aud` of issued tokens, and the only one accepted.
+    pub audience: String,
+    /// Access-token lifetime (API.md: 900).
+    pub access_ttl_secs: u64,
+    /// Refresh-token lifetime (API.md: 7 days).
+    pub refresh_ttl_secs: u64,
+    /// Whether anyone, unauthenticated, may read the catalog.
+    pub public_read: bool,
+    /// Whether `POST /v1/auth/register` is open.
+    pub allow_registration: bool,
+    /// How long a replica trusts what it last read about an account's status and role (or
+    /// an API key) before reading it again: the bound on how late a deactivation, deletion,
+    /// demotion or key revocation made on another replica takes effect. 1–60.
+    pub grant_cache_secs: u64,
+    /// Development only: when no active admin exists, `serve` creates `admin` with a random
+    /// password and prints it once.
+    pub create_dev_admin: bool,
     /// Argon2id memory cost in KiB (OWASP: 19456).
     pub argon2_memory_kib: u32,
     /// Argon2id passes (OWASP: 2).

@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use anyhow::Context;
 
 /// Secret settings as `(dotted name, environment variable)`.
-const SECRET_SETTINGS: [(&str, &str); 1] = [("database.url", "STARSONGS__DATABASE__URL")];
+const SECRET_SETTINGS: [(&str, &str); 2] = [
+    ("database.url", "STARSONGS__DATABASE__URL"),
+    ("auth.jwt_secret", "STARSONGS__AUTH__JWT_SECRET"),
+];
 
 /// Whether `variable` is the `_FILE` form of a secret setting.
 pub(super) fn is_file_variable(variable: &str) -> bool {

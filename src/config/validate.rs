@@ -4,7 +4,10 @@ use std::fmt;
 
 use tracing_subscriber::EnvFilter;
 
-use super::{RunEnv, Settings};
+use secrecy::ExposeSecret;
+
+use super::{JwtAlgorithm, RunEnv, Settings};
+use crate::auth::jwt::MIN_SECRET_BYTES;
 
 /// One invalid setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +100,65 @@ impl Settings {
             "auth.max_concurrent_hashes",
             "must be at least 1",
         );
+        check(
+            !auth.issuer.trim().is_empty(),
+            "auth.issuer",
+            "must not be empty",
+        );
+        check(
+            !auth.audience.trim().is_empty(),
+            "auth.audience",
+            "must not be empty",
+        );
+        check(
+            (60..=86_400).contains(&auth.access_ttl_secs),
+            "auth.access_ttl_secs",
+            "must be between 60 and 86400",
+        );
+        check(
+            auth.refresh_ttl_secs >= auth.access_ttl_secs && auth.refresh_ttl_secs <= 90 * 86_400,
+            "auth.refresh_ttl_secs",
+            "must be at least auth.access_ttl_secs and at most 7776000 (90 days)",
+        );
+        check(
+            (1..=60).contains(&auth.grant_cache_secs),
+            "auth.grant_cache_secs",
+            "must be between 1 and 60",
+        );
+        match auth.jwt_algorithm {
+            JwtAlgorithm::Hs256 => {
+                let secret_len = auth.jwt_secret.as_ref().map(|s| s.expose_secret().len());
+                check(
+                    secret_len.is_none_or(|len| len >= MIN_SECRET_BYTES),
+                    "auth.jwt_secret",
+                    "must be at least 32 bytes",
+                );
+                check(
+                    secret_len.is_some() || self.env != RunEnv::Production,
+                    "auth.jwt_secret",
+                    "must be set in production (STARSONGS__AUTH__JWT_SECRET or \
+                     STARSONGS__AUTH__JWT_SECRET_FILE)",
+                );
+            }
+            JwtAlgorithm::EdDsa | JwtAlgorithm::Rs256 => {
+                check(
+                    auth.jwt_private_key_file.is_some(),
+                    "auth.jwt_private_key_file",
+                    "must be set for EdDSA and RS256",
+                );
+                check(
+                    auth.jwt_public_key_file.is_some(),
+                    "auth.jwt_public_key_file",
+                    "must be set for EdDSA and RS256",
+                );
+            }
+        }
         if self.env == RunEnv::Production {
+            check(
+                !auth.create_dev_admin,
+                "auth.create_dev_admin",
+                "must be false in production",
+            );
             // Weaker hashing is a test-speed setting only (OWASP minimum: m=19456, t=2).
             check(
                 auth.argon2_memory_kib >= 19_456 && auth.argon2_iterations >= 2,
@@ -153,10 +214,13 @@ mod tests {
             ("STARSONGS_ENV", "production"),
             ("STARSONGS__CORS__ALLOWED_ORIGINS", "*"),
             ("STARSONGS__DATABASE__SEED_DEMO_DATA", "true"),
+            ("STARSONGS__AUTH__CREATE_DEV_ADMIN", "true"),
         ])
         .unwrap_err();
 
         for setting in [
+            "auth.jwt_secret",
+            "auth.create_dev_admin",
             "database.url",
             "cors.allowed_origins",
             "database.seed_demo_data",
@@ -174,9 +238,54 @@ mod tests {
                 "STARSONGS__CORS__ALLOWED_ORIGINS",
                 "https://app.example.com",
             ),
+            (
+                "STARSONGS__AUTH__JWT_SECRET",
+                "a production secret of at least 32 bytes",
+            ),
         ]);
 
         assert!(settings.is_ok(), "{settings:?}");
+    }
+
+    #[test]
+    fn short_jwt_secrets_are_refused_everywhere_without_being_echoed() {
+        for env in ["development", "production"] {
+            let error = load(&[
+                ("STARSONGS_ENV", env),
+                ("STARSONGS__AUTH__JWT_SECRET", "hunter2-too-short"),
+            ])
+            .unwrap_err();
+
+            assert!(
+                error.contains("auth.jwt_secret: must be at least 32 bytes"),
+                "{error}"
+            );
+            assert!(!error.contains("hunter2"), "{error}");
+        }
+    }
+
+    #[test]
+    fn key_pair_algorithms_need_both_key_files() {
+        let error = load(&[("STARSONGS__AUTH__JWT_ALGORITHM", "EdDSA")]).unwrap_err();
+
+        assert!(error.contains("auth.jwt_private_key_file"), "{error}");
+        assert!(error.contains("auth.jwt_public_key_file"), "{error}");
+        assert!(load(&[("STARSONGS__AUTH__JWT_ALGORITHM", "none")]).is_err());
+    }
+
+    #[test]
+    fn the_jwt_secret_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwt");
+        std::fs::write(&file, "a file secret that is at least 32 bytes\n").unwrap();
+
+        let settings =
+            load(&[("STARSONGS__AUTH__JWT_SECRET_FILE", file.to_str().unwrap())]).unwrap();
+
+        assert_eq!(
+            settings.auth.jwt_secret.unwrap().expose_secret(),
+            "a file secret that is at least 32 bytes"
+        );
     }
 
     #[test]

@@ -84,6 +84,25 @@ impl fmt::Display for SongId {
     }
 }
 
+/// Identifier of an account or an API key (admin routes): same range as catalog ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordId(i64);
+
+impl RecordId {
+    /// The raw database value.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for RecordId {
+    type Error = ();
+
+    fn try_from(raw: i64) -> Result<Self, ()> {
+        in_range(raw).map(Self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

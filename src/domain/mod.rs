@@ -2,6 +2,7 @@
 //! Knows nothing of HTTP, wire formats or SQL.
 
 pub mod artist;
+pub mod credential;
 pub mod etag;
 pub mod idempotency;
 pub mod ids;

@@ -8,6 +8,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
+use super::artist::timestamp_key;
+use super::list::{SortField, SortKind, SortValue, Sortable};
 use super::validation::{FieldError, ValidationErrors};
 
 /// Longest email accepted (RFC 5321 path limit).
@@ -222,6 +224,68 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     /// When the account was last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+/// Changes to an account (admin PATCH): absent fields are kept.
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    /// New email address.
+    pub email: Option<Email>,
+    /// New role.
+    pub role: Option<Role>,
+    /// Activate or deactivate.
+    pub is_active: Option<bool>,
+    /// New password, not yet hashed.
+    pub password: Option<Password>,
+}
+
+impl UserChanges {
+    /// Whether the change takes rights away: the sessions of the account end and cached
+    /// grants are dropped.
+    pub fn revokes_sessions(&self) -> bool {
+        self.is_active == Some(false) || self.password.is_some() || self.role.is_some()
+    }
+}
+
+/// User sort fields (admin list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserSortField {
+    /// `id`
+    Id,
+    /// `username` (ignoring case)
+    Username,
+    /// `created_at`
+    CreatedAt,
+}
+
+impl SortField for UserSortField {
+    const ALL: &'static [Self] = &[Self::Id, Self::Username, Self::CreatedAt];
+    const ID: Self = Self::Id;
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Id => "id",
+            Self::Username => "username",
+            Self::CreatedAt => "created_at",
+        }
+    }
+
+    fn kind(self) -> SortKind {
+        match self {
+            Self::Id => SortKind::Int,
+            Self::Username | Self::CreatedAt => SortKind::Text,
+        }
+    }
+}
+
+impl Sortable<UserSortField> for User {
+    fn sort_value(&self, field: UserSortField) -> SortValue {
+        match field {
+            UserSortField::Id => SortValue::Int(self.id),
+            UserSortField::Username => SortValue::Text(self.username.to_ascii_lowercase()),
+            UserSortField::CreatedAt => SortValue::Text(timestamp_key(&self.created_at)),
+        }
+    }
 }
 
 #[cfg(test)]

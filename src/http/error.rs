@@ -21,6 +21,12 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 pub mod problem_type {
     /// 400: the body is not valid JSON, or a header is malformed.
     pub const BAD_REQUEST: &str = "urn:starsongs:problem:bad-request";
+    /// 401: no credentials, or credentials that are invalid, expired or revoked.
+    pub const UNAUTHORIZED: &str = "urn:starsongs:problem:unauthorized";
+    /// 403: authenticated, but the role does not allow this.
+    pub const FORBIDDEN: &str = "urn:starsongs:problem:forbidden";
+    /// 429: too many attempts; see `Retry-After`.
+    pub const TOO_MANY_REQUESTS: &str = "urn:starsongs:problem:too-many-requests";
     /// 404: no such resource or route.
     pub const NOT_FOUND: &str = "urn:starsongs:problem:not-found";
     /// 405: the route exists but not for this method.
@@ -160,6 +166,7 @@ pub struct ApiError {
     detail: String,
     errors: Vec<FieldError>,
     retry_after_secs: Option<u64>,
+    www_authenticate: Option<String>,
     source: Option<anyhow::Error>,
 }
 
@@ -171,8 +178,36 @@ impl ApiError {
             detail: detail.into(),
             errors: Vec::new(),
             retry_after_secs: None,
+            www_authenticate: None,
             source: None,
         }
+    }
+
+    /// 401 with a `WWW-Authenticate` challenge (RFC 6750). `error` is the Bearer error
+    /// code (`invalid_token`) when credentials were sent but refused.
+    pub fn unauthorized(detail: impl Into<String>, error: Option<&str>) -> Self {
+        let mut problem = Self::new(StatusCode::UNAUTHORIZED, problem_type::UNAUTHORIZED, detail);
+        problem.www_authenticate = Some(match error {
+            Some(code) => format!(r#"Bearer realm="starsongs", error="{code}""#),
+            None => r#"Bearer realm="starsongs""#.to_owned(),
+        });
+        problem
+    }
+
+    /// 403: the principal is known but may not do this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, problem_type::FORBIDDEN, detail)
+    }
+
+    /// 429 with `Retry-After`.
+    pub fn too_many_requests(detail: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            problem_type::TOO_MANY_REQUESTS,
+            detail,
+        );
+        error.retry_after_secs = Some(retry_after_secs.max(1));
+        error
     }
 
     /// 400 with the given detail.
@@ -296,6 +331,14 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(value) = self
+            .www_authenticate
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
         }
         response.extensions_mut().insert(ProblemExtension {
             problem: Arc::new(problem),

@@ -18,10 +18,6 @@ pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-ke
 /// Marks a replayed response, so clients and logs can tell it from a fresh creation.
 pub static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
-/// Who owns keys until accounts exist.
-// TODO(#3): scope keys by the authenticated principal.
-pub const ANONYMOUS: &str = "anonymous";
-
 /// The `Idempotency-Key` header, if sent; a malformed one is 400.
 #[derive(Debug, Clone, Default)]
 pub struct IdempotencyKeyHeader(pub Option<IdempotencyKey>);

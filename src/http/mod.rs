@@ -1,6 +1,7 @@
 //! The HTTP layer: routes, extractors, errors and middleware. Turns wire input into domain
 //! types and store calls; never sees SQL.
 
+pub mod auth;
 pub mod cursor;
 pub mod error;
 pub mod extract;
@@ -12,7 +13,7 @@ pub mod routes;
 
 use axum::Router;
 use axum::http::StatusCode;
-use utoipa::OpenApi;
+use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -24,18 +25,23 @@ fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::artists::router())
         .merge(routes::songs::router())
+        .merge(routes::auth::router())
+        .merge(routes::admin::router())
         .merge(routes::health::router())
         .merge(routes::docs::router())
 }
 
 /// The OpenAPI document, as served at `/openapi.json` and printed by `starsongs openapi`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().into_openapi()
+    let mut document = api_router().into_openapi();
+    openapi::Security.modify(&mut document);
+    document
 }
 
 /// The complete application: routes, Swagger UI at `/docs`, and the middleware stack.
 pub fn router(state: AppState) -> Router {
-    let (routes, document) = api_router().split_for_parts();
+    let (routes, mut document) = api_router().split_for_parts();
+    openapi::Security.modify(&mut document);
     let settings = state.settings.clone();
     let app = routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", document))

@@ -1,7 +1,25 @@
-//! The root OpenAPI document: metadata and tags. Paths and schemas come from the handlers'
-//! `#[utoipa::path]` attributes via each resource's `router()`.
+//! The root OpenAPI document: metadata, tags and security. Paths and schemas come from the
+//! handlers' `#[utoipa::path]` attributes via each resource's `router()`; [`Security`]
+//! then marks every protected operation with its schemes and its 401/403 answers, so the
+//! rule lives in one place.
 
-use utoipa::OpenApi;
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes,
+    SecurityRequirement, SecurityScheme,
+};
+use utoipa::openapi::{OpenApi as Document, Ref, RefOr};
+use utoipa::{Modify, OpenApi};
+
+/// Name of the bearer-JWT scheme.
+pub const BEARER: &str = "bearer";
+/// Name of the OAuth2 password-flow scheme (Swagger UI's Authorize with username and
+/// password; it posts the form to the login endpoint).
+pub const OAUTH2: &str = "oauth2";
+/// Name of the API-key scheme.
+pub const API_KEY: &str = "api_key";
 
 /// Root document.
 #[derive(OpenApi)]
@@ -9,6 +27,14 @@ use utoipa::OpenApi;
     info(
         title = "Star Songs API",
         description = "Music catalog API: artists and their songs.\n\n\
+            **Authentication.** Every `/v1` endpoint needs a credential unless noted: an access \
+            token (`Authorization: Bearer <jwt>` from `POST /v1/auth/login`, 15 minutes, renewed \
+            with the refresh token at `POST /v1/auth/refresh`) or an API key (`X-API-Key`). \
+            Reading the catalog needs any role (or nothing when the service runs with \
+            `auth.public_read`); changing it needs editor; `DELETE /v1/artists/{id}?cascade=true` \
+            and `/v1/admin/*` need admin. Missing or invalid credentials get 401 with \
+            `WWW-Authenticate`; a role too low gets 403. In Swagger UI, use **Authorize** with \
+            the `oauth2` scheme (username and password) or paste a token or key.\n\n\
             Errors are RFC 9457 `application/problem+json` documents. Lists are paged with \
             `page`/`page_size` or with the opaque `cursor` from `pagination.next_cursor`. \
             Single resources carry a strong `ETag`; send it in `If-Match` to update safely. \
@@ -18,7 +44,109 @@ use utoipa::OpenApi;
     tags(
         (name = "artists", description = "Artists and their songs"),
         (name = "songs", description = "Songs"),
-        (name = "operations", description = "Probes, docs and service facts"),
+        (name = "auth", description = "Sign in, tokens and your account (responses are `Cache-Control: no-store`)"),
+        (name = "admin", description = "Accounts and API keys (admin only)"),
+        (name = "operations", description = "Probes, docs and service facts (no authentication)"),
     )
 )]
 pub struct ApiDoc;
+
+/// Adds the security schemes and, per operation, its requirements and 401/403 responses.
+/// Applied to the finished document (after every router has added its paths).
+pub struct Security;
+
+/// Operations anyone may call.
+const PUBLIC: [&str; 4] = [
+    "/v1/auth/register",
+    "/v1/auth/login",
+    "/v1/auth/refresh",
+    "/v1/auth/logout",
+];
+
+impl Modify for Security {
+    fn modify(&self, document: &mut Document) {
+        let components = document.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("Access token from `POST /v1/auth/login`"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            OAUTH2,
+            SecurityScheme::OAuth2(OAuth2::with_description(
+                [Flow::Password(Password::new(
+                    "/v1/auth/login",
+                    Scopes::new(),
+                ))],
+                "Username and password; Swagger UI posts them to the login endpoint",
+            )),
+        );
+        components.add_security_scheme(
+            API_KEY,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "API key from `POST /v1/admin/api-keys` (role viewer or editor)",
+            ))),
+        );
+        for (path, item) in &mut document.paths.paths {
+            if !path.starts_with("/v1/") || PUBLIC.contains(&path.as_str()) {
+                continue;
+            }
+            let accounts_only = path.starts_with("/v1/admin/") || path == "/v1/auth/me";
+            let operations = [
+                (&mut item.get, true),
+                (&mut item.post, false),
+                (&mut item.put, false),
+                (&mut item.patch, false),
+                (&mut item.delete, false),
+            ];
+            for (operation, is_read) in operations {
+                if let Some(operation) = operation.as_mut() {
+                    secure(operation, accounts_only, !is_read || accounts_only);
+                }
+            }
+        }
+    }
+}
+
+fn secure(operation: &mut Operation, accounts_only: bool, may_forbid: bool) {
+    let mut schemes = vec![BEARER, OAUTH2];
+    if !accounts_only {
+        schemes.push(API_KEY);
+    }
+    operation.security = Some(
+        schemes
+            .into_iter()
+            .map(|name| SecurityRequirement::new(name, Vec::<String>::new()))
+            .collect(),
+    );
+    let problem = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    let responses = &mut operation.responses.responses;
+    responses.entry("401".to_owned()).or_insert_with(|| {
+        problem(
+            "No credentials, or an invalid, expired or revoked one (`WWW-Authenticate: Bearer`)",
+        )
+    });
+    if may_forbid {
+        responses
+            .entry("403".to_owned())
+            .or_insert_with(|| problem("Authenticated, but the role does not allow this"));
+    }
+}

@@ -12,6 +12,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::DatabaseSettings;
 use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
+use crate::domain::credential::{
+    ApiKey, ApiKeySortField, LoginGate, NewApiKey, NewRefreshToken, Rotation,
+};
 use crate::domain::etag::Precondition;
 use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::{ArtistId, SongId};
@@ -19,7 +22,7 @@ use crate::domain::list::{
     ArtistFilter, ArtistSortField, ListQuery, Page, SongFilter, SongSortField,
 };
 use crate::domain::song::{NewSong, Song, SongChanges};
-use crate::domain::user::{NewUser, User};
+use crate::domain::user::{NewUser, User, UserChanges, UserSortField};
 use migrate::Migrator;
 
 /// The store as the application holds it.
@@ -32,6 +35,10 @@ pub enum Entity {
     Artist,
     /// A song.
     Song,
+    /// An account.
+    User,
+    /// An API key.
+    ApiKey,
 }
 
 impl std::fmt::Display for Entity {
@@ -39,6 +46,8 @@ impl std::fmt::Display for Entity {
         f.write_str(match self {
             Self::Artist => "Artist",
             Self::Song => "Song",
+            Self::User => "User",
+            Self::ApiKey => "API key",
         })
     }
 }
@@ -165,6 +174,69 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_user(&self, new: &NewUser, password_hash: &str) -> StoreResult<User>;
     /// The account with this username (ignoring case) and its password hash, if any.
     async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<(User, String)>>;
+    /// One account by id.
+    async fn get_user(&self, id: i64) -> StoreResult<User>;
+    /// Lists accounts.
+    async fn list_users(&self, query: &ListQuery<UserSortField, ()>) -> StoreResult<Page<User>>;
+    /// Changes an account (`password_hash` replaces the password when given). A taken
+    /// email, or a change that would leave no active admin, is a [`StoreError::Conflict`].
+    /// When [`UserChanges::revokes_sessions`], every refresh token of the account is
+    /// revoked in the same transaction.
+    async fn update_user(
+        &self,
+        id: i64,
+        changes: &UserChanges,
+        password_hash: Option<&str>,
+    ) -> StoreResult<User>;
+    /// Deletes an account and its refresh tokens; the last active admin cannot be deleted
+    /// ([`StoreError::Conflict`]).
+    async fn delete_user(&self, id: i64) -> StoreResult<()>;
+    /// Whether any active admin exists.
+    async fn has_active_admin(&self) -> StoreResult<bool>;
+
+    /// Stores a new refresh token (the first of a family, at login).
+    async fn insert_refresh_token(&self, token: &NewRefreshToken) -> StoreResult<()>;
+    /// Exchanges the refresh token whose digest is `presented` for a new one in the same
+    /// family (see [`Rotation`]). A spent token revokes its whole family.
+    async fn rotate_refresh_token(
+        &self,
+        presented: &str,
+        next_hash: &str,
+        next_expires_at: DateTime<Utc>,
+    ) -> StoreResult<Rotation>;
+    /// Revokes the family of the refresh token whose digest is `presented`; false when
+    /// no such token exists.
+    async fn revoke_refresh_family(&self, presented: &str) -> StoreResult<bool>;
+    /// Deletes expired and long-revoked refresh tokens and stale failed-login counters.
+    async fn prune_credentials(&self, at: DateTime<Utc>) -> StoreResult<u64>;
+
+    /// Whether logins for `username_key` (case-folded) are locked at `at`.
+    async fn login_gate(&self, username_key: &str, at: DateTime<Utc>) -> StoreResult<LoginGate>;
+    /// Counts a failed login for `username_key` and returns the gate after it.
+    async fn record_login_failure(
+        &self,
+        username_key: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<LoginGate>;
+    /// Forgets the failed logins of `username_key` (after a successful login).
+    async fn clear_login_failures(&self, username_key: &str) -> StoreResult<()>;
+
+    /// Stores an API key by the digest of its secret.
+    async fn insert_api_key(
+        &self,
+        new: &NewApiKey,
+        key_hash: &str,
+        prefix: &str,
+    ) -> StoreResult<ApiKey>;
+    /// Lists API keys (never their secrets).
+    async fn list_api_keys(
+        &self,
+        query: &ListQuery<ApiKeySortField, ()>,
+    ) -> StoreResult<Page<ApiKey>>;
+    /// The API key whose secret has digest `key_hash`.
+    async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<ApiKey>>;
+    /// Revokes (deletes) an API key.
+    async fn delete_api_key(&self, id: i64) -> StoreResult<()>;
 
     /// Forgets idempotency keys created before `created_before`; returns how many.
     async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> StoreResult<u64>;

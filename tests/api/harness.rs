@@ -4,30 +4,52 @@
 use std::collections::HashMap;
 
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use starsongs::app::App;
 use starsongs::config::Settings;
+use starsongs::domain::user::{NewUser, Role};
 use starsongs::state::AppState;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// A running service; stopped and its files removed on drop.
+///
+/// `client` sends an admin's access token on every request, so tests of catalog behaviour
+/// need not sign in; `anonymous` sends no credentials.
 pub struct TestApp {
     pub base: String,
     pub client: Client,
+    pub anonymous: Client,
+    /// The access token `client` sends (an admin's).
+    pub admin_token: String,
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
-    _dir: TempDir,
+    /// Owns the database directory (replicas borrow the first instance's).
+    _dir: Option<TempDir>,
+    db_dir: std::path::PathBuf,
 }
+
+/// The HS256 secret every test instance signs with, so tests can forge tokens and
+/// replicas accept each other's.
+pub const JWT_SECRET: &str = "test-only HS256 secret, at least 32 bytes long";
 
 /// Test settings: the test profile with a fresh database file in `dir`.
 pub fn settings_in(dir: &TempDir, overrides: &[(&str, &str)]) -> Settings {
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+    settings_at(dir.path(), overrides)
+}
+
+fn settings_at(dir: &std::path::Path, overrides: &[(&str, &str)]) -> Settings {
+    let url = format!("sqlite://{}?mode=rwc", dir.join("test.db").display());
     let mut vars: HashMap<String, String> = HashMap::from([
         ("STARSONGS_ENV".to_owned(), "test".to_owned()),
         ("DATABASE_URL".to_owned(), url),
+        (
+            "STARSONGS__AUTH__JWT_SECRET".to_owned(),
+            JWT_SECRET.to_owned(),
+        ),
     ]);
     for (key, value) in overrides {
         vars.insert((*key).to_owned(), (*value).to_owned());
@@ -53,9 +75,26 @@ impl TestApp {
 
     /// A service with extra settings, as `STARSONGS__...` variables would give them.
     pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
-        init_logs();
         let dir = tempfile::tempdir().unwrap();
-        let settings = settings_in(&dir, overrides);
+        let path = dir.path().to_owned();
+        let mut app = Self::start(&path, overrides, None).await;
+        app._dir = Some(dir);
+        app
+    }
+
+    /// A second instance on the same database, as another replica behind a load balancer
+    /// would be; its `client` uses the same admin token.
+    pub async fn replica(&self, overrides: &[(&str, &str)]) -> Self {
+        Self::start(&self.db_dir, overrides, Some(self.admin_token.clone())).await
+    }
+
+    async fn start(
+        dir: &std::path::Path,
+        overrides: &[(&str, &str)],
+        admin_token: Option<String>,
+    ) -> Self {
+        init_logs();
+        let settings = settings_at(dir, overrides);
         let app = App::build(settings).await.expect("app builds");
         let base = format!("http://{}", app.local_addr().unwrap());
         let state = app.state().clone();
@@ -63,19 +102,36 @@ impl TestApp {
         let server = tokio::spawn(app.run(async move {
             let _ = rx.await;
         }));
+        let admin_token = match admin_token {
+            Some(token) => token,
+            None => create_account(&state, "test-admin", Role::Admin).await.1,
+        };
         Self {
             base,
-            client: Client::new(),
+            client: client_with_token(&admin_token),
+            anonymous: Client::new(),
+            admin_token,
             state,
             shutdown: Some(tx),
             server: Some(server),
-            _dir: dir,
+            _dir: None,
+            db_dir: dir.to_owned(),
         }
+    }
+
+    /// A new account with `role` (password [`PASSWORD`]) and an access token for it.
+    pub async fn account(&self, username: &str, role: Role) -> (i64, String) {
+        create_account(&self.state, username, role).await
+    }
+
+    /// A client that sends `Authorization: Bearer <token>`.
+    pub fn client_for(&self, token: &str) -> Client {
+        client_with_token(token)
     }
 
     /// The URL of this service's SQLite file, for tests that open it directly.
     pub fn database_url(&self) -> String {
-        format!("sqlite://{}", self._dir.path().join("test.db").display())
+        format!("sqlite://{}", self.db_dir.join("test.db").display())
     }
 
     /// Absolute URL of `path`.
@@ -158,6 +214,33 @@ impl Drop for TestApp {
             server.abort();
         }
     }
+}
+
+/// Password of every account the harness creates.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Creates an account directly through the service's use cases and issues its token.
+pub async fn create_account(state: &AppState, username: &str, role: Role) -> (i64, String) {
+    let new = NewUser::parse(
+        username,
+        &format!("{username}@example.com"),
+        &SecretString::from(PASSWORD.to_owned()),
+        role,
+    )
+    .unwrap();
+    let user = state.accounts.create_user(&new).await.unwrap();
+    let token = state.accounts.keys().issue(user.id, role).unwrap();
+    (user.id, token.token.expose_secret().to_owned())
+}
+
+/// A client whose every request carries `token`.
+pub fn client_with_token(token: &str) -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    Client::builder().default_headers(headers).build().unwrap()
 }
 
 /// Reads a response as `(status, content-type, JSON body)`.

@@ -2,6 +2,7 @@
 //! real HTTP. One binary (one link) for every module.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod access;
 mod artists;
 mod cli;
 mod docs;

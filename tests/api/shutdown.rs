@@ -19,7 +19,8 @@ async fn draining_turns_readiness_503_and_lets_in_flight_requests_finish() {
     let mut in_flight = TcpStream::connect(&address).await.unwrap();
     let head = format!(
         "POST /v1/artists HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
+         Authorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        app.admin_token,
         body.len()
     );
     in_flight.write_all(head.as_bytes()).await.unwrap();

@@ -35,6 +35,7 @@ pub async fn trace(req: Request, next: Next) -> Response {
         http.method = %method,
         http.route = %route,
         client_ip = %client_ip,
+        principal = tracing::field::Empty,
     );
     let started = Instant::now();
     let response = next.run(req).instrument(span.clone()).await;

@@ -16,10 +16,12 @@ use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
 use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::ArtistId;
 use crate::domain::list::{ArtistFilter, RawPaging};
+use crate::domain::user::Role;
 use crate::domain::validation::ValidationErrors;
+use crate::http::auth::{Editor, Reader};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, IfMatch, IfNoneMatch, double_option};
-use crate::http::idempotency::{self, ANONYMOUS, IdempotencyKeyHeader};
+use crate::http::idempotency::{self, IdempotencyKeyHeader};
 use crate::http::list::{ListEnvelope, ListRequest};
 use crate::state::AppState;
 use crate::storage::DynStore;
@@ -119,8 +121,7 @@ pub struct ArtistListParams {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeleteArtistParams {
-    /// Also delete the artist's songs, in the same transaction (admin only once accounts
-    /// exist).
+    /// Also delete the artist's songs, in the same transaction (admin only).
     pub cascade: Option<bool>,
 }
 
@@ -135,6 +136,7 @@ fn artist_location(artist: &Artist) -> String {
         (status = 422, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_artists(
+    _reader: Reader,
     State(store): State<DynStore>,
     ApiQuery(params): ApiQuery<ArtistListParams>,
 ) -> Result<Json<ListEnvelope<ArtistOut>>, ApiError> {
@@ -164,6 +166,7 @@ pub async fn list_artists(
         (status = 422, description = "Invalid field, or Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_artist(
+    editor: Editor,
     State(store): State<DynStore>,
     idempotency_key: IdempotencyKeyHeader,
     ApiJson(input): ApiJson<ArtistInput>,
@@ -179,10 +182,11 @@ pub async fn create_artist(
     let Some(key) = idempotency_key.0 else {
         return Ok(created(store.insert_artist(&new).await?).into_response());
     };
+    let principal = editor.0.scope();
     let fingerprint = idempotency::fingerprint("POST /v1/artists", &input);
     let render = |artist: &Artist| created(artist.clone()).saved();
     let once = Idempotency {
-        principal: ANONYMOUS,
+        principal: &principal,
         key: &key,
         fingerprint: &fingerprint,
         render: &render,
@@ -205,6 +209,7 @@ pub async fn create_artist(
         (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_artist(
+    _reader: Reader,
     State(store): State<DynStore>,
     ApiPath(id): ApiPath<ArtistId>,
     if_none_match: IfNoneMatch,
@@ -230,6 +235,7 @@ pub async fn get_artist(
         (status = 422, description = "Invalid id or field", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn replace_artist(
+    _editor: Editor,
     State(store): State<DynStore>,
     ApiPath(id): ApiPath<ArtistId>,
     if_match: IfMatch,
@@ -258,6 +264,7 @@ pub async fn replace_artist(
         (status = 422, description = "Invalid id or field", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn patch_artist(
+    _editor: Editor,
     State(store): State<DynStore>,
     ApiPath(id): ApiPath<ArtistId>,
     if_match: IfMatch,
@@ -284,13 +291,18 @@ pub async fn patch_artist(
         (status = 422, description = "Invalid id or parameter", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_artist(
+    editor: Editor,
     State(store): State<DynStore>,
     ApiPath(id): ApiPath<ArtistId>,
     ApiQuery(params): ApiQuery<DeleteArtistParams>,
     if_match: IfMatch,
 ) -> Result<StatusCode, ApiError> {
-    // TODO(#3): cascade=true requires the admin role once accounts exist.
     let cascade = params.cascade.unwrap_or(false);
+    if cascade && editor.0.role() != Some(Role::Admin) {
+        return Err(ApiError::forbidden(
+            "Deleting an artist with its songs (cascade=true) needs the admin role",
+        ));
+    }
     store
         .delete_artist(id, cascade, if_match.precondition())
         .await?;
@@ -306,6 +318,7 @@ pub async fn delete_artist(
         (status = 422, description = "Invalid id or parameter", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_artist_songs(
+    _reader: Reader,
     State(store): State<DynStore>,
     ApiPath(id): ApiPath<ArtistId>,
     ApiQuery(params): ApiQuery<ArtistSongsParams>,

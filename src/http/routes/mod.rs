@@ -1,7 +1,9 @@
 //! Route handlers, one module per resource; each exposes `router()` (an `OpenApiRouter`, so
 //! a route and its documentation are registered together).
 
+pub mod admin;
 pub mod artists;
+pub mod auth;
 pub mod docs;
 pub mod health;
 pub mod songs;

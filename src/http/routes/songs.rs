@@ -16,9 +16,10 @@ use crate::domain::ids::{ArtistId, SongId};
 use crate::domain::list::{RawPaging, RawSongFilter, SongFilter, SongSortField};
 use crate::domain::song::{NewSong, Patch, Song, SongChanges, SongFields, SongPatchFields};
 use crate::domain::validation::ValidationErrors;
+use crate::http::auth::{Editor, Reader};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, IfMatch, IfNoneMatch, double_option};
-use crate::http::idempotency::{self, ANONYMOUS, IdempotencyKeyHeader};
+use crate::http::idempotency::{self, IdempotencyKeyHeader};
 use crate::http::list::{ListEnvelope, ListRequest};
 use crate::state::AppState;
 use crate::storage::DynStore;
@@ -304,6 +305,7 @@ fn song_location(song: &Song) -> String {
         (status = 422, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_songs(
+    _reader: Reader,
     State(store): State<DynStore>,
     ApiQuery(params): ApiQuery<SongListParams>,
 ) -> Result<Json<ListEnvelope<SongOut>>, ApiError> {
@@ -330,6 +332,7 @@ pub async fn list_songs(
         (status = 422, description = "Invalid field, or Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_song(
+    editor: Editor,
     State(store): State<DynStore>,
     idempotency_key: IdempotencyKeyHeader,
     ApiJson(input): ApiJson<SongInput>,
@@ -340,10 +343,11 @@ pub async fn create_song(
     let Some(key) = idempotency_key.0 else {
         return Ok(created(store.insert_song(&new).await?).into_response());
     };
+    let principal = editor.0.scope();
     let fingerprint = idempotency::fingerprint("POST /v1/songs", &input);
     let render = |song: &Song| created(song.clone()).saved();
     let once = Idempotency {
-        principal: ANONYMOUS,
+        principal: &principal,
         key: &key,
         fingerprint: &fingerprint,
         render: &render,
@@ -366,6 +370,7 @@ pub async fn create_song(
         (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_song(
+    _reader: Reader,
     State(store): State<DynStore>,
     ApiPath(id): ApiPath<SongId>,
     if_none_match: IfNoneMatch,
@@ -392,6 +397,7 @@ pub async fn get_song(
         (status = 422, description = "Invalid id or field", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn replace_song(
+    _editor: Editor,
     State(store): State<DynStore>,
     ApiPath(id): ApiPath<SongId>,
     if_match: IfMatch,
@@ -420,6 +426,7 @@ pub async fn replace_song(
         (status = 422, description = "Invalid id or field", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn patch_song(
+    _editor: Editor,
     State(store): State<DynStore>,
     ApiPath(id): ApiPath<SongId>,
     if_match: IfMatch,
@@ -444,6 +451,7 @@ pub async fn patch_song(
         (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_song(
+    _editor: Editor,
     State(store): State<DynStore>,
     ApiPath(id): ApiPath<SongId>,
     if_match: IfMatch,

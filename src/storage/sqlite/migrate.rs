@@ -36,6 +36,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0003_create_app_user.up.sql"),
         include_str!("../../../migrations/sqlite/0003_create_app_user.down.sql"),
     ),
+    (
+        4,
+        "create credentials",
+        include_str!("../../../migrations/sqlite/0004_create_credentials.up.sql"),
+        include_str!("../../../migrations/sqlite/0004_create_credentials.down.sql"),
+    ),
 ];
 
 /// The SQLite [`Migrator`].

@@ -2,6 +2,7 @@
 //! which delegates each use case to `artists`, `songs` or `seed`.
 
 mod artists;
+mod credentials;
 mod idempotency;
 mod list;
 mod migrate;
@@ -21,6 +22,9 @@ use super::migrate::Migrator;
 use super::{PoolStats, Store, StoreError, StoreResult};
 use crate::config::{DatabaseSettings, SqliteSynchronous};
 use crate::domain::artist::{Artist, ArtistChanges, NewArtist, timestamp_key};
+use crate::domain::credential::{
+    ApiKey, ApiKeySortField, LoginGate, NewApiKey, NewRefreshToken, Rotation,
+};
 use crate::domain::etag::{EntityTag, Precondition};
 use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::{ArtistId, SongId};
@@ -28,7 +32,7 @@ use crate::domain::list::{
     ArtistFilter, ArtistSortField, ListQuery, Page, SongFilter, SongSortField,
 };
 use crate::domain::song::{NewSong, Song, SongChanges};
-use crate::domain::user::{NewUser, User};
+use crate::domain::user::{NewUser, User, UserChanges, UserSortField};
 pub use migrate::MIGRATIONS;
 
 /// The SQLite store.
@@ -259,6 +263,102 @@ impl Store for SqliteStore {
 
     async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<(User, String)>> {
         users::find_by_username(&self.pool, username).await
+    }
+
+    async fn get_user(&self, id: i64) -> StoreResult<User> {
+        users::get(&self.pool, id).await
+    }
+
+    async fn list_users(&self, query: &ListQuery<UserSortField, ()>) -> StoreResult<Page<User>> {
+        users::list(&self.pool, query).await
+    }
+
+    async fn update_user(
+        &self,
+        id: i64,
+        changes: &UserChanges,
+        password_hash: Option<&str>,
+    ) -> StoreResult<User> {
+        let _writer = self.writer.lock().await;
+        users::update(&self.pool, id, changes, password_hash).await
+    }
+
+    async fn delete_user(&self, id: i64) -> StoreResult<()> {
+        let _writer = self.writer.lock().await;
+        users::delete(&self.pool, id).await
+    }
+
+    async fn has_active_admin(&self) -> StoreResult<bool> {
+        users::has_active_admin(&self.pool).await
+    }
+
+    async fn insert_refresh_token(&self, token: &NewRefreshToken) -> StoreResult<()> {
+        let _writer = self.writer.lock().await;
+        credentials::insert_refresh(&self.pool, token).await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        presented: &str,
+        next_hash: &str,
+        next_expires_at: DateTime<Utc>,
+    ) -> StoreResult<Rotation> {
+        let _writer = self.writer.lock().await;
+        credentials::rotate_refresh(&self.pool, presented, next_hash, next_expires_at).await
+    }
+
+    async fn revoke_refresh_family(&self, presented: &str) -> StoreResult<bool> {
+        let _writer = self.writer.lock().await;
+        credentials::revoke_refresh(&self.pool, presented).await
+    }
+
+    async fn prune_credentials(&self, at: DateTime<Utc>) -> StoreResult<u64> {
+        let _writer = self.writer.lock().await;
+        credentials::prune(&self.pool, at).await
+    }
+
+    async fn login_gate(&self, username_key: &str, at: DateTime<Utc>) -> StoreResult<LoginGate> {
+        credentials::login_gate(&self.pool, username_key, at).await
+    }
+
+    async fn record_login_failure(
+        &self,
+        username_key: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<LoginGate> {
+        let _writer = self.writer.lock().await;
+        credentials::record_login_failure(&self.pool, username_key, at).await
+    }
+
+    async fn clear_login_failures(&self, username_key: &str) -> StoreResult<()> {
+        let _writer = self.writer.lock().await;
+        credentials::clear_login_failures(&self.pool, username_key).await
+    }
+
+    async fn insert_api_key(
+        &self,
+        new: &NewApiKey,
+        key_hash: &str,
+        prefix: &str,
+    ) -> StoreResult<ApiKey> {
+        let _writer = self.writer.lock().await;
+        credentials::insert_api_key(&self.pool, new, key_hash, prefix).await
+    }
+
+    async fn list_api_keys(
+        &self,
+        query: &ListQuery<ApiKeySortField, ()>,
+    ) -> StoreResult<Page<ApiKey>> {
+        credentials::list_api_keys(&self.pool, query).await
+    }
+
+    async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<ApiKey>> {
+        credentials::find_api_key(&self.pool, key_hash).await
+    }
+
+    async fn delete_api_key(&self, id: i64) -> StoreResult<()> {
+        let _writer = self.writer.lock().await;
+        credentials::delete_api_key(&self.pool, id).await
     }
 
     async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> StoreResult<u64> {

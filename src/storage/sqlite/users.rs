@@ -1,11 +1,34 @@
 //! Account use cases on SQLite.
 
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
+use super::list::{SortColumn, push_limit, push_order_by, push_seek};
 use super::{map_error, now};
-use crate::domain::user::{NewUser, Role, User};
-use crate::storage::{StoreError, StoreResult};
+use crate::domain::list::{ListQuery, Page, Position};
+use crate::domain::user::{NewUser, Role, User, UserChanges, UserSortField};
+use crate::storage::{Entity, StoreError, StoreResult};
+
+const COLUMNS: &str = "id, username, email, role, is_active, created_at, updated_at";
+
+fn column(field: UserSortField) -> SortColumn {
+    let sql = match field {
+        UserSortField::Id => "id",
+        UserSortField::Username => "username_key",
+        UserSortField::CreatedAt => "created_at",
+    };
+    SortColumn {
+        sql,
+        is_nullable: false,
+    }
+}
+
+fn not_found(id: i64) -> StoreError {
+    StoreError::NotFound {
+        entity: Entity::User,
+        id,
+    }
+}
 
 fn from_row(row: &SqliteRow) -> StoreResult<User> {
     let role: String = row.try_get("role").map_err(map_error)?;
@@ -21,7 +44,7 @@ fn from_row(row: &SqliteRow) -> StoreResult<User> {
     })
 }
 
-fn is_unique_violation(error: &sqlx::Error) -> bool {
+pub(super) fn is_unique_violation(error: &sqlx::Error) -> bool {
     error
         .as_database_error()
         .is_some_and(|db| db.kind() == sqlx::error::ErrorKind::UniqueViolation)
@@ -79,4 +102,163 @@ pub(super) async fn find_by_username(
         }
         None => Ok(None),
     }
+}
+
+pub(super) async fn get_in(conn: &mut SqliteConnection, id: i64) -> StoreResult<User> {
+    let row = sqlx::query(
+        "select id, username, email, role, is_active, created_at, updated_at \
+         from app_user where id = ?",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+    .map_err(map_error)?;
+    row.as_ref()
+        .map(from_row)
+        .transpose()?
+        .ok_or_else(|| not_found(id))
+}
+
+pub(super) async fn get(pool: &SqlitePool, id: i64) -> StoreResult<User> {
+    let mut conn = pool.acquire().await.map_err(map_error)?;
+    get_in(&mut conn, id).await
+}
+
+pub(super) async fn list(
+    pool: &SqlitePool,
+    query: &ListQuery<UserSortField, ()>,
+) -> StoreResult<Page<User>> {
+    let mut tx = pool.begin().await.map_err(map_error)?;
+    let total: i64 = sqlx::query_scalar("select count(*) from app_user")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_error)?;
+    let mut select =
+        QueryBuilder::<Sqlite>::new(format!("select {COLUMNS} from app_user where 1 = 1"));
+    if let Position::After(values) = &query.position {
+        push_seek(&mut select, query.sort.keys(), values, column);
+    }
+    push_order_by(&mut select, query.sort.keys(), column);
+    push_limit(&mut select, query.page_size + 1, query.offset());
+    let rows = select
+        .build()
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_error)?;
+    tx.commit().await.map_err(map_error)?;
+    let mut items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
+    let has_next = items.len() > query.page_size as usize;
+    items.truncate(query.page_size as usize);
+    Ok(Page {
+        items,
+        total_items: u64::try_from(total).unwrap_or_default(),
+        has_next,
+    })
+}
+
+/// Active admins other than `id`.
+async fn other_active_admins(conn: &mut SqliteConnection, id: i64) -> StoreResult<i64> {
+    sqlx::query_scalar(
+        "select count(*) from app_user where role = 'admin' and is_active = 1 and id <> ?",
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await
+    .map_err(map_error)
+}
+
+const LAST_ADMIN: &str = "This is the last active admin; make another account admin first";
+
+pub(super) async fn update(
+    pool: &SqlitePool,
+    id: i64,
+    changes: &UserChanges,
+    password_hash: Option<&str>,
+) -> StoreResult<User> {
+    let mut tx = pool
+        .begin_with("begin immediate")
+        .await
+        .map_err(map_error)?;
+    let current = get_in(&mut tx, id).await?;
+    let role = changes.role.unwrap_or(current.role);
+    let is_active = changes.is_active.unwrap_or(current.is_active);
+    let loses_admin =
+        current.role == Role::Admin && current.is_active && (role != Role::Admin || !is_active);
+    if loses_admin && other_active_admins(&mut tx, id).await? == 0 {
+        return Err(StoreError::Conflict(LAST_ADMIN.to_owned()));
+    }
+    let mut update =
+        QueryBuilder::<Sqlite>::new("update app_user set version = version + 1, updated_at = ");
+    update.push_bind(now());
+    update.push(", role = ");
+    update.push_bind(role.as_str());
+    update.push(", is_active = ");
+    update.push_bind(is_active);
+    if let Some(email) = &changes.email {
+        update.push(", email = ");
+        update.push_bind(email.as_str().to_owned());
+        update.push(", email_key = ");
+        update.push_bind(email.key());
+    }
+    if let Some(hash) = password_hash {
+        update.push(", password_hash = ");
+        update.push_bind(hash.to_owned());
+    }
+    update.push(" where id = ");
+    update.push_bind(id);
+    update.push(format!(" returning {COLUMNS}"));
+    let row = update.build().fetch_one(&mut *tx).await.map_err(|error| {
+        if is_unique_violation(&error) {
+            StoreError::Conflict("The email is already registered".to_owned())
+        } else {
+            map_error(error)
+        }
+    })?;
+    let user = from_row(&row)?;
+    if changes.revokes_sessions() {
+        revoke_sessions(&mut tx, id).await?;
+    }
+    tx.commit().await.map_err(map_error)?;
+    Ok(user)
+}
+
+/// Revokes every refresh token of the account.
+async fn revoke_sessions(conn: &mut SqliteConnection, user_id: i64) -> StoreResult<()> {
+    sqlx::query("update refresh_token set revoked_at = ? where user_id = ? and revoked_at is null")
+        .bind(now())
+        .bind(user_id)
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(map_error)
+}
+
+pub(super) async fn delete(pool: &SqlitePool, id: i64) -> StoreResult<()> {
+    let mut tx = pool
+        .begin_with("begin immediate")
+        .await
+        .map_err(map_error)?;
+    let current = get_in(&mut tx, id).await?;
+    if current.role == Role::Admin
+        && current.is_active
+        && other_active_admins(&mut tx, id).await? == 0
+    {
+        return Err(StoreError::Conflict(LAST_ADMIN.to_owned()));
+    }
+    // Refresh tokens go with the account (ON DELETE CASCADE).
+    sqlx::query("delete from app_user where id = ?")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+    tx.commit().await.map_err(map_error)
+}
+
+pub(super) async fn has_active_admin(pool: &SqlitePool) -> StoreResult<bool> {
+    sqlx::query_scalar(
+        "select exists (select 1 from app_user where role = 'admin' and is_active = 1)",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(map_error)
 }

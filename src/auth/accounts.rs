@@ -1,0 +1,413 @@
+//! `Accounts`: the authentication use cases (login, refresh, logout, registration, account
+//! and API-key administration) and resolving a presented credential to a [`Principal`].
+//! Uses the store, the password hasher and the token keys; knows nothing of HTTP.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::AuthError;
+use super::grants::{Grant, GrantCache, Subject};
+use super::jwt::TokenKeys;
+use super::password::PasswordHasher;
+use super::secret::{self, API_KEY_PREFIX, API_KEY_SHOWN_CHARS, REFRESH_TOKEN_PREFIX};
+use crate::config::AuthSettings;
+use crate::domain::credential::{ApiKey, LoginGate, NewApiKey, NewRefreshToken, Rotation};
+use crate::domain::user::{NewUser, Role, User, UserChanges, Username};
+use crate::storage::{DynStore, StoreError};
+
+/// Who is making a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal {
+    /// Nobody authenticated (only for reads with `auth.public_read`).
+    Anonymous,
+    /// A signed-in account, with its current role.
+    User {
+        /// Account id.
+        id: i64,
+        /// Current role (never more than the token's).
+        role: Role,
+    },
+    /// An API key, with its role (viewer or editor).
+    ApiKey {
+        /// Key id.
+        id: i64,
+        /// Role.
+        role: Role,
+    },
+}
+
+impl Principal {
+    /// The role, if authenticated.
+    pub fn role(&self) -> Option<Role> {
+        match self {
+            Self::Anonymous => None,
+            Self::User { role, .. } | Self::ApiKey { role, .. } => Some(*role),
+        }
+    }
+
+    /// A stable name for scoping (idempotency keys) and logs: `user:7`, `api_key:3`,
+    /// `anonymous`.
+    pub fn scope(&self) -> String {
+        match self {
+            Self::Anonymous => "anonymous".to_owned(),
+            Self::User { id, .. } => format!("user:{id}"),
+            Self::ApiKey { id, .. } => format!("api_key:{id}"),
+        }
+    }
+}
+
+/// An access and refresh token pair.
+#[derive(Debug)]
+pub struct TokenPair {
+    /// Signed JWT.
+    pub access_token: SecretString,
+    /// Opaque refresh token.
+    pub refresh_token: SecretString,
+    /// Access-token lifetime in seconds.
+    pub expires_in: u64,
+}
+
+/// Why a login failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown user, wrong password or inactive account: one answer for all.
+    #[error("invalid username or password")]
+    BadCredentials,
+    /// Too many failures for this username; retry after this instant.
+    #[error("too many failed logins")]
+    Locked(DateTime<Utc>),
+    /// Storage or hashing failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Hashing or signing failed.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+/// Why a presented credential was refused, or could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    /// Not valid, expired, revoked, or its account is inactive.
+    #[error("invalid credential")]
+    Invalid,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Hashing or signing failed.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+/// A new API key and its secret, shown once.
+#[derive(Debug)]
+pub struct CreatedApiKey {
+    /// The stored key.
+    pub key: ApiKey,
+    /// The secret (`ssk_...`).
+    pub secret: SecretString,
+}
+
+/// The account use cases.
+#[derive(Clone)]
+pub struct Accounts {
+    store: DynStore,
+    hasher: PasswordHasher,
+    keys: Arc<TokenKeys>,
+    grants: Arc<GrantCache>,
+    refresh_ttl: chrono::Duration,
+}
+
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accounts")
+            .field("keys", &self.keys)
+            .field("hasher", &self.hasher)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Accounts {
+    /// Builds the use cases from `auth` settings.
+    ///
+    /// # Errors
+    /// Invalid Argon2 parameters or token keys.
+    pub fn new(store: DynStore, auth: &AuthSettings) -> anyhow::Result<Self> {
+        Ok(Self {
+            store,
+            hasher: PasswordHasher::new(auth)?,
+            keys: Arc::new(TokenKeys::from_settings(auth)?),
+            grants: Arc::new(GrantCache::new(std::time::Duration::from_secs(
+                auth.grant_cache_secs,
+            ))),
+            refresh_ttl: chrono::Duration::seconds(
+                i64::try_from(auth.refresh_ttl_secs).unwrap_or(i64::MAX / 1000),
+            ),
+        })
+    }
+
+    /// The token keys (tests and tools issue tokens with them).
+    pub fn keys(&self) -> &TokenKeys {
+        &self.keys
+    }
+
+    /// The password hasher.
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.hasher
+    }
+
+    /// Signs in with a username and password. Every outcome but a lockout costs one
+    /// Argon2 verification, so an unknown user looks like a wrong password, in body and in
+    /// time. Five failures for one username within 15 minutes lock it for 15 minutes after
+    /// the last failure; a success clears the count.
+    ///
+    /// # Errors
+    /// [`LoginError`].
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<TokenPair, LoginError> {
+        let key = username.to_ascii_lowercase();
+        if let LoginGate::LockedUntil(until) = self.store.login_gate(&key, Utc::now()).await? {
+            return Err(LoginError::Locked(until));
+        }
+        // A name that cannot exist is not looked up, but is verified all the same.
+        let found = match Username::parse(username) {
+            Ok(_) => self.store.find_user_by_username(username).await?,
+            Err(_) => None,
+        };
+        let hash = found.as_ref().map(|(_, hash)| hash.as_str());
+        let verified = self.hasher.verify(password, hash).await?;
+        match found {
+            Some((user, _)) if verified && user.is_active => {
+                self.store.clear_login_failures(&key).await?;
+                Ok(self.start_session(&user).await?)
+            }
+            _ => {
+                self.store.record_login_failure(&key, Utc::now()).await?;
+                Err(LoginError::BadCredentials)
+            }
+        }
+    }
+
+    /// Issues a token pair for `user`, starting a new refresh-token family.
+    async fn start_session(&self, user: &User) -> Result<TokenPair, LoginError> {
+        let refresh = secret::generate(REFRESH_TOKEN_PREFIX).map_err(StoreError::Other)?;
+        self.store
+            .insert_refresh_token(&NewRefreshToken {
+                token_hash: refresh.digest,
+                family_id: uuid::Uuid::new_v4().to_string(),
+                user_id: user.id,
+                expires_at: Utc::now() + self.refresh_ttl,
+            })
+            .await?;
+        let access = self.keys.issue(user.id, user.role)?;
+        Ok(TokenPair {
+            access_token: access.token,
+            refresh_token: refresh.secret,
+            expires_in: access.expires_in,
+        })
+    }
+
+    /// Exchanges a refresh token for a new pair; the presented token is spent. Presenting
+    /// a spent token revokes every token of its login.
+    ///
+    /// # Errors
+    /// [`CredentialError::Invalid`] for an unknown, spent, expired or revoked token, or an
+    /// inactive account.
+    pub async fn refresh(&self, token: &SecretString) -> Result<TokenPair, CredentialError> {
+        let next = secret::generate(REFRESH_TOKEN_PREFIX).map_err(StoreError::Other)?;
+        let rotation = self
+            .store
+            .rotate_refresh_token(
+                &secret::digest_secret(token),
+                &next.digest,
+                Utc::now() + self.refresh_ttl,
+            )
+            .await?;
+        match rotation {
+            Rotation::Rotated(user) => {
+                let access = self.keys.issue(user.id, user.role)?;
+                Ok(TokenPair {
+                    access_token: access.token,
+                    refresh_token: next.secret,
+                    expires_in: access.expires_in,
+                })
+            }
+            Rotation::Reused => {
+                tracing::warn!("a spent refresh token was presented again; its family is revoked");
+                Err(CredentialError::Invalid)
+            }
+            Rotation::Rejected => Err(CredentialError::Invalid),
+        }
+    }
+
+    /// Ends the login of a refresh token: its whole family is revoked.
+    ///
+    /// # Errors
+    /// [`CredentialError::Invalid`] for a token this service never issued (or long pruned).
+    pub async fn logout(&self, token: &SecretString) -> Result<(), CredentialError> {
+        if self
+            .store
+            .revoke_refresh_family(&secret::digest_secret(token))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(CredentialError::Invalid)
+        }
+    }
+
+    /// Creates an account (registration with role viewer, or an admin's choice).
+    ///
+    /// # Errors
+    /// A taken username or email is [`StoreError::Conflict`]; the password is hashed first,
+    /// so a taken name costs the same time as a new one.
+    pub async fn create_user(&self, new: &NewUser) -> Result<User, CredentialError> {
+        let hash = self.hasher.hash(new.password.secret()).await?;
+        Ok(self.store.insert_user(new, &hash).await?)
+    }
+
+    /// Changes an account; a new password is hashed first. Deactivation, a new password or a
+    /// new role end the account's sessions and take effect at once on this replica.
+    ///
+    /// # Errors
+    /// As [`crate::storage::Store::update_user`].
+    pub async fn update_user(
+        &self,
+        id: i64,
+        changes: &UserChanges,
+    ) -> Result<User, CredentialError> {
+        let hash = match &changes.password {
+            Some(password) => Some(self.hasher.hash(password.secret()).await?),
+            None => None,
+        };
+        let user = self.store.update_user(id, changes, hash.as_deref()).await?;
+        self.grants.forget(&Subject::User(id));
+        Ok(user)
+    }
+
+    /// Deletes an account; its tokens stop working at once on this replica.
+    ///
+    /// # Errors
+    /// As [`crate::storage::Store::delete_user`].
+    pub async fn delete_user(&self, id: i64) -> Result<(), StoreError> {
+        self.store.delete_user(id).await?;
+        self.grants.forget(&Subject::User(id));
+        Ok(())
+    }
+
+    /// Creates an API key; the secret is returned here only.
+    ///
+    /// # Errors
+    /// Storage failure.
+    pub async fn create_api_key(&self, new: &NewApiKey) -> Result<CreatedApiKey, StoreError> {
+        let generated = secret::generate(API_KEY_PREFIX).map_err(StoreError::Other)?;
+        let shown: String = generated
+            .secret
+            .expose_secret()
+            .chars()
+            .take(API_KEY_SHOWN_CHARS)
+            .collect();
+        let key = self
+            .store
+            .insert_api_key(new, &generated.digest, &shown)
+            .await?;
+        Ok(CreatedApiKey {
+            key,
+            secret: generated.secret,
+        })
+    }
+
+    /// Revokes an API key; it stops working at once on this replica.
+    ///
+    /// # Errors
+    /// As [`crate::storage::Store::delete_api_key`].
+    pub async fn revoke_api_key(&self, id: i64) -> Result<(), StoreError> {
+        self.store.delete_api_key(id).await?;
+        self.grants.forget_api_keys();
+        Ok(())
+    }
+
+    /// The principal of a bearer access token: the token must verify, and its account must
+    /// still be active; the role is the lower of the token's and the account's current one.
+    ///
+    /// # Errors
+    /// [`CredentialError::Invalid`], or a storage failure while reading the account.
+    pub async fn authenticate_token(&self, token: &str) -> Result<Principal, CredentialError> {
+        let claims = self
+            .keys
+            .verify(token)
+            .map_err(|_| CredentialError::Invalid)?;
+        let subject = Subject::User(claims.user_id);
+        let grant = match self.grants.get(&subject) {
+            Some(grant) => grant,
+            None => {
+                let grant: Grant = match self.store.get_user(claims.user_id).await {
+                    Ok(user) => user.is_active.then_some((user.id, user.role)),
+                    Err(StoreError::NotFound { .. }) => None,
+                    Err(error) => return Err(error.into()),
+                };
+                self.grants.put(subject, grant);
+                grant
+            }
+        };
+        let (id, current) = grant.ok_or(CredentialError::Invalid)?;
+        Ok(Principal::User {
+            id,
+            role: current.min(claims.role),
+        })
+    }
+
+    /// The principal of an `X-API-Key` value.
+    ///
+    /// # Errors
+    /// [`CredentialError::Invalid`] for an unknown or revoked key, or a storage failure.
+    pub async fn authenticate_api_key(&self, key: &str) -> Result<Principal, CredentialError> {
+        if !key.starts_with(API_KEY_PREFIX) || key.len() > 128 {
+            return Err(CredentialError::Invalid);
+        }
+        let subject = Subject::ApiKey(secret::digest(key));
+        let grant = match self.grants.get(&subject) {
+            Some(grant) => grant,
+            None => {
+                let Subject::ApiKey(digest) = &subject else {
+                    return Err(CredentialError::Invalid);
+                };
+                let grant: Grant = self
+                    .store
+                    .find_api_key(digest)
+                    .await?
+                    .map(|k| (k.id, k.role));
+                self.grants.put(subject, grant);
+                grant
+            }
+        };
+        let (id, role) = grant.ok_or(CredentialError::Invalid)?;
+        Ok(Principal::ApiKey { id, role })
+    }
+
+    /// Development only: when no active admin exists, creates `admin` with a random
+    /// password and returns the password (to be shown once). `None` when an admin exists.
+    ///
+    /// # Errors
+    /// Storage or hashing failure, or a non-admin account already named `admin`.
+    pub async fn ensure_dev_admin(&self) -> anyhow::Result<Option<(String, SecretString)>> {
+        if self.store.has_active_admin().await? {
+            return Ok(None);
+        }
+        let password = secret::generate_password()?;
+        let new = NewUser::parse("admin", "admin@starsongs.invalid", &password, Role::Admin)
+            .map_err(|e| anyhow::anyhow!("the development admin is invalid: {e}"))?;
+        self.create_user(&new).await.map_err(|e| match e {
+            CredentialError::Store(StoreError::Conflict(_)) => anyhow::anyhow!(
+                "an account named `admin` exists but is not an active admin; \
+                 use `starsongs user create` to make one"
+            ),
+            other => anyhow::anyhow!(other),
+        })?;
+        Ok(Some(("admin".to_owned(), password)))
+    }
+}

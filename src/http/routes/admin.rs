@@ -1,0 +1,419 @@
+//! `/v1/admin/*`: account and API-key management, admin only.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::UserOut;
+use crate::auth::accounts::CredentialError;
+use crate::domain::credential::{ApiKey, ApiKeySortField, NewApiKey};
+use crate::domain::ids::RecordId;
+use crate::domain::list::RawPaging;
+use crate::domain::user::{Email, NewUser, Password, Role, UserChanges, UserSortField};
+use crate::domain::validation::{FieldError, ValidationErrors};
+use crate::http::auth::{Admin, auth_error};
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery, double_option};
+use crate::http::list::{ListEnvelope, ListRequest};
+use crate::state::AppState;
+
+/// The admin routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user, patch_user, delete_user))
+        .routes(routes!(list_api_keys, create_api_key))
+        .routes(routes!(delete_api_key))
+}
+
+fn account_error(error: CredentialError) -> ApiError {
+    match error {
+        CredentialError::Invalid => {
+            ApiError::internal(anyhow::anyhow!("unexpected invalid credential"))
+        }
+        CredentialError::Store(store) => store.into(),
+        CredentialError::Auth(auth) => auth_error(auth),
+    }
+}
+
+/// Paging of the admin lists (same rules as the catalog lists).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AdminListParams {
+    /// Page number, from 1 (default 1). Not with `cursor`.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 2147483647)]
+    pub page: Option<String>,
+    /// Items per page, 1–100 (default 10).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub page_size: Option<String>,
+    /// Users: `id`, `username`, `created_at`; API keys: `id`, `name`, `created_at`; `-`
+    /// prefix for descending.
+    pub sort: Option<String>,
+    /// `next_cursor` of a previous response with the same `sort`.
+    #[param(pattern = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")]
+    pub cursor: Option<String>,
+}
+
+impl AdminListParams {
+    fn raw(&self) -> RawPaging<'_> {
+        RawPaging {
+            page: self.page.as_deref(),
+            page_size: self.page_size.as_deref(),
+            sort: self.sort.as_deref(),
+            cursor: self.cursor.as_deref(),
+        }
+    }
+}
+
+/// Body of `POST /v1/admin/users`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"username": "editor1", "email": "editor1@example.com", "password": "a long passphrase", "role": "editor"}))]
+pub struct CreateUserInput {
+    /// 3–32 characters of letters, digits, `_`, `.` and `-`.
+    #[schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_.-]{3,32}$")]
+    pub username: String,
+    /// A valid address.
+    #[schema(max_length = 254)]
+    pub email: String,
+    /// 12–128 characters, not the username or email.
+    #[schema(value_type = String, min_length = 12, max_length = 128, format = Password)]
+    pub password: SecretString,
+    /// `viewer`, `editor` or `admin`.
+    #[schema(pattern = "^(viewer|editor|admin)$")]
+    pub role: String,
+}
+
+/// Body of `PATCH /v1/admin/users/{id}`: absent fields are kept; `null` is refused.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"role": "editor", "is_active": false}))]
+pub struct PatchUserInput {
+    /// New address.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, max_length = 254)]
+    pub email: Option<Option<String>>,
+    /// New role. Demoting or deactivating the last active admin is a 409.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, pattern = "^(viewer|editor|admin)$")]
+    pub role: Option<Option<String>>,
+    /// `false` deactivates: sign-in stops at once, and tokens stop working within 60 s.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<bool>)]
+    pub is_active: Option<Option<bool>>,
+    /// New password (12–128 characters). Ends the account's sessions.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, min_length = 12, max_length = 128, format = Password)]
+    pub password: Option<Option<SecretString>>,
+}
+
+/// An API key as listed (never its secret).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyOut {
+    /// Database-assigned id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// The first 12 characters of the key, to tell keys apart.
+    pub prefix: String,
+    /// `viewer` or `editor`.
+    pub role: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<ApiKey> for ApiKeyOut {
+    fn from(key: ApiKey) -> Self {
+        Self {
+            id: key.id,
+            name: key.name,
+            prefix: key.prefix,
+            role: key.role.as_str().to_owned(),
+            created_at: key.created_at,
+        }
+    }
+}
+
+/// Body of `POST /v1/admin/api-keys`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "nightly import", "role": "editor"}))]
+pub struct CreateApiKeyInput {
+    /// Trimmed, 1–64 characters.
+    #[schema(min_length = 1, max_length = 64)]
+    pub name: String,
+    /// `viewer` or `editor`.
+    #[schema(pattern = "^(viewer|editor)$")]
+    pub role: String,
+}
+
+/// A new API key with its secret, shown only in this response.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": 1, "name": "nightly import", "role": "editor", "key": "ssk_Q2hhbmdlIG1lIQ…", "created_at": "2026-11-25T18:42:12.000000Z"}))]
+pub struct CreatedApiKeyOut {
+    /// Database-assigned id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// `viewer` or `editor`.
+    pub role: String,
+    /// The secret, for `X-API-Key`. It cannot be shown again.
+    pub key: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+fn created(location: String, body: impl Serialize) -> Response {
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// Lists accounts.
+#[utoipa::path(get, path = "/v1/admin/users", tag = "admin", params(AdminListParams),
+    responses(
+        (status = 200, description = "A page of accounts", body = ListEnvelope<UserOut>),
+        (status = 422, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_users(
+    _admin: Admin,
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<AdminListParams>,
+) -> Result<Json<ListEnvelope<UserOut>>, ApiError> {
+    let request = ListRequest::<UserSortField, ()>::parse(
+        "admin/users",
+        params.raw(),
+        (),
+        "",
+        ValidationErrors::new(),
+    )?;
+    let page = state.store.list_users(&request.query).await?;
+    Ok(Json(request.envelope(page, UserOut::from)))
+}
+
+/// Creates an account with any role.
+#[utoipa::path(post, path = "/v1/admin/users", tag = "admin", request_body = CreateUserInput,
+    responses(
+        (status = 201, description = "Created", body = UserOut, headers(("Location" = String, description = "Path of the new account"))),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Username or email already registered", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_user(
+    _admin: Admin,
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<CreateUserInput>,
+) -> Result<Response, ApiError> {
+    let mut errors = ValidationErrors::new();
+    let role = errors.check(Role::parse("role", &input.role));
+    let new = NewUser::parse(
+        &input.username,
+        &input.email,
+        &input.password,
+        role.unwrap_or(Role::Viewer),
+    );
+    let new = match new {
+        Ok(new) if errors.is_empty() => new,
+        Ok(_) => return Err(errors.into()),
+        Err(more) => {
+            for error in more.errors() {
+                errors.add(error.field.clone(), error.message.clone());
+            }
+            return Err(errors.into());
+        }
+    };
+    let user = state
+        .accounts
+        .create_user(&new)
+        .await
+        .map_err(account_error)?;
+    Ok(created(
+        format!("/v1/admin/users/{}", user.id),
+        UserOut::from(user),
+    ))
+}
+
+/// Reads an account.
+#[utoipa::path(get, path = "/v1/admin/users/{id}", tag = "admin",
+    params(("id" = i64, Path, description = "Account id, 1–2147483647", minimum = 1, maximum = 2147483647)),
+    responses(
+        (status = 200, description = "The account", body = UserOut),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_user(
+    _admin: Admin,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<RecordId>,
+) -> Result<Json<UserOut>, ApiError> {
+    Ok(Json(state.store.get_user(id.get()).await?.into()))
+}
+
+/// Changes an account's email, role, active flag or password. Deactivating, changing the
+/// role or the password ends the account's sessions (refresh tokens are revoked; access
+/// tokens stop working within 60 s).
+#[utoipa::path(patch, path = "/v1/admin/users/{id}", tag = "admin",
+    request_body(content(
+        (PatchUserInput = "application/merge-patch+json"),
+        (PatchUserInput = "application/json"))),
+    params(("id" = i64, Path, description = "Account id, 1–2147483647", minimum = 1, maximum = 2147483647)),
+    responses(
+        (status = 200, description = "The changed account", body = UserOut),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Email taken, or this would leave no active admin", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid id or field", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn patch_user(
+    _admin: Admin,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<RecordId>,
+    ApiJson(input): ApiJson<PatchUserInput>,
+) -> Result<Json<UserOut>, ApiError> {
+    let current = state.store.get_user(id.get()).await?;
+    let mut errors = ValidationErrors::new();
+    let mut changes = UserChanges::default();
+    let required = |field: &str| FieldError::new(field, "must not be null");
+    if let Some(email) = &input.email {
+        changes.email = errors.check(
+            email
+                .as_deref()
+                .ok_or_else(|| required("email"))
+                .and_then(Email::parse),
+        );
+    }
+    if let Some(role) = &input.role {
+        changes.role = errors.check(
+            role.as_deref()
+                .ok_or_else(|| required("role"))
+                .and_then(|r| Role::parse("role", r)),
+        );
+    }
+    if let Some(is_active) = input.is_active {
+        changes.is_active = errors.check(is_active.ok_or_else(|| required("is_active")));
+    }
+    if let Some(password) = &input.password {
+        let email = changes
+            .email
+            .as_ref()
+            .map_or(current.email.as_str(), Email::as_str)
+            .to_owned();
+        changes.password = errors.check(
+            password
+                .as_ref()
+                .ok_or_else(|| required("password"))
+                .and_then(|p| Password::parse(p, &current.username, &email)),
+        );
+    }
+    if !errors.is_empty() {
+        return Err(errors.into());
+    }
+    let user = state
+        .accounts
+        .update_user(id.get(), &changes)
+        .await
+        .map_err(account_error)?;
+    Ok(Json(user.into()))
+}
+
+/// Deletes an account and its sessions. The last active admin cannot be deleted.
+#[utoipa::path(delete, path = "/v1/admin/users/{id}", tag = "admin",
+    params(("id" = i64, Path, description = "Account id, 1–2147483647", minimum = 1, maximum = 2147483647)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The last active admin", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn delete_user(
+    _admin: Admin,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<RecordId>,
+) -> Result<StatusCode, ApiError> {
+    state.accounts.delete_user(id.get()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lists API keys (never their secrets).
+#[utoipa::path(get, path = "/v1/admin/api-keys", tag = "admin", params(AdminListParams),
+    responses(
+        (status = 200, description = "A page of API keys", body = ListEnvelope<ApiKeyOut>),
+        (status = 422, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_api_keys(
+    _admin: Admin,
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<AdminListParams>,
+) -> Result<Json<ListEnvelope<ApiKeyOut>>, ApiError> {
+    let request = ListRequest::<ApiKeySortField, ()>::parse(
+        "admin/api-keys",
+        params.raw(),
+        (),
+        "",
+        ValidationErrors::new(),
+    )?;
+    let page = state.store.list_api_keys(&request.query).await?;
+    Ok(Json(request.envelope(page, ApiKeyOut::from)))
+}
+
+/// Creates an API key (role viewer or editor). The secret is in this response only.
+#[utoipa::path(post, path = "/v1/admin/api-keys", tag = "admin", request_body = CreateApiKeyInput,
+    responses(
+        (status = 201, description = "Created; store `key` now", body = CreatedApiKeyOut,
+            headers(("Location" = String, description = "Path of the new key"))),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_api_key(
+    _admin: Admin,
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<CreateApiKeyInput>,
+) -> Result<Response, ApiError> {
+    let new = NewApiKey::parse(&input.name, &input.role)?;
+    let created_key = state.accounts.create_api_key(&new).await?;
+    let key = created_key.key;
+    let mut response = created(
+        format!("/v1/admin/api-keys/{}", key.id),
+        CreatedApiKeyOut {
+            id: key.id,
+            name: key.name,
+            role: key.role.as_str().to_owned(),
+            key: created_key.secret.expose_secret().to_owned(),
+            created_at: key.created_at,
+        },
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Revokes an API key; requests with it are refused from now on (within 60 s on other
+/// replicas).
+#[utoipa::path(delete, path = "/v1/admin/api-keys/{id}", tag = "admin",
+    params(("id" = i64, Path, description = "API key id, 1–2147483647", minimum = 1, maximum = 2147483647)),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such API key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn delete_api_key(
+    _admin: Admin,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<RecordId>,
+) -> Result<StatusCode, ApiError> {
+    state.accounts.revoke_api_key(id.get()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,354 @@
+//! Refresh tokens, API keys and failed-login counters on SQLite.
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+
+use super::list::{SortColumn, push_limit, push_order_by, push_seek};
+use super::users::is_unique_violation;
+use super::{map_error, now};
+use crate::domain::artist::timestamp_key;
+use crate::domain::credential::{
+    ApiKey, ApiKeySortField, LOGIN_FAILURE_WINDOW, LoginGate, NewApiKey, NewRefreshToken, Rotation,
+};
+use crate::domain::list::{ListQuery, Page, Position};
+use crate::domain::user::Role;
+use crate::domain::validation::search_key;
+use crate::storage::{Entity, StoreError, StoreResult};
+
+// ---- refresh tokens ----
+
+async fn insert_refresh_with(
+    conn: &mut SqliteConnection,
+    token: &NewRefreshToken,
+) -> StoreResult<()> {
+    sqlx::query(
+        "insert into refresh_token (token_hash, family_id, user_id, expires_at, created_at) \
+         values (?, ?, ?, ?, ?)",
+    )
+    .bind(&token.token_hash)
+    .bind(&token.family_id)
+    .bind(token.user_id)
+    .bind(timestamp_key(&token.expires_at))
+    .bind(now())
+    .execute(conn)
+    .await
+    .map(|_| ())
+    .map_err(map_error)
+}
+
+pub(super) async fn insert_refresh(pool: &SqlitePool, token: &NewRefreshToken) -> StoreResult<()> {
+    let mut conn = pool.acquire().await.map_err(map_error)?;
+    insert_refresh_with(&mut conn, token).await
+}
+
+async fn revoke_family(conn: &mut SqliteConnection, family_id: &str) -> StoreResult<()> {
+    sqlx::query(
+        "update refresh_token set revoked_at = ? where family_id = ? and revoked_at is null",
+    )
+    .bind(now())
+    .bind(family_id)
+    .execute(conn)
+    .await
+    .map(|_| ())
+    .map_err(map_error)
+}
+
+/// Exchanges the token with digest `presented` for one with digest `next_hash`, in one
+/// write transaction, so two concurrent exchanges of one token cannot both succeed.
+pub(super) async fn rotate_refresh(
+    pool: &SqlitePool,
+    presented: &str,
+    next_hash: &str,
+    next_expires_at: DateTime<Utc>,
+) -> StoreResult<Rotation> {
+    let mut tx = pool
+        .begin_with("begin immediate")
+        .await
+        .map_err(map_error)?;
+    let row = sqlx::query(
+        "select t.id, t.family_id, t.user_id, t.expires_at, t.spent_at, t.revoked_at, u.is_active \
+         from refresh_token t join app_user u on u.id = t.user_id where t.token_hash = ?",
+    )
+    .bind(presented)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(map_error)?;
+    let Some(row) = row else {
+        return Ok(Rotation::Rejected);
+    };
+    let get = |name: &str| -> StoreResult<Option<String>> { row.try_get(name).map_err(map_error) };
+    let family_id: String = row.try_get("family_id").map_err(map_error)?;
+    let user_id: i64 = row.try_get("user_id").map_err(map_error)?;
+    let token_id: i64 = row.try_get("id").map_err(map_error)?;
+    let is_active: bool = row.try_get("is_active").map_err(map_error)?;
+    let stamp = now();
+    if get("revoked_at")?.is_some() {
+        return Ok(Rotation::Rejected);
+    }
+    if get("spent_at")?.is_some() {
+        // A spent token presented again: it was stolen, or a client replayed it. Either
+        // way nobody may go on with this login.
+        revoke_family(&mut tx, &family_id).await?;
+        tx.commit().await.map_err(map_error)?;
+        return Ok(Rotation::Reused);
+    }
+    let expired = get("expires_at")?.is_none_or(|at| at <= stamp);
+    if expired || !is_active {
+        return Ok(Rotation::Rejected);
+    }
+    sqlx::query("update refresh_token set spent_at = ? where id = ?")
+        .bind(&stamp)
+        .bind(token_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+    insert_refresh_with(
+        &mut tx,
+        &NewRefreshToken {
+            token_hash: next_hash.to_owned(),
+            family_id,
+            user_id,
+            expires_at: next_expires_at,
+        },
+    )
+    .await?;
+    let user = super::users::get_in(&mut tx, user_id).await?;
+    tx.commit().await.map_err(map_error)?;
+    Ok(Rotation::Rotated(user))
+}
+
+/// Revokes the family of the token with digest `presented`; false if no such token.
+pub(super) async fn revoke_refresh(pool: &SqlitePool, presented: &str) -> StoreResult<bool> {
+    let mut tx = pool
+        .begin_with("begin immediate")
+        .await
+        .map_err(map_error)?;
+    let family: Option<String> =
+        sqlx::query_scalar("select family_id from refresh_token where token_hash = ?")
+            .bind(presented)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_error)?;
+    let Some(family) = family else {
+        return Ok(false);
+    };
+    revoke_family(&mut tx, &family).await?;
+    tx.commit().await.map_err(map_error)?;
+    Ok(true)
+}
+
+/// Deletes expired refresh tokens, tokens revoked over a day ago, and failure counters
+/// older than the lockout window. Returns the number of rows deleted.
+pub(super) async fn prune(pool: &SqlitePool, at: DateTime<Utc>) -> StoreResult<u64> {
+    let stamp = timestamp_key(&at);
+    let day_ago = timestamp_key(&(at - chrono::Duration::days(1)));
+    let window_ago = timestamp_key(&(at - LOGIN_FAILURE_WINDOW));
+    let mut tx = pool
+        .begin_with("begin immediate")
+        .await
+        .map_err(map_error)?;
+    let tokens = sqlx::query("delete from refresh_token where expires_at <= ? or revoked_at <= ?")
+        .bind(&stamp)
+        .bind(&day_ago)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?
+        .rows_affected();
+    let failures = sqlx::query("delete from login_failure where last_failure_at <= ?")
+        .bind(&window_ago)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?
+        .rows_affected();
+    tx.commit().await.map_err(map_error)?;
+    Ok(tokens + failures)
+}
+
+// ---- failed logins ----
+
+fn gate_from_row(row: Option<&SqliteRow>, at: DateTime<Utc>) -> StoreResult<LoginGate> {
+    let Some(row) = row else {
+        return Ok(LoginGate::Open);
+    };
+    let failures: i64 = row.try_get("failures").map_err(map_error)?;
+    let last: DateTime<Utc> = row.try_get("last_failure_at").map_err(map_error)?;
+    Ok(LoginGate::from_failures(
+        u32::try_from(failures).unwrap_or(u32::MAX),
+        last,
+        at,
+    ))
+}
+
+pub(super) async fn login_gate(
+    pool: &SqlitePool,
+    username_key: &str,
+    at: DateTime<Utc>,
+) -> StoreResult<LoginGate> {
+    let row =
+        sqlx::query("select failures, last_failure_at from login_failure where username_key = ?")
+            .bind(username_key)
+            .fetch_optional(pool)
+            .await
+            .map_err(map_error)?;
+    gate_from_row(row.as_ref(), at)
+}
+
+/// Counts one failure. Failures are counted in a window that starts at the first failure
+/// and lasts [`LOGIN_FAILURE_WINDOW`]; a failure after the window starts a new count.
+pub(super) async fn record_login_failure(
+    pool: &SqlitePool,
+    username_key: &str,
+    at: DateTime<Utc>,
+) -> StoreResult<LoginGate> {
+    let stamp = timestamp_key(&at);
+    let window_start = timestamp_key(&(at - LOGIN_FAILURE_WINDOW));
+    let row = sqlx::query(
+        "insert into login_failure (username_key, failures, window_started_at, last_failure_at) \
+         values (?1, 1, ?2, ?2) \
+         on conflict (username_key) do update set \
+           failures = case when window_started_at <= ?3 then 1 else failures + 1 end, \
+           window_started_at = case when window_started_at <= ?3 then ?2 else window_started_at end, \
+           last_failure_at = ?2 \
+         returning failures, last_failure_at",
+    )
+    .bind(username_key)
+    .bind(&stamp)
+    .bind(&window_start)
+    .fetch_one(pool)
+    .await
+    .map_err(map_error)?;
+    gate_from_row(Some(&row), at)
+}
+
+pub(super) async fn clear_login_failures(pool: &SqlitePool, username_key: &str) -> StoreResult<()> {
+    sqlx::query("delete from login_failure where username_key = ?")
+        .bind(username_key)
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(map_error)
+}
+
+// ---- API keys ----
+
+const KEY_COLUMNS: &str = "id, name, prefix, role, created_at";
+
+fn key_column(field: ApiKeySortField) -> SortColumn {
+    let sql = match field {
+        ApiKeySortField::Id => "id",
+        ApiKeySortField::Name => "name_key",
+        ApiKeySortField::CreatedAt => "created_at",
+    };
+    SortColumn {
+        sql,
+        is_nullable: false,
+    }
+}
+
+fn key_from_row(row: &SqliteRow) -> StoreResult<ApiKey> {
+    let role: String = row.try_get("role").map_err(map_error)?;
+    Ok(ApiKey {
+        id: row.try_get("id").map_err(map_error)?,
+        name: row.try_get("name").map_err(map_error)?,
+        prefix: row.try_get("prefix").map_err(map_error)?,
+        role: match Role::parse("role", &role) {
+            Ok(role @ (Role::Viewer | Role::Editor)) => role,
+            _ => {
+                return Err(StoreError::Other(anyhow::anyhow!(
+                    "stored API key role `{role}` is invalid"
+                )));
+            }
+        },
+        created_at: row.try_get("created_at").map_err(map_error)?,
+    })
+}
+
+pub(super) async fn insert_api_key(
+    pool: &SqlitePool,
+    new: &NewApiKey,
+    key_hash: &str,
+    prefix: &str,
+) -> StoreResult<ApiKey> {
+    let row = sqlx::query(
+        "insert into api_key (name, name_key, key_hash, prefix, role, created_at) \
+         values (?, ?, ?, ?, ?, ?) returning id, name, prefix, role, created_at",
+    )
+    .bind(&new.name)
+    .bind(search_key(&new.name))
+    .bind(key_hash)
+    .bind(prefix)
+    .bind(new.role.as_str())
+    .bind(now())
+    .fetch_one(pool)
+    .await
+    .map_err(|error| {
+        if is_unique_violation(&error) {
+            StoreError::Other(anyhow::anyhow!("generated API key collided"))
+        } else {
+            map_error(error)
+        }
+    })?;
+    key_from_row(&row)
+}
+
+pub(super) async fn list_api_keys(
+    pool: &SqlitePool,
+    query: &ListQuery<ApiKeySortField, ()>,
+) -> StoreResult<Page<ApiKey>> {
+    let mut tx = pool.begin().await.map_err(map_error)?;
+    let total: i64 = sqlx::query_scalar("select count(*) from api_key")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_error)?;
+    let mut select =
+        QueryBuilder::<Sqlite>::new(format!("select {KEY_COLUMNS} from api_key where 1 = 1"));
+    if let Position::After(values) = &query.position {
+        push_seek(&mut select, query.sort.keys(), values, key_column);
+    }
+    push_order_by(&mut select, query.sort.keys(), key_column);
+    push_limit(&mut select, query.page_size + 1, query.offset());
+    let rows = select
+        .build()
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_error)?;
+    tx.commit().await.map_err(map_error)?;
+    let mut items = rows
+        .iter()
+        .map(key_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+    let has_next = items.len() > query.page_size as usize;
+    items.truncate(query.page_size as usize);
+    Ok(Page {
+        items,
+        total_items: u64::try_from(total).unwrap_or_default(),
+        has_next,
+    })
+}
+
+pub(super) async fn find_api_key(pool: &SqlitePool, key_hash: &str) -> StoreResult<Option<ApiKey>> {
+    let row =
+        sqlx::query("select id, name, prefix, role, created_at from api_key where key_hash = ?")
+            .bind(key_hash)
+            .fetch_optional(pool)
+            .await
+            .map_err(map_error)?;
+    row.as_ref().map(key_from_row).transpose()
+}
+
+pub(super) async fn delete_api_key(pool: &SqlitePool, id: i64) -> StoreResult<()> {
+    let deleted = sqlx::query("delete from api_key where id = ?")
+        .bind(id)
+        .execute(pool)
+        .await
+        .map_err(map_error)?
+        .rows_affected();
+    if deleted == 0 {
+        return Err(StoreError::NotFound {
+            entity: Entity::ApiKey,
+            id,
+        });
+    }
+    Ok(())
+}
