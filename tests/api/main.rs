@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod access;
+mod admin;
 mod artists;
+mod auth;
 mod cli;
 mod docs;
 mod errors;

@@ -1,0 +1,615 @@
+//! Sign-in and tokens over HTTP, including the attacks a reviewer would try: forged and
+//! tampered access tokens, refresh-token reuse, logout then refresh, a deactivated user's
+//! old token, enumeration through login and register, and brute force.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use starsongs::domain::user::Role;
+
+use crate::harness::{JWT_SECRET, PASSWORD, TestApp, problem};
+
+async fn login(app: &TestApp, username: &str, password: &str) -> Response {
+    app.anonymous
+        .post(app.url("/v1/auth/login"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `(access_token, refresh_token)` of a 200 token-pair response.
+async fn pair(response: Response) -> (String, String) {
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    (
+        body["access_token"].as_str().unwrap().to_owned(),
+        body["refresh_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn post_token(app: &TestApp, path: &str, refresh_token: &str) -> Response {
+    app.anonymous
+        .post(app.url(path))
+        .json(&json!({"refresh_token": refresh_token}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn me(app: &TestApp, token: &str) -> Response {
+    app.client_for(token)
+        .get(app.url("/v1/auth/me"))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Asserts 401 with `WWW-Authenticate: Bearer ... error="invalid_token"`.
+async fn invalid_token(response: Response, context: &str) {
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert!(
+        challenge.starts_with("Bearer") && challenge.contains(r#"error="invalid_token""#),
+        "{context}: {challenge}"
+    );
+    problem(response, StatusCode::UNAUTHORIZED).await;
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn login_with_json_returns_a_working_token_pair_that_is_never_cached() {
+    let app = TestApp::spawn().await;
+    let (id, _) = app.account("ziggy", Role::Editor).await;
+
+    let response = login(&app, "ZIGGY", PASSWORD).await;
+
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900);
+    assert!(body["refresh_token"].as_str().unwrap().len() >= 43);
+    let access = body["access_token"].as_str().unwrap();
+    let claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(access.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    for claim in ["sub", "role", "iat", "nbf", "exp", "iss", "aud", "jti"] {
+        assert!(claims.get(claim).is_some(), "{claim} missing: {claims}");
+    }
+    assert_eq!(claims["sub"], id.to_string());
+    assert_eq!(claims["role"], "editor");
+    let me = me(&app, access).await;
+    assert_eq!(me.headers()["cache-control"], "no-store");
+    let account: Value = me.json().await.unwrap();
+    assert_eq!(account["username"], "ziggy");
+    assert!(account.get("password_hash").is_none() && account.get("password").is_none());
+}
+
+#[tokio::test]
+async fn login_accepts_the_oauth2_password_form_swagger_ui_sends() {
+    let app = TestApp::spawn().await;
+    app.account("swagger", Role::Viewer).await;
+
+    let form = app
+        .anonymous
+        .post(app.url("/v1/auth/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            serde_urlencoded::to_string([
+                ("grant_type", "password"),
+                ("username", "swagger"),
+                ("password", PASSWORD),
+                ("scope", ""),
+                ("client_id", ""),
+            ])
+            .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let wrong_grant = app
+        .anonymous
+        .post(app.url("/v1/auth/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials&username=swagger&password=x")
+        .send()
+        .await
+        .unwrap();
+    let text = app
+        .anonymous
+        .post(app.url("/v1/auth/login"))
+        .header("content-type", "text/plain")
+        .body("swagger")
+        .send()
+        .await
+        .unwrap();
+
+    let (access, _) = pair(form).await;
+    assert_eq!(me(&app, &access).await.status(), StatusCode::OK);
+    problem(wrong_grant, StatusCode::UNPROCESSABLE_ENTITY).await;
+    problem(text, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+}
+
+#[tokio::test]
+async fn forged_expired_and_tampered_access_tokens_are_refused() {
+    let app = TestApp::spawn().await;
+    let (id, viewer) = app.account("victim", Role::Viewer).await;
+    let now = now();
+    let claims = |overrides: Value| {
+        let mut base = json!({
+            "sub": id.to_string(), "role": "admin", "iat": now, "nbf": now, "exp": now + 600,
+            "iss": "starsongs", "aud": "starsongs-api", "jti": "forged"
+        });
+        for (key, value) in overrides.as_object().unwrap() {
+            if value.is_null() {
+                base.as_object_mut().unwrap().remove(key);
+            } else {
+                base[key] = value.clone();
+            }
+        }
+        base
+    };
+    let sign = |alg: Algorithm, claims: &Value, secret: &str| {
+        encode(
+            &Header::new(alg),
+            claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let hs256 = |overrides: Value| sign(Algorithm::HS256, &claims(overrides), JWT_SECRET);
+    let unsigned = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(claims(json!({})).to_string())
+    );
+    let (head, rest) = viewer.split_once('.').unwrap();
+    let signature = rest.split_once('.').unwrap().1;
+    let mut escalated_claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(rest.split_once('.').unwrap().0)
+            .unwrap(),
+    )
+    .unwrap();
+    escalated_claims["role"] = json!("admin");
+    let escalated = format!(
+        "{head}.{}.{signature}",
+        URL_SAFE_NO_PAD.encode(escalated_claims.to_string())
+    );
+    // The baseline: the same construction with the right key is accepted (for reading: the
+    // role is never more than the account's current one, whatever the token says).
+    let baseline = app.client_for(&hs256(json!({})));
+    assert_eq!(
+        baseline
+            .get(app.url("/v1/songs"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        baseline
+            .get(app.url("/v1/admin/users"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let attacks = [
+        ("alg none", unsigned),
+        (
+            "HS512 with the right secret",
+            sign(Algorithm::HS512, &claims(json!({})), JWT_SECRET),
+        ),
+        (
+            "another secret",
+            sign(
+                Algorithm::HS256,
+                &claims(json!({})),
+                "another secret that is 32+ bytes long",
+            ),
+        ),
+        ("expired", hs256(json!({"exp": now - 120}))),
+        ("no exp", hs256(json!({"exp": null}))),
+        ("not yet valid", hs256(json!({"nbf": now + 120}))),
+        ("wrong issuer", hs256(json!({"iss": "evil"}))),
+        ("wrong audience", hs256(json!({"aud": "someone-else"}))),
+        ("tampered role claim", escalated),
+        ("unknown user", hs256(json!({"sub": "999999"}))),
+        ("garbage", "a.b.c".to_owned()),
+    ];
+
+    for (name, token) in attacks {
+        let response = app
+            .client_for(&token)
+            .get(app.url("/v1/songs"))
+            .send()
+            .await
+            .unwrap();
+        invalid_token(response, name).await;
+    }
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_a_reused_token_revokes_its_whole_family() {
+    let app = TestApp::spawn().await;
+    app.account("ziggy", Role::Viewer).await;
+    let (_, first) = pair(login(&app, "ziggy", PASSWORD).await).await;
+
+    let refreshed = post_token(&app, "/v1/auth/refresh", &first).await;
+    assert_eq!(refreshed.headers()["cache-control"], "no-store");
+    let (access, second) = pair(refreshed).await;
+    assert_ne!(first, second);
+    assert_eq!(me(&app, &access).await.status(), StatusCode::OK);
+
+    // An attacker replays the spent token: refused, and the legitimate holder's current
+    // token dies with the family.
+    invalid_token(post_token(&app, "/v1/auth/refresh", &first).await, "reuse").await;
+    invalid_token(
+        post_token(&app, "/v1/auth/refresh", &second).await,
+        "family",
+    )
+    .await;
+
+    // Another login is another family and unaffected.
+    let (_, other) = pair(login(&app, "ziggy", PASSWORD).await).await;
+    assert_eq!(
+        post_token(&app, "/v1/auth/refresh", &other).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn logout_revokes_the_family_and_unknown_tokens_are_refused() {
+    let app = TestApp::spawn().await;
+    app.account("ziggy", Role::Viewer).await;
+    let (_, first) = pair(login(&app, "ziggy", PASSWORD).await).await;
+    let (_, second) = pair(post_token(&app, "/v1/auth/refresh", &first).await).await;
+
+    let logout = post_token(&app, "/v1/auth/logout", &second).await;
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    assert_eq!(logout.headers()["cache-control"], "no-store");
+
+    invalid_token(
+        post_token(&app, "/v1/auth/refresh", &second).await,
+        "after logout",
+    )
+    .await;
+    invalid_token(
+        post_token(&app, "/v1/auth/logout", "ssr_never-issued").await,
+        "unknown",
+    )
+    .await;
+    let missing = app
+        .anonymous
+        .post(app.url("/v1/auth/refresh"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    problem(missing, StatusCode::UNPROCESSABLE_ENTITY).await;
+}
+
+#[tokio::test]
+async fn an_expired_refresh_token_is_refused() {
+    let app = TestApp::spawn_with(&[
+        ("STARSONGS__AUTH__ACCESS_TTL_SECS", "60"),
+        ("STARSONGS__AUTH__REFRESH_TTL_SECS", "60"),
+    ])
+    .await;
+    app.account("ziggy", Role::Viewer).await;
+    let (_, refresh) = pair(login(&app, "ziggy", PASSWORD).await).await;
+    // Age the token in the database instead of waiting a minute.
+    let pool = sqlx::SqlitePool::connect(&app.database_url())
+        .await
+        .unwrap();
+    sqlx::query("update refresh_token set expires_at = '2000-01-01T00:00:00.000000Z'")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    invalid_token(
+        post_token(&app, "/v1/auth/refresh", &refresh).await,
+        "expired",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn deactivated_and_deleted_users_lose_access_at_once_on_the_same_replica() {
+    let app = TestApp::spawn().await;
+    let (deactivated_id, _) = app.account("leaver", Role::Editor).await;
+    let (deleted_id, _) = app.account("gone", Role::Editor).await;
+    let (access, refresh) = pair(login(&app, "leaver", PASSWORD).await).await;
+    let (gone_access, _) = pair(login(&app, "gone", PASSWORD).await).await;
+    assert_eq!(me(&app, &access).await.status(), StatusCode::OK);
+    assert_eq!(me(&app, &gone_access).await.status(), StatusCode::OK);
+
+    let patched = app
+        .send_json(
+            reqwest::Method::PATCH,
+            &format!("/v1/admin/users/{deactivated_id}"),
+            &json!({"is_active": false}),
+        )
+        .await;
+    assert_eq!(patched.status(), StatusCode::OK);
+    assert_eq!(
+        app.delete(&format!("/v1/admin/users/{deleted_id}"))
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+
+    invalid_token(me(&app, &access).await, "deactivated").await;
+    invalid_token(me(&app, &gone_access).await, "deleted").await;
+    invalid_token(
+        post_token(&app, "/v1/auth/refresh", &refresh).await,
+        "refresh",
+    )
+    .await;
+    problem(
+        login(&app, "leaver", PASSWORD).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn another_replica_notices_a_deactivation_within_its_cache_time() {
+    let app = TestApp::spawn_with(&[("STARSONGS__AUTH__GRANT_CACHE_SECS", "1")]).await;
+    let replica = app
+        .replica(&[("STARSONGS__AUTH__GRANT_CACHE_SECS", "1")])
+        .await;
+    let (id, token) = app.account("leaver", Role::Viewer).await;
+    assert_eq!(me(&replica, &token).await.status(), StatusCode::OK);
+
+    let patched = app
+        .send_json(
+            reqwest::Method::PATCH,
+            &format!("/v1/admin/users/{id}"),
+            &json!({"is_active": false}),
+        )
+        .await;
+    assert_eq!(patched.status(), StatusCode::OK);
+    // The replica may still trust its cached grant for up to a second...
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    // ...and no longer after it.
+    invalid_token(me(&replica, &token).await, "replica").await;
+}
+
+#[tokio::test]
+async fn a_demoted_users_old_token_carries_only_the_new_role() {
+    let app = TestApp::spawn().await;
+    let (id, editor) = app.account("demoted", Role::Editor).await;
+
+    let patched = app
+        .send_json(
+            reqwest::Method::PATCH,
+            &format!("/v1/admin/users/{id}"),
+            &json!({"role": "viewer"}),
+        )
+        .await;
+    assert_eq!(patched.status(), StatusCode::OK);
+    let write = app
+        .client_for(&editor)
+        .post(app.url("/v1/artists"))
+        .json(&json!({"name": "Not Any More"}))
+        .send()
+        .await
+        .unwrap();
+    let read = app
+        .client_for(&editor)
+        .get(app.url("/v1/artists"))
+        .send()
+        .await
+        .unwrap();
+
+    problem(write, StatusCode::FORBIDDEN).await;
+    assert_eq!(read.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unknown_users_and_wrong_passwords_get_the_same_answer() {
+    let app = TestApp::spawn().await;
+    app.account("ziggy", Role::Viewer).await;
+
+    let unknown = login(&app, "nobody-here", PASSWORD).await;
+    let wrong = login(&app, "ziggy", "not the right password").await;
+    let invalid_name = login(&app, "no such name!", PASSWORD).await;
+
+    let mut bodies = Vec::new();
+    for response in [unknown, wrong, invalid_name] {
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            r#"Bearer realm="starsongs""#
+        );
+        let mut body = problem(response, StatusCode::UNAUTHORIZED).await;
+        body.as_object_mut().unwrap().remove("request_id");
+        bodies.push(body);
+    }
+    assert_eq!(bodies[0], bodies[1]);
+    assert_eq!(bodies[0], bodies[2]);
+}
+
+#[tokio::test]
+async fn five_failures_lock_a_username_whatever_the_password_and_success_resets() {
+    let app = TestApp::spawn().await;
+    app.account("target", Role::Viewer).await;
+    app.account("bystander", Role::Viewer).await;
+
+    // Four failures, a success: the count starts again.
+    for _ in 0..4 {
+        assert_eq!(
+            login(&app, "target", "wrong password!").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login(&app, "target", PASSWORD).await.status(),
+        StatusCode::OK
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            login(&app, "TARGET", "wrong password!").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    let locked = login(&app, "target", PASSWORD).await;
+    let retry_after: u64 = locked.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((890..=900).contains(&retry_after), "{retry_after}");
+    assert_eq!(locked.headers()["cache-control"], "no-store");
+    problem(locked, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(
+        login(&app, "bystander", PASSWORD).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn unknown_usernames_lock_too_and_replicas_share_the_count() {
+    let app = TestApp::spawn().await;
+    let replica = app.replica(&[]).await;
+
+    for instance in [&app, &replica, &app, &replica, &app] {
+        assert_eq!(
+            login(instance, "ghost", "whatever password").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    problem(
+        login(&replica, "ghost", "whatever password").await,
+        StatusCode::TOO_MANY_REQUESTS,
+    )
+    .await;
+    problem(
+        login(&app, "Ghost", "whatever password").await,
+        StatusCode::TOO_MANY_REQUESTS,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_lock_lifts_fifteen_minutes_after_the_last_failure() {
+    let app = TestApp::spawn().await;
+    app.account("patient", Role::Viewer).await;
+    for _ in 0..5 {
+        login(&app, "patient", "wrong password!").await;
+    }
+    assert_eq!(
+        login(&app, "patient", PASSWORD).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Move the failures 15 minutes into the past instead of waiting.
+    let pool = sqlx::SqlitePool::connect(&app.database_url())
+        .await
+        .unwrap();
+    let old = (chrono::Utc::now() - chrono::Duration::minutes(15))
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    sqlx::query("update login_failure set last_failure_at = ?, window_started_at = ?")
+        .bind(&old)
+        .bind(&old)
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        login(&app, "patient", PASSWORD).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn registration_creates_viewers_only_and_reveals_nothing_extra() {
+    let app = TestApp::spawn().await;
+    app.account("taken", Role::Viewer).await;
+    let register = |body: Value| {
+        let request = app.anonymous.post(app.url("/v1/auth/register")).json(&body);
+        async move { request.send().await.unwrap() }
+    };
+
+    let created = register(
+        json!({"username": "newbie", "email": "newbie@example.com", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(created.headers()["cache-control"], "no-store");
+    let user: Value = created.json().await.unwrap();
+    assert_eq!(user["role"], "viewer");
+    assert!(!user.to_string().contains(PASSWORD) && user.get("password_hash").is_none());
+    assert_eq!(
+        pair(login(&app, "newbie", PASSWORD).await)
+            .await
+            .0
+            .is_empty(),
+        false
+    );
+
+    let escalation = register(json!({"username": "sneaky", "email": "s@example.com", "password": PASSWORD, "role": "admin"})).await;
+    let fields =
+        crate::harness::error_fields(&problem(escalation, StatusCode::UNPROCESSABLE_ENTITY).await);
+    assert_eq!(fields, ["role"]);
+
+    let same_name =
+        register(json!({"username": "TAKEN", "email": "fresh@example.com", "password": PASSWORD}))
+            .await;
+    let same_email =
+        register(json!({"username": "fresh", "email": "Taken@Example.com", "password": PASSWORD}))
+            .await;
+    let name_body = problem(same_name, StatusCode::CONFLICT).await;
+    let email_body = problem(same_email, StatusCode::CONFLICT).await;
+    assert_eq!(name_body["detail"], email_body["detail"]);
+
+    let weak =
+        register(json!({"username": "weakling", "email": "w@example.com", "password": "weakling"}))
+            .await;
+    let weak_body = problem(weak, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(
+        !weak_body.to_string().contains("\"weakling\""),
+        "{weak_body}"
+    );
+}
+
+#[tokio::test]
+async fn registration_can_be_closed() {
+    let app = TestApp::spawn_with(&[("STARSONGS__AUTH__ALLOW_REGISTRATION", "false")]).await;
+
+    let response = app
+        .anonymous
+        .post(app.url("/v1/auth/register"))
+        .json(&json!({"username": "newbie", "email": "newbie@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+
+    problem(response, StatusCode::FORBIDDEN).await;
+    assert_eq!(
+        login(&app, "newbie", PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
