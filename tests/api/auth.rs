@@ -562,13 +562,8 @@ async fn registration_creates_viewers_only_and_reveals_nothing_extra() {
     let user: Value = created.json().await.unwrap();
     assert_eq!(user["role"], "viewer");
     assert!(!user.to_string().contains(PASSWORD) && user.get("password_hash").is_none());
-    assert_eq!(
-        pair(login(&app, "newbie", PASSWORD).await)
-            .await
-            .0
-            .is_empty(),
-        false
-    );
+    let (access, _) = pair(login(&app, "newbie", PASSWORD).await).await;
+    assert_eq!(me(&app, &access).await.status(), StatusCode::OK);
 
     let escalation = register(json!({"username": "sneaky", "email": "s@example.com", "password": PASSWORD, "role": "admin"})).await;
     let fields =

@@ -272,3 +272,126 @@ async fn backup_writes_a_consistent_copy_while_the_service_runs() {
         .collect();
     assert_eq!(names, ["Backed Up"]);
 }
+
+/// A `serve` process in the development profile on a free port; its stdout and stderr
+/// are collected by threads until it is stopped.
+struct DevServer {
+    child: std::process::Child,
+    address: String,
+    stdout: std::thread::JoinHandle<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl DevServer {
+    fn start(database_url: &str) -> Self {
+        use std::io::{BufRead, BufReader, Read};
+        use std::process::Stdio;
+
+        let mut child = Command::new(env!("CARGO_BIN_EXE_starsongs"))
+            .env_remove("RUST_LOG")
+            .env_remove("STARSONGS__AUTH__JWT_SECRET")
+            .env("STARSONGS_ENV", "development")
+            .env("DATABASE_URL", database_url)
+            .env("STARSONGS__SERVER__PORT", "0")
+            .env("STARSONGS__LOG__FORMAT", "json")
+            .env("STARSONGS__LOG__LEVEL", "trace")
+            .env("STARSONGS__AUTH__ARGON2_MEMORY_KIB", "1024")
+            .env("STARSONGS__AUTH__ARGON2_ITERATIONS", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stdout.read_to_string(&mut text);
+            text
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(address) = serde_json::from_str::<Value>(&line)
+                    .ok()
+                    .and_then(|v| v["address"].as_str().map(str::to_owned))
+                {
+                    let _ = tx.send(address);
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        let address = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the service logs its address");
+        Self {
+            child,
+            address,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Stops the process; returns (stdout, stderr).
+    fn stop(mut self) -> (String, String) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        (self.stdout.join().unwrap(), self.stderr.join().unwrap())
+    }
+}
+
+#[tokio::test]
+async fn development_creates_an_admin_once_and_prints_its_password_only_on_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("dev.db").display());
+
+    let first = DevServer::start(&url);
+    let address = first.address.clone();
+    // The password is printed before the listener's address is logged.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (stdout, stderr) = first.stop();
+    let password = stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("password: "))
+        .unwrap_or_else(|| panic!("no password on stdout: {stdout}"))
+        .to_owned();
+    assert!(password.len() >= 20, "{password}");
+    assert!(!stderr.contains(&password), "the password reached the logs");
+    assert!(!address.is_empty());
+
+    let second = DevServer::start(&url);
+    let login = reqwest::Client::new()
+        .post(format!("http://{}/v1/auth/login", second.address))
+        .json(&serde_json::json!({"username": "admin", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let status = login.status();
+    let body: Value = login.json().await.unwrap();
+    let me = reqwest::Client::new()
+        .get(format!("http://{}/v1/auth/me", second.address))
+        .bearer_auth(body["access_token"].as_str().unwrap_or_default())
+        .send()
+        .await
+        .unwrap();
+    let me: Value = me.json().await.unwrap();
+    let (stdout, stderr) = second.stop();
+
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert_eq!(me["role"], "admin");
+    assert!(!stdout.contains("password:"), "printed again: {stdout}");
+    for secret in [
+        password.as_str(),
+        body["refresh_token"].as_str().unwrap(),
+        body["access_token"].as_str().unwrap(),
+    ] {
+        assert!(
+            !stderr.contains(secret),
+            "a secret reached the trace-level logs"
+        );
+    }
+}

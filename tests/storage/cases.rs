@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use chrono::NaiveDate;
+use chrono::{Duration, Utc};
+use futures_util::FutureExt;
 use starsongs::domain::artist::{ArtistChanges, NewArtist};
+use starsongs::domain::credential::{LoginGate, NewApiKey, NewRefreshToken, Rotation};
 use starsongs::domain::etag::Precondition;
 use starsongs::domain::idempotency::{Created, Idempotency, IdempotencyKey, SavedResponse};
 use starsongs::domain::ids::{ArtistId, SongId};
@@ -12,7 +15,7 @@ use starsongs::domain::list::{
     Sortable,
 };
 use starsongs::domain::song::{NewSong, Patch, SongChanges, SongFields, SongPatchFields};
-use starsongs::domain::user::{NewUser, Role};
+use starsongs::domain::user::{Email, NewUser, Role, UserChanges};
 use starsongs::storage::{Entity, Store, StoreError};
 
 fn artist(name: &str) -> NewArtist {
@@ -757,4 +760,262 @@ pub async fn users_are_unique_ignoring_case(store: &dyn Store) {
     }
     assert_eq!(found, Some((created, "$argon2id$fake".to_owned())));
     assert_eq!(missing, None);
+}
+
+fn refresh(hash: &str, family: &str, user_id: i64, ttl_minutes: i64) -> NewRefreshToken {
+    NewRefreshToken {
+        token_hash: hash.to_owned(),
+        family_id: family.to_owned(),
+        user_id,
+        expires_at: Utc::now() + Duration::minutes(ttl_minutes),
+    }
+}
+
+pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: &dyn Store) {
+    let user = store
+        .insert_user(&new_user("ziggy", "z@example.com", Role::Viewer), "h")
+        .await
+        .unwrap();
+    store
+        .insert_refresh_token(&refresh("t1", "fam", user.id, 60))
+        .await
+        .unwrap();
+    let later = Utc::now() + Duration::minutes(60);
+
+    let rotated = store.rotate_refresh_token("t1", "t2", later).await.unwrap();
+    let reused = store.rotate_refresh_token("t1", "t3", later).await.unwrap();
+    let after_reuse = store.rotate_refresh_token("t2", "t4", later).await.unwrap();
+    let unknown = store
+        .rotate_refresh_token("nope", "t5", later)
+        .await
+        .unwrap();
+
+    assert!(matches!(rotated, Rotation::Rotated(u) if u.id == user.id));
+    assert_eq!(reused, Rotation::Reused);
+    assert_eq!(after_reuse, Rotation::Rejected);
+    assert_eq!(unknown, Rotation::Rejected);
+}
+
+pub async fn concurrent_refreshes_of_one_token_succeed_once(store: &dyn Store) {
+    let user = store
+        .insert_user(&new_user("racer", "r@example.com", Role::Viewer), "h")
+        .await
+        .unwrap();
+    store
+        .insert_refresh_token(&refresh("t1", "fam", user.id, 60))
+        .await
+        .unwrap();
+    let later = Utc::now() + Duration::minutes(60);
+
+    let next: Vec<String> = (0..8).map(|i| format!("next-{i}")).collect();
+    let outcomes = futures_util::future::join_all(
+        next.iter()
+            .map(|hash| store.rotate_refresh_token("t1", hash, later).boxed()),
+    )
+    .await;
+
+    let rotated = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(Rotation::Rotated(_))))
+        .count();
+    assert_eq!(rotated, 1, "{outcomes:?}");
+}
+
+pub async fn expired_revoked_and_inactive_refreshes_are_rejected(store: &dyn Store) {
+    let user = store
+        .insert_user(&new_user("ziggy", "z@example.com", Role::Viewer), "h")
+        .await
+        .unwrap();
+    let later = Utc::now() + Duration::minutes(60);
+    store
+        .insert_refresh_token(&refresh("old", "f1", user.id, -1))
+        .await
+        .unwrap();
+    store
+        .insert_refresh_token(&refresh("out", "f2", user.id, 60))
+        .await
+        .unwrap();
+    store
+        .insert_refresh_token(&refresh("mine", "f3", user.id, 60))
+        .await
+        .unwrap();
+
+    let expired = store
+        .rotate_refresh_token("old", "n1", later)
+        .await
+        .unwrap();
+    assert!(store.revoke_refresh_family("out").await.unwrap());
+    let revoked = store
+        .rotate_refresh_token("out", "n2", later)
+        .await
+        .unwrap();
+    let deactivate = UserChanges {
+        is_active: Some(false),
+        ..UserChanges::default()
+    };
+    store.update_user(user.id, &deactivate, None).await.unwrap();
+    let inactive = store
+        .rotate_refresh_token("mine", "n3", later)
+        .await
+        .unwrap();
+    let pruned = store.prune_credentials(Utc::now()).await.unwrap();
+
+    assert_eq!(
+        (expired, revoked, inactive),
+        (Rotation::Rejected, Rotation::Rejected, Rotation::Rejected)
+    );
+    assert!(!store.revoke_refresh_family("never").await.unwrap());
+    assert!(pruned >= 1, "the expired token is pruned");
+}
+
+pub async fn login_failures_lock_after_five_and_clear(store: &dyn Store) {
+    // Stored times have microsecond precision.
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+    for _ in 0..4 {
+        assert_eq!(
+            store.record_login_failure("ziggy", now).await.unwrap(),
+            LoginGate::Open
+        );
+    }
+    let fifth = store.record_login_failure("ziggy", now).await.unwrap();
+    let gate = store.login_gate("ziggy", now).await.unwrap();
+    let other = store.login_gate("bowie", now).await.unwrap();
+    let after_window = store
+        .login_gate("ziggy", now + Duration::minutes(15))
+        .await
+        .unwrap();
+    store.clear_login_failures("ziggy").await.unwrap();
+    let cleared = store.login_gate("ziggy", now).await.unwrap();
+
+    let until = now + Duration::minutes(15);
+    assert_eq!(
+        (fifth, gate),
+        (LoginGate::LockedUntil(until), LoginGate::LockedUntil(until))
+    );
+    assert_eq!(
+        (other, after_window, cleared),
+        (LoginGate::Open, LoginGate::Open, LoginGate::Open)
+    );
+}
+
+pub async fn failures_outside_the_window_start_a_new_count(store: &dyn Store) {
+    let start = Utc::now() - Duration::minutes(40);
+    for _ in 0..4 {
+        store.record_login_failure("slow", start).await.unwrap();
+    }
+
+    let later = store
+        .record_login_failure("slow", start + Duration::minutes(16))
+        .await
+        .unwrap();
+
+    assert_eq!(later, LoginGate::Open);
+}
+
+pub async fn users_change_and_the_last_admin_stays(store: &dyn Store) {
+    let admin = store
+        .insert_user(&new_user("root", "root@example.com", Role::Admin), "h")
+        .await
+        .unwrap();
+    let user = store
+        .insert_user(&new_user("ziggy", "z@example.com", Role::Viewer), "h")
+        .await
+        .unwrap();
+    store
+        .insert_refresh_token(&refresh("t1", "fam", user.id, 60))
+        .await
+        .unwrap();
+    let promote = UserChanges {
+        role: Some(Role::Editor),
+        email: Some(Email::parse("new@example.com").unwrap()),
+        ..UserChanges::default()
+    };
+    let demote_admin = UserChanges {
+        role: Some(Role::Viewer),
+        ..UserChanges::default()
+    };
+
+    let changed = store
+        .update_user(user.id, &promote, Some("h2"))
+        .await
+        .unwrap();
+    let revoked = store
+        .rotate_refresh_token("t1", "t2", Utc::now() + Duration::minutes(5))
+        .await
+        .unwrap();
+    let last_admin = store.update_user(admin.id, &demote_admin, None).await;
+    let delete_last = store.delete_user(admin.id).await;
+    let page = store
+        .list_users(&ListQuery {
+            sort: Sort::parse(Some("-username")).unwrap(),
+            page_size: 10,
+            position: Position::Page(1),
+            filter: (),
+        })
+        .await
+        .unwrap();
+    store.delete_user(user.id).await.unwrap();
+    let gone = store.get_user(user.id).await;
+
+    assert_eq!(
+        (changed.role, changed.email.as_str()),
+        (Role::Editor, "new@example.com")
+    );
+    assert!(changed.updated_at >= changed.created_at);
+    assert_eq!(revoked, Rotation::Rejected, "a role change ends sessions");
+    assert!(matches!(last_admin, Err(StoreError::Conflict(_))));
+    assert!(matches!(delete_last, Err(StoreError::Conflict(_))));
+    assert!(store.has_active_admin().await.unwrap());
+    assert_eq!(
+        page.items
+            .iter()
+            .map(|u| u.username.as_str())
+            .collect::<Vec<_>>(),
+        ["ziggy", "root"]
+    );
+    assert!(matches!(
+        gone,
+        Err(StoreError::NotFound {
+            entity: Entity::User,
+            ..
+        })
+    ));
+}
+
+pub async fn api_keys_are_found_by_digest_and_deleted(store: &dyn Store) {
+    let new = NewApiKey::parse("importer", "editor").unwrap();
+    let key = store
+        .insert_api_key(&new, "digest-1", "ssk_abcdefgh")
+        .await
+        .unwrap();
+
+    let found = store.find_api_key("digest-1").await.unwrap();
+    let missing = store.find_api_key("digest-2").await.unwrap();
+    let page = store
+        .list_api_keys(&ListQuery {
+            sort: Sort::parse(None).unwrap(),
+            page_size: 10,
+            position: Position::Page(1),
+            filter: (),
+        })
+        .await
+        .unwrap();
+    store.delete_api_key(key.id).await.unwrap();
+    let again = store.delete_api_key(key.id).await;
+
+    assert_eq!(
+        (key.name.as_str(), key.role, key.prefix.as_str()),
+        ("importer", Role::Editor, "ssk_abcdefgh")
+    );
+    assert_eq!(found, Some(key.clone()));
+    assert_eq!(missing, None);
+    assert_eq!(page.items, [key]);
+    assert_eq!(store.find_api_key("digest-1").await.unwrap(), None);
+    assert!(matches!(
+        again,
+        Err(StoreError::NotFound {
+            entity: Entity::ApiKey,
+            ..
+        })
+    ));
 }

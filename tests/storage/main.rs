@@ -28,6 +28,13 @@ macro_rules! contract_suite {
             concurrent_idempotent_inserts_create_one,
             pruned_keys_can_be_used_again,
             users_are_unique_ignoring_case,
+            refresh_tokens_rotate_once_and_reuse_revokes_the_family,
+            concurrent_refreshes_of_one_token_succeed_once,
+            expired_revoked_and_inactive_refreshes_are_rejected,
+            login_failures_lock_after_five_and_clear,
+            failures_outside_the_window_start_a_new_count,
+            users_change_and_the_last_admin_stays,
+            api_keys_are_found_by_digest_and_deleted,
         );
     };
     (@cases $backend:ident: $($case:ident),+ $(,)?) => {
