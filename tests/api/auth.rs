@@ -608,3 +608,40 @@ async fn registration_can_be_closed() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn eddsa_keys_from_files_sign_tokens_others_can_verify_with_the_public_key() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt");
+    let private = format!("{fixtures}/ed25519-private.pem");
+    let public = format!("{fixtures}/ed25519-public.pem");
+    let app = TestApp::spawn_with(&[
+        ("STARSONGS__AUTH__JWT_ALGORITHM", "EdDSA"),
+        ("STARSONGS__AUTH__JWT_PRIVATE_KEY_FILE", &private),
+        ("STARSONGS__AUTH__JWT_PUBLIC_KEY_FILE", &public),
+    ])
+    .await;
+    app.account("ziggy", Role::Viewer).await;
+
+    let (access, _) = pair(login(&app, "ziggy", PASSWORD).await).await;
+    let hs256 = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": "1", "role": "admin", "iat": now(), "nbf": now(), "exp": now() + 60,
+                "iss": "starsongs", "aud": "starsongs-api", "jti": "x"}),
+        &EncodingKey::from_secret(&std::fs::read(&public).unwrap()),
+    )
+    .unwrap();
+
+    assert_eq!(
+        jsonwebtoken::decode_header(&access).unwrap().alg,
+        Algorithm::EdDSA
+    );
+    // Another service verifies with the public key alone.
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::EdDSA);
+    validation.set_audience(&["starsongs-api"]);
+    validation.set_issuer(&["starsongs"]);
+    let key = jsonwebtoken::DecodingKey::from_ed_pem(&std::fs::read(&public).unwrap()).unwrap();
+    assert!(jsonwebtoken::decode::<Value>(&access, &key, &validation).is_ok());
+    assert_eq!(me(&app, &access).await.status(), StatusCode::OK);
+    // Algorithm confusion: HS256 "signed" with the public key is refused.
+    invalid_token(me(&app, &hs256).await, "HS256 with the public key").await;
+}
