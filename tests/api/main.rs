@@ -6,6 +6,7 @@ mod access;
 mod admin;
 mod artists;
 mod auth;
+mod browser;
 mod cli;
 mod docs;
 mod errors;
