@@ -17,6 +17,20 @@ use crate::domain::credential::{ApiKey, LoginGate, NewApiKey, NewRefreshToken, R
 use crate::domain::user::{NewUser, Role, User, UserChanges, Username};
 use crate::storage::{DynStore, StoreError};
 
+/// Longest username kept as-is as a failure-counter key; longer (never valid) names are
+/// counted under their digest, so junk input cannot grow the table's rows.
+const MAX_FAILURE_KEY_CHARS: usize = 64;
+
+/// The key failed logins are counted under: the case-folded username.
+fn failure_key(username: &str) -> String {
+    let folded = username.to_ascii_lowercase();
+    if folded.len() <= MAX_FAILURE_KEY_CHARS {
+        folded
+    } else {
+        format!("sha256:{}", secret::digest(&folded))
+    }
+}
+
 /// Who is making a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Principal {
@@ -169,7 +183,7 @@ impl Accounts {
         username: &str,
         password: &SecretString,
     ) -> Result<TokenPair, LoginError> {
-        let key = username.to_ascii_lowercase();
+        let key = failure_key(username);
         if let LoginGate::LockedUntil(until) = self.store.login_gate(&key, Utc::now()).await? {
             return Err(LoginError::Locked(until));
         }
@@ -409,5 +423,43 @@ impl Accounts {
             other => anyhow::anyhow!(other),
         })?;
         Ok(Some(("admin".to_owned(), password)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_keys_fold_case_and_bound_their_length() {
+        assert_eq!(failure_key("Ziggy"), "ziggy");
+        let long = failure_key(&"X".repeat(10_000));
+        assert!(
+            long.starts_with("sha256:") && long.len() == 7 + 64,
+            "{long}"
+        );
+        assert_eq!(long, failure_key(&"x".repeat(10_000)));
+    }
+
+    #[test]
+    fn principals_scope_idempotency_keys_and_logs() {
+        assert_eq!(Principal::Anonymous.scope(), "anonymous");
+        assert_eq!(
+            Principal::User {
+                id: 7,
+                role: Role::Viewer
+            }
+            .scope(),
+            "user:7"
+        );
+        assert_eq!(
+            Principal::ApiKey {
+                id: 3,
+                role: Role::Editor
+            }
+            .scope(),
+            "api_key:3"
+        );
+        assert_eq!(Principal::Anonymous.role(), None);
     }
 }

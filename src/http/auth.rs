@@ -54,6 +54,18 @@ fn credential_error(error: CredentialError) -> ApiError {
     }
 }
 
+/// The error of an account use case that takes no credential (registration, admin
+/// changes): storage errors as usual, hashing failures as 500.
+pub fn account_error(error: CredentialError) -> ApiError {
+    match error {
+        CredentialError::Invalid => {
+            ApiError::internal(anyhow::anyhow!("unexpected invalid credential"))
+        }
+        CredentialError::Store(store) => store.into(),
+        CredentialError::Auth(auth) => auth_error(auth),
+    }
+}
+
 /// A hashing or signing failure is a server error; its cause goes to the log only.
 pub fn auth_error(error: AuthError) -> ApiError {
     ApiError::internal(error.into())

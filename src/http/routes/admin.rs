@@ -12,13 +12,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::UserOut;
-use crate::auth::accounts::CredentialError;
 use crate::domain::credential::{ApiKey, ApiKeySortField, NewApiKey};
 use crate::domain::ids::RecordId;
 use crate::domain::list::RawPaging;
 use crate::domain::user::{Email, NewUser, Password, Role, UserChanges, UserSortField};
 use crate::domain::validation::{FieldError, ValidationErrors};
-use crate::http::auth::{Admin, auth_error};
+use crate::http::auth::{Admin, account_error};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, double_option};
 use crate::http::list::{ListEnvelope, ListRequest};
@@ -31,16 +30,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_user, patch_user, delete_user))
         .routes(routes!(list_api_keys, create_api_key))
         .routes(routes!(delete_api_key))
-}
-
-fn account_error(error: CredentialError) -> ApiError {
-    match error {
-        CredentialError::Invalid => {
-            ApiError::internal(anyhow::anyhow!("unexpected invalid credential"))
-        }
-        CredentialError::Store(store) => store.into(),
-        CredentialError::Auth(auth) => auth_error(auth),
-    }
 }
 
 /// Paging of the admin lists (same rules as the catalog lists).

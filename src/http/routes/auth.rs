@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 
 use crate::auth::accounts::{CredentialError, LoginError, TokenPair};
 use crate::domain::user::{NewUser, Role, User};
-use crate::http::auth::{SignedInUser, auth_error};
+use crate::http::auth::{SignedInUser, account_error, auth_error};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::ApiJson;
 use crate::state::AppState;
@@ -292,7 +292,7 @@ async fn register(
         .accounts
         .create_user(&new)
         .await
-        .map_err(refresh_error)?;
+        .map_err(account_error)?;
     let mut response = (StatusCode::CREATED, Json(UserOut::from(user))).into_response();
     response
         .headers_mut()
