@@ -359,8 +359,7 @@ async fn list_api_keys(
 /// Creates an API key (role viewer or editor). The secret is in this response only.
 #[utoipa::path(post, path = "/v1/admin/api-keys", tag = "admin", request_body = CreateApiKeyInput,
     responses(
-        (status = 201, description = "Created; store `key` now", body = CreatedApiKeyOut,
-            headers(("Location" = String, description = "Path of the new key"))),
+        (status = 201, description = "Created; store `key` now (it is not shown again)", body = CreatedApiKeyOut),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
@@ -373,16 +372,18 @@ async fn create_api_key(
     let new = NewApiKey::parse(&input.name, &input.role)?;
     let created_key = state.accounts.create_api_key(&new).await?;
     let key = created_key.key;
-    let mut response = created(
-        format!("/v1/admin/api-keys/{}", key.id),
-        CreatedApiKeyOut {
+    // No `Location`: a key cannot be read back, only listed and revoked.
+    let mut response = (
+        StatusCode::CREATED,
+        Json(CreatedApiKeyOut {
             id: key.id,
             name: key.name,
             role: key.role.as_str().to_owned(),
             key: created_key.secret.expose_secret().to_owned(),
             created_at: key.created_at,
-        },
-    );
+        }),
+    )
+        .into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
