@@ -27,7 +27,7 @@ const BUILT_IN: [(&str, &str); 4] = [
 ];
 
 /// Settings whose values are lists; in environment variables they are comma-separated.
-const LIST_KEYS: [&str; 1] = ["cors.allowed_origins"];
+const LIST_KEYS: [&str; 2] = ["cors.allowed_origins", "server.trusted_proxies"];
 
 /// Which configuration profile is active (`STARSONGS_ENV`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -82,6 +82,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// `[cors]`
     pub cors: CorsSettings,
+    /// `[rate_limit]`
+    pub rate_limit: RateLimitSettings,
     /// `[log]`
     pub log: LogSettings,
 }
@@ -103,6 +105,37 @@ pub struct ServerSettings {
     /// How long to keep accepting requests (readiness already 503) after a shutdown signal,
     /// so that load balancers stop sending new traffic first.
     pub shutdown_delay_secs: u64,
+    /// Largest request head (request line and headers) accepted; larger ones get 431.
+    pub max_header_bytes: usize,
+    /// Requests served at once; above it new requests get 503 with `Retry-After` at once
+    /// (load shedding). Health probes are exempt.
+    pub max_in_flight: usize,
+    /// Peers (CIDRs, e.g. `10.0.0.0/8`) whose `X-Forwarded-For`, `Forwarded` and
+    /// `X-Forwarded-Proto` headers are believed.
+    pub trusted_proxies: Vec<String>,
+    /// `[server.tls]`: in-process TLS.
+    pub tls: TlsSettings,
+}
+
+/// `[server.tls]`: TLS termination in the process (rustls; TLS 1.2 and 1.3 only).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain. With `key_file`, the listener speaks HTTPS only.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key.
+    pub key_file: Option<PathBuf>,
+    /// How often the files are checked for changes (they are also reloaded on SIGHUP).
+    pub reload_interval_secs: u64,
+    /// When set, a plain-HTTP listener on this port that only redirects (308) to HTTPS.
+    pub redirect_http_port: Option<u16>,
+}
+
+impl TlsSettings {
+    /// Whether TLS is configured.
+    pub fn is_enabled(&self) -> bool {
+        self.cert_file.is_some() && self.key_file.is_some()
+    }
 }
 
 impl ServerSettings {
@@ -245,6 +278,42 @@ pub struct AuthSettings {
 pub struct CorsSettings {
     /// Exact origins (`https://app.example.com`); `*` only outside production.
     pub allowed_origins: Vec<String>,
+}
+
+/// Where rate-limit counters live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitBackend {
+    /// In this process: each replica has its own budget.
+    Memory,
+    /// In Redis: all replicas share one budget per client.
+    Redis,
+}
+
+/// `[rate_limit]`: per-client request budgets (GCRA).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Whether requests are limited at all.
+    pub enabled: bool,
+    /// Sustained rate per client on `/v1` (except `/v1/auth`).
+    pub requests_per_minute: u32,
+    /// Requests a client may make at once after being idle.
+    pub burst: u32,
+    /// Sustained rate per client on `/v1/auth/*`.
+    pub auth_requests_per_minute: u32,
+    /// Burst on `/v1/auth/*`.
+    pub auth_burst: u32,
+    /// `memory` or `redis`.
+    pub backend: RateLimitBackend,
+    /// `redis://host:6379/0` (secret: it may carry a password).
+    pub redis_url: Option<SecretString>,
+    /// Prefix of the Redis keys (several deployments can share one Redis).
+    pub redis_key_prefix: String,
+    /// How long a Redis call may take before it counts as a failure.
+    pub redis_timeout_ms: u64,
+    /// When Redis fails: `true` serves the request unlimited (logged), `false` answers 503.
+    pub fail_open: bool,
 }
 
 /// Log output format.

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use anyhow::Context;
 
 /// Secret settings as `(dotted name, environment variable)`.
-const SECRET_SETTINGS: [(&str, &str); 2] = [
+const SECRET_SETTINGS: [(&str, &str); 3] = [
     ("database.url", "STARSONGS__DATABASE__URL"),
     ("auth.jwt_secret", "STARSONGS__AUTH__JWT_SECRET"),
+    ("rate_limit.redis_url", "STARSONGS__RATE_LIMIT__REDIS_URL"),
 ];
 
 /// Whether `variable` is the `_FILE` form of a secret setting.

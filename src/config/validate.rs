@@ -6,7 +6,7 @@ use tracing_subscriber::EnvFilter;
 
 use secrecy::ExposeSecret;
 
-use super::{JwtAlgorithm, RunEnv, Settings};
+use super::{JwtAlgorithm, RateLimitBackend, RunEnv, Settings};
 use crate::auth::jwt::MIN_SECRET_BYTES;
 
 /// One invalid setting.
@@ -84,6 +84,60 @@ impl Settings {
                  (scheme and host, optional port, no path)",
             );
         }
+        check(
+            server.max_header_bytes >= 1024,
+            "server.max_header_bytes",
+            "must be at least 1024",
+        );
+        check(
+            server.max_in_flight >= 1,
+            "server.max_in_flight",
+            "must be at least 1",
+        );
+        for proxy in &server.trusted_proxies {
+            check(
+                proxy.parse::<ipnet::IpNet>().is_ok() || proxy.parse::<std::net::IpAddr>().is_ok(),
+                "server.trusted_proxies",
+                "each entry must be an IP address or a CIDR such as `10.0.0.0/8`",
+            );
+        }
+        let tls = &server.tls;
+        check(
+            tls.cert_file.is_some() == tls.key_file.is_some(),
+            "server.tls.cert_file",
+            "server.tls.cert_file and server.tls.key_file must be set together",
+        );
+        check(
+            tls.redirect_http_port.is_none() || tls.is_enabled(),
+            "server.tls.redirect_http_port",
+            "needs server.tls.cert_file and server.tls.key_file",
+        );
+        check(
+            tls.reload_interval_secs >= 1,
+            "server.tls.reload_interval_secs",
+            "must be at least 1",
+        );
+        let limits = &self.rate_limit;
+        check(
+            limits.requests_per_minute >= 1 && limits.burst >= 1,
+            "rate_limit.requests_per_minute",
+            "rate_limit.requests_per_minute and rate_limit.burst must be at least 1",
+        );
+        check(
+            limits.auth_requests_per_minute >= 1 && limits.auth_burst >= 1,
+            "rate_limit.auth_requests_per_minute",
+            "rate_limit.auth_requests_per_minute and rate_limit.auth_burst must be at least 1",
+        );
+        check(
+            limits.backend != RateLimitBackend::Redis || limits.redis_url.is_some(),
+            "rate_limit.redis_url",
+            "must be set when rate_limit.backend is redis",
+        );
+        check(
+            limits.redis_timeout_ms >= 1,
+            "rate_limit.redis_timeout_ms",
+            "must be at least 1",
+        );
         let auth = &self.auth;
         check(
             auth.argon2_iterations >= 1 && auth.argon2_parallelism >= 1,
@@ -142,14 +196,18 @@ impl Settings {
             }
             JwtAlgorithm::EdDsa | JwtAlgorithm::Rs256 => {
                 check(
-                    auth.jwt_private_key_file.is_some(),
+                    auth.jwt_private_key_file
+                        .as_ref()
+                        .is_some_and(|p| p.is_file()),
                     "auth.jwt_private_key_file",
-                    "must be set for EdDSA and RS256",
+                    "must name a readable PEM file for EdDSA and RS256",
                 );
                 check(
-                    auth.jwt_public_key_file.is_some(),
+                    auth.jwt_public_key_file
+                        .as_ref()
+                        .is_some_and(|p| p.is_file()),
                     "auth.jwt_public_key_file",
-                    "must be set for EdDSA and RS256",
+                    "must name a readable PEM file for EdDSA and RS256",
                 );
             }
         }
