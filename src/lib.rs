@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod ratelimit;
 pub mod shutdown;
 pub mod state;
 pub mod storage;

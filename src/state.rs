@@ -10,6 +10,7 @@ use tokio::sync::Mutex;
 
 use crate::auth::accounts::Accounts;
 use crate::config::Settings;
+use crate::ratelimit::RateLimits;
 use crate::storage::DynStore;
 
 /// Shared application state.
@@ -23,16 +24,19 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// Authentication and account use cases.
     pub accounts: Accounts,
+    /// Rate-limit budgets and where they live.
+    pub rate_limits: Arc<RateLimits>,
 }
 
 impl AppState {
     /// Bundles the parts.
     ///
     /// # Errors
-    /// Invalid Argon2 parameters or token keys.
+    /// Invalid Argon2 parameters, token keys or Redis URL.
     pub fn new(store: DynStore, settings: Settings) -> anyhow::Result<Self> {
         Ok(Self {
             accounts: Accounts::new(store.clone(), &settings.auth)?,
+            rate_limits: Arc::new(RateLimits::from_settings(&settings.rate_limit)?),
             store,
             settings: Arc::new(settings),
             readiness: Arc::new(Readiness::default()),

@@ -71,7 +71,15 @@ pub fn auth_error(error: AuthError) -> ApiError {
     ApiError::internal(error.into())
 }
 
-/// Resolves (once per request) who is calling.
+/// Resolves (once per request) who is calling; the result is kept in the request's
+/// extensions, so the extractors and the rate limiter share one lookup.
+///
+/// # Errors
+/// 400 for ambiguous credentials, 401 for invalid ones, 503 when the store is down.
+pub async fn resolve(parts: &mut Parts, state: &AppState) -> Result<Principal, ApiError> {
+    principal(parts, state).await
+}
+
 async fn principal(parts: &mut Parts, state: &AppState) -> Result<Principal, ApiError> {
     if let Some(principal) = parts.extensions.get::<Principal>() {
         return Ok(*principal);

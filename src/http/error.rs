@@ -37,6 +37,8 @@ pub mod problem_type {
     pub const PRECONDITION_FAILED: &str = "urn:starsongs:problem:precondition-failed";
     /// 413: the body is larger than `server.max_body_bytes`.
     pub const PAYLOAD_TOO_LARGE: &str = "urn:starsongs:problem:payload-too-large";
+    /// 431: the request line and headers are larger than `server.max_header_bytes`.
+    pub const HEADERS_TOO_LARGE: &str = "urn:starsongs:problem:headers-too-large";
     /// 415: the body's content type is not accepted.
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "urn:starsongs:problem:unsupported-media-type";
     /// 422: well-formed input that breaks a rule; see `errors`.
@@ -136,6 +138,10 @@ fn status_defaults(status: StatusCode) -> (&'static str, &'static str) {
         StatusCode::SERVICE_UNAVAILABLE => (
             problem_type::UNAVAILABLE,
             "The service is temporarily unavailable; retry later",
+        ),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+            problem_type::HEADERS_TOO_LARGE,
+            "The request headers are larger than this service accepts",
         ),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (
             problem_type::UNSUPPORTED_MEDIA_TYPE,

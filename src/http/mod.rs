@@ -42,12 +42,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let (routes, mut document) = api_router().split_for_parts();
     openapi::Security.modify(&mut document);
-    let settings = state.settings.clone();
     let app = routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
         .fallback(unknown_route)
-        .with_state(state);
-    middleware::apply(app, &settings)
+        .with_state(state.clone());
+    middleware::apply(app, &state)
 }
 
 /// 404 problem for paths that match no route.

@@ -1,9 +1,13 @@
 //! The middleware stack, built once, outermost first (DESIGN.md "Shape"). Route-specific
 //! layers belong in each resource's `router()`, never here.
 
+pub mod client_ip;
 mod cors;
+mod limits;
 mod problem;
+mod rate_limit;
 mod request_id;
+mod security_headers;
 mod trace;
 
 use std::any::Any;
@@ -11,31 +15,51 @@ use std::any::Any;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::middleware::from_fn;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::config::Settings;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::state::AppState;
 pub use problem::OwnBody;
 pub use request_id::RequestId;
 
-/// Wraps `router` in the stack: request id → trace and access log → problem rendering →
-/// panic catcher → CORS → timeout → handler. The body limit is axum's `DefaultBodyLimit`,
-/// enforced by the body extractors (413 for a large `Content-Length` or a long stream).
-pub fn apply(router: Router, settings: &Settings) -> Router {
+/// Wraps `router` in the stack, outermost first: request id → client IP and scheme →
+/// trace and access log → security headers → problem rendering → panic catcher → CORS →
+/// header size → timeout → load shedding → rate limit → handler (whose extractors
+/// authenticate). The body limit is axum's `DefaultBodyLimit`, enforced by the body
+/// extractors (413 for a large `Content-Length` or a long stream).
+pub fn apply(router: Router, state: &AppState) -> Router {
+    let settings = &state.settings;
+    let client_ip = Arc::new(client_ip::ClientIpConfig::new(
+        &settings.server.trusted_proxies,
+        settings.server.tls.is_enabled(),
+    ));
+    let in_flight = limits::InFlight(Arc::new(Semaphore::new(settings.server.max_in_flight)));
     let stack = ServiceBuilder::new()
         .layer(from_fn(request_id::request_id))
+        .layer(from_fn_with_state(client_ip, client_ip::client_ip))
         .layer(from_fn(trace::trace))
+        .layer(from_fn(security_headers::security_headers))
         .layer(from_fn(problem::problem))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(from_fn(cors::strip_foreign))
         .layer(cors::layer(&settings.cors))
+        .layer(from_fn_with_state(
+            settings.server.max_header_bytes,
+            limits::header_limit,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             settings.server.request_timeout(),
-        ));
+        ))
+        .layer(from_fn_with_state(in_flight, limits::shed_load))
+        .layer(from_fn_with_state(state.clone(), rate_limit::rate_limit));
     router
         .layer(DefaultBodyLimit::max(settings.server.max_body_bytes))
         .layer(stack)

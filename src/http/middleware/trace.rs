@@ -1,15 +1,15 @@
 //! A span per request carrying the request id (so every log line of the request has it),
 //! and one access-log line when the response is ready.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, MatchedPath, Request};
+use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
 use super::RequestId;
+use super::client_ip::ClientIp;
 
 /// Wraps the request in a span and logs its outcome once.
 pub async fn trace(req: Request, next: Next) -> Response {
@@ -24,11 +24,11 @@ pub async fn trace(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = req.method().clone();
-    // The socket peer; proxy headers are believed only once trusted proxies exist (#4).
+    // The socket peer, or what a trusted proxy says (`client_ip` middleware).
     let client_ip = req
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(String::new, |info| info.0.ip().to_string());
+        .get::<ClientIp>()
+        .map_or_else(String::new, |ip| ip.0.to_string());
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,

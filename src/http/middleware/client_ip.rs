@@ -1,0 +1,230 @@
+//! The client's address and scheme: the socket peer, or, when the peer is a trusted proxy
+//! (`server.trusted_proxies`), what `Forwarded` or `X-Forwarded-For` / `X-Forwarded-Proto`
+//! say. A client that is not a trusted proxy cannot choose its address by sending these
+//! headers, so it cannot dodge per-IP rate limits.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::Response;
+use ipnet::IpNet;
+
+/// The client address of the current request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+/// Whether the request reached the client side over HTTPS (this listener's TLS, or a
+/// trusted proxy's `X-Forwarded-Proto: https`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverHttps(pub bool);
+
+/// What the middleware needs to know.
+#[derive(Debug, Clone)]
+pub struct ClientIpConfig {
+    trusted: Vec<IpNet>,
+    tls: bool,
+}
+
+impl ClientIpConfig {
+    /// From `server.trusted_proxies` (addresses or CIDRs; validated at start-up) and
+    /// whether this listener terminates TLS.
+    pub fn new(trusted_proxies: &[String], tls: bool) -> Self {
+        let trusted = trusted_proxies
+            .iter()
+            .filter_map(|entry| {
+                entry
+                    .parse::<IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                    .ok()
+            })
+            .collect();
+        Self { trusted, tls }
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.trusted.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client address for a request from `peer` with `headers`.
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let peer = canonical(peer);
+        if !self.is_trusted(peer) {
+            return peer;
+        }
+        // Walk the chain from the nearest hop: the first address that is not one of our
+        // proxies is the client. Everything further left was written by the client.
+        let chain = forwarded_for(headers);
+        chain
+            .iter()
+            .rev()
+            .copied()
+            .find(|ip| !self.is_trusted(*ip))
+            .or_else(|| chain.first().copied())
+            .unwrap_or(peer)
+    }
+
+    /// Whether the request came over HTTPS.
+    pub fn over_https(&self, peer: IpAddr, headers: &HeaderMap) -> bool {
+        if self.tls {
+            return true;
+        }
+        self.is_trusted(peer)
+            && headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+    }
+}
+
+/// `::ffff:1.2.3.4` as `1.2.3.4`, so IPv4 CIDRs match on dual-stack sockets.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Addresses from `Forwarded` (RFC 7239 `for=`) or, without it, `X-Forwarded-For`, in
+/// order (client first). Unparsable entries (`unknown`, obfuscated names) end the chain
+/// there: nothing left of them can be attributed.
+fn forwarded_for(headers: &HeaderMap) -> Vec<IpAddr> {
+    let joined = |name: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let forwarded = joined("forwarded");
+    let entries: Vec<String> = if forwarded.is_empty() {
+        joined("x-forwarded-for")
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .collect()
+    } else {
+        forwarded
+            .split(',')
+            .filter_map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (name, value) = pair.split_once('=')?;
+                    name.trim()
+                        .eq_ignore_ascii_case("for")
+                        .then(|| value.trim().trim_matches('"').to_owned())
+                })
+            })
+            .collect()
+    };
+    let mut chain = Vec::new();
+    for entry in entries.iter().rev() {
+        match parse_node(entry) {
+            Some(ip) => chain.push(canonical(ip)),
+            None => break,
+        }
+    }
+    chain.reverse();
+    chain
+}
+
+/// `1.2.3.4`, `1.2.3.4:80`, `[::1]:80`, `::1`.
+fn parse_node(node: &str) -> Option<IpAddr> {
+    if let Ok(ip) = node.parse() {
+        return Some(ip);
+    }
+    if let Ok(socket) = node.parse::<SocketAddr>() {
+        return Some(socket.ip());
+    }
+    node.strip_prefix('[')
+        .and_then(|rest| rest.split(']').next())
+        .and_then(|inner| inner.parse().ok())
+}
+
+/// Stores [`ClientIp`] and [`OverHttps`] in the request's extensions.
+pub async fn client_ip(
+    State(config): State<Arc<ClientIpConfig>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
+    let ip = config.client_ip(peer, req.headers());
+    let https = config.over_https(peer, req.headers());
+    req.extensions_mut().insert(ClientIp(ip));
+    req.extensions_mut().insert(OverHttps(https));
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn untrusted_peers_are_taken_at_their_word_only() {
+        let config = ClientIpConfig::new(&["10.0.0.0/8".into()], false);
+        let spoofed = headers(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+        ]);
+
+        assert_eq!(
+            config.client_ip(ip("203.0.113.9"), &spoofed),
+            ip("203.0.113.9")
+        );
+        assert!(!config.over_https(ip("203.0.113.9"), &spoofed));
+    }
+
+    #[test]
+    fn trusted_proxies_name_the_first_untrusted_hop_from_the_right() {
+        let config = ClientIpConfig::new(&["10.0.0.0/8".into(), "192.0.2.1".into()], false);
+        // The client prepended a fake address; the proxies appended the real one.
+        let chain = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 192.0.2.1")]);
+        let forwarded = headers(&[(
+            "forwarded",
+            r#"for=6.6.6.6, for="[2001:db8::1]:4711";proto=https, for=10.1.2.3"#,
+        )]);
+
+        assert_eq!(config.client_ip(ip("10.0.0.5"), &chain), ip("198.51.100.7"));
+        assert_eq!(
+            config.client_ip(ip("10.0.0.5"), &forwarded),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            config.client_ip(ip("10.0.0.5"), &HeaderMap::new()),
+            ip("10.0.0.5")
+        );
+        assert!(config.over_https(
+            ip("::ffff:10.0.0.5"),
+            &headers(&[("x-forwarded-proto", "https")])
+        ));
+    }
+
+    #[test]
+    fn garbage_in_the_chain_stops_attribution() {
+        let config = ClientIpConfig::new(&["10.0.0.0/8".into()], false);
+        let garbage = headers(&[("x-forwarded-for", "not-an-ip, 10.0.0.9")]);
+
+        // Only trusted hops are left: the leftmost known address is used.
+        assert_eq!(config.client_ip(ip("10.0.0.5"), &garbage), ip("10.0.0.9"));
+    }
+}

@@ -1,0 +1,266 @@
+//! Per-client request budgets with the generic cell rate algorithm (GCRA): a client may
+//! make `burst` requests at once, then one every `60 / per_minute` seconds. One number per
+//! client (its "theoretical arrival time") is the whole state, so the same algorithm runs
+//! in process ([`memory::MemoryLimiter`]) and in Redis ([`redis::RedisLimiter`], a Lua
+//! script), and every replica computes the same headers.
+//!
+//! Written here rather than taken from `governor`: the Redis backend needs the algorithm
+//! as a script anyway, and one shared definition keeps the two backends and their
+//! `RateLimit-*` numbers identical; the arithmetic is a dozen lines with unit tests.
+
+pub mod memory;
+pub mod redis;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+
+use crate::config::{RateLimitBackend, RateLimitSettings};
+
+/// A budget: `burst` requests at once, `per_minute` sustained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Sustained requests per minute.
+    pub per_minute: u32,
+    /// Requests allowed at once after idling.
+    pub burst: u32,
+}
+
+impl Quota {
+    /// Milliseconds between two requests at the sustained rate.
+    pub fn emission_ms(&self) -> f64 {
+        60_000.0 / f64::from(self.per_minute.max(1))
+    }
+}
+
+/// The outcome of one check, with what the `RateLimit-*` headers report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request may proceed.
+    pub allowed: bool,
+    /// The burst size (`RateLimit-Limit`).
+    pub limit: u32,
+    /// Requests still allowed at once (`RateLimit-Remaining`).
+    pub remaining: u32,
+    /// Seconds until the budget is full again (`RateLimit-Reset`).
+    pub reset_secs: u64,
+    /// When refused: seconds until the next request is allowed (`Retry-After`).
+    pub retry_after_secs: u64,
+}
+
+/// One GCRA step. `tat` is the stored theoretical arrival time (ms, same clock as `now`),
+/// `None` for an unknown client. Returns the new time to store (only when allowed) and
+/// the decision.
+pub fn gcra(tat: Option<f64>, now: f64, quota: Quota) -> (Option<f64>, Decision) {
+    let interval = quota.emission_ms();
+    let capacity = interval * f64::from(quota.burst.max(1));
+    let tat = tat.map_or(now, |t| t.max(now));
+    let next = tat + interval;
+    let secs = |ms: f64| (ms.max(0.0) / 1000.0).ceil() as u64;
+    if next - now <= capacity + 1e-6 {
+        let remaining = ((now + capacity - next) / interval + 1e-6).floor().max(0.0) as u32;
+        (
+            Some(next),
+            Decision {
+                allowed: true,
+                limit: quota.burst,
+                remaining,
+                reset_secs: secs(next - now),
+                retry_after_secs: 0,
+            },
+        )
+    } else {
+        (
+            None,
+            Decision {
+                allowed: false,
+                limit: quota.burst,
+                remaining: 0,
+                reset_secs: secs(tat - now),
+                retry_after_secs: secs(next - capacity - now).max(1),
+            },
+        )
+    }
+}
+
+/// Why a limiter could not decide.
+#[derive(Debug, thiserror::Error)]
+#[error("rate limiter unavailable")]
+pub struct LimiterUnavailable(#[source] pub anyhow::Error);
+
+/// A place where budgets are kept.
+#[async_trait]
+pub trait Limiter: Send + Sync + 'static {
+    /// Spends one request of `key`'s budget under `quota`.
+    ///
+    /// # Errors
+    /// The backing store failed (Redis unreachable or slow).
+    async fn check(&self, key: &str, quota: Quota) -> Result<Decision, LimiterUnavailable>;
+}
+
+/// Which budget a request spends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `/v1` except `/v1/auth`.
+    Api,
+    /// `/v1/auth/*` (stricter: login and registration).
+    Auth,
+}
+
+impl Scope {
+    /// The scope's name in keys and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Auth => "auth",
+        }
+    }
+}
+
+/// The configured limiter and budgets, as the HTTP layer uses them.
+pub struct RateLimits {
+    /// Whether limiting is on.
+    pub enabled: bool,
+    /// Where budgets live.
+    pub limiter: Arc<dyn Limiter>,
+    /// `/v1` budget.
+    pub api: Quota,
+    /// `/v1/auth` budget.
+    pub auth: Quota,
+    /// Serve unlimited (true) or refuse with 503 (false) when the limiter fails.
+    pub fail_open: bool,
+    last_failure_log: AtomicU64,
+}
+
+impl std::fmt::Debug for RateLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimits")
+            .field("enabled", &self.enabled)
+            .field("api", &self.api)
+            .field("auth", &self.auth)
+            .field("fail_open", &self.fail_open)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimits {
+    /// Builds the limiter `settings` name (Redis is connected on first use).
+    ///
+    /// # Errors
+    /// An invalid Redis URL.
+    pub fn from_settings(settings: &RateLimitSettings) -> anyhow::Result<Self> {
+        let limiter: Arc<dyn Limiter> = match (settings.backend, &settings.redis_url) {
+            (RateLimitBackend::Redis, Some(url)) => Arc::new(redis::RedisLimiter::new(
+                url,
+                &settings.redis_key_prefix,
+                Duration::from_millis(settings.redis_timeout_ms),
+            )?),
+            (RateLimitBackend::Redis, None) => {
+                anyhow::bail!("rate_limit.redis_url must be set when rate_limit.backend is redis")
+            }
+            (RateLimitBackend::Memory, _) => Arc::new(memory::MemoryLimiter::default()),
+        };
+        Ok(Self {
+            enabled: settings.enabled,
+            limiter,
+            api: Quota {
+                per_minute: settings.requests_per_minute,
+                burst: settings.burst,
+            },
+            auth: Quota {
+                per_minute: settings.auth_requests_per_minute,
+                burst: settings.auth_burst,
+            },
+            fail_open: settings.fail_open,
+            last_failure_log: AtomicU64::new(0),
+        })
+    }
+
+    /// The budget of `scope`.
+    pub fn quota(&self, scope: Scope) -> Quota {
+        match scope {
+            Scope::Api => self.api,
+            Scope::Auth => self.auth,
+        }
+    }
+
+    /// Logs a limiter failure at error level, at most once every 10 seconds (a Redis
+    /// outage would otherwise log once per request).
+    pub fn report_failure(&self, error: &LimiterUnavailable) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_failure_log.load(Ordering::Relaxed);
+        if now >= last + 10
+            && self
+                .last_failure_log
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!(
+                error = ?error.0,
+                rate_limit.fail_open = self.fail_open,
+                "rate limiter unavailable; requests are {}",
+                if self.fail_open { "served unlimited" } else { "refused with 503" }
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const QUOTA: Quota = Quota {
+        per_minute: 60,
+        burst: 3,
+    };
+
+    fn run(times: &[f64]) -> Vec<Decision> {
+        let mut tat = None;
+        times
+            .iter()
+            .map(|&now| {
+                let (next, decision) = gcra(tat, now, QUOTA);
+                if next.is_some() {
+                    tat = next;
+                }
+                decision
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_burst_is_allowed_then_one_per_interval() {
+        let decisions = run(&[0.0, 0.0, 0.0, 0.0, 999.0, 1000.0, 1000.0]);
+
+        let allowed: Vec<bool> = decisions.iter().map(|d| d.allowed).collect();
+        assert_eq!(allowed, [true, true, true, false, false, true, false]);
+        let remaining: Vec<u32> = decisions.iter().map(|d| d.remaining).collect();
+        assert_eq!(remaining, [2, 1, 0, 0, 0, 0, 0]);
+        assert_eq!(decisions[3].retry_after_secs, 1);
+        assert_eq!(decisions[2].reset_secs, 3);
+    }
+
+    #[test]
+    fn an_idle_client_gets_its_whole_burst_back() {
+        let decisions = run(&[0.0, 0.0, 0.0, 3000.0, 3000.0, 3000.0, 3000.0]);
+
+        let allowed: Vec<bool> = decisions.iter().map(|d| d.allowed).collect();
+        assert_eq!(allowed, [true, true, true, true, true, true, false]);
+    }
+
+    #[test]
+    fn refused_requests_do_not_spend_budget() {
+        // Hammering while refused must not push the next allowed time further out.
+        let mut times = vec![0.0; 3];
+        times.extend(std::iter::repeat_n(10.0, 100));
+        times.push(1000.0);
+
+        let last = *run(&times).last().unwrap();
+
+        assert!(last.allowed);
+    }
+}
