@@ -2,24 +2,28 @@
 //! the server until shutdown.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
 use chrono::Utc;
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 
 use crate::config::Settings;
 use crate::domain::idempotency::expiry_cutoff;
 use crate::state::AppState;
 use crate::storage::DynStore;
+use crate::tls::TlsFiles;
 use crate::{http, storage};
 
 /// A bound, ready-to-run service.
 pub struct App {
     listener: TcpListener,
+    redirect_listener: Option<TcpListener>,
+    tls: Option<(TlsFiles, RustlsConfig)>,
     router: Router,
     state: AppState,
 }
@@ -46,6 +50,21 @@ impl App {
         let listener = TcpListener::bind(address)
             .await
             .with_context(|| format!("binding {}:{}", address.0, address.1))?;
+        let tls = match TlsFiles::from_settings(&settings.server.tls) {
+            Some(files) => {
+                let config = files.load().await?;
+                Some((files, config))
+            }
+            None => None,
+        };
+        let redirect_listener = match settings.server.tls.redirect_http_port {
+            Some(port) => Some(
+                TcpListener::bind((settings.server.host.as_str(), port))
+                    .await
+                    .with_context(|| format!("binding {}:{port}", address.0))?,
+            ),
+            None => None,
+        };
         let state = AppState::new(store, settings)?;
         if state.settings.auth.create_dev_admin {
             announce_dev_admin(&state).await?;
@@ -53,9 +72,22 @@ impl App {
         let router = http::router(state.clone());
         Ok(Self {
             listener,
+            redirect_listener,
+            tls,
             router,
             state,
         })
+    }
+
+    /// The bound address of the HTTP-to-HTTPS redirect listener, if any.
+    ///
+    /// # Errors
+    /// The socket cannot report its address.
+    pub fn redirect_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        self.redirect_listener
+            .as_ref()
+            .map(|l| l.local_addr().context("reading the bound address"))
+            .transpose()
     }
 
     /// The bound address.
@@ -66,6 +98,10 @@ impl App {
         self.listener
             .local_addr()
             .context("reading the bound address")
+    }
+
+    fn local_port(&self) -> anyhow::Result<u16> {
+        Ok(self.local_addr()?.port())
     }
 
     /// The shared state (tests inspect the store through it).
@@ -86,44 +122,77 @@ impl App {
     ) -> anyhow::Result<()> {
         let settings = self.state.settings.clone();
         let readiness = self.state.readiness.clone();
-        let stopped_accepting = Arc::new(Notify::new());
-        let notify = stopped_accepting.clone();
+        let https_port = self.local_port()?;
+        let handle: Handle<SocketAddr> = Handle::new();
+        let redirect_handle: Handle<SocketAddr> = Handle::new();
         let delay = settings.server.shutdown_delay();
-        let stop = async move {
-            shutdown.await;
-            readiness.start_draining();
-            tracing::info!(
-                delay_secs = delay.as_secs(),
-                "draining: readiness is now 503"
-            );
-            tokio::time::sleep(delay).await;
-            tracing::info!("no longer accepting connections");
-            notify.notify_one();
+        let grace = settings.server.shutdown_grace();
+        let stop = {
+            let (handle, redirect_handle) = (handle.clone(), redirect_handle.clone());
+            async move {
+                shutdown.await;
+                readiness.start_draining();
+                tracing::info!(
+                    delay_secs = delay.as_secs(),
+                    "draining: readiness is now 503"
+                );
+                tokio::time::sleep(delay).await;
+                tracing::info!("no longer accepting connections");
+                redirect_handle.graceful_shutdown(Some(grace));
+                handle.graceful_shutdown(Some(grace));
+            }
         };
+        let stopper = tokio::spawn(stop);
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
-        let pruner = tokio::spawn(prune_idempotency_keys(self.state.store.clone()));
-        let server = axum::serve(self.listener, service).with_graceful_shutdown(stop);
-        let mut server = tokio::spawn(async move { server.await });
-        let grace = settings.server.shutdown_grace();
-        let outcome = tokio::select! {
-            joined = &mut server => joined
-                .context("server task failed")
-                .and_then(|served| served.context("server failed")),
-            () = async {
-                stopped_accepting.notified().await;
-                tokio::time::sleep(grace).await;
-            } => {
-                tracing::warn!(grace_secs = grace.as_secs(), "grace period over; dropping unfinished requests");
-                server.abort();
-                Ok(())
+        let pruner = tokio::spawn(prune_expired(self.state.store.clone()));
+        // hyper's own buffer is the backstop; `server.max_header_bytes` is enforced by
+        // middleware first, so an oversized head gets a problem document.
+        let buffer = (settings.server.max_header_bytes + 64 * 1024).max(8192);
+        let listener = self.listener.into_std().context("preparing the listener")?;
+        let serve: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match self.tls
+        {
+            Some((files, config)) => {
+                let watcher = tokio::spawn(files.watch(
+                    config.clone(),
+                    Duration::from_secs(settings.server.tls.reload_interval_secs),
+                ));
+                let mut server = axum_server::tls_rustls::from_tcp_rustls(listener, config)
+                    .context("preparing the TLS listener")?
+                    .handle(handle.clone());
+                server.http_builder().http1().max_buf_size(buffer);
+                Box::pin(async move {
+                    let served = server.serve(service).await;
+                    watcher.abort();
+                    served
+                })
+            }
+            None => {
+                let mut server = axum_server::from_tcp(listener)
+                    .context("preparing the listener")?
+                    .handle(handle.clone());
+                server.http_builder().http1().max_buf_size(buffer);
+                Box::pin(server.serve(service))
             }
         };
+        let redirect = match self.redirect_listener {
+            Some(listener) => {
+                let server = axum_server::from_tcp(listener.into_std()?)?.handle(redirect_handle);
+                let router = crate::tls::redirect_router(https_port);
+                Some(tokio::spawn(server.serve(router.into_make_service())))
+            }
+            None => None,
+        };
+        let served = serve.await;
+        if let Some(redirect) = redirect {
+            redirect.abort();
+        }
+        stopper.abort();
         pruner.abort();
         self.state.store.close().await;
         tracing::info!("shutdown complete");
-        outcome
+        served.context("server failed")
     }
 }
 
@@ -155,7 +224,7 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 /// and stale failed-login counters. Expired rows are already ignored where they are read;
 /// this only bounds the tables' size. Safe to run on every replica.
 #[tracing::instrument(skip_all)]
-async fn prune_idempotency_keys(store: DynStore) {
+async fn prune_expired(store: DynStore) {
     let mut interval = tokio::time::interval(PRUNE_INTERVAL);
     loop {
         interval.tick().await;

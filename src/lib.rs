@@ -15,3 +15,4 @@ pub mod shutdown;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;
