@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use chrono::Utc;
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
+use chrono::Utc;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
@@ -151,8 +151,7 @@ impl App {
         // middleware first, so an oversized head gets a problem document.
         let buffer = (settings.server.max_header_bytes + 64 * 1024).max(8192);
         let listener = self.listener.into_std().context("preparing the listener")?;
-        let serve: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match self.tls
-        {
+        let serve: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match self.tls {
             Some((files, config)) => {
                 let watcher = tokio::spawn(files.watch(
                     config.clone(),

@@ -112,10 +112,7 @@ fn redirect(req: &Request, https_port: u16) -> Response {
     } else {
         format!("{}:{https_port}", host.host())
     };
-    let path = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str());
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     match HeaderValue::from_str(&format!("https://{authority}{path}")) {
         Ok(location) => (
             StatusCode::PERMANENT_REDIRECT,

@@ -9,6 +9,7 @@ mod auth;
 mod browser;
 mod cli;
 mod docs;
+mod edge;
 mod errors;
 mod harness;
 mod health;

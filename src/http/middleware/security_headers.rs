@@ -1,7 +1,8 @@
 //! Security headers on every response, success or error (API.md "Cross-cutting headers").
 //! The API's Content-Security-Policy allows nothing (its responses are JSON, never
 //! rendered); the Swagger UI pages get only what they need (their own scripts, styles and
-//! images, and calls back to this origin).
+//! images, and calls back to this origin). Every `/v1/auth/*` response is
+//! `Cache-Control: no-store` (tokens and account data).
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, header};
@@ -26,6 +27,7 @@ pub const HSTS: &str = "max-age=31536000; includeSubDomains";
 /// Adds the headers once the response is ready.
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let is_docs = req.uri().path().starts_with("/docs");
+    let is_auth = req.uri().path().starts_with("/v1/auth/");
     let https = req.extensions().get::<OverHttps>().is_some_and(|h| h.0);
     let mut response = next.run(req).await;
     let headers = response.headers_mut();
@@ -46,6 +48,10 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
         HeaderName::from_static("cross-origin-opener-policy"),
         HeaderValue::from_static("same-origin"),
     );
+    if is_auth {
+        // API.md: every /v1/auth/* response, including rejections from the layers.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     if https {
         headers.insert(
             header::STRICT_TRANSPORT_SECURITY,

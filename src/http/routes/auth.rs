@@ -1,5 +1,6 @@
 //! `/v1/auth/*`: registration, login (JSON or OAuth2 password form), refresh, logout and
-//! the caller's own account. Every response carries `Cache-Control: no-store`.
+//! the caller's own account. Every response carries `Cache-Control: no-store` (set by
+//! `middleware::security_headers`, so rejections by the layers carry it too).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -21,7 +22,7 @@ use crate::http::error::{ApiError, Problem};
 use crate::http::extract::ApiJson;
 use crate::state::AppState;
 
-/// The auth routes, all answered with `Cache-Control: no-store`.
+/// The auth routes.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(register))
@@ -29,15 +30,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(refresh))
         .routes(routes!(logout))
         .routes(routes!(me))
-        .layer(axum::middleware::map_response(no_store))
-}
-
-/// Tokens and account data must not be cached by browsers or proxies.
-async fn no_store(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 /// An account as returned by the API (never with its password or hash).

@@ -1,0 +1,517 @@
+//! Everything a request meets before a handler: security headers, rate limits (in memory
+//! and in a real Redis), client IPs behind proxies, header size, load shedding, and TLS.
+
+use std::time::Duration;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use starsongs::domain::user::Role;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::{TestApp, problem};
+
+fn header(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+}
+
+fn limit_headers(response: &reqwest::Response) -> (u64, u64) {
+    let number = |name: &str| header(response, name).unwrap().parse::<u64>().unwrap();
+    for (name, twin) in [
+        ("ratelimit-limit", "x-ratelimit-limit"),
+        ("ratelimit-remaining", "x-ratelimit-remaining"),
+        ("ratelimit-reset", "x-ratelimit-reset"),
+    ] {
+        assert_eq!(number(name), number(twin), "{name}");
+    }
+    (number("ratelimit-limit"), number("ratelimit-remaining"))
+}
+
+const SMALL_LIMITS: [(&str, &str); 4] = [
+    ("STARSONGS__RATE_LIMIT__BURST", "3"),
+    ("STARSONGS__RATE_LIMIT__REQUESTS_PER_MINUTE", "60"),
+    ("STARSONGS__RATE_LIMIT__AUTH_BURST", "2"),
+    ("STARSONGS__RATE_LIMIT__AUTH_REQUESTS_PER_MINUTE", "60"),
+];
+
+#[tokio::test]
+async fn security_headers_are_on_every_response_and_docs_get_their_own_csp() {
+    let app = TestApp::spawn().await;
+
+    let ok = app.get("/v1/songs").await;
+    let not_found = app.get("/v1/songs/999").await;
+    let unauthorized = app
+        .anonymous
+        .get(app.url("/v1/songs"))
+        .send()
+        .await
+        .unwrap();
+    let invalid = app.post("/v1/artists", &json!({"name": ""})).await;
+    let probe = app.get("/health/live").await;
+    let docs = app.get("/docs/").await;
+
+    for response in [&ok, &not_found, &unauthorized, &invalid, &probe] {
+        assert_eq!(
+            header(response, "x-content-type-options").as_deref(),
+            Some("nosniff")
+        );
+        assert_eq!(header(response, "x-frame-options").as_deref(), Some("DENY"));
+        assert_eq!(
+            header(response, "referrer-policy").as_deref(),
+            Some("no-referrer")
+        );
+        let csp = header(response, "content-security-policy").unwrap();
+        assert!(csp.starts_with("default-src 'none'"), "{csp}");
+        assert!(!csp.contains("script-src"), "{csp}");
+        assert!(
+            header(response, "strict-transport-security").is_none(),
+            "plain HTTP"
+        );
+    }
+    let docs_csp = header(&docs, "content-security-policy").unwrap();
+    assert!(
+        docs_csp.contains("script-src 'self'") && !docs_csp.contains("unsafe-eval"),
+        "{docs_csp}"
+    );
+    assert_eq!(header(&docs, "x-frame-options").as_deref(), Some("DENY"));
+}
+
+#[tokio::test]
+async fn hsts_follows_a_trusted_proxys_https_and_ignores_anyone_elses() {
+    let trusting =
+        TestApp::spawn_with(&[("STARSONGS__SERVER__TRUSTED_PROXIES", "127.0.0.1/32")]).await;
+    let distrusting = TestApp::spawn().await;
+    let https = |app: &TestApp| {
+        app.client
+            .get(app.url("/v1/songs"))
+            .header("x-forwarded-proto", "https")
+            .send()
+    };
+
+    let trusted = https(&trusting).await.unwrap();
+    let untrusted = https(&distrusting).await.unwrap();
+
+    assert_eq!(
+        header(&trusted, "strict-transport-security").as_deref(),
+        Some("max-age=31536000; includeSubDomains")
+    );
+    assert!(header(&untrusted, "strict-transport-security").is_none());
+}
+
+#[tokio::test]
+async fn the_budget_runs_out_with_429_and_comes_back_after_the_window() {
+    let app = TestApp::spawn_with(&SMALL_LIMITS).await;
+
+    let mut remaining = Vec::new();
+    for _ in 0..3 {
+        let response = app.get("/v1/songs").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let (limit, left) = limit_headers(&response);
+        assert_eq!(limit, 3);
+        remaining.push(left);
+    }
+    let refused = app.get("/v1/songs").await;
+    assert_eq!(limit_headers(&refused), (3, 0));
+    assert_eq!(header(&refused, "retry-after").as_deref(), Some("1"));
+    problem(refused, StatusCode::TOO_MANY_REQUESTS).await;
+    // Probes and docs are never limited.
+    for path in ["/health/live", "/health/ready", "/openapi.json"] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert!(header(&response, "ratelimit-limit").is_none(), "{path}");
+    }
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    assert_eq!(remaining, [2, 1, 0]);
+    assert_eq!(app.get("/v1/songs").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn auth_routes_have_their_own_stricter_budget() {
+    let app = TestApp::spawn_with(&SMALL_LIMITS).await;
+    let login = || {
+        app.anonymous
+            .post(app.url("/v1/auth/login"))
+            .json(&json!({"username": "nobody", "password": "whatever it is"}))
+            .send()
+    };
+
+    let first = login().await.unwrap();
+    let second = login().await.unwrap();
+    let third = login().await.unwrap();
+
+    assert_eq!(limit_headers(&first), (2, 1));
+    assert_eq!(second.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&third, "cache-control").as_deref(), Some("no-store"));
+    problem(third, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(
+        app.get("/v1/songs").await.status(),
+        StatusCode::OK,
+        "the API budget is separate"
+    );
+}
+
+#[tokio::test]
+async fn principals_have_their_own_budgets_and_anonymous_callers_share_their_ips() {
+    let app = TestApp::spawn_with(&SMALL_LIMITS).await;
+    let (_, other) = app.account("other", Role::Viewer).await;
+    for _ in 0..3 {
+        app.get("/v1/songs").await;
+    }
+
+    let same_user = app.get("/v1/songs").await;
+    let other_user = app
+        .client_for(&other)
+        .get(app.url("/v1/songs"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(same_user.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(other_user.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_spoofed_x_forwarded_for_does_not_buy_a_new_budget() {
+    let untrusted = TestApp::spawn_with(&SMALL_LIMITS).await;
+    let mut overrides = SMALL_LIMITS.to_vec();
+    overrides.push(("STARSONGS__SERVER__TRUSTED_PROXIES", "127.0.0.1"));
+    let behind_proxy = TestApp::spawn_with(&overrides).await;
+    let anonymous_login = |app: &TestApp, forwarded_for: String| {
+        app.anonymous
+            .post(app.url("/v1/auth/login"))
+            .header("x-forwarded-for", forwarded_for)
+            .json(&json!({"username": "x-nobody", "password": "whatever it is"}))
+            .send()
+    };
+
+    let mut spoofed = Vec::new();
+    let mut proxied = Vec::new();
+    for i in 0..4 {
+        spoofed.push(
+            anonymous_login(&untrusted, format!("198.51.100.{i}"))
+                .await
+                .unwrap()
+                .status(),
+        );
+        proxied.push(
+            anonymous_login(&behind_proxy, format!("198.51.100.{i}"))
+                .await
+                .unwrap()
+                .status(),
+        );
+    }
+
+    assert_eq!(
+        spoofed[2..],
+        [StatusCode::TOO_MANY_REQUESTS; 2],
+        "{spoofed:?}"
+    );
+    assert!(
+        proxied.iter().all(|s| *s == StatusCode::UNAUTHORIZED),
+        "{proxied:?}"
+    );
+}
+
+/// The Redis URL for tests, or `None` after printing why they skip.
+fn redis_url() -> Option<String> {
+    match std::env::var("STARSONGS_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            println!("SKIPPED Redis test: STARSONGS_TEST_REDIS_URL is not set");
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_instances_share_one_budget_in_redis() {
+    let Some(url) = redis_url() else {
+        return;
+    };
+    let prefix = format!("starsongs-test:{}:", uuid::Uuid::new_v4());
+    let mut overrides = SMALL_LIMITS.to_vec();
+    overrides.extend([
+        ("STARSONGS__RATE_LIMIT__BACKEND", "redis"),
+        ("STARSONGS__RATE_LIMIT__REDIS_URL", url.as_str()),
+        ("STARSONGS__RATE_LIMIT__REDIS_KEY_PREFIX", prefix.as_str()),
+        ("STARSONGS__RATE_LIMIT__FAIL_OPEN", "false"),
+    ]);
+    let a = TestApp::spawn_with(&overrides).await;
+    let b = a.replica(&overrides).await;
+
+    let statuses = [
+        a.get("/v1/songs").await.status(),
+        b.get("/v1/songs").await.status(),
+        a.get("/v1/songs").await.status(),
+        b.get("/v1/songs").await.status(),
+        a.get("/v1/songs").await.status(),
+    ];
+
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(b.get("/v1/songs").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_fails_open_or_closed_as_configured() {
+    let unreachable = [
+        ("STARSONGS__RATE_LIMIT__BACKEND", "redis"),
+        ("STARSONGS__RATE_LIMIT__REDIS_URL", "redis://127.0.0.1:1/"),
+        ("STARSONGS__RATE_LIMIT__REDIS_TIMEOUT_MS", "200"),
+    ];
+    let open = TestApp::spawn_with(&unreachable).await;
+    let mut closed_settings = unreachable.to_vec();
+    closed_settings.push(("STARSONGS__RATE_LIMIT__FAIL_OPEN", "false"));
+    let closed = TestApp::spawn_with(&closed_settings).await;
+
+    let served = open.get("/v1/songs").await;
+    let refused = closed.get("/v1/songs").await;
+
+    assert_eq!(served.status(), StatusCode::OK);
+    assert!(header(&served, "ratelimit-limit").is_none());
+    assert_eq!(header(&refused, "retry-after").as_deref(), Some("1"));
+    problem(refused, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(closed.get("/health/live").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn oversized_headers_are_a_431_problem() {
+    let app = TestApp::spawn_with(&[("STARSONGS__SERVER__MAX_HEADER_BYTES", "4096")]).await;
+
+    let response = app
+        .client
+        .get(app.url("/v1/songs"))
+        .header("x-padding", "p".repeat(5000))
+        .send()
+        .await
+        .unwrap();
+
+    problem(response, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).await;
+}
+
+/// Sends the head and half the body of a create, and leaves the request waiting.
+async fn half_sent_create(app: &TestApp) -> TcpStream {
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /v1/artists HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Authorization: Bearer {}\r\nContent-Length: 16\r\nConnection: close\r\n\r\n{{\"name\":",
+        app.admin_token
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn above_the_in_flight_limit_requests_are_shed_at_once_with_503() {
+    let app = TestApp::spawn_with(&[("STARSONGS__SERVER__MAX_IN_FLIGHT", "2")]).await;
+    let mut held = vec![half_sent_create(&app).await, half_sent_create(&app).await];
+    // Both are inside the service (waiting for their bodies) once a third is refused.
+    let mut shed = None;
+    for _ in 0..50 {
+        let response = app.get("/v1/songs").await;
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            shed = Some(response);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let shed = shed.expect("a third request was shed");
+    assert_eq!(header(&shed, "retry-after").as_deref(), Some("1"));
+    problem(shed, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(
+        app.get("/health/live").await.status(),
+        StatusCode::OK,
+        "probes are never shed"
+    );
+
+    for stream in &mut held {
+        stream.write_all(b" \"Held\"}").await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    }
+    assert_eq!(app.get("/v1/songs").await.status(), StatusCode::OK);
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost, written as PEM files.
+fn write_certificate(dir: &std::path::Path, common_name: &str) -> (String, String) {
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (
+        cert_path.display().to_string(),
+        key_path.display().to_string(),
+    )
+}
+
+/// `openssl s_client` against `address` with extra flags: (handshake succeeded, output).
+fn s_client(address: &str, flags: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", address, "-servername", "localhost"])
+        .args(flags)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ok =
+        output.status.success() && text.contains("Cipher is") && !text.contains("Cipher is (NONE)");
+    (ok, text)
+}
+
+#[tokio::test]
+async fn tls_speaks_1_2_and_1_3_only_and_reloads_a_changed_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_certificate(dir.path(), "first certificate");
+    let app = TestApp::spawn_with(&[
+        ("STARSONGS__SERVER__TLS__CERT_FILE", &cert),
+        ("STARSONGS__SERVER__TLS__KEY_FILE", &key),
+        ("STARSONGS__SERVER__TLS__RELOAD_INTERVAL_SECS", "1"),
+    ])
+    .await;
+    let address = app.base.trim_start_matches("http://").to_owned();
+
+    let handshakes = tokio::task::spawn_blocking({
+        let address = address.clone();
+        move || {
+            [
+                s_client(&address, &["-tls1_3"]),
+                s_client(&address, &["-tls1_2"]),
+                s_client(&address, &["-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"]),
+                s_client(&address, &["-tls1", "-cipher", "DEFAULT:@SECLEVEL=0"]),
+            ]
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        handshakes[0].0 && handshakes[0].1.contains("TLSv1.3"),
+        "{}",
+        handshakes[0].1
+    );
+    assert!(
+        handshakes[1].0 && handshakes[1].1.contains("TLSv1.2"),
+        "{}",
+        handshakes[1].1
+    );
+    assert!(
+        handshakes[0].1.contains("CN = first certificate"),
+        "{}",
+        handshakes[0].1
+    );
+    // The client offers TLS 1.1 / 1.0 (SECLEVEL=0 lets OpenSSL 3 do so); the server
+    // answers with an alert, so it is the server that refuses.
+    for (ok, text) in &handshakes[2..] {
+        assert!(!ok, "a legacy handshake succeeded: {text}");
+        assert!(text.contains("alert"), "no alert from the server: {text}");
+    }
+
+    let url = format!("https://{address}/health/live");
+    let https = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args([
+                "-sk",
+                "--max-time",
+                "10",
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                &url,
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let https_head = String::from_utf8_lossy(&https.stdout).to_lowercase();
+    assert!(https_head.starts_with("http/"), "{https_head}");
+    assert!(https_head.contains(" 200"), "{https_head}");
+    assert!(
+        https_head.contains("strict-transport-security: max-age=31536000"),
+        "{https_head}"
+    );
+    let plain = reqwest::get(app.url("/health/live")).await;
+    assert!(
+        plain.is_err() || !plain.unwrap().status().is_success(),
+        "plain HTTP on the TLS port"
+    );
+
+    write_certificate(dir.path(), "second certificate");
+    let mut reloaded = String::new();
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let address = address.clone();
+        reloaded = tokio::task::spawn_blocking(move || s_client(&address, &["-tls1_3"]).1)
+            .await
+            .unwrap();
+        if reloaded.contains("CN = second certificate") {
+            break;
+        }
+    }
+    assert!(reloaded.contains("CN = second certificate"), "{reloaded}");
+}
+
+#[tokio::test]
+async fn the_plain_http_listener_only_redirects_to_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_certificate(dir.path(), "redirect test");
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let redirect_port = free.local_addr().unwrap().port();
+    drop(free);
+    let app = TestApp::spawn_with(&[
+        ("STARSONGS__SERVER__TLS__CERT_FILE", &cert),
+        ("STARSONGS__SERVER__TLS__KEY_FILE", &key),
+        (
+            "STARSONGS__SERVER__TLS__REDIRECT_HTTP_PORT",
+            &redirect_port.to_string(),
+        ),
+    ])
+    .await;
+    let https_port = app.base.rsplit(':').next().unwrap().to_owned();
+    let no_redirects = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    let response = no_redirects
+        .post(format!("http://127.0.0.1:{redirect_port}/v1/songs?page=2"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(
+        header(&response, "location").unwrap(),
+        format!("https://127.0.0.1:{https_port}/v1/songs?page=2")
+    );
+    let body: Value = serde_json::from_str("{}").unwrap();
+    assert!(body.is_object());
+}
