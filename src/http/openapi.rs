@@ -4,8 +4,10 @@
 //! rule lives in one place.
 
 use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes,
     SecurityRequirement, SecurityScheme,
@@ -51,7 +53,8 @@ pub const API_KEY: &str = "api_key";
 )]
 pub struct ApiDoc;
 
-/// Adds the security schemes and, per operation, its requirements and 401/403 responses.
+/// Adds the security schemes and, per operation, its requirements and 401/403 responses,
+/// and the answers of the edge layers (413, 429, 431, 503, 504) to every `/v1` operation.
 /// Applied to the finished document (after every router has added its paths).
 pub struct Security;
 
@@ -94,7 +97,22 @@ impl Modify for Security {
             ))),
         );
         for (path, item) in &mut document.paths.paths {
-            if !path.starts_with("/v1/") || PUBLIC.contains(&path.as_str()) {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                edge_responses(operation);
+            }
+            if PUBLIC.contains(&path.as_str()) {
                 continue;
             }
             let accounts_only = path.starts_with("/v1/admin/") || path == "/v1/auth/me";
@@ -114,6 +132,79 @@ impl Modify for Security {
     }
 }
 
+fn problem(description: &str) -> ResponseBuilder {
+    ResponseBuilder::new().description(description).content(
+        "application/problem+json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .build(),
+    )
+}
+
+fn integer_header(description: &str) -> Header {
+    HeaderBuilder::new()
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0)),
+        ))
+        .description(Some(description))
+        .build()
+}
+
+/// The answers every `/v1` operation can get from the layers in front of it (API.md
+/// "Errors" and "Cross-cutting headers").
+fn edge_responses(operation: &mut Operation) {
+    let has_body = operation.request_body.is_some();
+    let responses = &mut operation.responses.responses;
+    let mut limited = problem(
+        "Rate limit exceeded for this client (the principal, else the client IP); `/v1/auth` \
+         has a stricter budget. Every limited response, successful or not, carries \
+         `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` and their `X-RateLimit-*` \
+         twins.",
+    )
+    .header(
+        "Retry-After",
+        integer_header("Seconds until a request is allowed again"),
+    );
+    for (name, description) in [
+        ("RateLimit-Limit", "Requests allowed at once (the burst)"),
+        ("RateLimit-Remaining", "Requests left at once"),
+        ("RateLimit-Reset", "Seconds until the budget is full again"),
+    ] {
+        limited = limited
+            .header(name, integer_header(description))
+            .header(format!("X-{name}"), integer_header(description));
+    }
+    responses
+        .entry("429".to_owned())
+        .or_insert_with(|| RefOr::T(limited.build()));
+    responses.entry("431".to_owned()).or_insert_with(|| {
+        RefOr::T(problem("Request line and headers larger than `server.max_header_bytes`").build())
+    });
+    if has_body {
+        responses.entry("413".to_owned()).or_insert_with(|| {
+            RefOr::T(problem("Body larger than `server.max_body_bytes`").build())
+        });
+    }
+    responses.entry("503".to_owned()).or_insert_with(|| {
+        RefOr::T(
+            problem(
+                "Overloaded (too many requests in flight), database unavailable, rate limiter \
+                 unavailable (when configured to fail closed), or shutting down",
+            )
+            .header(
+                "Retry-After",
+                integer_header("Seconds to wait before retrying"),
+            )
+            .build(),
+        )
+    });
+    responses.entry("504".to_owned()).or_insert_with(|| {
+        RefOr::T(problem("The request took longer than `server.request_timeout_secs`").build())
+    });
+}
+
 fn secure(operation: &mut Operation, accounts_only: bool, may_forbid: bool) {
     let mut schemes = vec![BEARER, OAUTH2];
     if !accounts_only {
@@ -125,19 +216,7 @@ fn secure(operation: &mut Operation, accounts_only: bool, may_forbid: bool) {
             .map(|name| SecurityRequirement::new(name, Vec::<String>::new()))
             .collect(),
     );
-    let problem = |description: &str| {
-        RefOr::T(
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/problem+json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("Problem")))
-                        .build(),
-                )
-                .build(),
-        )
-    };
+    let problem = |description: &str| RefOr::T(problem(description).build());
     let responses = &mut operation.responses.responses;
     responses.entry("401".to_owned()).or_insert_with(|| {
         problem(
