@@ -168,6 +168,18 @@ impl App {
                 })
             }
             None => {
+                // SIGHUP would otherwise end the process; it only means something with TLS.
+                #[cfg(unix)]
+                tokio::spawn(async {
+                    let Ok(mut hangup) =
+                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                    else {
+                        return;
+                    };
+                    while hangup.recv().await.is_some() {
+                        tracing::info!("SIGHUP ignored: no TLS certificate to reload");
+                    }
+                });
                 let mut server = axum_server::from_tcp(listener)
                     .context("preparing the listener")?
                     .handle(handle.clone());

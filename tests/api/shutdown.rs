@@ -73,6 +73,12 @@ fn the_binary_exits_0_on_sigterm() {
         .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
         .find_map(|line| line["address"].as_str().map(str::to_owned))
         .expect("the service logs its address");
+    // SIGHUP (certificate reload) must not end a service that has no TLS.
+    let hangup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
     let healthcheck = Command::new(env!("CARGO_BIN_EXE_starsongs"))
         .args(["healthcheck", "--url", &format!("http://{address}")])
         .status()
@@ -84,7 +90,8 @@ fn the_binary_exits_0_on_sigterm() {
         .unwrap();
     let status = child.wait().unwrap();
 
-    assert!(healthcheck.success());
+    assert!(hangup.success());
+    assert!(healthcheck.success(), "the service died on SIGHUP");
     assert!(killed.success());
     assert_eq!(status.code(), Some(0));
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
