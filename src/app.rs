@@ -22,6 +22,7 @@ use crate::{http, storage};
 /// A bound, ready-to-run service.
 pub struct App {
     listener: TcpListener,
+    admin_listener: TcpListener,
     redirect_listener: Option<TcpListener>,
     tls: Option<(TlsFiles, RustlsConfig)>,
     router: Router,
@@ -57,6 +58,14 @@ impl App {
             }
             None => None,
         };
+        let admin_address = (settings.admin.host.as_str(), settings.admin.port);
+        let admin_listener = TcpListener::bind(admin_address).await.with_context(|| {
+            format!(
+                "binding the admin listener {}:{}",
+                admin_address.0, admin_address.1
+            )
+        })?;
+        crate::telemetry::metrics::install();
         let redirect_listener = match settings.server.tls.redirect_http_port {
             Some(port) => Some(
                 TcpListener::bind((settings.server.host.as_str(), port))
@@ -72,11 +81,22 @@ impl App {
         let router = http::router(state.clone());
         Ok(Self {
             listener,
+            admin_listener,
             redirect_listener,
             tls,
             router,
             state,
         })
+    }
+
+    /// The bound address of the admin listener (`/metrics`).
+    ///
+    /// # Errors
+    /// The socket cannot report its address.
+    pub fn admin_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.admin_listener
+            .local_addr()
+            .context("reading the bound address")
     }
 
     /// The bound address of the HTTP-to-HTTPS redirect listener, if any.
@@ -125,10 +145,15 @@ impl App {
         let https_port = self.local_port()?;
         let handle: Handle<SocketAddr> = Handle::new();
         let redirect_handle: Handle<SocketAddr> = Handle::new();
+        let admin_handle: Handle<SocketAddr> = Handle::new();
         let delay = settings.server.shutdown_delay();
         let grace = settings.server.shutdown_grace();
         let stop = {
-            let (handle, redirect_handle) = (handle.clone(), redirect_handle.clone());
+            let (handle, redirect_handle, admin_handle) = (
+                handle.clone(),
+                redirect_handle.clone(),
+                admin_handle.clone(),
+            );
             async move {
                 shutdown.await;
                 readiness.start_draining();
@@ -140,6 +165,8 @@ impl App {
                 tracing::info!("no longer accepting connections");
                 redirect_handle.graceful_shutdown(Some(grace));
                 handle.graceful_shutdown(Some(grace));
+                // Metrics stay scrapeable while requests drain.
+                admin_handle.graceful_shutdown(Some(grace));
             }
         };
         let stopper = tokio::spawn(stop);
@@ -195,10 +222,17 @@ impl App {
             }
             None => None,
         };
+        let admin = {
+            let router = http::admin::router(self.state.clone());
+            let server =
+                axum_server::from_tcp(self.admin_listener.into_std()?)?.handle(admin_handle);
+            tokio::spawn(server.serve(router.into_make_service_with_connect_info::<SocketAddr>()))
+        };
         let served = serve.await;
         if let Some(redirect) = redirect {
             redirect.abort();
         }
+        admin.abort();
         stopper.abort();
         pruner.abort();
         self.state.store.close().await;

@@ -132,7 +132,13 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
     match command {
         Command::Serve => {
             let app = App::build(settings).await?;
-            tracing::info!(address = %app.local_addr()?, "listening");
+            tracing::info!(
+                address = %app.local_addr()?,
+                admin_address = %app.admin_addr()?,
+                version = crate::telemetry::VERSION,
+                git_sha = crate::telemetry::GIT_SHA,
+                "listening"
+            );
             app.run(shutdown::signal()).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -24,6 +24,8 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(&settings.log);
+    // Before the runtime starts, and kept until main returns: dropping it flushes events.
+    let _sentry = telemetry::sentry::init(&settings);
     block_on(async move {
         match cli::run(command, settings).await {
             Ok(code) => code,

@@ -17,6 +17,11 @@ use crate::domain::credential::{ApiKey, LoginGate, NewApiKey, NewRefreshToken, R
 use crate::domain::user::{NewUser, Role, User, UserChanges, Username};
 use crate::storage::{DynStore, StoreError};
 
+/// Counts one sign-in or refresh attempt in `auth_attempts_total{outcome}`.
+fn attempt(outcome: &'static str) {
+    metrics::counter!("auth_attempts_total", "outcome" => outcome).increment(1);
+}
+
 /// Longest username kept as-is as a failure-counter key; longer (never valid) names are
 /// counted under their digest, so junk input cannot grow the table's rows.
 const MAX_FAILURE_KEY_CHARS: usize = 64;
@@ -185,6 +190,7 @@ impl Accounts {
     ) -> Result<TokenPair, LoginError> {
         let key = failure_key(username);
         if let LoginGate::LockedUntil(until) = self.store.login_gate(&key, Utc::now()).await? {
+            attempt("login_locked");
             return Err(LoginError::Locked(until));
         }
         // A name that cannot exist is not looked up, but is verified all the same.
@@ -197,10 +203,13 @@ impl Accounts {
         match found {
             Some((user, _)) if verified && user.is_active => {
                 self.store.clear_login_failures(&key).await?;
-                Ok(self.start_session(&user).await?)
+                let pair = self.start_session(&user).await?;
+                attempt("login_success");
+                Ok(pair)
             }
             _ => {
                 self.store.record_login_failure(&key, Utc::now()).await?;
+                attempt("login_failure");
                 Err(LoginError::BadCredentials)
             }
         }
@@ -243,6 +252,7 @@ impl Accounts {
             .await?;
         match rotation {
             Rotation::Rotated(user) => {
+                attempt("refresh_success");
                 let access = self.keys.issue(user.id, user.role)?;
                 Ok(TokenPair {
                     access_token: access.token,
@@ -251,10 +261,14 @@ impl Accounts {
                 })
             }
             Rotation::Reused => {
+                attempt("refresh_reuse");
                 tracing::warn!("a spent refresh token was presented again; its family is revoked");
                 Err(CredentialError::Invalid)
             }
-            Rotation::Rejected => Err(CredentialError::Invalid),
+            Rotation::Rejected => {
+                attempt("refresh_rejected");
+                Err(CredentialError::Invalid)
+            }
         }
     }
 

@@ -84,6 +84,10 @@ pub struct Settings {
     pub cors: CorsSettings,
     /// `[rate_limit]`
     pub rate_limit: RateLimitSettings,
+    /// `[admin]`
+    pub admin: AdminSettings,
+    /// `[sentry]`
+    pub sentry: SentrySettings,
     /// `[log]`
     pub log: LogSettings,
 }
@@ -188,6 +192,8 @@ pub struct DatabaseSettings {
     pub seed_demo_data: bool,
     /// SQLite `synchronous` pragma.
     pub sqlite_synchronous: SqliteSynchronous,
+    /// Statements slower than this are logged at warn (the SQL text, never its values).
+    pub slow_query_ms: u64,
     /// How long SQLite waits on a locked database before giving up.
     pub sqlite_busy_timeout_ms: u64,
 }
@@ -316,6 +322,31 @@ pub struct RateLimitSettings {
     pub fail_open: bool,
 }
 
+/// `[admin]`: the operators' listener (metrics), never exposed publicly.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Address to bind.
+    pub host: String,
+    /// Port to bind (9090); 0 picks a free one.
+    pub port: u16,
+    /// Serves `POST /debug/panic` on the admin listener, to check error reporting end to
+    /// end. Refused in production.
+    pub debug_endpoints: bool,
+}
+
+/// `[sentry]`: error reporting; off while `dsn` is unset.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentrySettings {
+    /// The project DSN (secret: it carries the project key).
+    pub dsn: Option<SecretString>,
+    /// Environment tag; the profile name when unset.
+    pub environment: Option<String>,
+    /// Share of requests traced (0.0–1.0).
+    pub traces_sample_rate: f32,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -386,13 +417,15 @@ impl Settings {
             .and_then(Config::try_deserialize)
             .context("invalid configuration")?;
         settings.env = env;
-        settings.cors.allowed_origins = settings
-            .cors
-            .allowed_origins
-            .iter()
-            .map(|o| o.trim().to_owned())
-            .filter(|o| !o.is_empty())
-            .collect();
+        // List entries from environment variables may carry spaces after the commas.
+        let trimmed = |list: &[String]| -> Vec<String> {
+            list.iter()
+                .map(|entry| entry.trim().to_owned())
+                .filter(|entry| !entry.is_empty())
+                .collect()
+        };
+        settings.cors.allowed_origins = trimmed(&settings.cors.allowed_origins);
+        settings.server.trusted_proxies = trimmed(&settings.server.trusted_proxies);
         settings.validate().map_err(|problems| {
             let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
             anyhow::anyhow!("invalid configuration:\n  {}", lines.join("\n  "))
@@ -476,6 +509,10 @@ mod tests {
             ("STARSONGS__SERVER__PORT", "9999"),
             ("STARSONGS__DATABASE__MIGRATE_ON_START", "false"),
             (
+                "STARSONGS__SERVER__TRUSTED_PROXIES",
+                "10.0.0.0/8, 192.0.2.1",
+            ),
+            (
                 "STARSONGS__CORS__ALLOWED_ORIGINS",
                 "https://a.example, https://b.example:8443",
             ),
@@ -484,6 +521,7 @@ mod tests {
 
         assert_eq!(settings.server.port, 9999);
         assert!(!settings.database.migrate_on_start);
+        assert_eq!(settings.server.trusted_proxies, ["10.0.0.0/8", "192.0.2.1"]);
         assert_eq!(
             settings.cors.allowed_origins,
             ["https://a.example", "https://b.example:8443"]

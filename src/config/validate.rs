@@ -211,7 +211,25 @@ impl Settings {
                 );
             }
         }
+        check(
+            self.sentry
+                .dsn
+                .as_ref()
+                .is_none_or(|dsn| crate::telemetry::sentry::is_valid_dsn(dsn.expose_secret())),
+            "sentry.dsn",
+            "must be a Sentry DSN such as https://<key>@o0.ingest.sentry.io/<project>",
+        );
+        check(
+            (0.0..=1.0).contains(&self.sentry.traces_sample_rate),
+            "sentry.traces_sample_rate",
+            "must be between 0.0 and 1.0",
+        );
         if self.env == RunEnv::Production {
+            check(
+                !self.admin.debug_endpoints,
+                "admin.debug_endpoints",
+                "must be false in production",
+            );
             check(
                 !auth.create_dev_admin,
                 "auth.create_dev_admin",

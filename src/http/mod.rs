@@ -1,6 +1,7 @@
 //! The HTTP layer: routes, extractors, errors and middleware. Turns wire input into domain
 //! types and store calls; never sees SQL.
 
+pub mod admin;
 pub mod auth;
 pub mod cursor;
 pub mod error;

@@ -1,6 +1,7 @@
 //! The storage seam: one `Store` trait of use cases, its error type, and `connect`, which
 //! picks a backend by URL scheme. No transaction, pool or row type crosses this trait.
 
+pub mod metered;
 pub mod migrate;
 pub mod sqlite;
 
@@ -269,7 +270,8 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DynStore> {
         .ok_or_else(|| anyhow::anyhow!("database.url is not set"))?;
     let raw = url.expose_secret();
     if raw.starts_with("sqlite:") {
-        return Ok(Arc::new(sqlite::SqliteStore::connect(settings).await?));
+        let store: DynStore = Arc::new(sqlite::SqliteStore::connect(settings).await?);
+        return Ok(Arc::new(metered::MeteredStore::new(store)));
     }
     // Name the scheme only when it looks like one: the rest of the URL may hold a password,
     // and a value without a scheme may be a misplaced secret.

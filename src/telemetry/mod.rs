@@ -1,7 +1,16 @@
-//! Installs the only `tracing` subscriber: JSON lines or human-readable output, filtered by
-//! `RUST_LOG` when set, else by `log.level`.
+//! Observability: the `tracing` subscriber (JSON lines or human-readable output, filtered
+//! by `RUST_LOG` when set, else by `log.level`), Prometheus metrics ([`metrics`]) and error
+//! reporting ([`sentry`]).
+
+pub mod metrics;
+pub mod sentry;
 
 use tracing_subscriber::EnvFilter;
+
+/// The crate version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit of the build (`unknown` outside git; see `build.rs`).
+pub const GIT_SHA: &str = env!("STARSONGS_GIT_SHA");
 
 use crate::config::{LogFormat, LogSettings};
 

@@ -41,7 +41,10 @@ impl Caller {
 fn key_client(key: &str) -> Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("x-api-key", key.parse().unwrap());
-    Client::builder().default_headers(headers).build().unwrap()
+    crate::harness::client_builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 async fn api_key(app: &TestApp, role: &str) -> String {

@@ -293,6 +293,7 @@ impl DevServer {
             .env("STARSONGS_ENV", "development")
             .env("DATABASE_URL", database_url)
             .env("STARSONGS__SERVER__PORT", "0")
+            .env("STARSONGS__ADMIN__PORT", "0")
             .env("STARSONGS__LOG__FORMAT", "json")
             .env("STARSONGS__LOG__LEVEL", "trace")
             .env("STARSONGS__AUTH__ARGON2_MEMORY_KIB", "1024")
@@ -364,7 +365,7 @@ async fn development_creates_an_admin_once_and_prints_its_password_only_on_stdou
     assert!(!address.is_empty());
 
     let second = DevServer::start(&url);
-    let login = reqwest::Client::new()
+    let login = crate::harness::client()
         .post(format!("http://{}/v1/auth/login", second.address))
         .json(&serde_json::json!({"username": "admin", "password": password}))
         .send()
@@ -372,7 +373,7 @@ async fn development_creates_an_admin_once_and_prints_its_password_only_on_stdou
         .unwrap();
     let status = login.status();
     let body: Value = login.json().await.unwrap();
-    let me = reqwest::Client::new()
+    let me = crate::harness::client()
         .get(format!("http://{}/v1/auth/me", second.address))
         .bearer_auth(body["access_token"].as_str().unwrap_or_default())
         .send()

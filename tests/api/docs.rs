@@ -55,7 +55,7 @@ async fn committed_openapi_json_matches_the_code() {
 #[tokio::test]
 async fn swagger_ui_is_served_from_the_binary_and_the_old_address_redirects() {
     let app = TestApp::spawn().await;
-    let no_redirects = reqwest::Client::builder()
+    let no_redirects = crate::harness::client_builder()
         .redirect(Policy::none())
         .build()
         .unwrap();

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use starsongs::domain::user::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -457,7 +457,10 @@ async fn tls_speaks_1_2_and_1_3_only_and_reloads_a_changed_certificate() {
         https_head.contains("strict-transport-security: max-age=31536000"),
         "{https_head}"
     );
-    let plain = reqwest::get(app.url("/health/live")).await;
+    let plain = crate::harness::client()
+        .get(app.url("/health/live"))
+        .send()
+        .await;
     assert!(
         plain.is_err() || !plain.unwrap().status().is_success(),
         "plain HTTP on the TLS port"
@@ -495,7 +498,7 @@ async fn the_plain_http_listener_only_redirects_to_https() {
     ])
     .await;
     let https_port = app.base.rsplit(':').next().unwrap().to_owned();
-    let no_redirects = Client::builder()
+    let no_redirects = crate::harness::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

@@ -109,7 +109,7 @@ impl TestApp {
         Self {
             base,
             client: client_with_token(&admin_token),
-            anonymous: Client::new(),
+            anonymous: client(),
             admin_token,
             state,
             shutdown: Some(tx),
@@ -216,6 +216,18 @@ impl Drop for TestApp {
     }
 }
 
+/// A client builder. The crate's reqwest (shared with the Sentry transport) is built
+/// without a TLS crypto provider of its own, so one is installed first.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::builder()
+}
+
+/// A plain client.
+pub fn client() -> Client {
+    client_builder().build().unwrap()
+}
+
 /// Password of every account the harness creates.
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -240,7 +252,7 @@ pub fn client_with_token(token: &str) -> Client {
         reqwest::header::AUTHORIZATION,
         format!("Bearer {token}").parse().unwrap(),
     );
-    Client::builder().default_headers(headers).build().unwrap()
+    client_builder().default_headers(headers).build().unwrap()
 }
 
 /// Reads a response as `(status, content-type, JSON body)`.

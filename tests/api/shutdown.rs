@@ -51,7 +51,13 @@ async fn shutdown_with_nothing_in_flight_completes() {
 
     app.shutdown().await.unwrap();
 
-    assert!(reqwest::get(format!("{base}/health/live")).await.is_err());
+    assert!(
+        crate::harness::client()
+            .get(format!("{base}/health/live"))
+            .send()
+            .await
+            .is_err()
+    );
 }
 
 #[test]

@@ -46,6 +46,7 @@ pub async fn shed_load(State(in_flight): State<InFlight>, req: Request, next: Ne
     }
     let Ok(_permit) = in_flight.0.try_acquire() else {
         tracing::warn!("load shed: too many requests in flight");
+        metrics::counter!("load_shed_total").increment(1);
         return ApiError::unavailable(
             "The service is overloaded; retry shortly",
             SHED_RETRY_AFTER_SECS,

@@ -4,6 +4,7 @@
 pub mod client_ip;
 mod cors;
 mod limits;
+mod metrics;
 mod problem;
 mod rate_limit;
 mod request_id;
@@ -13,10 +14,13 @@ mod trace;
 use std::any::Any;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
+use axum::http::Request;
 use axum::http::StatusCode;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
+use sentry_tower::{NewSentryLayer, SentryHttpLayer};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -30,7 +34,8 @@ pub use problem::OwnBody;
 pub use request_id::RequestId;
 
 /// Wraps `router` in the stack, outermost first: request id → client IP and scheme →
-/// trace and access log → security headers → problem rendering → panic catcher → CORS →
+/// trace and access log → Sentry hub (tagged with request id, route, method) → metrics →
+/// security headers → problem rendering → panic catcher → CORS →
 /// header size → timeout → load shedding → rate limit → handler (whose extractors
 /// authenticate). The body limit is axum's `DefaultBodyLimit`, enforced by the body
 /// extractors (413 for a large `Content-Length` or a long stream).
@@ -45,6 +50,10 @@ pub fn apply(router: Router, state: &AppState) -> Router {
         .layer(from_fn(request_id::request_id))
         .layer(from_fn_with_state(client_ip, client_ip::client_ip))
         .layer(from_fn(trace::trace))
+        .layer(NewSentryLayer::<Request<Body>>::new_from_top())
+        .layer(SentryHttpLayer::new().enable_transaction())
+        .layer(from_fn(crate::telemetry::sentry::tag_request))
+        .layer(from_fn(metrics::record))
         .layer(from_fn(security_headers::security_headers))
         .layer(from_fn(problem::problem))
         .layer(CatchPanicLayer::custom(panic_response))
@@ -65,6 +74,31 @@ pub fn apply(router: Router, state: &AppState) -> Router {
         .layer(stack)
 }
 
+/// The admin listener's stack: request id → client IP → trace → Sentry hub → security
+/// headers → problem rendering → panic catcher. No CORS, limits or authentication: the
+/// listener must not be reachable from outside.
+pub fn apply_admin(router: Router, state: &AppState) -> Router {
+    let client_ip = Arc::new(client_ip::ClientIpConfig::new(
+        &state.settings.server.trusted_proxies,
+        false,
+    ));
+    let stack = ServiceBuilder::new()
+        .layer(from_fn(request_id::request_id))
+        .layer(from_fn_with_state(client_ip, client_ip::client_ip))
+        .layer(from_fn(trace::trace))
+        .layer(NewSentryLayer::<Request<Body>>::new_from_top())
+        .layer(from_fn(crate::telemetry::sentry::tag_request))
+        .layer(from_fn(security_headers::security_headers))
+        .layer(from_fn(problem::problem))
+        .layer(CatchPanicLayer::custom(panic_response));
+    router.layer(stack)
+}
+
+/// Marks a 500 made from a panic: the panic was already reported to Sentry by its panic
+/// hook, so `problem` does not report it again.
+#[derive(Debug, Clone, Copy)]
+pub struct Panicked;
+
 /// A panic becomes a bare 500, which `problem` renders and logs; the panic message is
 /// logged here (the client sees only the fixed detail).
 fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
@@ -74,5 +108,7 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-text panic payload".to_owned());
     tracing::error!(panic.message = %message, "handler panicked");
-    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+    let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    response.extensions_mut().insert(Panicked);
+    response
 }

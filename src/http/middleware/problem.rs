@@ -16,6 +16,22 @@ use crate::http::error::{PROBLEM_JSON, Problem, ProblemExtension};
 #[derive(Debug, Clone, Copy)]
 pub struct OwnBody;
 
+/// Sends a 5xx to Sentry (a no-op when Sentry is off), on the request's hub, which carries
+/// its request id, route and method.
+fn report(status: u16, detail: &str, cause: Option<&anyhow::Error>) {
+    sentry::with_scope(
+        |scope| scope.set_tag("http.status", status),
+        || match cause {
+            Some(cause) => {
+                sentry::capture_error(AsRef::<dyn std::error::Error>::as_ref(cause));
+            }
+            None => {
+                sentry::capture_message(&format!("HTTP {status}: {detail}"), sentry::Level::Error);
+            }
+        },
+    );
+}
+
 /// Replaces the body of any 4xx/5xx response with its problem document.
 pub async fn problem(req: Request, next: Next) -> Response {
     let instance = req.uri().path().to_owned();
@@ -42,6 +58,14 @@ pub async fn problem(req: Request, next: Next) -> Response {
                 tracing::error!(http.status = status.as_u16(), error = ?cause, "request failed")
             }
             None => tracing::error!(http.status = status.as_u16(), "request failed"),
+        }
+        // Panics were reported by the panic hook. 503s (overload, database or rate
+        // limiter unavailable, shutdown) are operational, not bugs: metrics and logs show
+        // them, and reporting each would flood Sentry exactly when things are busiest.
+        if parts.extensions.get::<super::Panicked>().is_none()
+            && status != axum::http::StatusCode::SERVICE_UNAVAILABLE
+        {
+            report(status.as_u16(), &problem.detail, source.as_deref());
         }
     } else {
         tracing::debug!(http.status = status.as_u16(), detail = %problem.detail, "request rejected");

@@ -66,6 +66,8 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
         }
         Ok(decision) => {
             tracing::info!(rate_limit.scope = scope.as_str(), "rate limit exceeded");
+            metrics::counter!("rate_limit_rejections_total", "scope" => scope.as_str())
+                .increment(1);
             let mut response = ApiError::too_many_requests(
                 "Too many requests; slow down and retry after the time in Retry-After",
                 decision.retry_after_secs,
@@ -75,6 +77,7 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
             response
         }
         Err(error) => {
+            metrics::counter!("rate_limit_backend_errors_total").increment(1);
             limits.report_failure(&error);
             if limits.fail_open {
                 next.run(req).await

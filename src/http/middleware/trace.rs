@@ -29,6 +29,15 @@ pub async fn trace(req: Request, next: Next) -> Response {
         .extensions()
         .get::<ClientIp>()
         .map_or_else(String::new, |ip| ip.0.to_string());
+    // Truncated: a client must not be able to write long lines into the log.
+    let user_agent: String = req
+        .headers()
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .chars()
+        .take(256)
+        .collect();
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
@@ -36,13 +45,14 @@ pub async fn trace(req: Request, next: Next) -> Response {
         http.route = %route,
         client_ip = %client_ip,
         principal = tracing::field::Empty,
+        user_agent = %user_agent,
     );
     let started = Instant::now();
     let response = next.run(req).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let _entered = span.enter();
-    let is_probe = route.starts_with("/health");
+    let is_probe = route.starts_with("/health") || route == "/metrics";
     match (is_probe, response.status()) {
         // A probe answering 503 while draining or while the database is down is expected:
         // worth a look in aggregate, not a page.

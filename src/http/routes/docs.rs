@@ -42,6 +42,9 @@ pub struct ApiInfo {
     /// Release version.
     #[schema(example = "0.1.0")]
     pub version: &'static str,
+    /// Git commit of the build (`unknown` when built outside git).
+    #[schema(example = "7352128c0f1e")]
+    pub git_sha: &'static str,
     /// Useful links.
     pub links: ApiLinks,
 }
@@ -52,7 +55,8 @@ pub struct ApiInfo {
 pub async fn api_info() -> Json<ApiInfo> {
     Json(ApiInfo {
         name: env!("CARGO_PKG_NAME"),
-        version: env!("CARGO_PKG_VERSION"),
+        version: crate::telemetry::VERSION,
+        git_sha: crate::telemetry::GIT_SHA,
         links: ApiLinks {
             docs: "/docs",
             openapi: "/openapi.json",

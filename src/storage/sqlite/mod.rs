@@ -16,6 +16,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
+use sqlx::ConnectOptions as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use super::migrate::Migrator;
@@ -75,7 +76,14 @@ impl SqliteStore {
             })
             .pragma("analysis_limit", "1000")
             .pragma("optimize", "0x10002")
-            .optimize_on_close(true, 1000);
+            .optimize_on_close(true, 1000)
+            // Every statement at debug, slow ones at warn: the SQL text with `?`
+            // placeholders and the elapsed time, never the bound values.
+            .log_statements(log::LevelFilter::Debug)
+            .log_slow_statements(
+                log::LevelFilter::Warn,
+                std::time::Duration::from_millis(settings.slow_query_ms),
+            );
         if let Some(parent) = options.get_filename().parent()
             && !parent.as_os_str().is_empty()
         {

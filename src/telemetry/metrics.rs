@@ -1,0 +1,118 @@
+//! Prometheus metrics (`metrics` facade, `metrics-exporter-prometheus`), served on the
+//! admin listener only. Names, labels and types follow DESIGN.md "Observability":
+//!
+//! | name | type | labels |
+//! |---|---|---|
+//! | `http_requests_total` | counter | `method`, `route`, `status` |
+//! | `http_request_duration_seconds` | histogram | `method`, `route`, `status` |
+//! | `http_requests_in_flight` | gauge | `method`, `route` |
+//! | `db_pool_connections` | gauge | `state` (`idle`, `in_use`) |
+//! | `db_pool_max_connections` | gauge | |
+//! | `db_query_duration_seconds` | histogram | `operation` (the store method) |
+//! | `rate_limit_rejections_total` | counter | `scope` (`api`, `auth`) |
+//! | `rate_limit_backend_errors_total` | counter | |
+//! | `load_shed_total` | counter | |
+//! | `auth_attempts_total` | counter | `outcome` |
+//! | `starsongs_build_info` | gauge (1) | `version`, `git_sha` |
+//! | `process_*` | | CPU seconds, resident memory, open fds, start time (`metrics-process`) |
+//!
+//! `route` is the matched route template (`/v1/artists/{id}`) or `unmatched`, so scanning
+//! random URLs cannot create series.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::storage::PoolStats;
+
+/// Histogram buckets in seconds: 0.5 ms to 5 s, roughly ×2.5 apart.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// `route` label of requests that matched no route.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+struct Exporter {
+    handle: PrometheusHandle,
+    process: metrics_process::Collector,
+}
+
+static EXPORTER: OnceLock<Exporter> = OnceLock::new();
+
+/// Installs the process-wide recorder once and returns its handle (later calls, e.g. from
+/// tests that start several apps in one process, share it).
+pub fn install() -> &'static PrometheusHandle {
+    &EXPORTER
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &LATENCY_BUCKETS)
+                .map(PrometheusBuilder::build_recorder)
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+            let handle = recorder.handle();
+            // Fails only when another recorder is installed; keep the handle either way.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            let process = metrics_process::Collector::default();
+            process.describe();
+            metrics::gauge!(
+                "starsongs_build_info",
+                "version" => super::VERSION,
+                "git_sha" => super::GIT_SHA
+            )
+            .set(1.0);
+            Exporter { handle, process }
+        })
+        .handle
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!("http_requests_total", "HTTP requests answered");
+    describe_histogram!(
+        "http_request_duration_seconds",
+        Unit::Seconds,
+        "Time from request to response head"
+    );
+    describe_gauge!("http_requests_in_flight", "HTTP requests being served");
+    describe_gauge!("db_pool_connections", "Database pool connections by state");
+    describe_gauge!("db_pool_max_connections", "Database pool maximum size");
+    describe_histogram!(
+        "db_query_duration_seconds",
+        Unit::Seconds,
+        "Duration of each store operation (one transaction)"
+    );
+    describe_counter!(
+        "rate_limit_rejections_total",
+        "Requests refused with 429 by the rate limiter"
+    );
+    describe_counter!(
+        "rate_limit_backend_errors_total",
+        "Rate-limit checks that failed (Redis unreachable or slow)"
+    );
+    describe_counter!(
+        "load_shed_total",
+        "Requests refused with 503 by load shedding"
+    );
+    describe_counter!(
+        "auth_attempts_total",
+        "Sign-in and token refresh attempts by outcome"
+    );
+    describe_gauge!(
+        "starsongs_build_info",
+        "Version and git commit of this build"
+    );
+}
+
+/// The exposition text, with pool gauges and process metrics sampled now.
+pub fn render(pool: PoolStats) -> String {
+    let exporter = EXPORTER.get();
+    if let Some(exporter) = exporter {
+        exporter.process.collect();
+    }
+    metrics::gauge!("db_pool_connections", "state" => "idle").set(f64::from(pool.idle));
+    metrics::gauge!("db_pool_connections", "state" => "in_use")
+        .set(f64::from(pool.size.saturating_sub(pool.idle)));
+    metrics::gauge!("db_pool_max_connections").set(f64::from(pool.max));
+    exporter.map_or_else(String::new, |e| e.handle.render())
+}
