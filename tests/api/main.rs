@@ -15,5 +15,6 @@ mod harness;
 mod health;
 mod idempotency;
 mod lists;
+mod observability;
 mod shutdown;
 mod songs;

@@ -400,7 +400,9 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("select 1")
+        // Reads a page of the file (`select 1` alone would not), so a database that is
+        // locked away or gone is noticed.
+        sqlx::query("select count(*) from sqlite_schema")
             .execute(&self.pool)
             .await
             .map(|_| ())

@@ -1,0 +1,575 @@
+//! What operators see, checked on the real binary (its own process, so its logs, metrics
+//! registry and Sentry client are its own): JSON access logs with request ids, no secret
+//! in any log line at `trace`, Prometheus metrics on the admin port (parsed, counted, and
+//! checked by `promtool` when present), readiness following the database, and a Sentry
+//! event for a forced panic, received by a local HTTP server acting as the ingest.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::harness::client;
+
+/// A `starsongs serve` process with JSON logs collected from stderr.
+struct Service {
+    child: Child,
+    base: String,
+    admin: String,
+    logs: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Service {
+    fn start(extra: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("obs.db").display());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_starsongs"));
+        command
+            .env_remove("RUST_LOG")
+            .env("STARSONGS_ENV", "test")
+            .env("DATABASE_URL", url)
+            .env("STARSONGS__LOG__LEVEL", "info")
+            .env("STARSONGS__AUTH__JWT_SECRET", crate::harness::JWT_SECRET)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null());
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str::<Value>(&line)
+                    && let (Some(a), Some(b)) =
+                        (value["address"].as_str(), value["admin_address"].as_str())
+                {
+                    let _ = tx.send((a.to_owned(), b.to_owned()));
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let (address, admin) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the service logs its addresses");
+        Self {
+            child,
+            base: format!("http://{address}"),
+            admin: format!("http://{admin}"),
+            logs,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn database_url(&self) -> String {
+        format!("sqlite://{}", self._dir.path().join("obs.db").display())
+    }
+
+    /// Log lines so far, parsed (every line must be JSON).
+    fn lines(&self) -> Vec<Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+            .collect()
+    }
+
+    fn raw_logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    async fn metrics(&self) -> String {
+        client()
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Creates an account through the CLI against the same database.
+    fn create_user(&self, username: &str, role: &str, password: &str) {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_starsongs"))
+            .env("STARSONGS_ENV", "test")
+            .env("DATABASE_URL", self.database_url())
+            .args(["user", "create", "--username", username, "--role", role])
+            .args([
+                "--email",
+                &format!("{username}@example.com"),
+                "--password-stdin",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until the collected logs satisfy `done` (the logger writes after the response).
+async fn wait_for(service: &Service, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    for _ in 0..50 {
+        let lines = service.lines();
+        if done(&lines) {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    service.lines()
+}
+
+fn access_lines<'a>(lines: &'a [Value], request_id: &str) -> Vec<&'a Value> {
+    lines
+        .iter()
+        .filter(|l| l["message"] == "request completed" && l["span"]["request_id"] == request_id)
+        .collect()
+}
+
+#[tokio::test]
+async fn every_request_gets_exactly_one_access_line_with_its_fields() {
+    let service = Service::start(&[("STARSONGS__LOG__LEVEL", "debug")]);
+    service.create_user("logger", "editor", "a long passphrase!");
+    let login: Value = client()
+        .post(service.url("/v1/auth/login"))
+        .json(&json!({"username": "logger", "password": "a long passphrase!"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user_id = 1;
+
+    let response = client()
+        .post(service.url("/v1/artists"))
+        .bearer_auth(login["access_token"].as_str().unwrap())
+        .header("x-request-id", "obs-access-1")
+        .header("user-agent", "observability-test/1.0")
+        .json(&json!({"name": "Logged"}))
+        .send()
+        .await
+        .unwrap();
+    let missing = client()
+        .get(service.url("/v1/artists/77"))
+        .bearer_auth(login["access_token"].as_str().unwrap())
+        .header("x-request-id", "obs-access-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
+    let lines = wait_for(&service, |lines| {
+        access_lines(lines, "obs-access-2").len() == 1
+    })
+    .await;
+    let created = access_lines(&lines, "obs-access-1");
+    assert_eq!(created.len(), 1, "exactly one access line");
+    let line = created[0];
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["http.status"], 201);
+    assert!(line["latency_ms"].as_f64().unwrap() >= 0.0);
+    let span = &line["span"];
+    assert_eq!(span["http.method"], "POST");
+    assert_eq!(span["http.route"], "/v1/artists");
+    assert_eq!(span["client_ip"], "127.0.0.1");
+    assert_eq!(span["principal"], format!("user:{user_id}"));
+    assert_eq!(span["user_agent"], "observability-test/1.0");
+    let not_found = access_lines(&lines, "obs-access-2");
+    assert_eq!(not_found[0]["level"], "INFO", "4xx is info");
+    assert_eq!(not_found[0]["span"]["http.route"], "/v1/artists/{id}");
+    // Lines from the storage layer carry the request's id too.
+    let storage = lines.iter().any(|l| {
+        l["target"].as_str().is_some_and(|t| t.starts_with("sqlx"))
+            && l["span"]["request_id"] == "obs-access-1"
+    });
+    assert!(storage, "no storage line carries the request id");
+}
+
+#[tokio::test]
+async fn no_secret_reaches_any_log_line_even_at_trace() {
+    let service = Service::start(&[("STARSONGS__LOG__LEVEL", "trace")]);
+    let password = "correct horse battery staple";
+    service.create_user("secretive", "admin", password);
+    let http = client();
+
+    let pair: Value = http
+        .post(service.url("/v1/auth/login"))
+        .json(&json!({"username": "secretive", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = pair["access_token"].as_str().unwrap().to_owned();
+    let refresh = pair["refresh_token"].as_str().unwrap().to_owned();
+    let key: Value = http
+        .post(service.url("/v1/admin/api-keys"))
+        .bearer_auth(&access)
+        .json(&json!({"name": "logged key", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let api_key = key["key"].as_str().unwrap().to_owned();
+    let with_key = http
+        .get(service.url("/v1/songs"))
+        .header("x-api-key", &api_key)
+        .send()
+        .await
+        .unwrap();
+    let refreshed = http
+        .post(service.url("/v1/auth/refresh"))
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap();
+    let wrong = http
+        .post(service.url("/v1/auth/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "username=secretive&password={}x",
+            password.replace(' ', "+")
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_key.status(), StatusCode::OK);
+    assert_eq!(refreshed.status(), StatusCode::OK);
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let logs = service.raw_logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains(r#""level":"TRACE""#) || l.contains(r#""level":"DEBUG""#)),
+        "trace logging is on"
+    );
+    let access_signature = access.rsplit('.').next().unwrap();
+    for (name, secret) in [
+        ("password", password),
+        ("password (form-encoded)", "correct+horse+battery+staple"),
+        ("access token", access.as_str()),
+        ("access token signature", access_signature),
+        ("refresh token", refresh.as_str()),
+        ("API key", api_key.as_str()),
+        ("API key body", &api_key[4..]),
+    ] {
+        assert!(!logs.contains(secret), "the {name} appears in the logs");
+    }
+}
+
+/// Parsed samples: `name{labels}` → value.
+fn samples(exposition: &str) -> HashMap<String, f64> {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap();
+            (series.to_owned(), value.parse::<f64>().unwrap())
+        })
+        .collect()
+}
+
+fn sample(all: &HashMap<String, f64>, series: &str) -> f64 {
+    all.get(series).copied().unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_are_on_the_admin_port_only_and_count_what_happened() {
+    let service = Service::start(&[]);
+    let http = client();
+    let songs_401 = r#"http_requests_total{method="GET",route="/v1/songs/{id}",status="401"}"#;
+    let unmatched = r#"http_requests_total{method="GET",route="unmatched",status="404"}"#;
+    let before = samples(&service.metrics().await);
+
+    for id in 1..=7 {
+        http.get(service.url(&format!("/v1/songs/{id}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    for junk in ["/a", "/b/c", "/wp-admin.php", "/.env", "/x/y/z"] {
+        http.get(service.url(junk)).send().await.unwrap();
+    }
+    http.post(service.url("/v1/auth/login"))
+        .json(&json!({"username": "nobody", "password": "wrong password"}))
+        .send()
+        .await
+        .unwrap();
+    let public = http.get(service.url("/metrics")).send().await.unwrap();
+    let text = service.metrics().await;
+    let after = samples(&text);
+
+    assert_eq!(
+        public.status(),
+        StatusCode::NOT_FOUND,
+        "metrics on the public port"
+    );
+    assert_eq!(sample(&after, songs_401) - sample(&before, songs_401), 7.0);
+    // Five junk paths and /metrics on the public port: one label value for all of them.
+    assert_eq!(sample(&after, unmatched) - sample(&before, unmatched), 6.0);
+    assert!(!text.contains("wp-admin"), "a raw path became a label");
+    assert_eq!(
+        sample(&after, r#"auth_attempts_total{outcome="login_failure"}"#),
+        1.0
+    );
+    for (name, kind) in [
+        ("http_requests_total", "counter"),
+        ("http_request_duration_seconds", "histogram"),
+        ("http_requests_in_flight", "gauge"),
+        ("db_pool_connections", "gauge"),
+        ("db_pool_max_connections", "gauge"),
+        ("db_query_duration_seconds", "histogram"),
+        ("auth_attempts_total", "counter"),
+        ("starsongs_build_info", "gauge"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_cpu_seconds_total", "counter"),
+        ("process_open_fds", "gauge"),
+        ("process_start_time_seconds", "gauge"),
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {name} {kind}")),
+            "{name} {kind} missing"
+        );
+    }
+    assert!(text.contains(r#"db_pool_connections{state="idle"}"#));
+    assert!(text.contains(r#"db_pool_connections{state="in_use"}"#));
+    assert!(text.contains(
+        r#"db_query_duration_seconds_bucket{operation="find_user_by_username",le="0.0005"}"#
+    ));
+    assert!(text.contains(&format!(
+        r#"starsongs_build_info{{version="{}",git_sha="#,
+        env!("CARGO_PKG_VERSION")
+    )));
+    assert!(text.contains(
+        r#"http_request_duration_seconds_bucket{method="GET",route="/v1/songs/{id}",status="401",le="5"}"#
+    ));
+    promtool_check(&text);
+}
+
+/// `promtool check metrics` on the exposition. Skips (printed) without promtool unless
+/// `STARSONGS_TEST_PROMTOOL=1` (set by `.ci/run`, which installs it).
+fn promtool_check(exposition: &str) {
+    use std::io::Write;
+    let spawned = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(error) if std::env::var_os("STARSONGS_TEST_PROMTOOL").is_some() => {
+            panic!("STARSONGS_TEST_PROMTOOL is set but promtool cannot run: {error}")
+        }
+        Err(_) => {
+            println!(
+                "SKIPPED promtool check: promtool is not installed (Debian package prometheus)"
+            );
+            return;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn readiness_follows_the_database_and_liveness_never_asks_it() {
+    let service = Service::start(&[]);
+    let http = client();
+    let ready = |http: Client| {
+        let url = service.url("/health/ready");
+        async move { http.get(url).send().await.unwrap() }
+    };
+    assert_eq!(ready(http.clone()).await.status(), StatusCode::OK);
+
+    // The database file becomes unreadable (its pages overwritten), as after a failed disk
+    // or a bad restore; then the original bytes come back.
+    let path = service._dir.path().join("obs.db");
+    let mut checkpoint =
+        <sqlx::SqliteConnection as sqlx::Connection>::connect(&service.database_url())
+            .await
+            .unwrap();
+    sqlx::query("pragma wal_checkpoint(truncate)")
+        .execute(&mut checkpoint)
+        .await
+        .unwrap();
+    drop(checkpoint);
+    let original = std::fs::read(&path).unwrap();
+    std::fs::write(&path, vec![0u8; original.len()]).unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let down = ready(http.clone()).await;
+    let live = http.get(service.url("/health/live")).send().await.unwrap();
+    std::fs::write(&path, &original).unwrap();
+    let mut back = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        back = ready(http.clone()).await.status();
+        if back == StatusCode::OK {
+            break;
+        }
+    }
+
+    assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = down.json().await.unwrap();
+    assert_eq!(body["status"], "not_ready");
+    assert_eq!(body["checks"]["database"]["status"], "down");
+    assert_eq!(live.status(), StatusCode::OK);
+    assert_eq!(back, StatusCode::OK);
+}
+
+/// A stand-in for Sentry's ingest: records every request body sent to it.
+async fn ingest() -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let sink = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let mut data = Vec::new();
+                let mut buffer = [0u8; 65536];
+                loop {
+                    let Ok(n) = stream.read(&mut buffer).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    data.extend_from_slice(&buffer[..n]);
+                    let text = String::from_utf8_lossy(&data);
+                    let Some(head_end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length = text[..head_end]
+                        .lines()
+                        .find_map(|l| {
+                            let (name, value) = l.split_once(':')?;
+                            name.eq_ignore_ascii_case("content-length")
+                                .then(|| value.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if data.len() >= head_end + 4 + length {
+                        sink.lock().unwrap().push(data[head_end + 4..].to_vec());
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+                            .await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://public@{address}/1"), received)
+}
+
+#[tokio::test]
+async fn a_panic_becomes_a_500_problem_and_a_tagged_sentry_event_and_the_service_goes_on() {
+    let (dsn, received) = ingest().await;
+    let service = Service::start(&[
+        ("STARSONGS__SENTRY__DSN", dsn.as_str()),
+        ("STARSONGS__SENTRY__ENVIRONMENT", "ci"),
+        ("STARSONGS__ADMIN__DEBUG_ENDPOINTS", "true"),
+    ]);
+    let http = client();
+
+    let panicked = http
+        .post(format!("{}/debug/panic", service.admin))
+        .header("x-request-id", "panic-request-1")
+        .send()
+        .await
+        .unwrap();
+    let status = panicked.status();
+    let content_type = panicked.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = panicked.json().await.unwrap();
+    let still_serving = http.get(service.url("/health/live")).send().await.unwrap();
+    let mut event = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        event = received.lock().unwrap().iter().find_map(|envelope| {
+            // An envelope: a header line, then item-header / payload line pairs.
+            let text = String::from_utf8_lossy(envelope).into_owned();
+            let lines: Vec<&str> = text.lines().collect();
+            lines.windows(2).find_map(|pair| {
+                let header: Value = serde_json::from_str(pair[0]).ok()?;
+                (header["type"] == "event").then(|| serde_json::from_str::<Value>(pair[1]).ok())?
+            })
+        });
+        if event.is_some() {
+            break;
+        }
+    }
+
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(body["request_id"], "panic-request-1");
+    assert!(
+        !body.to_string().contains("deliberate panic"),
+        "internals leaked: {body}"
+    );
+    assert_eq!(still_serving.status(), StatusCode::OK);
+    let event = event.expect("the ingest received an event");
+    let tags = &event["tags"];
+    assert_eq!(tags["request_id"], "panic-request-1", "{event}");
+    assert_eq!(tags["route"], "/debug/panic");
+    assert_eq!(tags["method"], "POST");
+    assert_eq!(event["environment"], "ci");
+    let release = event["release"].as_str().unwrap();
+    assert!(
+        release.starts_with(&format!("starsongs@{}+", env!("CARGO_PKG_VERSION"))),
+        "{release}"
+    );
+    assert!(
+        event["user"]["ip_address"].is_null(),
+        "personal data sent: {event}"
+    );
+    let exception = event["exception"]["values"][0]["value"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(exception.contains("deliberate panic"), "{event}");
+}
