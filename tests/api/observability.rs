@@ -573,3 +573,64 @@ async fn a_panic_becomes_a_500_problem_and_a_tagged_sentry_event_and_the_service
         .unwrap_or_default();
     assert!(exception.contains("deliberate panic"), "{event}");
 }
+
+#[tokio::test]
+async fn slow_statements_are_logged_at_warn_without_their_values() {
+    let service = Service::start(&[("STARSONGS__DATABASE__SLOW_QUERY_MS", "0")]);
+    service.create_user("writer", "editor", "a long passphrase!");
+    let http = client();
+    let login: Value = http
+        .post(service.url("/v1/auth/login"))
+        .json(&json!({"username": "writer", "password": "a long passphrase!"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    let created = http
+        .post(service.url("/v1/artists"))
+        .bearer_auth(login["access_token"].as_str().unwrap())
+        .header("x-request-id", "slow-1")
+        .json(&json!({"name": "Bound-Value-7Q"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+
+    let lines = wait_for(&service, |lines| !access_lines(lines, "slow-1").is_empty()).await;
+    let slow: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            l["level"] == "WARN"
+                && l["target"].as_str().is_some_and(|t| t.starts_with("sqlx"))
+                && l["span"]["request_id"] == "slow-1"
+        })
+        .collect();
+    assert!(
+        slow.iter()
+            .any(|l| l.to_string().contains("insert into artist")),
+        "{slow:?}"
+    );
+    let all = service.raw_logs();
+    assert!(
+        !all.contains("Bound-Value-7Q"),
+        "a bound value reached the logs"
+    );
+    assert!(
+        !all.contains("bound-value-7q"),
+        "a bound value reached the logs"
+    );
+
+    let info: Value = http
+        .get(service.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+    assert!(!info["git_sha"].as_str().unwrap().is_empty());
+}
