@@ -416,32 +416,50 @@ fn promtool_check(exposition: &str) {
 
 #[tokio::test]
 async fn readiness_follows_the_database_and_liveness_never_asks_it() {
-    let service = Service::start(&[]);
+    // One connection, which a write will hold while another process holds the lock.
+    let service = Service::start(&[
+        ("STARSONGS__DATABASE__MAX_CONNECTIONS", "1"),
+        ("STARSONGS__DATABASE__SQLITE_BUSY_TIMEOUT_MS", "10000"),
+    ]);
+    service.create_user("writer", "editor", "a long passphrase!");
     let http = client();
+    let login: Value = http
+        .post(service.url("/v1/auth/login"))
+        .json(&json!({"username": "writer", "password": "a long passphrase!"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap().to_owned();
     let ready = |http: Client| {
         let url = service.url("/health/ready");
         async move { http.get(url).send().await.unwrap() }
     };
     assert_eq!(ready(http.clone()).await.status(), StatusCode::OK);
 
-    // The database file becomes unreadable (its pages overwritten), as after a failed disk
-    // or a bad restore; then the original bytes come back.
-    let path = service._dir.path().join("obs.db");
-    let mut checkpoint =
-        <sqlx::SqliteConnection as sqlx::Connection>::connect(&service.database_url())
-            .await
-            .unwrap();
-    sqlx::query("pragma wal_checkpoint(truncate)")
-        .execute(&mut checkpoint)
+    // Another process takes the write lock; the service's write waits on it, holding the
+    // pool's only connection, so the readiness round trip cannot get one within 1 s.
+    let mut locker = <sqlx::SqliteConnection as sqlx::Connection>::connect(&service.database_url())
         .await
         .unwrap();
-    drop(checkpoint);
-    let original = std::fs::read(&path).unwrap();
-    std::fs::write(&path, vec![0u8; original.len()]).unwrap();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    sqlx::query("begin immediate")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let write = tokio::spawn(
+        http.post(service.url("/v1/artists"))
+            .bearer_auth(&token)
+            .json(&json!({"name": "Waiting"}))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     let down = ready(http.clone()).await;
     let live = http.get(service.url("/health/live")).send().await.unwrap();
-    std::fs::write(&path, &original).unwrap();
+    sqlx::query("rollback").execute(&mut locker).await.unwrap();
+    drop(locker);
+    let written = write.await.unwrap().unwrap().status();
     let mut back = StatusCode::SERVICE_UNAVAILABLE;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -455,7 +473,17 @@ async fn readiness_follows_the_database_and_liveness_never_asks_it() {
     let body: Value = down.json().await.unwrap();
     assert_eq!(body["status"], "not_ready");
     assert_eq!(body["checks"]["database"]["status"], "down");
-    assert_eq!(live.status(), StatusCode::OK);
+    assert_eq!(body["pool"]["in_use"], 1, "{body}");
+    assert_eq!(
+        live.status(),
+        StatusCode::OK,
+        "liveness does not touch the database"
+    );
+    assert_eq!(
+        written,
+        StatusCode::CREATED,
+        "the waiting write went through"
+    );
     assert_eq!(back, StatusCode::OK);
 }
 

@@ -29,15 +29,22 @@ where
         if !is_json(req.headers().get(header::CONTENT_TYPE)) {
             return Err(ApiError::unsupported_media_type(ACCEPTED));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::from_status(StatusCode::PAYLOAD_TOO_LARGE)
-            } else {
-                ApiError::bad_request("The request body could not be read")
-            }
-        })?;
-        parse(&bytes).map(Self)
+        parse(&read_body(req, state).await?).map(Self)
     }
+}
+
+/// The whole body, within `server.max_body_bytes` (413 beyond it).
+///
+/// # Errors
+/// 413 for a body over the limit, 400 for one that cannot be read.
+pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::from_status(StatusCode::PAYLOAD_TOO_LARGE)
+        } else {
+            ApiError::bad_request("The request body could not be read")
+        }
+    })
 }
 
 fn is_json(content_type: Option<&axum::http::HeaderValue>) -> bool {

@@ -3,7 +3,6 @@
 //! `middleware::security_headers`, so rejections by the layers carry it too).
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -20,6 +19,7 @@ use crate::domain::user::{NewUser, Role, User};
 use crate::http::auth::{SignedInUser, account_error, auth_error};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::ApiJson;
+use crate::http::extract::read_body;
 use crate::state::AppState;
 
 /// The auth routes.
@@ -184,13 +184,7 @@ impl FromRequest<AppState> for Credentials {
                 password: input.password,
             });
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::from_status(StatusCode::PAYLOAD_TOO_LARGE)
-            } else {
-                ApiError::bad_request("The request body could not be read")
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
         let form: LoginForm = serde_urlencoded::from_bytes(&bytes).map_err(|error| {
             // Messages name the field in backticks ("missing field `password`"); the value
             // is never part of them.

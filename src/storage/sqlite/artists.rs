@@ -4,13 +4,13 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::idempotency::create_once;
-use super::list::{SortColumn, push_limit, push_order_by, push_seek};
+use super::list::{SortColumn, fetch_page};
 use super::{check_precondition, is_foreign_key_violation, map_error, now};
 use crate::domain::artist::{Artist, NewArtist};
 use crate::domain::etag::Precondition;
 use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::ArtistId;
-use crate::domain::list::{ArtistFilter, ArtistSortField, ListQuery, Page, Position};
+use crate::domain::list::{ArtistFilter, ArtistSortField, ListQuery, Page};
 use crate::domain::validation::search_key;
 use crate::storage::{Entity, StoreError, StoreResult};
 
@@ -60,39 +60,16 @@ pub(super) async fn list(
     pool: &SqlitePool,
     query: &ListQuery<ArtistSortField, ArtistFilter>,
 ) -> StoreResult<Page<Artist>> {
-    // One read transaction: the count and the page see the same snapshot.
-    let mut tx = pool.begin().await.map_err(map_error)?;
-    let mut count = QueryBuilder::<Sqlite>::new("select count(*) from artist where 1 = 1");
-    push_filter(&mut count, &query.filter);
-    let total: i64 = count
-        .build_query_scalar()
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_error)?;
-
-    let mut select =
-        QueryBuilder::<Sqlite>::new(format!("select {COLUMNS} from artist where 1 = 1"));
-    push_filter(&mut select, &query.filter);
-    if let Position::After(values) = &query.position {
-        push_seek(&mut select, query.sort.keys(), values, column);
-    }
-    push_order_by(&mut select, query.sort.keys(), column);
-    push_limit(&mut select, query.page_size + 1, query.offset());
-    let rows = select
-        .build()
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_error)?;
-    tx.commit().await.map_err(map_error)?;
-
-    let mut items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
-    let has_next = items.len() > query.page_size as usize;
-    items.truncate(query.page_size as usize);
-    Ok(Page {
-        items,
-        total_items: u64::try_from(total).unwrap_or_default(),
-        has_next,
-    })
+    fetch_page(
+        pool,
+        "artist",
+        COLUMNS,
+        query,
+        |qb| push_filter(qb, &query.filter),
+        column,
+        from_row,
+    )
+    .await
 }
 
 async fn get_with(conn: &mut SqliteConnection, id: ArtistId) -> StoreResult<Artist> {

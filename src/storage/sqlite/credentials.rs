@@ -2,16 +2,16 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use super::list::{SortColumn, push_limit, push_order_by, push_seek};
+use super::list::{SortColumn, fetch_page};
 use super::users::is_unique_violation;
 use super::{map_error, now};
 use crate::domain::artist::timestamp_key;
 use crate::domain::credential::{
     ApiKey, ApiKeySortField, LOGIN_FAILURE_WINDOW, LoginGate, NewApiKey, NewRefreshToken, Rotation,
 };
-use crate::domain::list::{ListQuery, Page, Position};
+use crate::domain::list::{ListQuery, Page};
 use crate::domain::user::Role;
 use crate::domain::validation::search_key;
 use crate::storage::{Entity, StoreError, StoreResult};
@@ -296,35 +296,16 @@ pub(super) async fn list_api_keys(
     pool: &SqlitePool,
     query: &ListQuery<ApiKeySortField, ()>,
 ) -> StoreResult<Page<ApiKey>> {
-    let mut tx = pool.begin().await.map_err(map_error)?;
-    let total: i64 = sqlx::query_scalar("select count(*) from api_key")
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_error)?;
-    let mut select =
-        QueryBuilder::<Sqlite>::new(format!("select {KEY_COLUMNS} from api_key where 1 = 1"));
-    if let Position::After(values) = &query.position {
-        push_seek(&mut select, query.sort.keys(), values, key_column);
-    }
-    push_order_by(&mut select, query.sort.keys(), key_column);
-    push_limit(&mut select, query.page_size + 1, query.offset());
-    let rows = select
-        .build()
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_error)?;
-    tx.commit().await.map_err(map_error)?;
-    let mut items = rows
-        .iter()
-        .map(key_from_row)
-        .collect::<StoreResult<Vec<_>>>()?;
-    let has_next = items.len() > query.page_size as usize;
-    items.truncate(query.page_size as usize);
-    Ok(Page {
-        items,
-        total_items: u64::try_from(total).unwrap_or_default(),
-        has_next,
-    })
+    fetch_page(
+        pool,
+        "api_key",
+        KEY_COLUMNS,
+        query,
+        |_| {},
+        key_column,
+        key_from_row,
+    )
+    .await
 }
 
 pub(super) async fn find_api_key(pool: &SqlitePool, key_hash: &str) -> StoreResult<Option<ApiKey>> {

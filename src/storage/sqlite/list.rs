@@ -5,9 +5,12 @@
 //! page deep in the list costs what the first page costs (each sort has a `(column, id)`
 //! index).
 
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
-use crate::domain::list::{SortKey, SortValue};
+use super::map_error;
+use crate::domain::list::{ListQuery, Page, Position, SortField, SortKey, SortValue};
+use crate::storage::StoreResult;
 
 /// A sortable column: its SQL (a fixed string from a closed enum, never input) and whether
 /// it may be NULL.
@@ -152,4 +155,54 @@ pub(super) fn push_limit(qb: &mut QueryBuilder<Sqlite>, limit: u32, offset: u64)
     qb.push_bind(i64::from(limit));
     qb.push(" offset ");
     qb.push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
+}
+
+/// The page out of `items` fetched with one extra row: the extra row only tells that
+/// another page follows.
+pub(super) fn into_page<T>(mut items: Vec<T>, total: i64, page_size: u32) -> Page<T> {
+    let has_next = items.len() > page_size as usize;
+    items.truncate(page_size as usize);
+    Page {
+        items,
+        total_items: u64::try_from(total).unwrap_or_default(),
+        has_next,
+    }
+}
+
+/// A list query on one table whose sort columns are never NULL: the count and the page in
+/// one read transaction (the same snapshot). `filter` appends ` and ...` conditions to
+/// both statements.
+pub(super) async fn fetch_page<F: SortField, Filter, T>(
+    pool: &SqlitePool,
+    from: &'static str,
+    columns: &'static str,
+    query: &ListQuery<F, Filter>,
+    filter: impl Fn(&mut QueryBuilder<Sqlite>),
+    column: impl Fn(F) -> SortColumn + Copy,
+    from_row: impl Fn(&SqliteRow) -> StoreResult<T>,
+) -> StoreResult<Page<T>> {
+    let mut tx = pool.begin().await.map_err(map_error)?;
+    let mut count = QueryBuilder::<Sqlite>::new(format!("select count(*) from {from} where 1 = 1"));
+    filter(&mut count);
+    let total: i64 = count
+        .build_query_scalar()
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_error)?;
+    let mut select =
+        QueryBuilder::<Sqlite>::new(format!("select {columns} from {from} where 1 = 1"));
+    filter(&mut select);
+    if let Position::After(values) = &query.position {
+        push_seek(&mut select, query.sort.keys(), values, column);
+    }
+    push_order_by(&mut select, query.sort.keys(), column);
+    push_limit(&mut select, query.page_size + 1, query.offset());
+    let rows = select
+        .build()
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_error)?;
+    tx.commit().await.map_err(map_error)?;
+    let items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
+    Ok(into_page(items, total, query.page_size))
 }

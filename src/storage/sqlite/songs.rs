@@ -5,7 +5,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::idempotency::create_once;
 use super::list::{
-    SortColumn, needs_null_tail, push_limit, push_null_tail, push_order_by, push_seek,
+    SortColumn, into_page, needs_null_tail, push_limit, push_null_tail, push_order_by, push_seek,
 };
 use super::{check_precondition, is_foreign_key_violation, map_error, now};
 use crate::domain::artist::ArtistSummary;
@@ -157,7 +157,7 @@ pub(super) async fn list(
         .map_err(map_error)?;
 
     let wanted = query.page_size + 1;
-    let mut items = match &query.position {
+    let items = match &query.position {
         Position::Page(_) => {
             select_page(&mut tx, query, Part::Offset(query.offset()), wanted).await?
         }
@@ -171,14 +171,7 @@ pub(super) async fn list(
         }
     };
     tx.commit().await.map_err(map_error)?;
-
-    let has_next = items.len() > query.page_size as usize;
-    items.truncate(query.page_size as usize);
-    Ok(Page {
-        items,
-        total_items: u64::try_from(total).unwrap_or_default(),
-        has_next,
-    })
+    Ok(into_page(items, total, query.page_size))
 }
 
 async fn get_with(conn: &mut SqliteConnection, id: SongId) -> StoreResult<Song> {

@@ -3,9 +3,9 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
-use super::list::{SortColumn, push_limit, push_order_by, push_seek};
+use super::list::{SortColumn, fetch_page};
 use super::{map_error, now};
-use crate::domain::list::{ListQuery, Page, Position};
+use crate::domain::list::{ListQuery, Page};
 use crate::domain::user::{NewUser, Role, User, UserChanges, UserSortField};
 use crate::storage::{Entity, StoreError, StoreResult};
 
@@ -128,32 +128,7 @@ pub(super) async fn list(
     pool: &SqlitePool,
     query: &ListQuery<UserSortField, ()>,
 ) -> StoreResult<Page<User>> {
-    let mut tx = pool.begin().await.map_err(map_error)?;
-    let total: i64 = sqlx::query_scalar("select count(*) from app_user")
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_error)?;
-    let mut select =
-        QueryBuilder::<Sqlite>::new(format!("select {COLUMNS} from app_user where 1 = 1"));
-    if let Position::After(values) = &query.position {
-        push_seek(&mut select, query.sort.keys(), values, column);
-    }
-    push_order_by(&mut select, query.sort.keys(), column);
-    push_limit(&mut select, query.page_size + 1, query.offset());
-    let rows = select
-        .build()
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_error)?;
-    tx.commit().await.map_err(map_error)?;
-    let mut items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
-    let has_next = items.len() > query.page_size as usize;
-    items.truncate(query.page_size as usize);
-    Ok(Page {
-        items,
-        total_items: u64::try_from(total).unwrap_or_default(),
-        has_next,
-    })
+    fetch_page(pool, "app_user", COLUMNS, query, |_| {}, column, from_row).await
 }
 
 /// Active admins other than `id`.
