@@ -132,7 +132,7 @@ impl App {
     /// Serves until `shutdown` resolves, then: readiness turns 503 at once; new requests
     /// are still accepted for `server.shutdown_delay_secs` (load balancers catch up); the
     /// listener closes; in-flight requests get `server.shutdown_grace_secs` to finish; the
-    /// pool closes.
+    /// admin listener (metrics) closes; the pool closes.
     ///
     /// # Errors
     /// The server failed while serving.
@@ -149,11 +149,7 @@ impl App {
         let delay = settings.server.shutdown_delay();
         let grace = settings.server.shutdown_grace();
         let stop = {
-            let (handle, redirect_handle, admin_handle) = (
-                handle.clone(),
-                redirect_handle.clone(),
-                admin_handle.clone(),
-            );
+            let (handle, redirect_handle) = (handle.clone(), redirect_handle.clone());
             async move {
                 shutdown.await;
                 readiness.start_draining();
@@ -165,8 +161,6 @@ impl App {
                 tracing::info!("no longer accepting connections");
                 redirect_handle.graceful_shutdown(Some(grace));
                 handle.graceful_shutdown(Some(grace));
-                // Metrics stay scrapeable while requests drain.
-                admin_handle.graceful_shutdown(Some(grace));
             }
         };
         let stopper = tokio::spawn(stop);
@@ -224,15 +218,17 @@ impl App {
         };
         let admin = {
             let router = http::admin::router(self.state.clone());
-            let server =
-                axum_server::from_tcp(self.admin_listener.into_std()?)?.handle(admin_handle);
+            let server = axum_server::from_tcp(self.admin_listener.into_std()?)?
+                .handle(admin_handle.clone());
             tokio::spawn(server.serve(router.into_make_service_with_connect_info::<SocketAddr>()))
         };
         let served = serve.await;
         if let Some(redirect) = redirect {
             redirect.abort();
         }
-        admin.abort();
+        // The admin listener closes last, so metrics stay scrapeable while requests drain.
+        admin_handle.graceful_shutdown(Some(Duration::from_secs(1)));
+        let _ = tokio::time::timeout(Duration::from_secs(2), admin).await;
         stopper.abort();
         pruner.abort();
         self.state.store.close().await;

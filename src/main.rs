@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(&settings.log);
+    telemetry::log_panics();
     // Before the runtime starts, and kept until main returns: dropping it flushes events.
     let _sentry = telemetry::sentry::init(&settings);
     block_on(async move {

@@ -32,3 +32,22 @@ pub fn init(settings: &LogSettings) {
         LogFormat::Pretty => builder.try_init(),
     };
 }
+
+/// Replaces Rust's default panic output (several plain-text lines on stderr) with one log
+/// event, so JSON log pipelines stay parseable. Sentry's panic integration, installed
+/// after this, calls it and then reports the panic.
+pub fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-text panic payload".to_owned());
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(panic.message = %message, panic.location = %location, "panicked");
+    }));
+}

@@ -3,8 +3,9 @@
 //! Each request gets its own hub (`sentry_tower::NewSentryLayer`) tagged with its
 //! `request_id`, `route` and `method` ([`tag_request`]); panics are reported by the panic
 //! integration, and 5xx answers by `middleware::problem`. Events carry `environment` and
-//! `release` (`starsongs@<version>+<git sha>`); personal data is off (`send_default_pii`),
-//! so no IP address, cookie or header value is sent.
+//! `release` (`starsongs@<version>+<git sha>`); personal data is off (`send_default_pii`)
+//! and [`scrub`] removes header values, query strings, cookies and bodies that the HTTP
+//! integration would attach, so no IP address, search term or user agent is sent.
 
 use std::str::FromStr;
 
@@ -47,8 +48,31 @@ pub fn init(settings: &Settings) -> Option<sentry::ClientInitGuard> {
         .environment(environment)
         .send_default_pii(false)
         .traces_sample_rate(settings.sentry.traces_sample_rate)
-        .attach_stacktrace(true);
+        .attach_stacktrace(true)
+        .before_send(|event| Some(scrub(event)));
     Some(sentry::init(options))
+}
+
+/// Removes what could identify a person from an event's request: header values (user
+/// agent, `Forwarded` with client addresses), the query string (search terms), cookies,
+/// the body and the environment. Method and path stay; the request id tag finds the rest
+/// in the logs.
+pub fn scrub(mut event: sentry::protocol::Event<'static>) -> sentry::protocol::Event<'static> {
+    if let Some(request) = event.request.as_mut() {
+        request.headers.clear();
+        request.query_string = None;
+        request.cookies = None;
+        request.data = None;
+        request.env.clear();
+        if let Some(url) = request.url.as_mut() {
+            url.set_query(None);
+            url.set_fragment(None);
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+        }
+    }
+    event.user = None;
+    event
 }
 
 /// Tags the request's hub with its request id, route template and method.
@@ -69,4 +93,44 @@ pub async fn tag_request(req: Request, next: Next) -> Response {
         scope.set_tag("method", method);
     });
     next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_lose_headers_queries_and_users() {
+        let mut headers = std::collections::BTreeMap::new();
+        headers.insert("forwarded".to_owned(), "for=203.0.113.9".to_owned());
+        headers.insert("user-agent".to_owned(), "Mozilla/5.0".to_owned());
+        let event = sentry::protocol::Event {
+            request: Some(sentry::protocol::Request {
+                url: "https://api.example.com/v1/artists?q=secret+search"
+                    .parse()
+                    .ok(),
+                method: Some("GET".to_owned()),
+                query_string: Some("q=secret+search".to_owned()),
+                headers,
+                ..Default::default()
+            }),
+            user: Some(sentry::User {
+                ip_address: Some(sentry::protocol::IpAddress::Auto),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+
+        let scrubbed = scrub(event);
+
+        let request = scrubbed.request.unwrap();
+        assert!(request.headers.is_empty());
+        assert_eq!(request.query_string, None);
+        assert_eq!(
+            request.url.unwrap().as_str(),
+            "https://api.example.com/v1/artists"
+        );
+        assert_eq!(request.method.as_deref(), Some("GET"));
+        assert!(scrubbed.user.is_none());
+    }
 }
