@@ -533,6 +533,90 @@ async fn ingest() -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
     (format!("http://public@{address}/1"), received)
 }
 
+/// The first event payload received that satisfies `wanted` (envelopes are a header line,
+/// then item-header / payload line pairs).
+async fn wait_for_event(
+    received: &Arc<Mutex<Vec<Vec<u8>>>>,
+    wanted: impl Fn(&Value) -> bool,
+) -> Option<Value> {
+    for _ in 0..100 {
+        let found = received.lock().unwrap().iter().find_map(|envelope| {
+            let text = String::from_utf8_lossy(envelope).into_owned();
+            let lines: Vec<&str> = text.lines().collect();
+            lines.windows(2).find_map(|pair| {
+                let header: Value = serde_json::from_str(pair[0]).ok()?;
+                let payload: Value = serde_json::from_str(pair[1]).ok()?;
+                (header["type"] == "event" && wanted(&payload)).then_some(payload)
+            })
+        });
+        if found.is_some() {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+#[tokio::test]
+async fn a_5xx_answer_becomes_an_event_without_personal_data() {
+    let (dsn, received) = ingest().await;
+    let service = Service::start(&[
+        ("STARSONGS__SENTRY__DSN", dsn.as_str()),
+        ("STARSONGS__SERVER__REQUEST_TIMEOUT_SECS", "1"),
+        ("STARSONGS__DATABASE__SQLITE_BUSY_TIMEOUT_MS", "10000"),
+    ]);
+    service.create_user("writer", "editor", "a long passphrase!");
+    let http = client();
+    let login: Value = http
+        .post(service.url("/v1/auth/login"))
+        .json(&json!({"username": "writer", "password": "a long passphrase!"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut locker = <sqlx::SqliteConnection as sqlx::Connection>::connect(&service.database_url())
+        .await
+        .unwrap();
+    sqlx::query("begin immediate")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+
+    // The write waits on the other process's lock past the request timeout: 504.
+    let timed_out = http
+        .post(service.url("/v1/artists?note=private-search-term"))
+        .bearer_auth(login["access_token"].as_str().unwrap())
+        .header("x-request-id", "timeout-request-1")
+        .header("user-agent", "personal-agent/1.0")
+        .header("forwarded", "for=198.51.100.77")
+        .json(&json!({"name": "Too Late"}))
+        .send()
+        .await
+        .unwrap();
+    sqlx::query("rollback").execute(&mut locker).await.unwrap();
+    let event = wait_for_event(&received, |e| {
+        e["tags"]["request_id"] == "timeout-request-1"
+    })
+    .await;
+
+    assert_eq!(timed_out.status(), StatusCode::GATEWAY_TIMEOUT);
+    let event = event.expect("the ingest received an event for the 504");
+    assert_eq!(event["tags"]["route"], "/v1/artists", "{event}");
+    assert_eq!(event["tags"]["method"], "POST");
+    assert_eq!(event["tags"]["http.status"], "504");
+    let text = event.to_string();
+    for personal in [
+        "personal-agent",
+        "private-search-term",
+        "198.51.100.77",
+        "Bearer",
+    ] {
+        assert!(!text.contains(personal), "{personal} was sent: {event}");
+    }
+}
+
 #[tokio::test]
 async fn a_panic_becomes_a_500_problem_and_a_tagged_sentry_event_and_the_service_goes_on() {
     let (dsn, received) = ingest().await;
@@ -556,22 +640,7 @@ async fn a_panic_becomes_a_500_problem_and_a_tagged_sentry_event_and_the_service
         .to_owned();
     let body: Value = panicked.json().await.unwrap();
     let still_serving = http.get(service.url("/health/live")).send().await.unwrap();
-    let mut event = None;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        event = received.lock().unwrap().iter().find_map(|envelope| {
-            // An envelope: a header line, then item-header / payload line pairs.
-            let text = String::from_utf8_lossy(envelope).into_owned();
-            let lines: Vec<&str> = text.lines().collect();
-            lines.windows(2).find_map(|pair| {
-                let header: Value = serde_json::from_str(pair[0]).ok()?;
-                (header["type"] == "event").then(|| serde_json::from_str::<Value>(pair[1]).ok())?
-            })
-        });
-        if event.is_some() {
-            break;
-        }
-    }
+    let event = wait_for_event(&received, |_| true).await;
 
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(content_type, "application/problem+json");
