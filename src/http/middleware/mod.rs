@@ -34,8 +34,9 @@ pub use problem::OwnBody;
 pub use request_id::RequestId;
 
 /// Wraps `router` in the stack, outermost first: request id → client IP and scheme →
-/// trace and access log → Sentry hub (tagged with request id, route, method) → metrics →
-/// security headers → problem rendering → panic catcher → CORS →
+/// trace and access log → Sentry hub tagged with request id, route and method (only when
+/// `sentry.dsn` is set) → metrics → security headers → problem rendering → panic
+/// catcher → CORS →
 /// header size → timeout → load shedding → rate limit → handler (whose extractors
 /// authenticate). The body limit is axum's `DefaultBodyLimit`, enforced by the body
 /// extractors (413 for a large `Content-Length` or a long stream).
@@ -46,13 +47,15 @@ pub fn apply(router: Router, state: &AppState) -> Router {
         settings.server.tls.is_enabled(),
     ));
     let in_flight = limits::InFlight(Arc::new(Semaphore::new(settings.server.max_in_flight)));
+    let sentry_on = settings.sentry.dsn.is_some();
     let stack = ServiceBuilder::new()
         .layer(from_fn(request_id::request_id))
         .layer(from_fn_with_state(client_ip, client_ip::client_ip))
         .layer(from_fn(trace::trace))
-        .layer(NewSentryLayer::<Request<Body>>::new_from_top())
-        .layer(SentryHttpLayer::new().enable_transaction())
-        .layer(from_fn(crate::telemetry::sentry::tag_request))
+        // A hub per request only when Sentry is on: it costs an allocation per request.
+        .option_layer(sentry_on.then(NewSentryLayer::<Request<Body>>::new_from_top))
+        .option_layer(sentry_on.then(|| SentryHttpLayer::new().enable_transaction()))
+        .option_layer(sentry_on.then(|| from_fn(crate::telemetry::sentry::tag_request)))
         .layer(from_fn(metrics::record))
         .layer(from_fn(security_headers::security_headers))
         .layer(from_fn(problem::problem))
@@ -82,12 +85,13 @@ pub fn apply_admin(router: Router, state: &AppState) -> Router {
         &state.settings.server.trusted_proxies,
         false,
     ));
+    let sentry_on = state.settings.sentry.dsn.is_some();
     let stack = ServiceBuilder::new()
         .layer(from_fn(request_id::request_id))
         .layer(from_fn_with_state(client_ip, client_ip::client_ip))
         .layer(from_fn(trace::trace))
-        .layer(NewSentryLayer::<Request<Body>>::new_from_top())
-        .layer(from_fn(crate::telemetry::sentry::tag_request))
+        .option_layer(sentry_on.then(NewSentryLayer::<Request<Body>>::new_from_top))
+        .option_layer(sentry_on.then(|| from_fn(crate::telemetry::sentry::tag_request)))
         .layer(from_fn(security_headers::security_headers))
         .layer(from_fn(problem::problem))
         .layer(CatchPanicLayer::custom(panic_response));
