@@ -16,10 +16,11 @@ use crate::config::AuthSettings;
 use crate::domain::credential::{ApiKey, LoginGate, NewApiKey, NewRefreshToken, Rotation};
 use crate::domain::user::{NewUser, Role, User, UserChanges, Username};
 use crate::storage::{DynStore, StoreError};
+use crate::telemetry::metrics::AUTH_ATTEMPTS_TOTAL;
 
 /// Counts one sign-in or refresh attempt in `auth_attempts_total{outcome}`.
 fn attempt(outcome: &'static str) {
-    metrics::counter!("auth_attempts_total", "outcome" => outcome).increment(1);
+    metrics::counter!(AUTH_ATTEMPTS_TOTAL, "outcome" => outcome).increment(1);
 }
 
 /// Longest username kept as-is as a failure-counter key; longer (never valid) names are
@@ -183,6 +184,7 @@ impl Accounts {
     ///
     /// # Errors
     /// [`LoginError`].
+    #[tracing::instrument(name = "auth.login", skip_all)]
     pub async fn login(
         &self,
         username: &str,
@@ -240,6 +242,7 @@ impl Accounts {
     /// # Errors
     /// [`CredentialError::Invalid`] for an unknown, spent, expired or revoked token, or an
     /// inactive account.
+    #[tracing::instrument(name = "auth.refresh", skip_all)]
     pub async fn refresh(&self, token: &SecretString) -> Result<TokenPair, CredentialError> {
         let next = secret::generate(REFRESH_TOKEN_PREFIX).map_err(StoreError::Other)?;
         let rotation = self
@@ -276,6 +279,7 @@ impl Accounts {
     ///
     /// # Errors
     /// [`CredentialError::Invalid`] for a token this service never issued (or long pruned).
+    #[tracing::instrument(name = "auth.logout", skip_all)]
     pub async fn logout(&self, token: &SecretString) -> Result<(), CredentialError> {
         if self
             .store
@@ -293,6 +297,7 @@ impl Accounts {
     /// # Errors
     /// A taken username or email is [`StoreError::Conflict`]; the password is hashed first,
     /// so a taken name costs the same time as a new one.
+    #[tracing::instrument(name = "auth.create_user", skip_all, fields(user.role = %new.role))]
     pub async fn create_user(&self, new: &NewUser) -> Result<User, CredentialError> {
         let hash = self.hasher.hash(new.password.secret()).await?;
         Ok(self.store.insert_user(new, &hash).await?)
@@ -303,6 +308,7 @@ impl Accounts {
     ///
     /// # Errors
     /// As [`crate::storage::Store::update_user`].
+    #[tracing::instrument(name = "auth.update_user", skip_all, fields(user.id = id))]
     pub async fn update_user(
         &self,
         id: i64,
@@ -321,6 +327,7 @@ impl Accounts {
     ///
     /// # Errors
     /// As [`crate::storage::Store::delete_user`].
+    #[tracing::instrument(name = "auth.delete_user", skip_all, fields(user.id = id))]
     pub async fn delete_user(&self, id: i64) -> Result<(), StoreError> {
         self.store.delete_user(id).await?;
         self.grants.forget(&Subject::User(id));
@@ -331,6 +338,7 @@ impl Accounts {
     ///
     /// # Errors
     /// Storage failure.
+    #[tracing::instrument(name = "auth.create_api_key", skip_all, fields(api_key.role = %new.role))]
     pub async fn create_api_key(&self, new: &NewApiKey) -> Result<CreatedApiKey, StoreError> {
         let generated = secret::generate(API_KEY_PREFIX).map_err(StoreError::Other)?;
         let shown: String = generated
@@ -353,6 +361,7 @@ impl Accounts {
     ///
     /// # Errors
     /// As [`crate::storage::Store::delete_api_key`].
+    #[tracing::instrument(name = "auth.revoke_api_key", skip_all, fields(api_key.id = id))]
     pub async fn revoke_api_key(&self, id: i64) -> Result<(), StoreError> {
         self.store.delete_api_key(id).await?;
         self.grants.forget_api_keys();

@@ -22,6 +22,7 @@ use crate::domain::list::{
 };
 use crate::domain::song::{NewSong, Song, SongChanges};
 use crate::domain::user::{NewUser, User, UserChanges, UserSortField};
+use crate::telemetry::metrics::DB_QUERY_DURATION_SECONDS;
 
 /// A store whose operations are timed.
 pub struct MeteredStore {
@@ -38,7 +39,7 @@ impl MeteredStore {
 async fn timed<T>(operation: &'static str, call: impl Future<Output = T>) -> T {
     let started = Instant::now();
     let result = call.await;
-    metrics::histogram!("db_query_duration_seconds", "operation" => operation)
+    metrics::histogram!(DB_QUERY_DURATION_SECONDS, "operation" => operation)
         .record(started.elapsed().as_secs_f64());
     result
 }

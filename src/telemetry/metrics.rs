@@ -25,6 +25,29 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::storage::PoolStats;
 
+/// `http_requests_total`
+pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
+/// `http_request_duration_seconds`
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
+/// `http_requests_in_flight`
+pub const HTTP_REQUESTS_IN_FLIGHT: &str = "http_requests_in_flight";
+/// `db_pool_connections`
+pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
+/// `db_pool_max_connections`
+pub const DB_POOL_MAX_CONNECTIONS: &str = "db_pool_max_connections";
+/// `db_query_duration_seconds`
+pub const DB_QUERY_DURATION_SECONDS: &str = "db_query_duration_seconds";
+/// `rate_limit_rejections_total`
+pub const RATE_LIMIT_REJECTIONS_TOTAL: &str = "rate_limit_rejections_total";
+/// `rate_limit_backend_errors_total`
+pub const RATE_LIMIT_BACKEND_ERRORS_TOTAL: &str = "rate_limit_backend_errors_total";
+/// `load_shed_total`
+pub const LOAD_SHED_TOTAL: &str = "load_shed_total";
+/// `auth_attempts_total`
+pub const AUTH_ATTEMPTS_TOTAL: &str = "auth_attempts_total";
+/// `starsongs_build_info`
+pub const BUILD_INFO: &str = "starsongs_build_info";
+
 /// Histogram buckets in seconds: 0.5 ms to 5 s, roughly ×2.5 apart.
 pub const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -56,7 +79,7 @@ pub fn install() -> &'static PrometheusHandle {
             let process = metrics_process::Collector::default();
             process.describe();
             metrics::gauge!(
-                "starsongs_build_info",
+                BUILD_INFO,
                 "version" => super::VERSION,
                 "git_sha" => super::GIT_SHA
             )
@@ -68,40 +91,37 @@ pub fn install() -> &'static PrometheusHandle {
 
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!("http_requests_total", "HTTP requests answered");
+    describe_counter!(HTTP_REQUESTS_TOTAL, "HTTP requests answered");
     describe_histogram!(
-        "http_request_duration_seconds",
+        HTTP_REQUEST_DURATION_SECONDS,
         Unit::Seconds,
         "Time from request to response head"
     );
-    describe_gauge!("http_requests_in_flight", "HTTP requests being served");
-    describe_gauge!("db_pool_connections", "Database pool connections by state");
-    describe_gauge!("db_pool_max_connections", "Database pool maximum size");
+    describe_gauge!(HTTP_REQUESTS_IN_FLIGHT, "HTTP requests being served");
+    describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections by state");
+    describe_gauge!(DB_POOL_MAX_CONNECTIONS, "Database pool maximum size");
     describe_histogram!(
-        "db_query_duration_seconds",
+        DB_QUERY_DURATION_SECONDS,
         Unit::Seconds,
         "Duration of each store operation (one transaction)"
     );
     describe_counter!(
-        "rate_limit_rejections_total",
+        RATE_LIMIT_REJECTIONS_TOTAL,
         "Requests refused with 429 by the rate limiter"
     );
     describe_counter!(
-        "rate_limit_backend_errors_total",
+        RATE_LIMIT_BACKEND_ERRORS_TOTAL,
         "Rate-limit checks that failed (Redis unreachable or slow)"
     );
     describe_counter!(
-        "load_shed_total",
+        LOAD_SHED_TOTAL,
         "Requests refused with 503 by load shedding"
     );
     describe_counter!(
-        "auth_attempts_total",
+        AUTH_ATTEMPTS_TOTAL,
         "Sign-in and token refresh attempts by outcome"
     );
-    describe_gauge!(
-        "starsongs_build_info",
-        "Version and git commit of this build"
-    );
+    describe_gauge!(BUILD_INFO, "Version and git commit of this build");
 }
 
 /// The exposition text, with pool gauges and process metrics sampled now.
@@ -110,9 +130,9 @@ pub fn render(pool: PoolStats) -> String {
     if let Some(exporter) = exporter {
         exporter.process.collect();
     }
-    metrics::gauge!("db_pool_connections", "state" => "idle").set(f64::from(pool.idle));
-    metrics::gauge!("db_pool_connections", "state" => "in_use")
+    metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "idle").set(f64::from(pool.idle));
+    metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "in_use")
         .set(f64::from(pool.size.saturating_sub(pool.idle)));
-    metrics::gauge!("db_pool_max_connections").set(f64::from(pool.max));
+    metrics::gauge!(DB_POOL_MAX_CONNECTIONS).set(f64::from(pool.max));
     exporter.map_or_else(String::new, |e| e.handle.render())
 }

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 
 use crate::http::error::ApiError;
+use crate::telemetry::metrics::LOAD_SHED_TOTAL;
 
 /// Size of the request line and headers, as sent (near enough: separators counted).
 fn head_size(req: &Request) -> usize {
@@ -46,7 +47,7 @@ pub async fn shed_load(State(in_flight): State<InFlight>, req: Request, next: Ne
     }
     let Ok(_permit) = in_flight.0.try_acquire() else {
         tracing::warn!("load shed: too many requests in flight");
-        metrics::counter!("load_shed_total").increment(1);
+        metrics::counter!(LOAD_SHED_TOTAL).increment(1);
         return ApiError::unavailable(
             "The service is overloaded; retry shortly",
             SHED_RETRY_AFTER_SECS,

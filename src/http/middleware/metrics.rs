@@ -9,7 +9,9 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::telemetry::metrics::UNMATCHED_ROUTE;
+use crate::telemetry::metrics::{
+    HTTP_REQUEST_DURATION_SECONDS, HTTP_REQUESTS_IN_FLIGHT, HTTP_REQUESTS_TOTAL, UNMATCHED_ROUTE,
+};
 
 /// The method label: standard methods by name, anything else as `other` (clients can send
 /// arbitrary method tokens; they must not create series).
@@ -32,7 +34,7 @@ struct InFlight(metrics::Gauge);
 
 impl InFlight {
     fn enter(method: &'static str, route: &str) -> Self {
-        let gauge = metrics::gauge!("http_requests_in_flight", "method" => method, "route" => route.to_owned());
+        let gauge = metrics::gauge!(HTTP_REQUESTS_IN_FLIGHT, "method" => method, "route" => route.to_owned());
         gauge.increment(1.0);
         Self(gauge)
     }
@@ -61,8 +63,8 @@ pub async fn record(req: Request, next: Next) -> Response {
         ("route", route),
         ("status", status),
     ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
+    metrics::counter!(HTTP_REQUESTS_TOTAL, &labels).increment(1);
+    metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, &labels)
         .record(started.elapsed().as_secs_f64());
     response
 }

@@ -17,6 +17,7 @@ use crate::http::auth;
 use crate::http::error::ApiError;
 use crate::ratelimit::{Decision, Scope};
 use crate::state::AppState;
+use crate::telemetry::metrics::{RATE_LIMIT_BACKEND_ERRORS_TOTAL, RATE_LIMIT_REJECTIONS_TOTAL};
 
 const HEADERS: [(&str, &str); 3] = [
     ("ratelimit-limit", "x-ratelimit-limit"),
@@ -66,8 +67,7 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
         }
         Ok(decision) => {
             tracing::info!(rate_limit.scope = scope.as_str(), "rate limit exceeded");
-            metrics::counter!("rate_limit_rejections_total", "scope" => scope.as_str())
-                .increment(1);
+            metrics::counter!(RATE_LIMIT_REJECTIONS_TOTAL, "scope" => scope.as_str()).increment(1);
             let mut response = ApiError::too_many_requests(
                 "Too many requests; slow down and retry after the time in Retry-After",
                 decision.retry_after_secs,
@@ -77,7 +77,7 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
             response
         }
         Err(error) => {
-            metrics::counter!("rate_limit_backend_errors_total").increment(1);
+            metrics::counter!(RATE_LIMIT_BACKEND_ERRORS_TOTAL).increment(1);
             limits.report_failure(&error);
             if limits.fail_open {
                 next.run(req).await

@@ -174,8 +174,8 @@ fn created(location: String, body: impl Serialize) -> Response {
         (status = 422, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_users(
-    _admin: Admin,
     State(state): State<AppState>,
+    _admin: Admin,
     ApiQuery(params): ApiQuery<AdminListParams>,
 ) -> Result<Json<ListEnvelope<UserOut>>, ApiError> {
     let request = ListRequest::<UserSortField, ()>::parse(
@@ -199,8 +199,8 @@ async fn list_users(
         (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_user(
-    _admin: Admin,
     State(state): State<AppState>,
+    _admin: Admin,
     ApiJson(input): ApiJson<CreateUserInput>,
 ) -> Result<Response, ApiError> {
     let mut errors = ValidationErrors::new();
@@ -241,8 +241,8 @@ async fn create_user(
         (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn get_user(
-    _admin: Admin,
     State(state): State<AppState>,
+    _admin: Admin,
     ApiPath(id): ApiPath<RecordId>,
 ) -> Result<Json<UserOut>, ApiError> {
     Ok(Json(state.store.get_user(id.get()).await?.into()))
@@ -265,8 +265,8 @@ async fn get_user(
         (status = 422, description = "Invalid id or field", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn patch_user(
-    _admin: Admin,
     State(state): State<AppState>,
+    _admin: Admin,
     ApiPath(id): ApiPath<RecordId>,
     ApiJson(input): ApiJson<PatchUserInput>,
 ) -> Result<Json<UserOut>, ApiError> {
@@ -326,8 +326,8 @@ async fn patch_user(
         (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn delete_user(
-    _admin: Admin,
     State(state): State<AppState>,
+    _admin: Admin,
     ApiPath(id): ApiPath<RecordId>,
 ) -> Result<StatusCode, ApiError> {
     state.accounts.delete_user(id.get()).await?;
@@ -341,8 +341,8 @@ async fn delete_user(
         (status = 422, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_api_keys(
-    _admin: Admin,
     State(state): State<AppState>,
+    _admin: Admin,
     ApiQuery(params): ApiQuery<AdminListParams>,
 ) -> Result<Json<ListEnvelope<ApiKeyOut>>, ApiError> {
     let request = ListRequest::<ApiKeySortField, ()>::parse(
@@ -365,8 +365,8 @@ async fn list_api_keys(
         (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_api_key(
-    _admin: Admin,
     State(state): State<AppState>,
+    _admin: Admin,
     ApiJson(input): ApiJson<CreateApiKeyInput>,
 ) -> Result<Response, ApiError> {
     let new = NewApiKey::parse(&input.name, &input.role)?;
@@ -400,8 +400,8 @@ async fn create_api_key(
         (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn delete_api_key(
-    _admin: Admin,
     State(state): State<AppState>,
+    _admin: Admin,
     ApiPath(id): ApiPath<RecordId>,
 ) -> Result<StatusCode, ApiError> {
     state.accounts.revoke_api_key(id.get()).await?;

@@ -136,8 +136,8 @@ fn artist_location(artist: &Artist) -> String {
         (status = 422, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_artists(
-    _reader: Reader,
     State(store): State<DynStore>,
+    _reader: Reader,
     ApiQuery(params): ApiQuery<ArtistListParams>,
 ) -> Result<Json<ListEnvelope<ArtistOut>>, ApiError> {
     let mut errors = ValidationErrors::new();
@@ -166,8 +166,8 @@ pub async fn list_artists(
         (status = 422, description = "Invalid field, or Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_artist(
-    editor: Editor,
     State(store): State<DynStore>,
+    editor: Editor,
     idempotency_key: IdempotencyKeyHeader,
     ApiJson(input): ApiJson<ArtistInput>,
 ) -> Result<Response, ApiError> {
@@ -209,8 +209,8 @@ pub async fn create_artist(
         (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_artist(
-    _reader: Reader,
     State(store): State<DynStore>,
+    _reader: Reader,
     ApiPath(id): ApiPath<ArtistId>,
     if_none_match: IfNoneMatch,
 ) -> Result<Response, ApiError> {
@@ -235,8 +235,8 @@ pub async fn get_artist(
         (status = 422, description = "Invalid id or field", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn replace_artist(
-    _editor: Editor,
     State(store): State<DynStore>,
+    _editor: Editor,
     ApiPath(id): ApiPath<ArtistId>,
     if_match: IfMatch,
     ApiJson(input): ApiJson<ArtistInput>,
@@ -264,8 +264,8 @@ pub async fn replace_artist(
         (status = 422, description = "Invalid id or field", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn patch_artist(
-    _editor: Editor,
     State(store): State<DynStore>,
+    _editor: Editor,
     ApiPath(id): ApiPath<ArtistId>,
     if_match: IfMatch,
     ApiJson(patch): ApiJson<ArtistPatch>,
@@ -291,8 +291,8 @@ pub async fn patch_artist(
         (status = 422, description = "Invalid id or parameter", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_artist(
-    editor: Editor,
     State(store): State<DynStore>,
+    editor: Editor,
     ApiPath(id): ApiPath<ArtistId>,
     ApiQuery(params): ApiQuery<DeleteArtistParams>,
     if_match: IfMatch,
@@ -318,8 +318,8 @@ pub async fn delete_artist(
         (status = 422, description = "Invalid id or parameter", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_artist_songs(
-    _reader: Reader,
     State(store): State<DynStore>,
+    _reader: Reader,
     ApiPath(id): ApiPath<ArtistId>,
     ApiQuery(params): ApiQuery<ArtistSongsParams>,
 ) -> Result<Json<ListEnvelope<SongOut>>, ApiError> {

@@ -305,8 +305,8 @@ fn song_location(song: &Song) -> String {
         (status = 422, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_songs(
-    _reader: Reader,
     State(store): State<DynStore>,
+    _reader: Reader,
     ApiQuery(params): ApiQuery<SongListParams>,
 ) -> Result<Json<ListEnvelope<SongOut>>, ApiError> {
     let request = params.into_request("songs")?;
@@ -332,8 +332,8 @@ pub async fn list_songs(
         (status = 422, description = "Invalid field, or Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_song(
-    editor: Editor,
     State(store): State<DynStore>,
+    editor: Editor,
     idempotency_key: IdempotencyKeyHeader,
     ApiJson(input): ApiJson<SongInput>,
 ) -> Result<Response, ApiError> {
@@ -370,8 +370,8 @@ pub async fn create_song(
         (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_song(
-    _reader: Reader,
     State(store): State<DynStore>,
+    _reader: Reader,
     ApiPath(id): ApiPath<SongId>,
     if_none_match: IfNoneMatch,
 ) -> Result<Response, ApiError> {
@@ -397,8 +397,8 @@ pub async fn get_song(
         (status = 422, description = "Invalid id or field", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn replace_song(
-    _editor: Editor,
     State(store): State<DynStore>,
+    _editor: Editor,
     ApiPath(id): ApiPath<SongId>,
     if_match: IfMatch,
     ApiJson(input): ApiJson<SongInput>,
@@ -426,8 +426,8 @@ pub async fn replace_song(
         (status = 422, description = "Invalid id or field", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn patch_song(
-    _editor: Editor,
     State(store): State<DynStore>,
+    _editor: Editor,
     ApiPath(id): ApiPath<SongId>,
     if_match: IfMatch,
     ApiJson(patch): ApiJson<SongPatch>,
@@ -451,8 +451,8 @@ pub async fn patch_song(
         (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_song(
-    _editor: Editor,
     State(store): State<DynStore>,
+    _editor: Editor,
     ApiPath(id): ApiPath<SongId>,
     if_match: IfMatch,
 ) -> Result<StatusCode, ApiError> {
