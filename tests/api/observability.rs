@@ -17,6 +17,9 @@ use tokio::net::TcpListener;
 
 use crate::harness::client;
 
+/// Password of the editors `Service::editor_token` creates.
+const EDITOR_PASSWORD: &str = "a long passphrase!";
+
 /// A `starsongs serve` process with JSON logs collected from stderr.
 struct Service {
     child: Child,
@@ -103,6 +106,21 @@ impl Service {
             .unwrap()
     }
 
+    /// Creates an editor through the CLI and signs it in; returns its access token.
+    async fn editor_token(&self, username: &str) -> String {
+        self.create_user(username, "editor", EDITOR_PASSWORD);
+        let pair: Value = client()
+            .post(self.url("/v1/auth/login"))
+            .json(&json!({"username": username, "password": EDITOR_PASSWORD}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        pair["access_token"].as_str().unwrap().to_owned()
+    }
+
     /// Creates an account through the CLI against the same database.
     fn create_user(&self, username: &str, role: &str, password: &str) {
         use std::io::Write;
@@ -154,21 +172,12 @@ fn access_lines<'a>(lines: &'a [Value], request_id: &str) -> Vec<&'a Value> {
 #[tokio::test]
 async fn every_request_gets_exactly_one_access_line_with_its_fields() {
     let service = Service::start(&[("STARSONGS__LOG__LEVEL", "debug")]);
-    service.create_user("logger", "editor", "a long passphrase!");
-    let login: Value = client()
-        .post(service.url("/v1/auth/login"))
-        .json(&json!({"username": "logger", "password": "a long passphrase!"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = service.editor_token("logger").await;
     let user_id = 1;
 
     let response = client()
         .post(service.url("/v1/artists"))
-        .bearer_auth(login["access_token"].as_str().unwrap())
+        .bearer_auth(&token)
         .header("x-request-id", "obs-access-1")
         .header("user-agent", "observability-test/1.0")
         .json(&json!({"name": "Logged"}))
@@ -177,7 +186,7 @@ async fn every_request_gets_exactly_one_access_line_with_its_fields() {
         .unwrap();
     let missing = client()
         .get(service.url("/v1/artists/77"))
-        .bearer_auth(login["access_token"].as_str().unwrap())
+        .bearer_auth(&token)
         .header("x-request-id", "obs-access-2")
         .send()
         .await
@@ -421,18 +430,8 @@ async fn readiness_follows_the_database_and_liveness_never_asks_it() {
         ("STARSONGS__DATABASE__MAX_CONNECTIONS", "1"),
         ("STARSONGS__DATABASE__SQLITE_BUSY_TIMEOUT_MS", "10000"),
     ]);
-    service.create_user("writer", "editor", "a long passphrase!");
+    let token = service.editor_token("writer").await;
     let http = client();
-    let login: Value = http
-        .post(service.url("/v1/auth/login"))
-        .json(&json!({"username": "writer", "password": "a long passphrase!"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap().to_owned();
     let ready = |http: Client| {
         let url = service.url("/health/ready");
         async move { http.get(url).send().await.unwrap() }
@@ -565,17 +564,8 @@ async fn a_5xx_answer_becomes_an_event_without_personal_data() {
         ("STARSONGS__SERVER__REQUEST_TIMEOUT_SECS", "1"),
         ("STARSONGS__DATABASE__SQLITE_BUSY_TIMEOUT_MS", "10000"),
     ]);
-    service.create_user("writer", "editor", "a long passphrase!");
+    let token = service.editor_token("writer").await;
     let http = client();
-    let login: Value = http
-        .post(service.url("/v1/auth/login"))
-        .json(&json!({"username": "writer", "password": "a long passphrase!"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     let mut locker = <sqlx::SqliteConnection as sqlx::Connection>::connect(&service.database_url())
         .await
         .unwrap();
@@ -587,7 +577,7 @@ async fn a_5xx_answer_becomes_an_event_without_personal_data() {
     // The write waits on the other process's lock past the request timeout: 504.
     let timed_out = http
         .post(service.url("/v1/artists?note=private-search-term"))
-        .bearer_auth(login["access_token"].as_str().unwrap())
+        .bearer_auth(&token)
         .header("x-request-id", "timeout-request-1")
         .header("user-agent", "personal-agent/1.0")
         .header("forwarded", "for=198.51.100.77")
@@ -674,21 +664,12 @@ async fn a_panic_becomes_a_500_problem_and_a_tagged_sentry_event_and_the_service
 #[tokio::test]
 async fn slow_statements_are_logged_at_warn_without_their_values() {
     let service = Service::start(&[("STARSONGS__DATABASE__SLOW_QUERY_MS", "0")]);
-    service.create_user("writer", "editor", "a long passphrase!");
+    let token = service.editor_token("writer").await;
     let http = client();
-    let login: Value = http
-        .post(service.url("/v1/auth/login"))
-        .json(&json!({"username": "writer", "password": "a long passphrase!"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
 
     let created = http
         .post(service.url("/v1/artists"))
-        .bearer_auth(login["access_token"].as_str().unwrap())
+        .bearer_auth(&token)
         .header("x-request-id", "slow-1")
         .json(&json!({"name": "Bound-Value-7Q"}))
         .send()
