@@ -44,8 +44,12 @@ impl App {
                 tracing::info!(db.migrations = ?applied, "migrations applied");
             }
         }
-        if settings.database.seed_demo_data && store.seed_demo_data().await? {
-            tracing::info!("demo data seeded");
+        if settings.database.seed_demo_data {
+            let catalog = crate::domain::demo::catalog()
+                .map_err(|e| anyhow::anyhow!("the demo catalog is invalid: {e}"))?;
+            if store.seed_demo_data(&catalog).await? {
+                tracing::info!("demo data seeded");
+            }
         }
         let address = (settings.server.host.as_str(), settings.server.port);
         let listener = TcpListener::bind(address)

@@ -131,6 +131,7 @@ pub fn print_openapi() -> ExitCode {
 pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve => {
+            let stop = shutdown::signal();
             let app = App::build(settings).await?;
             tracing::info!(
                 address = %app.local_addr()?,
@@ -139,7 +140,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
                 git_sha = crate::telemetry::GIT_SHA,
                 "listening"
             );
-            app.run(shutdown::signal()).await?;
+            app.run(stop).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { action } => migrate(action, &settings).await,
@@ -242,6 +243,12 @@ async fn backup(to: &std::path::Path, settings: &Settings) -> anyhow::Result<Exi
     let store = storage::connect(&settings.database).await?;
     let result = store.backup_to(to).await;
     store.close().await;
+    if let Err(storage::StoreError::Unsupported { backend, .. }) = &result {
+        anyhow::bail!(
+            "`starsongs backup` copies SQLite databases only; for {backend} use the database's \
+             own tools (OPERATIONS.md, \"Backup and restore\")"
+        );
+    }
     result.with_context(|| format!("writing the backup to {}", to.display()))?;
     let size = std::fs::metadata(to).map(|m| m.len()).unwrap_or_default();
     println!("backup written to {} ({size} bytes)", to.display());

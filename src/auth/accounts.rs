@@ -14,8 +14,8 @@ use super::password::PasswordHasher;
 use super::secret::{self, API_KEY_PREFIX, API_KEY_SHOWN_CHARS, REFRESH_TOKEN_PREFIX};
 use crate::config::AuthSettings;
 use crate::domain::credential::{ApiKey, LoginGate, NewApiKey, NewRefreshToken, Rotation};
-use crate::domain::user::{NewUser, Role, User, UserChanges, Username};
-use crate::storage::{DynStore, StoreError};
+use crate::domain::user::{NewUser, Role, User, UserChanges, Username, UsernameKey};
+use crate::storage::{ConflictKind, DynStore, StoreError};
 use crate::telemetry::metrics::AUTH_ATTEMPTS_TOTAL;
 
 /// Counts one sign-in or refresh attempt in `auth_attempts_total{outcome}`.
@@ -23,18 +23,10 @@ fn attempt(outcome: &'static str) {
     metrics::counter!(AUTH_ATTEMPTS_TOTAL, "outcome" => outcome).increment(1);
 }
 
-/// Longest username kept as-is as a failure-counter key; longer (never valid) names are
-/// counted under their digest, so junk input cannot grow the table's rows.
-const MAX_FAILURE_KEY_CHARS: usize = 64;
-
-/// The key failed logins are counted under: the case-folded username.
-fn failure_key(username: &str) -> String {
-    let folded = username.to_ascii_lowercase();
-    if folded.len() <= MAX_FAILURE_KEY_CHARS {
-        folded
-    } else {
-        format!("sha256:{}", secret::digest(&folded))
-    }
+/// The key failed logins are counted under: the case-folded username (a digest for names
+/// too long to be valid).
+fn failure_key(username: &str) -> UsernameKey {
+    UsernameKey::fold(username)
 }
 
 /// Who is making a request.
@@ -197,7 +189,7 @@ impl Accounts {
         }
         // A name that cannot exist is not looked up, but is verified all the same.
         let found = match Username::parse(username) {
-            Ok(_) => self.store.find_user_by_username(username).await?,
+            Ok(valid) => self.store.find_user_by_username(&valid.key()).await?,
             Err(_) => None,
         };
         let hash = found.as_ref().map(|(_, hash)| hash.as_str());
@@ -439,10 +431,12 @@ impl Accounts {
         let new = NewUser::parse("admin", "admin@starsongs.invalid", &password, Role::Admin)
             .map_err(|e| anyhow::anyhow!("the development admin is invalid: {e}"))?;
         self.create_user(&new).await.map_err(|e| match e {
-            CredentialError::Store(StoreError::Conflict(_)) => anyhow::anyhow!(
-                "an account named `admin` exists but is not an active admin; \
+            CredentialError::Store(StoreError::Conflict(ConflictKind::UsernameOrEmailTaken)) => {
+                anyhow::anyhow!(
+                    "an account named `admin` exists but is not an active admin; \
                  use `starsongs user create` to make one"
-            ),
+                )
+            }
             other => anyhow::anyhow!(other),
         })?;
         Ok(Some(("admin".to_owned(), password)))
@@ -455,11 +449,11 @@ mod tests {
 
     #[test]
     fn failure_keys_fold_case_and_bound_their_length() {
-        assert_eq!(failure_key("Ziggy"), "ziggy");
+        assert_eq!(failure_key("Ziggy").as_str(), "ziggy");
         let long = failure_key(&"X".repeat(10_000));
         assert!(
-            long.starts_with("sha256:") && long.len() == 7 + 64,
-            "{long}"
+            long.as_str().starts_with("sha256:") && long.as_str().len() == 7 + 64,
+            "{long:?}"
         );
         assert_eq!(long, failure_key(&"x".repeat(10_000)));
     }

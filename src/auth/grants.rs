@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::domain::credential::SecretDigest;
 use crate::domain::user::Role;
 
 /// Default of `auth.grant_cache_secs`: how long a grant is trusted before it is read
@@ -27,7 +28,7 @@ pub enum Subject {
     /// An account, by id.
     User(i64),
     /// An API key, by the digest of its secret.
-    ApiKey(String),
+    ApiKey(SecretDigest),
 }
 
 /// The current grant of a subject: its role, or `None` when it may do nothing.
@@ -110,11 +111,14 @@ mod tests {
     fn entries_expire_and_can_be_forgotten() {
         let cache = GrantCache::new(Duration::from_millis(50));
         cache.put(Subject::User(1), Some((1, Role::Admin)));
-        cache.put(Subject::ApiKey("d".into()), Some((2, Role::Viewer)));
+        cache.put(
+            Subject::ApiKey(SecretDigest::of("d")),
+            Some((2, Role::Viewer)),
+        );
 
         assert_eq!(cache.get(&Subject::User(1)), Some(Some((1, Role::Admin))));
         cache.forget_api_keys();
-        assert_eq!(cache.get(&Subject::ApiKey("d".into())), None);
+        assert_eq!(cache.get(&Subject::ApiKey(SecretDigest::of("d"))), None);
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(cache.get(&Subject::User(1)), None);
     }

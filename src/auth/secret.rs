@@ -9,7 +9,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
+
+use crate::domain::credential::SecretDigest;
 
 /// Prefix of refresh tokens (lets secret scanners recognise a leaked one).
 pub const REFRESH_TOKEN_PREFIX: &str = "ssr_";
@@ -23,8 +24,8 @@ pub const API_KEY_SHOWN_CHARS: usize = 12;
 pub struct Generated {
     /// The secret, to hand to the client once.
     pub secret: SecretString,
-    /// SHA-256 of the secret (hex), to store.
-    pub digest: String,
+    /// SHA-256 of the secret, to store.
+    pub digest: SecretDigest,
 }
 
 /// `bytes` random bytes from the OS.
@@ -59,16 +60,13 @@ pub fn generate_password() -> anyhow::Result<SecretString> {
     Ok(SecretString::from(URL_SAFE_NO_PAD.encode(bytes)))
 }
 
-/// SHA-256 of `secret`, lowercase hex.
-pub fn digest(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// SHA-256 of `secret`.
+pub fn digest(secret: &str) -> SecretDigest {
+    SecretDigest::of(secret)
 }
 
 /// SHA-256 of a secret held in a [`SecretString`].
-pub fn digest_secret(secret: &SecretString) -> String {
+pub fn digest_secret(secret: &SecretString) -> SecretDigest {
     digest(secret.expose_secret())
 }
 
@@ -85,8 +83,8 @@ mod tests {
         assert!(text.starts_with("ssk_") && text.len() == 4 + 43, "{text}");
         assert_ne!(text, b.secret.expose_secret());
         assert_eq!(a.digest, digest(text));
-        assert_eq!(a.digest.len(), 64);
-        assert!(!a.digest.contains(&text[4..]));
+        assert_eq!(a.digest.as_str().len(), 64);
+        assert!(!a.digest.as_str().contains(&text[4..]));
     }
 
     #[test]

@@ -173,8 +173,8 @@ pub enum SqliteSynchronous {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
-    /// `sqlite://path?mode=rwc` and, in later versions, server databases. Secret: a URL
-    /// may carry a password.
+    /// `sqlite://path?mode=rwc`, `postgres://user:pass@host:5432/db?sslmode=verify-full`
+    /// (or `postgresql://`). Secret: a URL may carry a password.
     pub url: Option<SecretString>,
     /// Pool maximum.
     pub max_connections: u32,
@@ -196,6 +196,9 @@ pub struct DatabaseSettings {
     pub slow_query_ms: u64,
     /// How long SQLite waits on a locked database before giving up.
     pub sqlite_busy_timeout_ms: u64,
+    /// Server databases cancel any statement running longer than this (PostgreSQL
+    /// `statement_timeout`); the request gets 503. 0 turns the bound off.
+    pub statement_timeout_ms: u64,
 }
 
 impl DatabaseSettings {

@@ -105,7 +105,7 @@ impl Sortable<ArtistSortField> for Artist {
         match field {
             ArtistSortField::Id => SortValue::Int(self.id.get()),
             ArtistSortField::Name => SortValue::Text(self.name.clone()),
-            ArtistSortField::CreatedAt => SortValue::Text(timestamp_key(&self.created_at)),
+            ArtistSortField::CreatedAt => SortValue::Timestamp(self.created_at),
         }
     }
 }
@@ -117,12 +117,6 @@ pub struct ArtistSummary {
     pub id: ArtistId,
     /// The artist's name.
     pub name: String,
-}
-
-/// Fixed-width UTC text form of a timestamp (microsecond precision), so that text order is
-/// time order on every backend. Used for storage and as a cursor key.
-pub fn timestamp_key(at: &DateTime<Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 #[cfg(test)]
@@ -149,18 +143,5 @@ mod tests {
             .unwrap()
             .apply(&current);
         assert_eq!(renamed.name.as_str(), "Freddie");
-    }
-
-    #[test]
-    fn timestamp_key_is_fixed_width() {
-        let whole = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
-            .unwrap()
-            .to_utc();
-        let fraction = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.5Z")
-            .unwrap()
-            .to_utc();
-
-        assert_eq!(timestamp_key(&whole), "2026-01-02T03:04:05.000000Z");
-        assert!(timestamp_key(&whole) < timestamp_key(&fraction));
     }
 }

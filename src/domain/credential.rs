@@ -4,16 +4,43 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::artist::timestamp_key;
 use super::list::{SortField, SortKind, SortValue, Sortable};
 use super::user::Role;
-use super::validation::{FieldError, ValidationErrors, short_text};
+use super::validation::{FieldError, ValidationErrors, search_key, short_text};
 
 /// Failed logins for one username that trigger the lockout (API.md).
 pub const MAX_LOGIN_FAILURES: u32 = 5;
 /// The window in which failures are counted, and how long the lockout lasts after the
 /// last failure.
 pub const LOGIN_FAILURE_WINDOW: Duration = Duration::minutes(15);
+
+/// The SHA-256 digest (lowercase hex) of a refresh token or API key: all the database
+/// keeps of a secret, and how a presented secret is found.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SecretDigest(String);
+
+impl SecretDigest {
+    /// The digest of `secret`.
+    pub fn of(secret: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        Self(
+            Sha256::digest(secret.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        )
+    }
+
+    /// A digest read back from storage.
+    pub fn from_stored(hex: String) -> Self {
+        Self(hex)
+    }
+
+    /// The hex text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// A validated API key request: a name for people and a role (viewer or editor).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +111,8 @@ impl SortField for ApiKeySortField {
     fn kind(self) -> SortKind {
         match self {
             Self::Id => SortKind::Int,
-            Self::Name | Self::CreatedAt => SortKind::Text,
+            Self::Name => SortKind::Text,
+            Self::CreatedAt => SortKind::Timestamp,
         }
     }
 }
@@ -93,8 +121,8 @@ impl Sortable<ApiKeySortField> for ApiKey {
     fn sort_value(&self, field: ApiKeySortField) -> SortValue {
         match field {
             ApiKeySortField::Id => SortValue::Int(self.id),
-            ApiKeySortField::Name => SortValue::Text(self.name.to_lowercase()),
-            ApiKeySortField::CreatedAt => SortValue::Text(timestamp_key(&self.created_at)),
+            ApiKeySortField::Name => SortValue::Text(search_key(&self.name)),
+            ApiKeySortField::CreatedAt => SortValue::Timestamp(self.created_at),
         }
     }
 }
@@ -102,8 +130,8 @@ impl Sortable<ApiKeySortField> for ApiKey {
 /// A refresh token to store: the digest of the secret, never the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRefreshToken {
-    /// SHA-256 of the token (hex).
-    pub token_hash: String,
+    /// Digest of the token.
+    pub token_hash: SecretDigest,
     /// The login this token descends from.
     pub family_id: String,
     /// Owner.

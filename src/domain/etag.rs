@@ -27,6 +27,28 @@ impl fmt::Display for EntityTag {
     }
 }
 
+/// The row versions a write may replace: what an `If-Match` means to a store. A write
+/// whose row has another version changes nothing and fails with a precondition error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedVersions(Vec<i64>);
+
+impl ExpectedVersions {
+    /// Exactly these versions.
+    pub fn new(versions: Vec<i64>) -> Self {
+        Self(versions)
+    }
+
+    /// The accepted versions (possibly none).
+    pub fn versions(&self) -> &[i64] {
+        &self.0
+    }
+
+    /// Whether `version` is accepted.
+    pub fn admits(&self, version: i64) -> bool {
+        self.0.contains(&version)
+    }
+}
+
 /// A parsed `If-Match` or `If-None-Match` header value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Precondition {
@@ -72,6 +94,27 @@ impl Precondition {
         }
     }
 
+    /// The versions of resource `id` that this `If-Match` accepts, for a store's
+    /// conditional write (`... where id = $1 and version = any($2)`): `None` for `*`, which
+    /// any current version satisfies. Weak tags and tags of other resources never match a
+    /// strong comparison, so they add no version; an empty list matches nothing.
+    pub fn expected_versions(&self, id: i64) -> Option<ExpectedVersions> {
+        match self {
+            Self::Any => None,
+            Self::Tags(tags) => Some(ExpectedVersions(
+                tags.iter()
+                    .filter_map(|tag| {
+                        let (tag_id, version) =
+                            tag.strip_prefix('"')?.strip_suffix('"')?.split_once('.')?;
+                        (tag_id.parse::<i64>().ok()? == id)
+                            .then(|| version.parse::<i64>().ok())
+                            .flatten()
+                    })
+                    .collect(),
+            )),
+        }
+    }
+
     /// Weak comparison, as `If-None-Match` requires: `W/"x"` matches `"x"`.
     pub fn matches_weak(&self, current: &EntityTag) -> bool {
         match self {
@@ -107,6 +150,21 @@ mod tests {
         for bad in ["", "1.1", "\"unterminated", "W/", "\"a\"b\"", ","] {
             assert_eq!(Precondition::parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn expected_versions_keep_only_strong_tags_of_this_resource() {
+        let precondition = Precondition::parse(r#""7.3", W/"7.4", "8.5", "7.x", "7.9""#).unwrap();
+
+        assert_eq!(
+            precondition.expected_versions(7),
+            Some(ExpectedVersions::new(vec![3, 9]))
+        );
+        assert_eq!(
+            precondition.expected_versions(1),
+            Some(ExpectedVersions::new(vec![]))
+        );
+        assert_eq!(Precondition::Any.expected_versions(7), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Parsing lives here so every backend receives the same validated request; the cursor's
 //! wire encoding lives in `http::cursor`.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::ids::ArtistId;
 use super::song::parse_date;
@@ -19,14 +19,22 @@ pub const MAX_PAGE: u32 = i32::MAX as u32;
 pub const MAX_QUERY_CHARS: usize = 256;
 
 /// A value of one sort key of one item, as carried in a cursor.
+///
+/// Values are typed: a backend binds each as its own column type (a PostgreSQL seek binds a
+/// timestamp as `timestamptz`), and any text encoding belongs to the cursor codec or to the
+/// backend that stores text.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SortValue {
     /// Integer column (ids).
     Int(i64),
-    /// Floating-point column (distance).
+    /// Floating-point column (distance); compared bit for bit after a round trip.
     Float(f64),
-    /// Text column (names, titles, ISO dates and fixed-width timestamps).
+    /// Text column (names, titles, case-folded keys), ordered by Unicode code point.
     Text(String),
+    /// Timestamp column (`created_at`), microsecond precision.
+    Timestamp(DateTime<Utc>),
+    /// Date column (`release_date`).
+    Date(NaiveDate),
     /// SQL NULL; sorts after every value in both directions.
     Null,
 }
@@ -38,8 +46,10 @@ pub enum SortKind {
     Int,
     /// Never null text.
     Text,
-    /// Text or null.
-    NullableText,
+    /// Never null timestamp.
+    Timestamp,
+    /// Date or null.
+    NullableDate,
     /// Float or null.
     NullableFloat,
 }
@@ -50,15 +60,17 @@ impl SortKind {
         matches!(
             (self, value),
             (Self::Int, SortValue::Int(_))
-                | (Self::Text | Self::NullableText, SortValue::Text(_))
+                | (Self::Text, SortValue::Text(_))
+                | (Self::Timestamp, SortValue::Timestamp(_))
+                | (Self::NullableDate, SortValue::Date(_))
                 | (Self::NullableFloat, SortValue::Float(_))
-                | (Self::NullableText | Self::NullableFloat, SortValue::Null)
+                | (Self::NullableDate | Self::NullableFloat, SortValue::Null)
         )
     }
 
     /// Whether the column may hold NULL.
     pub fn is_nullable(self) -> bool {
-        matches!(self, Self::NullableText | Self::NullableFloat)
+        matches!(self, Self::NullableDate | Self::NullableFloat)
     }
 }
 
@@ -106,7 +118,8 @@ impl SortField for ArtistSortField {
     fn kind(self) -> SortKind {
         match self {
             Self::Id => SortKind::Int,
-            Self::Name | Self::CreatedAt => SortKind::Text,
+            Self::Name => SortKind::Text,
+            Self::CreatedAt => SortKind::Timestamp,
         }
     }
 }
@@ -149,8 +162,9 @@ impl SortField for SongSortField {
     fn kind(self) -> SortKind {
         match self {
             Self::Id => SortKind::Int,
-            Self::Title | Self::CreatedAt => SortKind::Text,
-            Self::ReleaseDate => SortKind::NullableText,
+            Self::Title => SortKind::Text,
+            Self::CreatedAt => SortKind::Timestamp,
+            Self::ReleaseDate => SortKind::NullableDate,
             Self::Distance => SortKind::NullableFloat,
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod artist;
 pub mod credential;
+pub mod demo;
 pub mod etag;
 pub mod idempotency;
 pub mod ids;

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::artist::{ArtistSummary, timestamp_key};
+use super::artist::ArtistSummary;
 use super::etag::EntityTag;
 use super::ids::{ArtistId, SongId};
 use super::list::{SongSortField, SortValue, Sortable};
@@ -320,11 +320,11 @@ impl Sortable<SongSortField> for Song {
         match field {
             SongSortField::Id => SortValue::Int(self.id.get()),
             SongSortField::Title => SortValue::Text(self.title.clone()),
-            SongSortField::ReleaseDate => self.release_date.map_or(SortValue::Null, |d| {
-                SortValue::Text(d.format("%Y-%m-%d").to_string())
-            }),
+            SongSortField::ReleaseDate => {
+                self.release_date.map_or(SortValue::Null, SortValue::Date)
+            }
             SongSortField::Distance => self.distance.map_or(SortValue::Null, SortValue::Float),
-            SongSortField::CreatedAt => SortValue::Text(timestamp_key(&self.created_at)),
+            SongSortField::CreatedAt => SortValue::Timestamp(self.created_at),
         }
     }
 }

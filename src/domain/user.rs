@@ -8,7 +8,6 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::artist::timestamp_key;
 use super::list::{SortField, SortKind, SortValue, Sortable};
 use super::validation::{FieldError, ValidationErrors};
 
@@ -90,8 +89,40 @@ impl Username {
     }
 
     /// The case-folded form that uniqueness and lookups use.
-    pub fn key(&self) -> String {
-        self.0.to_ascii_lowercase()
+    pub fn key(&self) -> UsernameKey {
+        UsernameKey::fold(&self.0)
+    }
+}
+
+/// Longest folded name kept as-is in a [`UsernameKey`]; longer (never valid) names are
+/// kept as their digest, so junk input cannot grow a table's rows.
+const MAX_USERNAME_KEY_CHARS: usize = 64;
+
+/// The case-folded form of a presented username, the one place case folding of usernames
+/// happens: unique keys, lookups and failed-login counters all use it, on every backend.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UsernameKey(String);
+
+impl UsernameKey {
+    /// Folds any presented name, valid or not (ASCII lowercase: valid usernames are ASCII).
+    /// A name longer than 64 bytes becomes `sha256:<hex>` of its folded form.
+    pub fn fold(raw: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let folded = raw.to_ascii_lowercase();
+        if folded.len() <= MAX_USERNAME_KEY_CHARS {
+            Self(folded)
+        } else {
+            let hex: String = Sha256::digest(folded.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            Self(format!("sha256:{hex}"))
+        }
+    }
+
+    /// The key text.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -273,7 +304,8 @@ impl SortField for UserSortField {
     fn kind(self) -> SortKind {
         match self {
             Self::Id => SortKind::Int,
-            Self::Username | Self::CreatedAt => SortKind::Text,
+            Self::Username => SortKind::Text,
+            Self::CreatedAt => SortKind::Timestamp,
         }
     }
 }
@@ -282,8 +314,10 @@ impl Sortable<UserSortField> for User {
     fn sort_value(&self, field: UserSortField) -> SortValue {
         match field {
             UserSortField::Id => SortValue::Int(self.id),
-            UserSortField::Username => SortValue::Text(self.username.to_ascii_lowercase()),
-            UserSortField::CreatedAt => SortValue::Text(timestamp_key(&self.created_at)),
+            UserSortField::Username => {
+                SortValue::Text(UsernameKey::fold(&self.username).as_str().to_owned())
+            }
+            UserSortField::CreatedAt => SortValue::Timestamp(self.created_at),
         }
     }
 }
@@ -310,7 +344,7 @@ mod tests {
         ] {
             assert_eq!(Username::parse(raw).is_ok(), ok, "{raw}");
         }
-        assert_eq!(Username::parse("Admin").unwrap().key(), "admin");
+        assert_eq!(Username::parse("Admin").unwrap().key().as_str(), "admin");
     }
 
     #[test]

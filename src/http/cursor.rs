@@ -4,13 +4,24 @@
 //!
 //! Format: `base64url(json) "." base64url(sha256(scope "\n" json)[..12])`. Cursors are not
 //! secret and grant nothing: every value in them is bound as a query parameter.
+//!
+//! In the JSON, timestamps are RFC 3339 UTC text with microseconds and dates are ISO text;
+//! floats are written as their shortest round-trip form and read back exactly (serde_json's
+//! `float_roundtrip`), so a position never moves by an ULP.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use chrono::{DateTime, NaiveDate, Utc};
+
 use crate::domain::list::{Sort, SortField, SortKind, SortValue};
+
+/// Cursor text form of a timestamp (microseconds, the precision every backend stores).
+const TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
+/// Cursor text form of a date.
+const DATE_FORMAT: &str = "%Y-%m-%d";
 
 /// Binds a cursor to one endpoint, order and filter set.
 pub fn scope(endpoint: &str, sort: &str, filters: &str) -> String {
@@ -33,6 +44,8 @@ pub fn encode(scope: &str, values: &[SortValue]) -> String {
             SortValue::Int(i) => json!(i),
             SortValue::Float(f) => json!(f),
             SortValue::Text(t) => json!(t),
+            SortValue::Timestamp(at) => json!(at.format(TIMESTAMP_FORMAT).to_string()),
+            SortValue::Date(date) => json!(date.format(DATE_FORMAT).to_string()),
             SortValue::Null => Value::Null,
         })
         .collect();
@@ -63,9 +76,13 @@ pub fn decode<F: SortField>(token: &str, scope: &str, sort: &Sort<F>) -> Option<
             (_, Value::Null) => Some(SortValue::Null),
             (SortKind::Int, v) => v.as_i64().map(SortValue::Int),
             (SortKind::NullableFloat, v) => v.as_f64().map(SortValue::Float),
-            (SortKind::Text | SortKind::NullableText, v) => {
-                v.as_str().map(|s| SortValue::Text(s.to_owned()))
-            }
+            (SortKind::Text, v) => v.as_str().map(|s| SortValue::Text(s.to_owned())),
+            (SortKind::Timestamp, v) => DateTime::parse_from_rfc3339(v.as_str()?)
+                .ok()
+                .map(|at| SortValue::Timestamp(at.with_timezone(&Utc))),
+            (SortKind::NullableDate, v) => NaiveDate::parse_from_str(v.as_str()?, DATE_FORMAT)
+                .ok()
+                .map(SortValue::Date),
         })
         .collect::<Option<Vec<_>>>()?;
     sort.admits(&values).then_some(values)
@@ -103,6 +120,37 @@ mod tests {
             decode(&encode(&scope, &with_null), &scope, &sort()),
             Some(with_null)
         );
+    }
+
+    #[test]
+    fn typed_values_and_full_precision_floats_round_trip() {
+        let sort = Sort::<SongSortField>::parse(Some("created_at,release_date,distance")).unwrap();
+        let scope = scope("songs", &sort.canonical(), "q=");
+        let at = DateTime::parse_from_rfc3339("2026-11-30T23:59:59.123456Z")
+            .unwrap()
+            .to_utc();
+        // Doubles whose shortest decimal form serde_json reads back one ULP off without
+        // `float_roundtrip`.
+        for distance in [
+            0.1 + 0.2,
+            2.225_073_858_507_201e-308,
+            9_007_199_254_740_993.0,
+        ] {
+            let values = vec![
+                SortValue::Timestamp(at),
+                SortValue::Date(NaiveDate::from_ymd_opt(1969, 7, 11).unwrap()),
+                SortValue::Float(distance),
+                SortValue::Int(7),
+            ];
+
+            let decoded = decode(&encode(&scope, &values), &scope, &sort).unwrap();
+
+            assert_eq!(decoded, values);
+            let SortValue::Float(back) = decoded[2] else {
+                panic!("not a float")
+            };
+            assert_eq!(back.to_bits(), distance.to_bits());
+        }
     }
 
     #[test]

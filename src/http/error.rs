@@ -12,7 +12,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::validation::{FieldError, ValidationErrors};
-use crate::storage::StoreError;
+use crate::storage::{ConflictKind, StoreError};
 
 /// Media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -287,6 +287,26 @@ impl From<FieldError> for ApiError {
     }
 }
 
+/// The client's sentence for a conflict kind.
+fn conflict_detail(kind: &ConflictKind) -> String {
+    match kind {
+        ConflictKind::ArtistHasSongs { artist, songs } => format!(
+            "Artist with id {artist} still has {songs} song(s); delete or reassign them first, \
+             or delete with cascade=true"
+        ),
+        // One message for both: which one is taken is for the admin to see, not to leak
+        // through registration.
+        ConflictKind::UsernameOrEmailTaken => "The username or email is already registered".into(),
+        ConflictKind::EmailTaken => "The email is already registered".into(),
+        ConflictKind::LastAdmin => {
+            "This is the last active admin; make another account admin first".into()
+        }
+        ConflictKind::BackupDestinationExists => {
+            "The backup destination exists already; choose a new file".into()
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
@@ -302,9 +322,12 @@ impl From<StoreError> for ApiError {
                 )
                 .into(),
             ),
-            StoreError::Conflict(detail) => {
-                Self::new(StatusCode::CONFLICT, problem_type::CONFLICT, detail)
-            }
+            StoreError::Conflict(kind) => Self::new(
+                StatusCode::CONFLICT,
+                problem_type::CONFLICT,
+                conflict_detail(&kind),
+            ),
+            StoreError::Unsupported { .. } => Self::internal(error.into()),
             StoreError::PreconditionFailed => Self::new(
                 StatusCode::PRECONDITION_FAILED,
                 problem_type::PRECONDITION_FAILED,

@@ -12,16 +12,17 @@ use super::migrate::Migrator;
 use super::{DynStore, PoolStats, Store, StoreResult};
 use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
 use crate::domain::credential::{
-    ApiKey, ApiKeySortField, LoginGate, NewApiKey, NewRefreshToken, Rotation,
+    ApiKey, ApiKeySortField, LoginGate, NewApiKey, NewRefreshToken, Rotation, SecretDigest,
 };
-use crate::domain::etag::Precondition;
+use crate::domain::demo::DemoArtist;
+use crate::domain::etag::ExpectedVersions;
 use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::{ArtistId, SongId};
 use crate::domain::list::{
     ArtistFilter, ArtistSortField, ListQuery, Page, SongFilter, SongSortField,
 };
 use crate::domain::song::{NewSong, Song, SongChanges};
-use crate::domain::user::{NewUser, User, UserChanges, UserSortField};
+use crate::domain::user::{NewUser, User, UserChanges, UserSortField, UsernameKey};
 use crate::telemetry::metrics::DB_QUERY_DURATION_SECONDS;
 
 /// A store whose operations are timed.
@@ -77,11 +78,11 @@ impl Store for MeteredStore {
         &self,
         id: ArtistId,
         new: &NewArtist,
-        if_match: Option<&Precondition>,
+        expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Artist> {
         timed(
             "replace_artist",
-            self.inner.replace_artist(id, new, if_match),
+            self.inner.replace_artist(id, new, expected),
         )
         .await
     }
@@ -90,11 +91,11 @@ impl Store for MeteredStore {
         &self,
         id: ArtistId,
         changes: &ArtistChanges,
-        if_match: Option<&Precondition>,
+        expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Artist> {
         timed(
             "patch_artist",
-            self.inner.patch_artist(id, changes, if_match),
+            self.inner.patch_artist(id, changes, expected),
         )
         .await
     }
@@ -103,11 +104,11 @@ impl Store for MeteredStore {
         &self,
         id: ArtistId,
         cascade: bool,
-        if_match: Option<&Precondition>,
+        expected: Option<&ExpectedVersions>,
     ) -> StoreResult<()> {
         timed(
             "delete_artist",
-            self.inner.delete_artist(id, cascade, if_match),
+            self.inner.delete_artist(id, cascade, expected),
         )
         .await
     }
@@ -143,29 +144,36 @@ impl Store for MeteredStore {
         &self,
         id: SongId,
         new: &NewSong,
-        if_match: Option<&Precondition>,
+        expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Song> {
-        timed("replace_song", self.inner.replace_song(id, new, if_match)).await
+        timed("replace_song", self.inner.replace_song(id, new, expected)).await
     }
 
     async fn patch_song(
         &self,
         id: SongId,
         changes: &SongChanges,
-        if_match: Option<&Precondition>,
+        expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Song> {
-        timed("patch_song", self.inner.patch_song(id, changes, if_match)).await
+        timed("patch_song", self.inner.patch_song(id, changes, expected)).await
     }
 
-    async fn delete_song(&self, id: SongId, if_match: Option<&Precondition>) -> StoreResult<()> {
-        timed("delete_song", self.inner.delete_song(id, if_match)).await
+    async fn delete_song(
+        &self,
+        id: SongId,
+        expected: Option<&ExpectedVersions>,
+    ) -> StoreResult<()> {
+        timed("delete_song", self.inner.delete_song(id, expected)).await
     }
 
     async fn insert_user(&self, new: &NewUser, password_hash: &str) -> StoreResult<User> {
         timed("insert_user", self.inner.insert_user(new, password_hash)).await
     }
 
-    async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<(User, String)>> {
+    async fn find_user_by_username(
+        &self,
+        username: &UsernameKey,
+    ) -> StoreResult<Option<(User, String)>> {
         timed(
             "find_user_by_username",
             self.inner.find_user_by_username(username),
@@ -212,8 +220,8 @@ impl Store for MeteredStore {
 
     async fn rotate_refresh_token(
         &self,
-        presented: &str,
-        next_hash: &str,
+        presented: &SecretDigest,
+        next_hash: &SecretDigest,
         next_expires_at: DateTime<Utc>,
     ) -> StoreResult<Rotation> {
         timed(
@@ -224,7 +232,7 @@ impl Store for MeteredStore {
         .await
     }
 
-    async fn revoke_refresh_family(&self, presented: &str) -> StoreResult<bool> {
+    async fn revoke_refresh_family(&self, presented: &SecretDigest) -> StoreResult<bool> {
         timed(
             "revoke_refresh_family",
             self.inner.revoke_refresh_family(presented),
@@ -236,13 +244,17 @@ impl Store for MeteredStore {
         timed("prune_credentials", self.inner.prune_credentials(at)).await
     }
 
-    async fn login_gate(&self, username_key: &str, at: DateTime<Utc>) -> StoreResult<LoginGate> {
+    async fn login_gate(
+        &self,
+        username_key: &UsernameKey,
+        at: DateTime<Utc>,
+    ) -> StoreResult<LoginGate> {
         timed("login_gate", self.inner.login_gate(username_key, at)).await
     }
 
     async fn record_login_failure(
         &self,
-        username_key: &str,
+        username_key: &UsernameKey,
         at: DateTime<Utc>,
     ) -> StoreResult<LoginGate> {
         timed(
@@ -252,7 +264,7 @@ impl Store for MeteredStore {
         .await
     }
 
-    async fn clear_login_failures(&self, username_key: &str) -> StoreResult<()> {
+    async fn clear_login_failures(&self, username_key: &UsernameKey) -> StoreResult<()> {
         timed(
             "clear_login_failures",
             self.inner.clear_login_failures(username_key),
@@ -263,7 +275,7 @@ impl Store for MeteredStore {
     async fn insert_api_key(
         &self,
         new: &NewApiKey,
-        key_hash: &str,
+        key_hash: &SecretDigest,
         prefix: &str,
     ) -> StoreResult<ApiKey> {
         timed(
@@ -280,7 +292,7 @@ impl Store for MeteredStore {
         timed("list_api_keys", self.inner.list_api_keys(query)).await
     }
 
-    async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<ApiKey>> {
+    async fn find_api_key(&self, key_hash: &SecretDigest) -> StoreResult<Option<ApiKey>> {
         timed("find_api_key", self.inner.find_api_key(key_hash)).await
     }
 
@@ -296,8 +308,8 @@ impl Store for MeteredStore {
         .await
     }
 
-    async fn seed_demo_data(&self) -> StoreResult<bool> {
-        timed("seed_demo_data", self.inner.seed_demo_data()).await
+    async fn seed_demo_data(&self, catalog: &[DemoArtist]) -> StoreResult<bool> {
+        timed("seed_demo_data", self.inner.seed_demo_data(catalog)).await
     }
 
     async fn backup_to(&self, destination: &std::path::Path) -> StoreResult<()> {

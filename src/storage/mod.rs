@@ -3,6 +3,7 @@
 
 pub mod metered;
 pub mod migrate;
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -14,16 +15,17 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::config::DatabaseSettings;
 use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
 use crate::domain::credential::{
-    ApiKey, ApiKeySortField, LoginGate, NewApiKey, NewRefreshToken, Rotation,
+    ApiKey, ApiKeySortField, LoginGate, NewApiKey, NewRefreshToken, Rotation, SecretDigest,
 };
-use crate::domain::etag::Precondition;
+use crate::domain::demo::DemoArtist;
+use crate::domain::etag::ExpectedVersions;
 use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::{ArtistId, SongId};
 use crate::domain::list::{
     ArtistFilter, ArtistSortField, ListQuery, Page, SongFilter, SongSortField,
 };
 use crate::domain::song::{NewSong, Song, SongChanges};
-use crate::domain::user::{NewUser, User, UserChanges, UserSortField};
+use crate::domain::user::{NewUser, User, UserChanges, UserSortField, UsernameKey};
 use migrate::Migrator;
 
 /// The store as the application holds it.
@@ -53,6 +55,46 @@ impl std::fmt::Display for Entity {
     }
 }
 
+/// Which rule involving other rows a change would break. A backend reports the kind; the
+/// HTTP layer words it for clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConflictKind {
+    /// The artist still has songs (`song.artist_id` is ON DELETE RESTRICT).
+    ArtistHasSongs {
+        /// The artist.
+        artist: ArtistId,
+        /// How many songs refer to it.
+        songs: i64,
+    },
+    /// The username or the email is taken (ignoring case); which one is not said.
+    UsernameOrEmailTaken,
+    /// The email is taken by another account.
+    EmailTaken,
+    /// The change would leave no active admin.
+    LastAdmin,
+    /// A backup's destination file exists already.
+    BackupDestinationExists,
+}
+
+/// Operators' wording (command line, logs); clients get the HTTP layer's.
+impl std::fmt::Display for ConflictKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ArtistHasSongs { artist, songs } => {
+                write!(f, "artist {artist} still has {songs} song(s)")
+            }
+            Self::UsernameOrEmailTaken => {
+                f.write_str("the username or email is already registered")
+            }
+            Self::EmailTaken => f.write_str("the email is already registered"),
+            Self::LastAdmin => f.write_str("the change would leave no active admin"),
+            Self::BackupDestinationExists => {
+                f.write_str("the destination already exists; choose a new file")
+            }
+        }
+    }
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -64,9 +106,17 @@ pub enum StoreError {
         /// Its id.
         id: i64,
     },
-    /// The change would break a rule that involves other rows.
+    /// The change would break a rule that involves other rows; nothing changed.
     #[error("{0}")]
-    Conflict(String),
+    Conflict(ConflictKind),
+    /// This backend cannot do the operation (a SQLite-only one on a server database).
+    #[error("{operation} is not supported by the {backend} backend")]
+    Unsupported {
+        /// The operation asked for.
+        operation: &'static str,
+        /// The backend that was asked.
+        backend: &'static str,
+    },
     /// The idempotency key was used before with a different request; nothing changed.
     #[error("idempotency key reused with a different request")]
     IdempotencyKeyReused,
@@ -115,19 +165,20 @@ pub trait Store: Send + Sync + 'static {
         new: &NewArtist,
         idempotency: &Idempotency<'_, Artist>,
     ) -> StoreResult<Created<Artist>>;
-    /// Replaces an artist's fields; never creates.
+    /// Replaces an artist's fields; never creates. With `expected`, only a row at one of
+    /// those versions is replaced ([`StoreError::PreconditionFailed`] otherwise).
     async fn replace_artist(
         &self,
         id: ArtistId,
         new: &NewArtist,
-        if_match: Option<&Precondition>,
+        expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Artist>;
     /// Applies a merge patch to an artist.
     async fn patch_artist(
         &self,
         id: ArtistId,
         changes: &ArtistChanges,
-        if_match: Option<&Precondition>,
+        expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Artist>;
     /// Deletes an artist; with `cascade`, its songs too, in the same transaction. Without
     /// it, an artist that still has songs is a [`StoreError::Conflict`].
@@ -135,7 +186,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: ArtistId,
         cascade: bool,
-        if_match: Option<&Precondition>,
+        expected: Option<&ExpectedVersions>,
     ) -> StoreResult<()>;
 
     /// Lists songs by filter, order and position (optionally with each song's artist).
@@ -158,23 +209,27 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: SongId,
         new: &NewSong,
-        if_match: Option<&Precondition>,
+        expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Song>;
     /// Applies a merge patch to a song.
     async fn patch_song(
         &self,
         id: SongId,
         changes: &SongChanges,
-        if_match: Option<&Precondition>,
+        expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Song>;
     /// Deletes a song.
-    async fn delete_song(&self, id: SongId, if_match: Option<&Precondition>) -> StoreResult<()>;
+    async fn delete_song(&self, id: SongId, expected: Option<&ExpectedVersions>)
+    -> StoreResult<()>;
 
     /// Creates an account with an already hashed password. A username or email that is
     /// taken (ignoring case) is a [`StoreError::Conflict`].
     async fn insert_user(&self, new: &NewUser, password_hash: &str) -> StoreResult<User>;
     /// The account with this username (ignoring case) and its password hash, if any.
-    async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<(User, String)>>;
+    async fn find_user_by_username(
+        &self,
+        username: &UsernameKey,
+    ) -> StoreResult<Option<(User, String)>>;
     /// One account by id.
     async fn get_user(&self, id: i64) -> StoreResult<User>;
     /// Lists accounts.
@@ -201,32 +256,36 @@ pub trait Store: Send + Sync + 'static {
     /// family (see [`Rotation`]). A spent token revokes its whole family.
     async fn rotate_refresh_token(
         &self,
-        presented: &str,
-        next_hash: &str,
+        presented: &SecretDigest,
+        next_hash: &SecretDigest,
         next_expires_at: DateTime<Utc>,
     ) -> StoreResult<Rotation>;
     /// Revokes the family of the refresh token whose digest is `presented`; false when
     /// no such token exists.
-    async fn revoke_refresh_family(&self, presented: &str) -> StoreResult<bool>;
+    async fn revoke_refresh_family(&self, presented: &SecretDigest) -> StoreResult<bool>;
     /// Deletes expired and long-revoked refresh tokens and stale failed-login counters.
     async fn prune_credentials(&self, at: DateTime<Utc>) -> StoreResult<u64>;
 
-    /// Whether logins for `username_key` (case-folded) are locked at `at`.
-    async fn login_gate(&self, username_key: &str, at: DateTime<Utc>) -> StoreResult<LoginGate>;
+    /// Whether logins for `username_key` are locked at `at`.
+    async fn login_gate(
+        &self,
+        username_key: &UsernameKey,
+        at: DateTime<Utc>,
+    ) -> StoreResult<LoginGate>;
     /// Counts a failed login for `username_key` and returns the gate after it.
     async fn record_login_failure(
         &self,
-        username_key: &str,
+        username_key: &UsernameKey,
         at: DateTime<Utc>,
     ) -> StoreResult<LoginGate>;
     /// Forgets the failed logins of `username_key` (after a successful login).
-    async fn clear_login_failures(&self, username_key: &str) -> StoreResult<()>;
+    async fn clear_login_failures(&self, username_key: &UsernameKey) -> StoreResult<()>;
 
     /// Stores an API key by the digest of its secret.
     async fn insert_api_key(
         &self,
         new: &NewApiKey,
-        key_hash: &str,
+        key_hash: &SecretDigest,
         prefix: &str,
     ) -> StoreResult<ApiKey>;
     /// Lists API keys (never their secrets).
@@ -235,17 +294,20 @@ pub trait Store: Send + Sync + 'static {
         query: &ListQuery<ApiKeySortField, ()>,
     ) -> StoreResult<Page<ApiKey>>;
     /// The API key whose secret has digest `key_hash`.
-    async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<ApiKey>>;
+    async fn find_api_key(&self, key_hash: &SecretDigest) -> StoreResult<Option<ApiKey>>;
     /// Revokes (deletes) an API key.
     async fn delete_api_key(&self, id: i64) -> StoreResult<()>;
 
     /// Forgets idempotency keys created before `created_before`; returns how many.
     async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> StoreResult<u64>;
-    /// Inserts the original catalog's demo data, once per database, idempotently.
-    /// Returns whether anything was inserted.
-    async fn seed_demo_data(&self) -> StoreResult<bool>;
+    /// Inserts `catalog` (the demo data, [`crate::domain::demo::catalog`]) once per
+    /// database: a marker row commits with the rows, so even after the demo rows are
+    /// deleted, or when two processes start together, it is never inserted again. Returns
+    /// whether anything was inserted.
+    async fn seed_demo_data(&self, catalog: &[DemoArtist]) -> StoreResult<bool>;
     /// Writes a consistent copy of the live database to `destination`, a new file. Only
-    /// the embedded backend can; server databases use their native tools (OPERATIONS.md).
+    /// the embedded backend can ([`StoreError::Unsupported`] elsewhere); server databases
+    /// use their native tools (OPERATIONS.md).
     ///
     /// The path is bound as a parameter, never spliced into SQL.
     async fn backup_to(&self, destination: &std::path::Path) -> StoreResult<()>;
@@ -259,7 +321,8 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 }
 
-/// Opens the store named by `settings.url`'s scheme. Does not migrate.
+/// Opens the store named by `settings.url`'s scheme (`sqlite:`, `postgres://` or
+/// `postgresql://`). Does not migrate.
 ///
 /// # Errors
 /// An unknown scheme, a malformed URL or a database that cannot be opened.
@@ -268,22 +331,93 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DynStore> {
         .url
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("database.url is not set"))?;
-    let raw = url.expose_secret();
-    if raw.starts_with("sqlite:") {
-        let store: DynStore = Arc::new(sqlite::SqliteStore::connect(settings).await?);
-        return Ok(Arc::new(metered::MeteredStore::new(store)));
-    }
-    // Name the scheme only when it looks like one: the rest of the URL may hold a password,
-    // and a value without a scheme may be a misplaced secret.
-    match raw.split_once("://") {
-        Some((scheme, _))
-            if scheme.len() <= 16
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
-        {
-            anyhow::bail!("database.url has an unsupported scheme `{scheme}` (supported: sqlite)")
+    let store: DynStore = match Backend::of(url.expose_secret())? {
+        Backend::Sqlite => Arc::new(sqlite::SqliteStore::connect(settings).await?),
+        Backend::Postgres => Arc::new(postgres::PgStore::connect(settings).await?),
+    };
+    Ok(Arc::new(metered::MeteredStore::new(store)))
+}
+
+/// The database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded SQLite file (`sqlite:`).
+    Sqlite,
+    /// A PostgreSQL server (`postgres://`, `postgresql://`).
+    Postgres,
+}
+
+/// The schemes `connect` accepts, for error messages.
+const SUPPORTED: &str = "sqlite:, postgres://, postgresql://";
+
+impl Backend {
+    /// The backend of `url`, by its scheme.
+    ///
+    /// # Errors
+    /// An unsupported scheme (named only when it looks like one: the rest of the URL may
+    /// hold a password, and a value without a scheme may be a misplaced secret).
+    pub fn of(url: &str) -> anyhow::Result<Self> {
+        let lower = url.get(..16).unwrap_or(url).to_ascii_lowercase();
+        if lower.starts_with("sqlite:") {
+            return Ok(Self::Sqlite);
         }
-        _ => anyhow::bail!("database.url is not a URL with a supported scheme (supported: sqlite)"),
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            return Ok(Self::Postgres);
+        }
+        match url.split_once("://") {
+            Some((scheme, _))
+                if scheme.len() <= 16
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+            {
+                anyhow::bail!(
+                    "database.url has an unsupported scheme `{scheme}` (supported: {SUPPORTED})"
+                )
+            }
+            _ => anyhow::bail!(
+                "database.url is not a URL with a supported scheme (supported: {SUPPORTED})"
+            ),
+        }
+    }
+
+    /// The backend's name in messages (`sqlite`, `postgres`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_are_chosen_by_scheme_and_secrets_are_not_echoed() {
+        assert_eq!(
+            Backend::of("sqlite://x.db?mode=rwc").unwrap(),
+            Backend::Sqlite
+        );
+        assert_eq!(Backend::of("sqlite::memory:").unwrap(), Backend::Sqlite);
+        assert_eq!(
+            Backend::of("postgres://u:p@h/db").unwrap(),
+            Backend::Postgres
+        );
+        assert_eq!(
+            Backend::of("PostgreSQL://u:p@h/db").unwrap(),
+            Backend::Postgres
+        );
+
+        let unknown = Backend::of("mysql://u:hunter2@h/db")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("`mysql`") && !unknown.contains("hunter2"),
+            "{unknown}"
+        );
+        let bare = Backend::of("hunter2").unwrap_err().to_string();
+        assert!(!bare.contains("hunter2"), "{bare}");
     }
 }

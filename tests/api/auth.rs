@@ -318,13 +318,8 @@ async fn an_expired_refresh_token_is_refused() {
     app.account("ziggy", Role::Viewer).await;
     let (_, refresh) = pair(login(&app, "ziggy", PASSWORD).await).await;
     // Age the token in the database instead of waiting a minute.
-    let pool = sqlx::SqlitePool::connect(&app.database_url())
-        .await
-        .unwrap();
-    sqlx::query("update refresh_token set expires_at = '2000-01-01T00:00:00.000000Z'")
-        .execute(&pool)
-        .await
-        .unwrap();
+    app.execute_sql("update refresh_token set expires_at = '2000-01-01T00:00:00.000000Z'")
+        .await;
 
     invalid_token(
         post_token(&app, "/v1/auth/refresh", &refresh).await,
@@ -525,18 +520,13 @@ async fn the_lock_lifts_fifteen_minutes_after_the_last_failure() {
         StatusCode::TOO_MANY_REQUESTS
     );
     // Move the failures 15 minutes into the past instead of waiting.
-    let pool = sqlx::SqlitePool::connect(&app.database_url())
-        .await
-        .unwrap();
     let old = (chrono::Utc::now() - chrono::Duration::minutes(15))
         .format("%Y-%m-%dT%H:%M:%S%.6fZ")
         .to_string();
-    sqlx::query("update login_failure set last_failure_at = ?, window_started_at = ?")
-        .bind(&old)
-        .bind(&old)
-        .execute(&pool)
-        .await
-        .unwrap();
+    app.execute_sql(&format!(
+        "update login_failure set last_failure_at = '{old}', window_started_at = '{old}'"
+    ))
+    .await;
 
     assert_eq!(
         login(&app, "patient", PASSWORD).await.status(),

@@ -217,15 +217,10 @@ async fn a_spoofed_x_forwarded_for_does_not_buy_a_new_budget() {
     );
 }
 
-/// The Redis URL for tests, or `None` after printing why they skip.
+/// The Redis URL for tests, or `None` after printing why they skip (a failure when
+/// `STARSONGS_TEST_REQUIRE` lists `redis`).
 fn redis_url() -> Option<String> {
-    match std::env::var("STARSONGS_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            println!("SKIPPED Redis test: STARSONGS_TEST_REDIS_URL is not set");
-            None
-        }
-    }
+    crate::server_db::server_url("STARSONGS_TEST_REDIS_URL", "redis")
 }
 
 #[tokio::test]

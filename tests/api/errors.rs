@@ -280,6 +280,9 @@ async fn hold_write_lock(app: &crate::harness::TestApp) -> sqlx::SqliteConnectio
 
 #[tokio::test]
 async fn a_locked_database_is_503_with_retry_after_and_changes_nothing() {
+    if crate::harness::sqlite_only("it holds SQLite's write lock from another connection") {
+        return;
+    }
     let app = TestApp::spawn_with(&[("STARSONGS__DATABASE__SQLITE_BUSY_TIMEOUT_MS", "100")]).await;
     let mut lock = hold_write_lock(&app).await;
 
@@ -302,6 +305,9 @@ async fn a_locked_database_is_503_with_retry_after_and_changes_nothing() {
 
 #[tokio::test]
 async fn a_request_over_the_timeout_is_504() {
+    if crate::harness::sqlite_only("it holds SQLite's write lock from another connection") {
+        return;
+    }
     let app = TestApp::spawn_with(&[
         ("STARSONGS__SERVER__REQUEST_TIMEOUT_SECS", "1"),
         ("STARSONGS__DATABASE__SQLITE_BUSY_TIMEOUT_MS", "10000"),

@@ -1,5 +1,10 @@
-//! `TestApp`: a running service on a free port with a fresh SQLite file, plus helpers that
+//! `TestApp`: a running service on a free port with a fresh database, plus helpers that
 //! make a new test a few lines.
+//!
+//! The backend is SQLite unless `STARSONGS_TEST_API_BACKEND=postgres`: then every
+//! instance gets a fresh database on the server of `STARSONGS_TEST_POSTGRES_URL`, dropped
+//! when the test ends. Tests that reach into SQLite itself (its file, its locks) check
+//! [`sqlite_only`] and say why they skip on a server database.
 
 use std::collections::HashMap;
 
@@ -14,6 +19,38 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::server_db::{POSTGRES_URL_VAR, TestDatabase, server_url};
+
+/// The database behind the HTTP suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestBackend {
+    /// A SQLite file per instance (the default).
+    Sqlite,
+    /// A database per instance on `STARSONGS_TEST_POSTGRES_URL`.
+    Postgres,
+}
+
+/// The backend `STARSONGS_TEST_API_BACKEND` selects (`sqlite` when unset).
+///
+/// # Panics
+/// For an unknown name.
+pub fn backend() -> TestBackend {
+    match std::env::var("STARSONGS_TEST_API_BACKEND").as_deref() {
+        Err(_) | Ok("" | "sqlite") => TestBackend::Sqlite,
+        Ok("postgres") => TestBackend::Postgres,
+        Ok(other) => panic!("STARSONGS_TEST_API_BACKEND={other} is not sqlite or postgres"),
+    }
+}
+
+/// True (after printing why) when the suite runs on a server database and the calling
+/// test needs SQLite itself: the test then returns early.
+pub fn sqlite_only(why: &str) -> bool {
+    if backend() == TestBackend::Sqlite {
+        return false;
+    }
+    println!("skipped on {:?}: SQLite only, {why}", backend());
+    true
+}
 /// A running service; stopped and its files removed on drop.
 ///
 /// `client` sends an admin's access token on every request, so tests of catalog behaviour
@@ -29,20 +66,27 @@ pub struct TestApp {
     server: Option<JoinHandle<anyhow::Result<()>>>,
     /// Owns the database directory (replicas borrow the first instance's).
     _dir: Option<TempDir>,
+    /// Owns the server database, when there is one (replicas borrow it).
+    _database: Option<TestDatabase>,
     db_dir: std::path::PathBuf,
+    db_url: String,
 }
 
 /// The HS256 secret every test instance signs with, so tests can forge tokens and
 /// replicas accept each other's.
 pub const JWT_SECRET: &str = "test-only HS256 secret, at least 32 bytes long";
 
-/// Test settings: the test profile with a fresh database file in `dir`.
+/// Test settings: the test profile with a fresh SQLite file in `dir`.
 pub fn settings_in(dir: &TempDir, overrides: &[(&str, &str)]) -> Settings {
-    settings_at(dir.path(), overrides)
+    settings_for(&sqlite_url(dir.path()), overrides)
 }
 
-fn settings_at(dir: &std::path::Path, overrides: &[(&str, &str)]) -> Settings {
-    let url = format!("sqlite://{}?mode=rwc", dir.join("test.db").display());
+fn sqlite_url(dir: &std::path::Path) -> String {
+    format!("sqlite://{}?mode=rwc", dir.join("test.db").display())
+}
+
+fn settings_for(url: &str, overrides: &[(&str, &str)]) -> Settings {
+    let url = url.to_owned();
     let mut vars: HashMap<String, String> = HashMap::from([
         ("STARSONGS_ENV".to_owned(), "test".to_owned()),
         ("DATABASE_URL".to_owned(), url),
@@ -77,7 +121,29 @@ impl TestApp {
     pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_owned();
-        let mut app = Self::start(&path, overrides, None).await;
+        let database = match backend() {
+            TestBackend::Sqlite => None,
+            TestBackend::Postgres => {
+                let admin_url = server_url(POSTGRES_URL_VAR, "postgres").expect(
+                    "STARSONGS_TEST_API_BACKEND=postgres needs STARSONGS_TEST_POSTGRES_URL",
+                );
+                Some(TestDatabase::create(&admin_url).await)
+            }
+        };
+        let url = database
+            .as_ref()
+            .map_or_else(|| sqlite_url(&path), |db| db.url.clone());
+        let mut app = Self::start(&path, &url, overrides, None).await;
+        app._dir = Some(dir);
+        app._database = database;
+        app
+    }
+
+    /// A service on the database at `url`, for tests that bring their own server.
+    pub async fn spawn_on(url: &str, overrides: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        let mut app = Self::start(&path, url, overrides, None).await;
         app._dir = Some(dir);
         app
     }
@@ -85,16 +151,23 @@ impl TestApp {
     /// A second instance on the same database, as another replica behind a load balancer
     /// would be; its `client` uses the same admin token.
     pub async fn replica(&self, overrides: &[(&str, &str)]) -> Self {
-        Self::start(&self.db_dir, overrides, Some(self.admin_token.clone())).await
+        Self::start(
+            &self.db_dir,
+            &self.db_url,
+            overrides,
+            Some(self.admin_token.clone()),
+        )
+        .await
     }
 
     async fn start(
         dir: &std::path::Path,
+        url: &str,
         overrides: &[(&str, &str)],
         admin_token: Option<String>,
     ) -> Self {
         init_logs();
-        let settings = settings_at(dir, overrides);
+        let settings = settings_for(url, overrides);
         let app = App::build(settings).await.expect("app builds");
         let base = format!("http://{}", app.local_addr().unwrap());
         let state = app.state().clone();
@@ -115,7 +188,9 @@ impl TestApp {
             shutdown: Some(tx),
             server: Some(server),
             _dir: None,
+            _database: None,
             db_dir: dir.to_owned(),
+            db_url: url.to_owned(),
         }
     }
 
@@ -129,9 +204,29 @@ impl TestApp {
         client_with_token(token)
     }
 
-    /// The URL of this service's SQLite file, for tests that open it directly.
+    /// The URL of this service's database (a SQLite file or a server database), for
+    /// tests that open it directly or start the binary on it.
     pub fn database_url(&self) -> String {
-        format!("sqlite://{}", self.db_dir.join("test.db").display())
+        self.db_url.clone()
+    }
+
+    /// Runs `sql` (no parameters: test-made text only) on this service's database, behind
+    /// the service's back, as an operator's maintenance script would.
+    pub async fn execute_sql(&self, sql: &str) {
+        use sqlx::Connection;
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match backend() {
+            TestBackend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.db_url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+            TestBackend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.db_url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+        }
     }
 
     /// Absolute URL of `path`.

@@ -54,7 +54,7 @@ async fn readiness_is_503_while_migrations_are_pending() {
     assert_eq!(body["status"], "not_ready");
     assert_eq!(
         body["checks"]["migrations"],
-        json!({"status": "pending", "pending": starsongs::storage::sqlite::MIGRATIONS.len()})
+        json!({"status": "pending", "pending": starsongs::storage::migrate::MIGRATIONS.len()})
     );
     assert_eq!(app.get("/health/live").await.status(), StatusCode::OK);
 }

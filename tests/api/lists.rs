@@ -435,3 +435,67 @@ async fn foreign_tampered_or_mismatched_cursors_are_422() {
         .await;
     assert_eq!(resized.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn full_precision_distances_round_trip_bit_for_bit_and_cursor_walks_see_each_once() {
+    let app = TestApp::spawn().await;
+    // Full-precision doubles from a fixed xorshift64 stream, as a client's measurements
+    // would be; a one-ULP change on the way in or out would break the walk or the equality.
+    let mut state: u64 = 0x0123_4567_89ab_cdef;
+    let mut distances = Vec::new();
+    while distances.len() < 30 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let value = f64::from_bits(state);
+        if value.is_finite() {
+            distances.push(value);
+        }
+    }
+    let mut ids = Vec::new();
+    for (i, distance) in distances.iter().enumerate() {
+        let created = app
+            .create_song(&json!({"title": format!("d{i}"), "distance": distance}))
+            .await;
+        ids.push(created["id"].as_i64().unwrap());
+    }
+
+    for (id, distance) in ids.iter().zip(&distances) {
+        let song = list(&app, &format!("/v1/songs/{id}")).await;
+        assert_eq!(
+            song["distance"].as_f64().unwrap().to_bits(),
+            distance.to_bits(),
+            "song {id}"
+        );
+    }
+    for sort in ["distance", "-distance"] {
+        let mut seen = Vec::new();
+        let mut path = format!("/v1/songs?sort={sort}&page_size=7");
+        loop {
+            let page = list(&app, &path).await;
+            seen.extend(
+                page["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s["id"].as_i64().unwrap()),
+            );
+            match page["pagination"]["next_cursor"].as_str() {
+                Some(cursor) => path = format!("/v1/songs?sort={sort}&page_size=7&cursor={cursor}"),
+                None => break,
+            }
+        }
+        let mut by_distance: Vec<(f64, i64)> =
+            distances.iter().copied().zip(ids.iter().copied()).collect();
+        by_distance.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        if sort.starts_with('-') {
+            by_distance.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        }
+
+        assert_eq!(
+            seen,
+            by_distance.iter().map(|(_, id)| *id).collect::<Vec<_>>(),
+            "sort={sort}: every song exactly once, in order"
+        );
+    }
+}

@@ -1,5 +1,6 @@
-//! HTTP tests: the real application on 127.0.0.1:0 with its own SQLite file, driven over
-//! real HTTP. One binary (one link) for every module.
+//! HTTP tests: the real application on 127.0.0.1:0 with its own database (a SQLite file,
+//! or a PostgreSQL database with `STARSONGS_TEST_API_BACKEND=postgres`), driven over real
+//! HTTP. One binary (one link) for every module.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod access;
@@ -16,5 +17,9 @@ mod health;
 mod idempotency;
 mod lists;
 mod observability;
+mod postgres;
+mod replicas;
+#[path = "../support/server_db.rs"]
+mod server_db;
 mod shutdown;
 mod songs;

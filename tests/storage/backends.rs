@@ -1,5 +1,6 @@
 //! One constructor per backend: a fresh, migrated, empty store. Server backends read their
-//! URL from `STARSONGS_TEST_<BACKEND>_URL` and print `skipped: <VAR> unset` without one.
+//! URL from `STARSONGS_TEST_<BACKEND>_URL` and print `skipped: <VAR> unset` without one
+//! (a failure instead when `STARSONGS_TEST_REQUIRE` lists the backend).
 
 use std::collections::HashMap;
 
@@ -7,10 +8,22 @@ use starsongs::config::Settings;
 use starsongs::storage::{self, DynStore};
 use tempfile::TempDir;
 
+use crate::server_db::{POSTGRES_URL_VAR, TestDatabase, server_url};
+
 /// A store and whatever keeps its database alive.
 pub struct Backend {
     pub store: DynStore,
-    _dir: TempDir,
+    _dir: Option<TempDir>,
+    _database: Option<TestDatabase>,
+}
+
+async fn open(url: &str) -> DynStore {
+    let vars = HashMap::from([
+        ("STARSONGS_ENV".to_owned(), "test".to_owned()),
+        ("DATABASE_URL".to_owned(), url.to_owned()),
+    ]);
+    let settings = Settings::load_from(&vars).unwrap();
+    storage::connect(&settings.database).await.unwrap()
 }
 
 /// A fresh SQLite file in a temporary directory.
@@ -20,12 +33,24 @@ pub async fn sqlite() -> Option<Backend> {
         "sqlite://{}?mode=rwc",
         dir.path().join("contract.db").display()
     );
-    let vars = HashMap::from([
-        ("STARSONGS_ENV".to_owned(), "test".to_owned()),
-        ("DATABASE_URL".to_owned(), url),
-    ]);
-    let settings = Settings::load_from(&vars).unwrap();
-    let store = storage::connect(&settings.database).await.unwrap();
+    let store = open(&url).await;
     store.migrator().up().await.unwrap();
-    Some(Backend { store, _dir: dir })
+    Some(Backend {
+        store,
+        _dir: Some(dir),
+        _database: None,
+    })
+}
+
+/// A fresh database on the PostgreSQL server of `STARSONGS_TEST_POSTGRES_URL`.
+pub async fn postgres() -> Option<Backend> {
+    let admin_url = server_url(POSTGRES_URL_VAR, "postgres")?;
+    let database = TestDatabase::create(&admin_url).await;
+    let store = open(&database.url).await;
+    store.migrator().up().await.unwrap();
+    Some(Backend {
+        store,
+        _dir: None,
+        _database: Some(database),
+    })
 }

@@ -6,8 +6,10 @@ use chrono::NaiveDate;
 use chrono::{Duration, Utc};
 use futures_util::FutureExt;
 use starsongs::domain::artist::{ArtistChanges, NewArtist};
+use starsongs::domain::credential::SecretDigest;
 use starsongs::domain::credential::{LoginGate, NewApiKey, NewRefreshToken, Rotation};
-use starsongs::domain::etag::Precondition;
+use starsongs::domain::demo;
+use starsongs::domain::etag::ExpectedVersions;
 use starsongs::domain::idempotency::{Created, Idempotency, IdempotencyKey, SavedResponse};
 use starsongs::domain::ids::{ArtistId, SongId};
 use starsongs::domain::list::{
@@ -15,8 +17,8 @@ use starsongs::domain::list::{
     Sortable,
 };
 use starsongs::domain::song::{NewSong, Patch, SongChanges, SongFields, SongPatchFields};
-use starsongs::domain::user::{Email, NewUser, Role, UserChanges};
-use starsongs::storage::{Entity, Store, StoreError};
+use starsongs::domain::user::{Email, NewUser, Role, UserChanges, UsernameKey};
+use starsongs::storage::{ConflictKind, Entity, Store, StoreError};
 
 fn artist(name: &str) -> NewArtist {
     NewArtist::parse(name).unwrap()
@@ -45,6 +47,14 @@ fn songs_query(sort: &str, size: u32, filter: SongFilter) -> ListQuery<SongSortF
         position: Position::Page(1),
         filter,
     }
+}
+
+fn digest(secret: &str) -> SecretDigest {
+    SecretDigest::of(secret)
+}
+
+fn key(username: &str) -> UsernameKey {
+    UsernameKey::fold(username)
 }
 
 fn titles(page: &Page<starsongs::domain::song::Song>) -> Vec<String> {
@@ -351,12 +361,12 @@ pub async fn precondition_failure_changes_nothing(store: &dyn Store) {
         .insert_song(&song("'39", Some(created.id), None, None))
         .await
         .unwrap();
-    let stale = Precondition::parse(created.etag().as_str()).unwrap();
+    let stale = ExpectedVersions::new(vec![created.version]);
     let current = store
         .replace_artist(created.id, &artist("Queen II"), Some(&stale))
         .await
         .unwrap();
-    let stale_song = Precondition::parse("\"0.0\"").unwrap();
+    let stale_song = ExpectedVersions::new(vec![song.version + 1]);
 
     let again = store
         .replace_artist(created.id, &artist("Queen III"), Some(&stale))
@@ -386,7 +396,11 @@ pub async fn delete_artist_with_songs_is_conflict_until_cascade(store: &dyn Stor
         .unwrap();
 
     assert!(
-        matches!(&refused, Err(StoreError::Conflict(detail)) if detail.contains("2 song")),
+        matches!(
+            &refused,
+            Err(StoreError::Conflict(ConflictKind::ArtistHasSongs { artist, songs: 2 }))
+                if *artist == bowie
+        ),
         "{refused:?}"
     );
     assert_eq!(kept.total_items, 6);
@@ -537,7 +551,10 @@ pub async fn concurrent_patches_all_apply(store: &dyn Store) {
 }
 
 pub async fn demo_seed_runs_once(store: &dyn Store) {
-    let first = store.seed_demo_data().await.unwrap();
+    let first = store
+        .seed_demo_data(&demo::catalog().unwrap())
+        .await
+        .unwrap();
     let all = store
         .list_songs(&songs_query(
             "id",
@@ -553,7 +570,10 @@ pub async fn demo_seed_runs_once(store: &dyn Store) {
         store.delete_song(song.id, None).await.unwrap();
     }
 
-    let second = store.seed_demo_data().await.unwrap();
+    let second = store
+        .seed_demo_data(&demo::catalog().unwrap())
+        .await
+        .unwrap();
     let after = store
         .list_songs(&songs_query("id", 100, SongFilter::default()))
         .await
@@ -748,15 +768,21 @@ pub async fn users_are_unique_ignoring_case(store: &dyn Store) {
     let same_email = store
         .insert_user(&new_user("other", "ziggy@example.COM", Role::Viewer), "h")
         .await;
-    let found = store.find_user_by_username("ZIGGY").await.unwrap();
-    let missing = store.find_user_by_username("nobody").await.unwrap();
+    let found = store.find_user_by_username(&key("ZIGGY")).await.unwrap();
+    let missing = store.find_user_by_username(&key("nobody")).await.unwrap();
 
     assert_eq!(
         (created.username.as_str(), created.role, created.is_active),
         ("Ziggy", Role::Editor, true)
     );
     for result in [same_name, same_email] {
-        assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+        assert!(
+            matches!(
+                result,
+                Err(StoreError::Conflict(ConflictKind::UsernameOrEmailTaken))
+            ),
+            "{result:?}"
+        );
     }
     assert_eq!(found, Some((created, "$argon2id$fake".to_owned())));
     assert_eq!(missing, None);
@@ -764,7 +790,7 @@ pub async fn users_are_unique_ignoring_case(store: &dyn Store) {
 
 fn refresh(hash: &str, family: &str, user_id: i64, ttl_minutes: i64) -> NewRefreshToken {
     NewRefreshToken {
-        token_hash: hash.to_owned(),
+        token_hash: digest(hash),
         family_id: family.to_owned(),
         user_id,
         expires_at: Utc::now() + Duration::minutes(ttl_minutes),
@@ -782,11 +808,20 @@ pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: &dyn
         .unwrap();
     let later = Utc::now() + Duration::minutes(60);
 
-    let rotated = store.rotate_refresh_token("t1", "t2", later).await.unwrap();
-    let reused = store.rotate_refresh_token("t1", "t3", later).await.unwrap();
-    let after_reuse = store.rotate_refresh_token("t2", "t4", later).await.unwrap();
+    let rotated = store
+        .rotate_refresh_token(&digest("t1"), &digest("t2"), later)
+        .await
+        .unwrap();
+    let reused = store
+        .rotate_refresh_token(&digest("t1"), &digest("t3"), later)
+        .await
+        .unwrap();
+    let after_reuse = store
+        .rotate_refresh_token(&digest("t2"), &digest("t4"), later)
+        .await
+        .unwrap();
     let unknown = store
-        .rotate_refresh_token("nope", "t5", later)
+        .rotate_refresh_token(&digest("nope"), &digest("t5"), later)
         .await
         .unwrap();
 
@@ -807,10 +842,11 @@ pub async fn concurrent_refreshes_of_one_token_succeed_once(store: &dyn Store) {
         .unwrap();
     let later = Utc::now() + Duration::minutes(60);
 
-    let next: Vec<String> = (0..8).map(|i| format!("next-{i}")).collect();
+    let presented = digest("t1");
+    let next: Vec<SecretDigest> = (0..8).map(|i| digest(&format!("next-{i}"))).collect();
     let outcomes = futures_util::future::join_all(
         next.iter()
-            .map(|hash| store.rotate_refresh_token("t1", hash, later).boxed()),
+            .map(|hash| store.rotate_refresh_token(&presented, hash, later).boxed()),
     )
     .await;
 
@@ -841,12 +877,12 @@ pub async fn expired_revoked_and_inactive_refreshes_are_rejected(store: &dyn Sto
         .unwrap();
 
     let expired = store
-        .rotate_refresh_token("old", "n1", later)
+        .rotate_refresh_token(&digest("old"), &digest("n1"), later)
         .await
         .unwrap();
-    assert!(store.revoke_refresh_family("out").await.unwrap());
+    assert!(store.revoke_refresh_family(&digest("out")).await.unwrap());
     let revoked = store
-        .rotate_refresh_token("out", "n2", later)
+        .rotate_refresh_token(&digest("out"), &digest("n2"), later)
         .await
         .unwrap();
     let deactivate = UserChanges {
@@ -855,7 +891,7 @@ pub async fn expired_revoked_and_inactive_refreshes_are_rejected(store: &dyn Sto
     };
     store.update_user(user.id, &deactivate, None).await.unwrap();
     let inactive = store
-        .rotate_refresh_token("mine", "n3", later)
+        .rotate_refresh_token(&digest("mine"), &digest("n3"), later)
         .await
         .unwrap();
     let pruned = store.prune_credentials(Utc::now()).await.unwrap();
@@ -864,7 +900,7 @@ pub async fn expired_revoked_and_inactive_refreshes_are_rejected(store: &dyn Sto
         (expired, revoked, inactive),
         (Rotation::Rejected, Rotation::Rejected, Rotation::Rejected)
     );
-    assert!(!store.revoke_refresh_family("never").await.unwrap());
+    assert!(!store.revoke_refresh_family(&digest("never")).await.unwrap());
     assert!(pruned >= 1, "the expired token is pruned");
 }
 
@@ -873,19 +909,25 @@ pub async fn login_failures_lock_after_five_and_clear(store: &dyn Store) {
     let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
     for _ in 0..4 {
         assert_eq!(
-            store.record_login_failure("ziggy", now).await.unwrap(),
+            store
+                .record_login_failure(&key("ziggy"), now)
+                .await
+                .unwrap(),
             LoginGate::Open
         );
     }
-    let fifth = store.record_login_failure("ziggy", now).await.unwrap();
-    let gate = store.login_gate("ziggy", now).await.unwrap();
-    let other = store.login_gate("bowie", now).await.unwrap();
-    let after_window = store
-        .login_gate("ziggy", now + Duration::minutes(15))
+    let fifth = store
+        .record_login_failure(&key("ziggy"), now)
         .await
         .unwrap();
-    store.clear_login_failures("ziggy").await.unwrap();
-    let cleared = store.login_gate("ziggy", now).await.unwrap();
+    let gate = store.login_gate(&key("ziggy"), now).await.unwrap();
+    let other = store.login_gate(&key("bowie"), now).await.unwrap();
+    let after_window = store
+        .login_gate(&key("ziggy"), now + Duration::minutes(15))
+        .await
+        .unwrap();
+    store.clear_login_failures(&key("ziggy")).await.unwrap();
+    let cleared = store.login_gate(&key("ziggy"), now).await.unwrap();
 
     let until = now + Duration::minutes(15);
     assert_eq!(
@@ -901,11 +943,14 @@ pub async fn login_failures_lock_after_five_and_clear(store: &dyn Store) {
 pub async fn failures_outside_the_window_start_a_new_count(store: &dyn Store) {
     let start = Utc::now() - Duration::minutes(40);
     for _ in 0..4 {
-        store.record_login_failure("slow", start).await.unwrap();
+        store
+            .record_login_failure(&key("slow"), start)
+            .await
+            .unwrap();
     }
 
     let later = store
-        .record_login_failure("slow", start + Duration::minutes(16))
+        .record_login_failure(&key("slow"), start + Duration::minutes(16))
         .await
         .unwrap();
 
@@ -940,7 +985,11 @@ pub async fn users_change_and_the_last_admin_stays(store: &dyn Store) {
         .await
         .unwrap();
     let revoked = store
-        .rotate_refresh_token("t1", "t2", Utc::now() + Duration::minutes(5))
+        .rotate_refresh_token(
+            &digest("t1"),
+            &digest("t2"),
+            Utc::now() + Duration::minutes(5),
+        )
         .await
         .unwrap();
     let last_admin = store.update_user(admin.id, &demote_admin, None).await;
@@ -963,8 +1012,14 @@ pub async fn users_change_and_the_last_admin_stays(store: &dyn Store) {
     );
     assert!(changed.updated_at >= changed.created_at);
     assert_eq!(revoked, Rotation::Rejected, "a role change ends sessions");
-    assert!(matches!(last_admin, Err(StoreError::Conflict(_))));
-    assert!(matches!(delete_last, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        last_admin,
+        Err(StoreError::Conflict(ConflictKind::LastAdmin))
+    ));
+    assert!(matches!(
+        delete_last,
+        Err(StoreError::Conflict(ConflictKind::LastAdmin))
+    ));
     assert!(store.has_active_admin().await.unwrap());
     assert_eq!(
         page.items
@@ -985,12 +1040,12 @@ pub async fn users_change_and_the_last_admin_stays(store: &dyn Store) {
 pub async fn api_keys_are_found_by_digest_and_deleted(store: &dyn Store) {
     let new = NewApiKey::parse("importer", "editor").unwrap();
     let key = store
-        .insert_api_key(&new, "digest-1", "ssk_abcdefgh")
+        .insert_api_key(&new, &digest("digest-1"), "ssk_abcdefgh")
         .await
         .unwrap();
 
-    let found = store.find_api_key("digest-1").await.unwrap();
-    let missing = store.find_api_key("digest-2").await.unwrap();
+    let found = store.find_api_key(&digest("digest-1")).await.unwrap();
+    let missing = store.find_api_key(&digest("digest-2")).await.unwrap();
     let page = store
         .list_api_keys(&ListQuery {
             sort: Sort::parse(None).unwrap(),
@@ -1010,7 +1065,7 @@ pub async fn api_keys_are_found_by_digest_and_deleted(store: &dyn Store) {
     assert_eq!(found, Some(key.clone()));
     assert_eq!(missing, None);
     assert_eq!(page.items, [key]);
-    assert_eq!(store.find_api_key("digest-1").await.unwrap(), None);
+    assert_eq!(store.find_api_key(&digest("digest-1")).await.unwrap(), None);
     assert!(matches!(
         again,
         Err(StoreError::NotFound {
@@ -1018,4 +1073,193 @@ pub async fn api_keys_are_found_by_digest_and_deleted(store: &dyn Store) {
             ..
         })
     ));
+}
+
+/// Every page of `first`, following each page's last item as the cursor.
+async fn walk_songs(
+    store: &dyn Store,
+    mut query: ListQuery<SongSortField, SongFilter>,
+) -> Vec<starsongs::domain::song::Song> {
+    let mut seen = Vec::new();
+    loop {
+        let page = store.list_songs(&query).await.unwrap();
+        let last = page.items.last().cloned();
+        seen.extend(page.items);
+        match last {
+            Some(last) if page.has_next => {
+                query.position = Position::After(query.sort.values_of(&last));
+            }
+            _ => return seen,
+        }
+    }
+}
+
+pub async fn text_sorts_by_code_point_and_cursors_walk_it(store: &dyn Store) {
+    // Names that differ only in case, accents and script: code point order puts every
+    // upper-case ASCII letter before every lower-case one, and non-ASCII after both.
+    let names = [
+        "b", "B", "a", "A", "é", "e", "É", "Z", "ß", "日本", "Ω", "ä", "Ä", "a b", "ab", "Ab",
+    ];
+    for name in names {
+        store.insert_artist(&artist(name)).await.unwrap();
+    }
+    let mut expected: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    expected.sort();
+    let mut expected_desc = expected.clone();
+    expected_desc.reverse();
+
+    for (sort, want) in [("name", &expected), ("-name", &expected_desc)] {
+        let mut query = ListQuery {
+            sort: Sort::<ArtistSortField>::parse(Some(sort)).unwrap(),
+            page_size: 100,
+            position: Position::Page(1),
+            filter: ArtistFilter::default(),
+        };
+        let whole: Vec<String> = store
+            .list_artists(&query)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
+        query.page_size = 3;
+        let mut walked = Vec::new();
+        loop {
+            let page = store.list_artists(&query).await.unwrap();
+            let last = page.items.last().cloned();
+            walked.extend(page.items.into_iter().map(|a| a.name));
+            match last {
+                Some(last) if page.has_next => {
+                    query.position = Position::After(query.sort.values_of(&last));
+                }
+                _ => break,
+            }
+        }
+
+        assert_eq!(&whole, want, "sort={sort}");
+        assert_eq!(&walked, want, "cursor walk, sort={sort}");
+    }
+}
+
+/// A deterministic stream of full-precision finite doubles (xorshift64 over the bits).
+fn random_doubles(seed: u64, count: usize) -> Vec<f64> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(count);
+    while out.len() < count {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let value = f64::from_bits(state);
+        if value.is_finite() {
+            out.push(value);
+        }
+    }
+    out
+}
+
+pub async fn full_precision_distances_walk_by_cursor_exactly_once(store: &dyn Store) {
+    let mut distances: Vec<Option<f64>> = random_doubles(0x5eed_cafe, 40)
+        .into_iter()
+        .map(Some)
+        .collect();
+    // Neighbours one ULP apart, ties, zeros of both signs, and NULLs.
+    let near = 1.0e5_f64;
+    distances.extend([
+        Some(near),
+        Some(f64::from_bits(near.to_bits() + 1)),
+        Some(f64::from_bits(near.to_bits() - 1)),
+        Some(near),
+        Some(0.0),
+        Some(-0.0),
+        None,
+        None,
+    ]);
+    let mut created = Vec::new();
+    for (i, distance) in distances.iter().enumerate() {
+        let saved = store
+            .insert_song(&song(&format!("d{i}"), None, None, *distance))
+            .await
+            .unwrap();
+        created.push(saved);
+    }
+
+    for song in &created {
+        let back = store.get_song(song.id).await.unwrap();
+        assert_eq!(
+            back.distance.map(f64::to_bits),
+            song.distance.map(f64::to_bits),
+            "stored bit for bit"
+        );
+    }
+    for sort in ["distance", "-distance"] {
+        let walked = walk_songs(store, songs_query(sort, 7, SongFilter::default())).await;
+        let whole = store
+            .list_songs(&songs_query(sort, 100, SongFilter::default()))
+            .await
+            .unwrap()
+            .items;
+
+        let mut ids: Vec<_> = walked.iter().map(|s| s.id).collect();
+        assert_eq!(
+            ids,
+            whole.iter().map(|s| s.id).collect::<Vec<_>>(),
+            "sort={sort}"
+        );
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), created.len(), "every song once, sort={sort}");
+        assert!(
+            walked[walked.len() - 2..]
+                .iter()
+                .all(|s| s.distance.is_none()),
+            "NULLs last"
+        );
+    }
+}
+
+pub async fn concurrent_migrations_apply_each_once(store: &dyn Store) {
+    let migrator = store.migrator();
+    migrator.down_to(0).await.unwrap();
+
+    // Two runs on two connections at once, as two replicas starting together: a second
+    // application of any migration would fail (its tables exist already).
+    let (first, second) = futures_util::future::join(migrator.up(), migrator.up()).await;
+
+    let (first, second) = (first.unwrap(), second.unwrap());
+    let mut union: Vec<i64> = first.iter().chain(&second).copied().collect();
+    union.sort_unstable();
+    union.dedup();
+    let status = migrator.status().await.unwrap();
+    assert_eq!(union, (1..=status.len() as i64).collect::<Vec<_>>());
+    assert!(status.iter().all(|m| m.is_applied));
+    assert_eq!(migrator.pending_count().await.unwrap(), 0);
+    assert!(store.insert_artist(&artist("Migrated")).await.is_ok());
+}
+
+pub async fn typed_errors_for_conflicts_and_unsupported_operations(store: &dyn Store) {
+    let first = store.insert_artist(&artist("Kept")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let taken = dir.path().join("taken.db");
+    std::fs::write(&taken, b"not empty").unwrap();
+
+    let backup = store.backup_to(&taken).await;
+    let missing = ExpectedVersions::new(vec![]);
+    let replaced = store
+        .replace_artist(first.id, &artist("Changed"), Some(&missing))
+        .await;
+
+    assert!(
+        matches!(
+            backup,
+            Err(StoreError::Conflict(ConflictKind::BackupDestinationExists)
+                | StoreError::Unsupported {
+                    operation: "backup",
+                    ..
+                })
+        ),
+        "{backup:?}"
+    );
+    assert!(matches!(replaced, Err(StoreError::PreconditionFailed)));
+    assert_eq!(store.get_artist(first.id).await.unwrap(), first);
 }

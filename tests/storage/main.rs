@@ -4,6 +4,8 @@
 
 mod backends;
 mod cases;
+#[path = "../support/server_db.rs"]
+mod server_db;
 
 /// Instantiates every contract case for one backend as a `#[tokio::test]`.
 macro_rules! contract_suite {
@@ -35,6 +37,10 @@ macro_rules! contract_suite {
             failures_outside_the_window_start_a_new_count,
             users_change_and_the_last_admin_stays,
             api_keys_are_found_by_digest_and_deleted,
+            text_sorts_by_code_point_and_cursors_walk_it,
+            full_precision_distances_walk_by_cursor_exactly_once,
+            concurrent_migrations_apply_each_once,
+            typed_errors_for_conflicts_and_unsupported_operations,
         );
     };
     (@cases $backend:ident: $($case:ident),+ $(,)?) => {
@@ -53,3 +59,4 @@ macro_rules! contract_suite {
 }
 
 contract_suite!(sqlite);
+contract_suite!(postgres);

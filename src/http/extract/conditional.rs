@@ -5,7 +5,7 @@ use axum::http::HeaderName;
 use axum::http::header::{IF_MATCH, IF_NONE_MATCH};
 use axum::http::request::Parts;
 
-use crate::domain::etag::Precondition;
+use crate::domain::etag::{ExpectedVersions, Precondition};
 use crate::http::error::ApiError;
 
 /// The `If-Match` precondition, if sent.
@@ -52,8 +52,9 @@ impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
 }
 
 impl IfMatch {
-    /// The precondition, for store calls.
-    pub fn precondition(&self) -> Option<&Precondition> {
-        self.0.as_ref()
+    /// The versions of resource `id` this header accepts, for store calls; `None` when
+    /// no header (or `*`) was sent.
+    pub fn expected(&self, id: i64) -> Option<ExpectedVersions> {
+        self.0.as_ref().and_then(|p| p.expected_versions(id))
     }
 }

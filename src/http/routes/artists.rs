@@ -243,7 +243,7 @@ pub async fn replace_artist(
 ) -> Result<Tagged<ArtistOut>, ApiError> {
     let new = NewArtist::parse(&input.name)?;
     let artist = store
-        .replace_artist(id, &new, if_match.precondition())
+        .replace_artist(id, &new, if_match.expected(id.get()).as_ref())
         .await?;
     Ok(Tagged::ok(artist.etag(), artist.into()))
 }
@@ -272,7 +272,7 @@ pub async fn patch_artist(
 ) -> Result<Tagged<ArtistOut>, ApiError> {
     let changes = ArtistChanges::parse(patch.name.as_ref().map(Option::as_deref))?;
     let artist = store
-        .patch_artist(id, &changes, if_match.precondition())
+        .patch_artist(id, &changes, if_match.expected(id.get()).as_ref())
         .await?;
     Ok(Tagged::ok(artist.etag(), artist.into()))
 }
@@ -304,7 +304,7 @@ pub async fn delete_artist(
         ));
     }
     store
-        .delete_artist(id, cascade, if_match.precondition())
+        .delete_artist(id, cascade, if_match.expected(id.get()).as_ref())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

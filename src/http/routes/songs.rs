@@ -405,7 +405,7 @@ pub async fn replace_song(
 ) -> Result<Tagged<SongOut>, ApiError> {
     let new = NewSong::parse(input.fields())?;
     let song = store
-        .replace_song(id, &new, if_match.precondition())
+        .replace_song(id, &new, if_match.expected(id.get()).as_ref())
         .await?;
     Ok(Tagged::ok(song.etag(), SongOut::new(song, false)))
 }
@@ -434,7 +434,7 @@ pub async fn patch_song(
 ) -> Result<Tagged<SongOut>, ApiError> {
     let changes = SongChanges::parse(patch.fields())?;
     let song = store
-        .patch_song(id, &changes, if_match.precondition())
+        .patch_song(id, &changes, if_match.expected(id.get()).as_ref())
         .await?;
     Ok(Tagged::ok(song.etag(), SongOut::new(song, false)))
 }
@@ -456,6 +456,8 @@ pub async fn delete_song(
     ApiPath(id): ApiPath<SongId>,
     if_match: IfMatch,
 ) -> Result<StatusCode, ApiError> {
-    store.delete_song(id, if_match.precondition()).await?;
+    store
+        .delete_song(id, if_match.expected(id.get()).as_ref())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,14 +5,14 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::idempotency::create_once;
 use super::list::{SortColumn, fetch_page};
-use super::{check_precondition, is_foreign_key_violation, map_error, now};
+use super::{check_expected, is_foreign_key_violation, map_error, now};
 use crate::domain::artist::{Artist, NewArtist};
-use crate::domain::etag::Precondition;
+use crate::domain::etag::ExpectedVersions;
 use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::ArtistId;
 use crate::domain::list::{ArtistFilter, ArtistSortField, ListQuery, Page};
 use crate::domain::validation::search_key;
-use crate::storage::{Entity, StoreError, StoreResult};
+use crate::storage::{ConflictKind, Entity, StoreError, StoreResult};
 
 const COLUMNS: &str = "id, name, version, created_at, updated_at";
 
@@ -89,7 +89,10 @@ pub(super) async fn get(pool: &SqlitePool, id: ArtistId) -> StoreResult<Artist> 
     get_with(&mut conn, id).await
 }
 
-async fn insert_with(conn: &mut SqliteConnection, new: &NewArtist) -> StoreResult<Artist> {
+pub(super) async fn insert_with(
+    conn: &mut SqliteConnection,
+    new: &NewArtist,
+) -> StoreResult<Artist> {
     let at = now();
     let row = sqlx::query(
         "insert into artist (name, name_key, version, created_at, updated_at) \
@@ -129,7 +132,7 @@ pub(super) async fn insert_once(
 pub(super) async fn update(
     pool: &SqlitePool,
     id: ArtistId,
-    if_match: Option<&Precondition>,
+    expected: Option<&ExpectedVersions>,
     change: impl Fn(&Artist) -> NewArtist + Send + Sync,
 ) -> StoreResult<Artist> {
     let mut tx = pool
@@ -137,7 +140,7 @@ pub(super) async fn update(
         .await
         .map_err(map_error)?;
     let current = get_with(&mut tx, id).await?;
-    check_precondition(if_match, &current.etag())?;
+    check_expected(expected, current.version)?;
     let next = change(&current);
     let row = sqlx::query(
         "update artist set name = ?, name_key = ?, version = version + 1, updated_at = ? \
@@ -161,14 +164,14 @@ pub(super) async fn delete(
     pool: &SqlitePool,
     id: ArtistId,
     cascade: bool,
-    if_match: Option<&Precondition>,
+    expected: Option<&ExpectedVersions>,
 ) -> StoreResult<()> {
     let mut tx = pool
         .begin_with("begin immediate")
         .await
         .map_err(map_error)?;
     let current = get_with(&mut tx, id).await?;
-    check_precondition(if_match, &current.etag())?;
+    check_expected(expected, current.version)?;
     if cascade {
         sqlx::query("delete from song where artist_id = ?")
             .bind(id.get())
@@ -184,10 +187,10 @@ pub(super) async fn delete(
         Ok(_) => tx.commit().await.map_err(map_error),
         Err(error) if is_foreign_key_violation(&error) => {
             let songs = count_songs(&mut tx, id).await?;
-            Err(StoreError::Conflict(format!(
-                "Artist with id {id} still has {songs} song(s); delete or reassign them first, \
-                 or delete with cascade=true"
-            )))
+            Err(StoreError::Conflict(ConflictKind::ArtistHasSongs {
+                artist: id,
+                songs,
+            }))
         }
         Err(error) => Err(map_error(error)),
     }

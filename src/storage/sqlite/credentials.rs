@@ -5,14 +5,15 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::list::{SortColumn, fetch_page};
+use super::timestamp_key;
 use super::users::is_unique_violation;
 use super::{map_error, now};
-use crate::domain::artist::timestamp_key;
 use crate::domain::credential::{
     ApiKey, ApiKeySortField, LOGIN_FAILURE_WINDOW, LoginGate, NewApiKey, NewRefreshToken, Rotation,
+    SecretDigest,
 };
 use crate::domain::list::{ListQuery, Page};
-use crate::domain::user::Role;
+use crate::domain::user::{Role, UsernameKey};
 use crate::domain::validation::search_key;
 use crate::storage::{Entity, StoreError, StoreResult};
 
@@ -26,7 +27,7 @@ async fn insert_refresh_with(
         "insert into refresh_token (token_hash, family_id, user_id, expires_at, created_at) \
          values (?, ?, ?, ?, ?)",
     )
-    .bind(&token.token_hash)
+    .bind(token.token_hash.as_str())
     .bind(&token.family_id)
     .bind(token.user_id)
     .bind(timestamp_key(&token.expires_at))
@@ -58,8 +59,8 @@ async fn revoke_family(conn: &mut SqliteConnection, family_id: &str) -> StoreRes
 /// write transaction, so two concurrent exchanges of one token cannot both succeed.
 pub(super) async fn rotate_refresh(
     pool: &SqlitePool,
-    presented: &str,
-    next_hash: &str,
+    presented: &SecretDigest,
+    next_hash: &SecretDigest,
     next_expires_at: DateTime<Utc>,
 ) -> StoreResult<Rotation> {
     let mut tx = pool
@@ -70,7 +71,7 @@ pub(super) async fn rotate_refresh(
         "select t.id, t.family_id, t.user_id, t.expires_at, t.spent_at, t.revoked_at, u.is_active \
          from refresh_token t join app_user u on u.id = t.user_id where t.token_hash = ?",
     )
-    .bind(presented)
+    .bind(presented.as_str())
     .fetch_optional(&mut *tx)
     .await
     .map_err(map_error)?;
@@ -106,7 +107,7 @@ pub(super) async fn rotate_refresh(
     insert_refresh_with(
         &mut tx,
         &NewRefreshToken {
-            token_hash: next_hash.to_owned(),
+            token_hash: next_hash.clone(),
             family_id,
             user_id,
             expires_at: next_expires_at,
@@ -119,14 +120,17 @@ pub(super) async fn rotate_refresh(
 }
 
 /// Revokes the family of the token with digest `presented`; false if no such token.
-pub(super) async fn revoke_refresh(pool: &SqlitePool, presented: &str) -> StoreResult<bool> {
+pub(super) async fn revoke_refresh(
+    pool: &SqlitePool,
+    presented: &SecretDigest,
+) -> StoreResult<bool> {
     let mut tx = pool
         .begin_with("begin immediate")
         .await
         .map_err(map_error)?;
     let family: Option<String> =
         sqlx::query_scalar("select family_id from refresh_token where token_hash = ?")
-            .bind(presented)
+            .bind(presented.as_str())
             .fetch_optional(&mut *tx)
             .await
             .map_err(map_error)?;
@@ -182,12 +186,12 @@ fn gate_from_row(row: Option<&SqliteRow>, at: DateTime<Utc>) -> StoreResult<Logi
 
 pub(super) async fn login_gate(
     pool: &SqlitePool,
-    username_key: &str,
+    username_key: &UsernameKey,
     at: DateTime<Utc>,
 ) -> StoreResult<LoginGate> {
     let row =
         sqlx::query("select failures, last_failure_at from login_failure where username_key = ?")
-            .bind(username_key)
+            .bind(username_key.as_str())
             .fetch_optional(pool)
             .await
             .map_err(map_error)?;
@@ -198,7 +202,7 @@ pub(super) async fn login_gate(
 /// and lasts [`LOGIN_FAILURE_WINDOW`]; a failure after the window starts a new count.
 pub(super) async fn record_login_failure(
     pool: &SqlitePool,
-    username_key: &str,
+    username_key: &UsernameKey,
     at: DateTime<Utc>,
 ) -> StoreResult<LoginGate> {
     let stamp = timestamp_key(&at);
@@ -212,7 +216,7 @@ pub(super) async fn record_login_failure(
            last_failure_at = ?2 \
          returning failures, last_failure_at",
     )
-    .bind(username_key)
+    .bind(username_key.as_str())
     .bind(&stamp)
     .bind(&window_start)
     .fetch_one(pool)
@@ -221,9 +225,12 @@ pub(super) async fn record_login_failure(
     gate_from_row(Some(&row), at)
 }
 
-pub(super) async fn clear_login_failures(pool: &SqlitePool, username_key: &str) -> StoreResult<()> {
+pub(super) async fn clear_login_failures(
+    pool: &SqlitePool,
+    username_key: &UsernameKey,
+) -> StoreResult<()> {
     sqlx::query("delete from login_failure where username_key = ?")
-        .bind(username_key)
+        .bind(username_key.as_str())
         .execute(pool)
         .await
         .map(|_| ())
@@ -267,7 +274,7 @@ fn key_from_row(row: &SqliteRow) -> StoreResult<ApiKey> {
 pub(super) async fn insert_api_key(
     pool: &SqlitePool,
     new: &NewApiKey,
-    key_hash: &str,
+    key_hash: &SecretDigest,
     prefix: &str,
 ) -> StoreResult<ApiKey> {
     let row = sqlx::query(
@@ -276,7 +283,7 @@ pub(super) async fn insert_api_key(
     )
     .bind(&new.name)
     .bind(search_key(&new.name))
-    .bind(key_hash)
+    .bind(key_hash.as_str())
     .bind(prefix)
     .bind(new.role.as_str())
     .bind(now())
@@ -308,10 +315,13 @@ pub(super) async fn list_api_keys(
     .await
 }
 
-pub(super) async fn find_api_key(pool: &SqlitePool, key_hash: &str) -> StoreResult<Option<ApiKey>> {
+pub(super) async fn find_api_key(
+    pool: &SqlitePool,
+    key_hash: &SecretDigest,
+) -> StoreResult<Option<ApiKey>> {
     let row =
         sqlx::query("select id, name, prefix, role, created_at from api_key where key_hash = ?")
-            .bind(key_hash)
+            .bind(key_hash.as_str())
             .fetch_optional(pool)
             .await
             .map_err(map_error)?;

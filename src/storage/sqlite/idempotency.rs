@@ -5,8 +5,8 @@ use std::pin::Pin;
 use chrono::{DateTime, Utc};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
+use super::timestamp_key;
 use super::{map_error, now};
-use crate::domain::artist::timestamp_key;
 use crate::domain::idempotency::{Created, Idempotency, SavedResponse, expiry_cutoff};
 use crate::storage::{StoreError, StoreResult};
 
@@ -50,16 +50,18 @@ async fn claim<T>(
     conn: &mut SqliteConnection,
     idempotency: &Idempotency<'_, T>,
 ) -> StoreResult<Claim> {
-    sqlx::query("delete from idempotency_key where principal = ? and key = ? and created_at < ?")
-        .bind(idempotency.principal)
-        .bind(idempotency.key.as_str())
-        .bind(timestamp_key(&expiry_cutoff(Utc::now())))
-        .execute(&mut *conn)
-        .await
-        .map_err(map_error)?;
+    sqlx::query(
+        "delete from idempotency_key where principal = ? and request_key = ? and created_at < ?",
+    )
+    .bind(idempotency.principal)
+    .bind(idempotency.key.as_str())
+    .bind(timestamp_key(&expiry_cutoff(Utc::now())))
+    .execute(&mut *conn)
+    .await
+    .map_err(map_error)?;
     let inserted = sqlx::query(
-        "insert into idempotency_key (principal, key, fingerprint, status, body, created_at) \
-         values (?, ?, ?, 0, '', ?) on conflict (principal, key) do nothing",
+        "insert into idempotency_key (principal, request_key, fingerprint, status, body, created_at) \
+         values (?, ?, ?, 0, '', ?) on conflict (principal, request_key) do nothing",
     )
     .bind(idempotency.principal)
     .bind(idempotency.key.as_str())
@@ -73,7 +75,7 @@ async fn claim<T>(
     }
     let row = sqlx::query(
         "select fingerprint, status, body, location, etag from idempotency_key \
-         where principal = ? and key = ?",
+         where principal = ? and request_key = ?",
     )
     .bind(idempotency.principal)
     .bind(idempotency.key.as_str())
@@ -101,7 +103,7 @@ async fn save<T>(
 ) -> StoreResult<()> {
     sqlx::query(
         "update idempotency_key set status = ?, body = ?, location = ?, etag = ? \
-         where principal = ? and key = ?",
+         where principal = ? and request_key = ?",
     )
     .bind(i64::from(response.status))
     .bind(&response.body)

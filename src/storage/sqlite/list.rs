@@ -144,6 +144,8 @@ fn push_value(qb: &mut QueryBuilder<Sqlite>, value: &SortValue) {
         SortValue::Int(v) => qb.push_bind(*v),
         SortValue::Float(v) => qb.push_bind(*v),
         SortValue::Text(v) => qb.push_bind(v.clone()),
+        SortValue::Timestamp(at) => qb.push_bind(super::timestamp_key(at)),
+        SortValue::Date(date) => qb.push_bind(super::date_key(*date)),
         SortValue::Null => qb.push("null"),
     };
 }

@@ -1,184 +1,193 @@
-//! SQLite schema management with sqlx's migrator. The migration files are compiled in, so
-//! the binary migrates from any working directory.
+//! SQLite schema management: sqlx's migration files and bookkeeping table, applied by a
+//! small runner of ours. sqlx's own runner takes no lock on SQLite, so two processes
+//! starting together could both apply a migration; here each migration runs in a
+//! `begin immediate` transaction that re-checks the bookkeeping under SQLite's write lock,
+//! so it is applied exactly once. The files are compiled in, so the binary migrates from
+//! any working directory.
 
-use std::collections::HashMap;
+use std::time::Instant;
 
 use async_trait::async_trait;
-use sqlx::SqlSafeStr;
-use sqlx::SqlitePool;
-use sqlx::migrate::{Migrate, Migration, MigrationType, Migrator as SqlxMigrator};
+use sqlx::migrate::{Migrate, Migration};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::map_error;
 use crate::storage::StoreResult;
-use crate::storage::migrate::{MigrationStatus, Migrator};
+use crate::storage::migrate::{
+    MigrationSql, MigrationStatus, Migrator, TABLE, check_applied, sqlx_migrations,
+};
 
-/// sqlx's bookkeeping table.
-const TABLE: &str = "_sqlx_migrations";
-
-/// One migration: version, description, up SQL, down SQL. A test checks that this list and
-/// `migrations/sqlite/` agree.
-pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+/// This backend's SQL for every shared migration.
+pub const SQL: MigrationSql = [
     (
-        1,
-        "create catalog",
         include_str!("../../../migrations/sqlite/0001_create_catalog.up.sql"),
         include_str!("../../../migrations/sqlite/0001_create_catalog.down.sql"),
     ),
     (
-        2,
-        "create idempotency key",
         include_str!("../../../migrations/sqlite/0002_create_idempotency_key.up.sql"),
         include_str!("../../../migrations/sqlite/0002_create_idempotency_key.down.sql"),
     ),
     (
-        3,
-        "create app user",
         include_str!("../../../migrations/sqlite/0003_create_app_user.up.sql"),
         include_str!("../../../migrations/sqlite/0003_create_app_user.down.sql"),
     ),
     (
-        4,
-        "create credentials",
         include_str!("../../../migrations/sqlite/0004_create_credentials.up.sql"),
         include_str!("../../../migrations/sqlite/0004_create_credentials.down.sql"),
+    ),
+    (
+        include_str!("../../../migrations/sqlite/0005_rename_reserved_columns.up.sql"),
+        include_str!("../../../migrations/sqlite/0005_rename_reserved_columns.down.sql"),
     ),
 ];
 
 /// The SQLite [`Migrator`].
 pub(super) struct SqliteMigrator {
     pool: SqlitePool,
-    inner: SqlxMigrator,
+    known: Vec<Migration>,
+}
+
+/// `(version, checksum, success)` of every applied migration.
+type Applied = Vec<(i64, Vec<u8>, bool)>;
+
+async fn read_applied(conn: &mut SqliteConnection) -> Result<Applied, sqlx::Error> {
+    let rows =
+        sqlx::query("select version, checksum, success from _sqlx_migrations order by version")
+            .fetch_all(conn)
+            .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .collect()
+}
+
+async fn has_table(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "select exists (select 1 from sqlite_schema where type = 'table' and name = ?)",
+    )
+    .bind(TABLE)
+    .fetch_one(conn)
+    .await
 }
 
 impl SqliteMigrator {
     pub(super) fn new(pool: SqlitePool) -> Self {
-        let mut migrations = Vec::new();
-        for (version, description, up, down) in MIGRATIONS {
-            for (kind, sql) in [
-                (MigrationType::ReversibleUp, up),
-                (MigrationType::ReversibleDown, down),
-            ] {
-                migrations.push(Migration::new(
-                    *version,
-                    (*description).into(),
-                    kind,
-                    sql.into_sql_str(),
-                    false,
-                ));
-            }
-        }
         Self {
             pool,
-            inner: SqlxMigrator::with_migrations(migrations),
+            known: sqlx_migrations(&SQL),
         }
     }
 
-    /// Applied versions with their checksums.
-    async fn applied(&self) -> anyhow::Result<HashMap<i64, Vec<u8>>> {
-        let mut conn = self.pool.acquire().await?;
-        conn.ensure_migrations_table(TABLE).await?;
-        let applied = conn.list_applied_migrations(TABLE).await?;
-        Ok(applied
-            .into_iter()
-            .map(|m| (m.version, m.checksum.into_owned()))
-            .collect())
+    fn ups(&self) -> impl DoubleEndedIterator<Item = &Migration> {
+        self.known
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
     }
 
-    fn known_ups(&self) -> impl Iterator<Item = &Migration> {
-        self.inner
+    fn down_of(&self, version: i64) -> Option<&Migration> {
+        self.known
             .iter()
-            .filter(|m| m.migration_type == MigrationType::ReversibleUp)
+            .find(|m| m.version == version && m.migration_type.is_down_migration())
+    }
+
+    async fn checked(&self, conn: &mut SqliteConnection) -> anyhow::Result<Applied> {
+        conn.ensure_migrations_table(TABLE).await?;
+        let applied = read_applied(conn).await?;
+        check_applied(&self.known, &applied)?;
+        Ok(applied)
     }
 }
 
 #[async_trait]
 impl Migrator for SqliteMigrator {
     async fn status(&self) -> anyhow::Result<Vec<MigrationStatus>> {
-        let applied = self.applied().await?;
-        for (version, checksum) in &applied {
-            match self.known_ups().find(|m| m.version == *version) {
-                None => anyhow::bail!(
-                    "the database has migration {version}, which this build does not know"
-                ),
-                Some(m) if m.checksum.as_ref() != checksum.as_slice() => anyhow::bail!(
-                    "migration {version} was changed after it was applied (checksum differs)"
-                ),
-                Some(_) => {}
-            }
-        }
+        let mut conn = self.pool.acquire().await?;
+        let applied = self.checked(&mut conn).await?;
         Ok(self
-            .known_ups()
+            .ups()
             .map(|m| MigrationStatus {
                 version: m.version,
                 description: m.description.to_string(),
-                is_applied: applied.contains_key(&m.version),
+                is_applied: applied.iter().any(|(v, _, _)| *v == m.version),
             })
             .collect())
     }
 
     async fn up(&self) -> anyhow::Result<Vec<i64>> {
-        let before = self.applied().await?;
-        self.inner.run(&self.pool).await?;
-        let after = self.applied().await?;
-        let mut applied: Vec<i64> = after
-            .keys()
-            .filter(|v| !before.contains_key(v))
-            .copied()
-            .collect();
-        applied.sort_unstable();
-        Ok(applied)
+        let mut conn = self.pool.acquire().await?;
+        self.checked(&mut conn).await?;
+        let mut done = Vec::new();
+        for migration in self.ups() {
+            // The write lock first, then the check: another process that applied this
+            // migration meanwhile has committed its bookkeeping row.
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, "begin immediate").await?;
+            let applied = read_applied(&mut tx).await?;
+            check_applied(&self.known, &applied)?;
+            if applied.iter().any(|(v, _, _)| *v == migration.version) {
+                tx.rollback().await?;
+                continue;
+            }
+            let started = Instant::now();
+            sqlx::raw_sql(migration.sql.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| anyhow::anyhow!("migration {} failed: {e}", migration.version))?;
+            sqlx::query(
+                "insert into _sqlx_migrations \
+                 (version, description, success, checksum, execution_time) \
+                 values (?, ?, true, ?, ?)",
+            )
+            .bind(migration.version)
+            .bind(migration.description.as_ref())
+            .bind(migration.checksum.as_ref())
+            .bind(i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            done.push(migration.version);
+        }
+        Ok(done)
     }
 
     async fn down_to(&self, target: i64) -> anyhow::Result<Vec<i64>> {
-        let before = self.applied().await?;
-        self.inner.undo(&self.pool, target).await?;
-        let after = self.applied().await?;
-        let mut reverted: Vec<i64> = before
-            .keys()
-            .filter(|v| !after.contains_key(v))
-            .copied()
-            .collect();
-        reverted.sort_unstable_by(|a, b| b.cmp(a));
-        Ok(reverted)
+        let mut conn = self.pool.acquire().await?;
+        self.checked(&mut conn).await?;
+        let mut done = Vec::new();
+        for migration in self.ups().rev().filter(|m| m.version > target) {
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, "begin immediate").await?;
+            let applied = read_applied(&mut tx).await?;
+            if !applied.iter().any(|(v, _, _)| *v == migration.version) {
+                tx.rollback().await?;
+                continue;
+            }
+            let down = self.down_of(migration.version).ok_or_else(|| {
+                anyhow::anyhow!("migration {} has no down file", migration.version)
+            })?;
+            sqlx::raw_sql(down.sql.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| anyhow::anyhow!("reverting migration {} failed: {e}", down.version))?;
+            sqlx::query("delete from _sqlx_migrations where version = ?")
+                .bind(migration.version)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            done.push(migration.version);
+        }
+        Ok(done)
     }
 
     async fn pending_count(&self) -> StoreResult<usize> {
         let mut conn = self.pool.acquire().await.map_err(map_error)?;
-        let applied = conn
-            .list_applied_migrations(TABLE)
-            .await
-            .map(|list| list.into_iter().map(|m| m.version).collect::<Vec<_>>())
-            // A database that was never migrated has no bookkeeping table yet.
-            .unwrap_or_default();
+        // A database that was never migrated has no bookkeeping table yet: everything is
+        // pending. Any other failure is reported, not taken for "nothing applied".
+        let applied = if has_table(&mut conn).await.map_err(map_error)? {
+            read_applied(&mut conn).await.map_err(map_error)?
+        } else {
+            Vec::new()
+        };
         Ok(self
-            .known_ups()
-            .filter(|m| !applied.contains(&m.version))
+            .ups()
+            .filter(|m| !applied.iter().any(|(v, _, _)| *v == m.version))
             .count())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn compiled_list_matches_the_migrations_folder() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
-        let mut files: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        files.sort();
-
-        let mut expected: Vec<String> = MIGRATIONS
-            .iter()
-            .flat_map(|(v, d, _, _)| {
-                let stem = format!("{v:04}_{}", d.replace(' ', "_"));
-                [format!("{stem}.down.sql"), format!("{stem}.up.sql")]
-            })
-            .collect();
-        expected.sort();
-
-        assert_eq!(files, expected);
     }
 }

@@ -20,21 +20,21 @@ use sqlx::ConnectOptions as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use super::migrate::Migrator;
-use super::{PoolStats, Store, StoreError, StoreResult};
+use super::{ConflictKind, PoolStats, Store, StoreError, StoreResult};
 use crate::config::{DatabaseSettings, SqliteSynchronous};
-use crate::domain::artist::{Artist, ArtistChanges, NewArtist, timestamp_key};
+use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
 use crate::domain::credential::{
-    ApiKey, ApiKeySortField, LoginGate, NewApiKey, NewRefreshToken, Rotation,
+    ApiKey, ApiKeySortField, LoginGate, NewApiKey, NewRefreshToken, Rotation, SecretDigest,
 };
-use crate::domain::etag::{EntityTag, Precondition};
+use crate::domain::demo::DemoArtist;
+use crate::domain::etag::ExpectedVersions;
 use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::{ArtistId, SongId};
 use crate::domain::list::{
     ArtistFilter, ArtistSortField, ListQuery, Page, SongFilter, SongSortField,
 };
 use crate::domain::song::{NewSong, Song, SongChanges};
-use crate::domain::user::{NewUser, User, UserChanges, UserSortField};
-pub use migrate::MIGRATIONS;
+use crate::domain::user::{NewUser, User, UserChanges, UserSortField, UsernameKey};
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -142,12 +142,13 @@ fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
     })
 }
 
-/// Fails with `PreconditionFailed` unless `if_match` is absent or matches `current`.
-fn check_precondition(if_match: Option<&Precondition>, current: &EntityTag) -> StoreResult<()> {
-    match if_match {
-        Some(precondition) if !precondition.matches_strong(current) => {
-            Err(StoreError::PreconditionFailed)
-        }
+/// Fails with `PreconditionFailed` unless `expected` is absent or admits `version`.
+///
+/// SQLite runs every write transaction under the one write lock (`begin immediate`), so a
+/// read, this check and the write cannot interleave with another writer's.
+fn check_expected(expected: Option<&ExpectedVersions>, version: i64) -> StoreResult<()> {
+    match expected {
+        Some(expected) if !expected.admits(version) => Err(StoreError::PreconditionFailed),
         _ => Ok(()),
     }
 }
@@ -155,6 +156,17 @@ fn check_precondition(if_match: Option<&Precondition>, current: &EntityTag) -> S
 /// The current time in the fixed-width stored form.
 fn now() -> String {
     timestamp_key(&Utc::now())
+}
+
+/// SQLite's storage form of a timestamp: fixed-width UTC text with microseconds, so that
+/// text order is time order. Cursor values are typed; this encoding stays in this backend.
+pub(crate) fn timestamp_key(at: &DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// SQLite's storage form of a date: ISO `YYYY-MM-DD`, which sorts as dates do.
+fn date_key(date: chrono::NaiveDate) -> String {
+    date.format("%Y-%m-%d").to_string()
 }
 
 #[async_trait]
@@ -188,30 +200,30 @@ impl Store for SqliteStore {
         &self,
         id: ArtistId,
         new: &NewArtist,
-        if_match: Option<&Precondition>,
+        expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Artist> {
         let _writer = self.writer.lock().await;
-        artists::update(&self.pool, id, if_match, |_| new.clone()).await
+        artists::update(&self.pool, id, expected, |_| new.clone()).await
     }
 
     async fn patch_artist(
         &self,
         id: ArtistId,
         changes: &ArtistChanges,
-        if_match: Option<&Precondition>,
+        expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Artist> {
         let _writer = self.writer.lock().await;
-        artists::update(&self.pool, id, if_match, |current| changes.apply(current)).await
+        artists::update(&self.pool, id, expected, |current| changes.apply(current)).await
     }
 
     async fn delete_artist(
         &self,
         id: ArtistId,
         cascade: bool,
-        if_match: Option<&Precondition>,
+        expected: Option<&ExpectedVersions>,
     ) -> StoreResult<()> {
         let _writer = self.writer.lock().await;
-        artists::delete(&self.pool, id, cascade, if_match).await
+        artists::delete(&self.pool, id, cascade, expected).await
     }
 
     async fn list_songs(
@@ -243,25 +255,29 @@ impl Store for SqliteStore {
         &self,
         id: SongId,
         new: &NewSong,
-        if_match: Option<&Precondition>,
+        expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Song> {
         let _writer = self.writer.lock().await;
-        songs::update(&self.pool, id, if_match, |_| new.clone()).await
+        songs::update(&self.pool, id, expected, |_| new.clone()).await
     }
 
     async fn patch_song(
         &self,
         id: SongId,
         changes: &SongChanges,
-        if_match: Option<&Precondition>,
+        expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Song> {
         let _writer = self.writer.lock().await;
-        songs::update(&self.pool, id, if_match, |current| changes.apply(current)).await
+        songs::update(&self.pool, id, expected, |current| changes.apply(current)).await
     }
 
-    async fn delete_song(&self, id: SongId, if_match: Option<&Precondition>) -> StoreResult<()> {
+    async fn delete_song(
+        &self,
+        id: SongId,
+        expected: Option<&ExpectedVersions>,
+    ) -> StoreResult<()> {
         let _writer = self.writer.lock().await;
-        songs::delete(&self.pool, id, if_match).await
+        songs::delete(&self.pool, id, expected).await
     }
 
     async fn insert_user(&self, new: &NewUser, password_hash: &str) -> StoreResult<User> {
@@ -269,7 +285,10 @@ impl Store for SqliteStore {
         users::insert(&self.pool, new, password_hash).await
     }
 
-    async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<(User, String)>> {
+    async fn find_user_by_username(
+        &self,
+        username: &UsernameKey,
+    ) -> StoreResult<Option<(User, String)>> {
         users::find_by_username(&self.pool, username).await
     }
 
@@ -307,15 +326,15 @@ impl Store for SqliteStore {
 
     async fn rotate_refresh_token(
         &self,
-        presented: &str,
-        next_hash: &str,
+        presented: &SecretDigest,
+        next_hash: &SecretDigest,
         next_expires_at: DateTime<Utc>,
     ) -> StoreResult<Rotation> {
         let _writer = self.writer.lock().await;
         credentials::rotate_refresh(&self.pool, presented, next_hash, next_expires_at).await
     }
 
-    async fn revoke_refresh_family(&self, presented: &str) -> StoreResult<bool> {
+    async fn revoke_refresh_family(&self, presented: &SecretDigest) -> StoreResult<bool> {
         let _writer = self.writer.lock().await;
         credentials::revoke_refresh(&self.pool, presented).await
     }
@@ -325,20 +344,24 @@ impl Store for SqliteStore {
         credentials::prune(&self.pool, at).await
     }
 
-    async fn login_gate(&self, username_key: &str, at: DateTime<Utc>) -> StoreResult<LoginGate> {
+    async fn login_gate(
+        &self,
+        username_key: &UsernameKey,
+        at: DateTime<Utc>,
+    ) -> StoreResult<LoginGate> {
         credentials::login_gate(&self.pool, username_key, at).await
     }
 
     async fn record_login_failure(
         &self,
-        username_key: &str,
+        username_key: &UsernameKey,
         at: DateTime<Utc>,
     ) -> StoreResult<LoginGate> {
         let _writer = self.writer.lock().await;
         credentials::record_login_failure(&self.pool, username_key, at).await
     }
 
-    async fn clear_login_failures(&self, username_key: &str) -> StoreResult<()> {
+    async fn clear_login_failures(&self, username_key: &UsernameKey) -> StoreResult<()> {
         let _writer = self.writer.lock().await;
         credentials::clear_login_failures(&self.pool, username_key).await
     }
@@ -346,7 +369,7 @@ impl Store for SqliteStore {
     async fn insert_api_key(
         &self,
         new: &NewApiKey,
-        key_hash: &str,
+        key_hash: &SecretDigest,
         prefix: &str,
     ) -> StoreResult<ApiKey> {
         let _writer = self.writer.lock().await;
@@ -360,7 +383,7 @@ impl Store for SqliteStore {
         credentials::list_api_keys(&self.pool, query).await
     }
 
-    async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<ApiKey>> {
+    async fn find_api_key(&self, key_hash: &SecretDigest) -> StoreResult<Option<ApiKey>> {
         credentials::find_api_key(&self.pool, key_hash).await
     }
 
@@ -374,17 +397,14 @@ impl Store for SqliteStore {
         idempotency::prune(&self.pool, created_before).await
     }
 
-    async fn seed_demo_data(&self) -> StoreResult<bool> {
+    async fn seed_demo_data(&self, catalog: &[DemoArtist]) -> StoreResult<bool> {
         let _writer = self.writer.lock().await;
-        seed::seed_demo_data(&self.pool).await
+        seed::seed_demo_data(&self.pool, catalog).await
     }
 
     async fn backup_to(&self, destination: &std::path::Path) -> StoreResult<()> {
         if destination.exists() {
-            return Err(StoreError::Conflict(format!(
-                "{} already exists; choose a new file",
-                destination.display()
-            )));
+            return Err(StoreError::Conflict(ConflictKind::BackupDestinationExists));
         }
         let path = destination
             .to_str()
@@ -423,5 +443,23 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_key_is_fixed_width_and_ordered() {
+        let whole = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+            .unwrap()
+            .to_utc();
+        let fraction = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.5Z")
+            .unwrap()
+            .to_utc();
+
+        assert_eq!(timestamp_key(&whole), "2026-01-02T03:04:05.000000Z");
+        assert!(timestamp_key(&whole) < timestamp_key(&fraction));
     }
 }

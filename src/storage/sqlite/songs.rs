@@ -7,9 +7,9 @@ use super::idempotency::create_once;
 use super::list::{
     SortColumn, into_page, needs_null_tail, push_limit, push_null_tail, push_order_by, push_seek,
 };
-use super::{check_precondition, is_foreign_key_violation, map_error, now};
+use super::{check_expected, date_key, is_foreign_key_violation, map_error, now};
 use crate::domain::artist::ArtistSummary;
-use crate::domain::etag::Precondition;
+use crate::domain::etag::ExpectedVersions;
 use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::{ArtistId, SongId};
 use crate::domain::list::{ListQuery, Page, Position, SongFilter, SongSortField, SortValue};
@@ -90,11 +90,11 @@ fn push_filter(qb: &mut QueryBuilder<Sqlite>, filter: &SongFilter) {
     // ISO dates compare correctly as text; NULL dates fail both comparisons (API.md).
     if let Some(from) = filter.released_from {
         qb.push(" and s.release_date >= ");
-        qb.push_bind(from.format("%Y-%m-%d").to_string());
+        qb.push_bind(date_key(from));
     }
     if let Some(to) = filter.released_to {
         qb.push(" and s.release_date <= ");
-        qb.push_bind(to.format("%Y-%m-%d").to_string());
+        qb.push_bind(date_key(to));
     }
 }
 
@@ -204,7 +204,7 @@ fn write_error(error: sqlx::Error, new: &NewSong) -> StoreError {
     }
 }
 
-async fn insert_with(conn: &mut SqliteConnection, new: &NewSong) -> StoreResult<Song> {
+pub(super) async fn insert_with(conn: &mut SqliteConnection, new: &NewSong) -> StoreResult<Song> {
     let at = now();
     let sql = format!(
         "insert into song (title, title_key, artist_id, release_date, url, distance, version, \
@@ -214,7 +214,7 @@ async fn insert_with(conn: &mut SqliteConnection, new: &NewSong) -> StoreResult<
         .bind(new.title.as_str())
         .bind(search_key(new.title.as_str()))
         .bind(new.artist_id.map(ArtistId::get))
-        .bind(new.release_date.map(|d| d.format("%Y-%m-%d").to_string()))
+        .bind(new.release_date.map(date_key))
         .bind(new.url.as_ref().map(SongUrl::as_str))
         .bind(new.distance)
         .bind(&at)
@@ -248,7 +248,7 @@ pub(super) async fn insert_once(
 pub(super) async fn update(
     pool: &SqlitePool,
     id: SongId,
-    if_match: Option<&Precondition>,
+    expected: Option<&ExpectedVersions>,
     change: impl Fn(&Song) -> NewSong + Send + Sync,
 ) -> StoreResult<Song> {
     let mut tx = pool
@@ -256,7 +256,7 @@ pub(super) async fn update(
         .await
         .map_err(map_error)?;
     let current = get_with(&mut tx, id).await?;
-    check_precondition(if_match, &current.etag())?;
+    check_expected(expected, current.version)?;
     let next = change(&current);
     let sql = format!(
         "update song set title = ?, title_key = ?, artist_id = ?, release_date = ?, url = ?, \
@@ -266,7 +266,7 @@ pub(super) async fn update(
         .bind(next.title.as_str())
         .bind(search_key(next.title.as_str()))
         .bind(next.artist_id.map(ArtistId::get))
-        .bind(next.release_date.map(|d| d.format("%Y-%m-%d").to_string()))
+        .bind(next.release_date.map(date_key))
         .bind(next.url.as_ref().map(SongUrl::as_str))
         .bind(next.distance)
         .bind(now())
@@ -283,14 +283,14 @@ pub(super) async fn update(
 pub(super) async fn delete(
     pool: &SqlitePool,
     id: SongId,
-    if_match: Option<&Precondition>,
+    expected: Option<&ExpectedVersions>,
 ) -> StoreResult<()> {
     let mut tx = pool
         .begin_with("begin immediate")
         .await
         .map_err(map_error)?;
     let current = get_with(&mut tx, id).await?;
-    check_precondition(if_match, &current.etag())?;
+    check_expected(expected, current.version)?;
     sqlx::query("delete from song where id = ?")
         .bind(id.get())
         .execute(&mut *tx)

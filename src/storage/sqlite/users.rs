@@ -6,8 +6,8 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use super::list::{SortColumn, fetch_page};
 use super::{map_error, now};
 use crate::domain::list::{ListQuery, Page};
-use crate::domain::user::{NewUser, Role, User, UserChanges, UserSortField};
-use crate::storage::{Entity, StoreError, StoreResult};
+use crate::domain::user::{NewUser, Role, User, UserChanges, UserSortField, UsernameKey};
+use crate::storage::{ConflictKind, Entity, StoreError, StoreResult};
 
 const COLUMNS: &str = "id, username, email, role, is_active, created_at, updated_at";
 
@@ -62,7 +62,7 @@ pub(super) async fn insert(
          returning id, username, email, role, is_active, created_at, updated_at",
     )
     .bind(new.username.as_str())
-    .bind(new.username.key())
+    .bind(new.username.key().as_str().to_owned())
     .bind(new.email.as_str())
     .bind(new.email.key())
     .bind(password_hash)
@@ -73,9 +73,7 @@ pub(super) async fn insert(
     .await
     .map_err(|error| {
         if is_unique_violation(&error) {
-            // One message for both: which one is taken is for the admin to see, not to
-            // leak through registration.
-            StoreError::Conflict("The username or email is already registered".to_owned())
+            StoreError::Conflict(ConflictKind::UsernameOrEmailTaken)
         } else {
             map_error(error)
         }
@@ -85,13 +83,13 @@ pub(super) async fn insert(
 
 pub(super) async fn find_by_username(
     pool: &SqlitePool,
-    username: &str,
+    username: &UsernameKey,
 ) -> StoreResult<Option<(User, String)>> {
     let row = sqlx::query(
         "select id, username, email, role, is_active, created_at, updated_at, password_hash \
          from app_user where username_key = ?",
     )
-    .bind(username.to_ascii_lowercase())
+    .bind(username.as_str())
     .fetch_optional(pool)
     .await
     .map_err(map_error)?;
@@ -142,8 +140,6 @@ async fn other_active_admins(conn: &mut SqliteConnection, id: i64) -> StoreResul
     .map_err(map_error)
 }
 
-const LAST_ADMIN: &str = "This is the last active admin; make another account admin first";
-
 pub(super) async fn update(
     pool: &SqlitePool,
     id: i64,
@@ -160,7 +156,7 @@ pub(super) async fn update(
     let loses_admin =
         current.role == Role::Admin && current.is_active && (role != Role::Admin || !is_active);
     if loses_admin && other_active_admins(&mut tx, id).await? == 0 {
-        return Err(StoreError::Conflict(LAST_ADMIN.to_owned()));
+        return Err(StoreError::Conflict(ConflictKind::LastAdmin));
     }
     let mut update =
         QueryBuilder::<Sqlite>::new("update app_user set version = version + 1, updated_at = ");
@@ -184,7 +180,7 @@ pub(super) async fn update(
     update.push(format!(" returning {COLUMNS}"));
     let row = update.build().fetch_one(&mut *tx).await.map_err(|error| {
         if is_unique_violation(&error) {
-            StoreError::Conflict("The email is already registered".to_owned())
+            StoreError::Conflict(ConflictKind::EmailTaken)
         } else {
             map_error(error)
         }
@@ -218,7 +214,7 @@ pub(super) async fn delete(pool: &SqlitePool, id: i64) -> StoreResult<()> {
         && current.is_active
         && other_active_admins(&mut tx, id).await? == 0
     {
-        return Err(StoreError::Conflict(LAST_ADMIN.to_owned()));
+        return Err(StoreError::Conflict(ConflictKind::LastAdmin));
     }
     // Refresh tokens go with the account (ON DELETE CASCADE).
     sqlx::query("delete from app_user where id = ?")

@@ -1,0 +1,124 @@
+//! Idempotency-key bookkeeping on PostgreSQL, used inside the creating transaction.
+
+use std::pin::Pin;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool, Row};
+
+use super::{map_error, now};
+use crate::domain::idempotency::{Created, Idempotency, SavedResponse, expiry_cutoff};
+use crate::storage::{StoreError, StoreResult};
+
+/// The future of one insert on a borrowed connection.
+pub(super) type InsertFuture<'c, T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 'c>>;
+
+/// Claims the key, runs `insert` and saves the rendered response, all in one transaction;
+/// or replays the response saved for the same request.
+///
+/// The claim is an `insert ... on conflict do nothing` on the key's primary key: a
+/// concurrent request with the same key waits on that index entry until the first
+/// transaction ends, then finds its saved response (or, if it rolled back, claims the key
+/// itself). So concurrent requests create exactly one resource, on any number of replicas.
+pub(super) async fn create_once<N: Sync, T>(
+    pool: &PgPool,
+    new: &N,
+    idempotency: &Idempotency<'_, T>,
+    insert: impl for<'c> Fn(&'c mut PgConnection, &'c N) -> InsertFuture<'c, T>,
+) -> StoreResult<Created<T>> {
+    let mut tx = pool.begin().await.map_err(map_error)?;
+    if let Claim::Saved(saved) = claim(&mut tx, idempotency).await? {
+        tx.rollback().await.map_err(map_error)?;
+        return Ok(Created::Replayed(saved));
+    }
+    let created = insert(&mut tx, new).await?;
+    save(&mut tx, idempotency, &(idempotency.render)(&created)).await?;
+    tx.commit().await.map_err(map_error)?;
+    Ok(Created::New(created))
+}
+
+/// Whether the caller should create the resource, or answer with a saved response.
+enum Claim {
+    /// The key is new (or expired): create, then `save`.
+    Fresh,
+    /// The key was used with the same request: replay this.
+    Saved(SavedResponse),
+}
+
+async fn claim<T>(conn: &mut PgConnection, idempotency: &Idempotency<'_, T>) -> StoreResult<Claim> {
+    sqlx::query(
+        "delete from idempotency_key where principal = $1 and request_key = $2 \
+         and created_at < $3",
+    )
+    .bind(idempotency.principal)
+    .bind(idempotency.key.as_str())
+    .bind(expiry_cutoff(Utc::now()))
+    .execute(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    let inserted = sqlx::query(
+        "insert into idempotency_key (principal, request_key, fingerprint, status, body, \
+         created_at) values ($1, $2, $3, 0, '', $4) \
+         on conflict (principal, request_key) do nothing",
+    )
+    .bind(idempotency.principal)
+    .bind(idempotency.key.as_str())
+    .bind(idempotency.fingerprint)
+    .bind(now())
+    .execute(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    if inserted.rows_affected() == 1 {
+        return Ok(Claim::Fresh);
+    }
+    let row = sqlx::query(
+        "select fingerprint, status, body, location, etag from idempotency_key \
+         where principal = $1 and request_key = $2",
+    )
+    .bind(idempotency.principal)
+    .bind(idempotency.key.as_str())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    let fingerprint: String = row.try_get("fingerprint").map_err(map_error)?;
+    if fingerprint != idempotency.fingerprint {
+        return Err(StoreError::IdempotencyKeyReused);
+    }
+    let status: i32 = row.try_get("status").map_err(map_error)?;
+    Ok(Claim::Saved(SavedResponse {
+        status: u16::try_from(status).unwrap_or(500),
+        body: row.try_get("body").map_err(map_error)?,
+        location: row.try_get("location").map_err(map_error)?,
+        etag: row.try_get("etag").map_err(map_error)?,
+    }))
+}
+
+async fn save<T>(
+    conn: &mut PgConnection,
+    idempotency: &Idempotency<'_, T>,
+    response: &SavedResponse,
+) -> StoreResult<()> {
+    sqlx::query(
+        "update idempotency_key set status = $1, body = $2, location = $3, etag = $4 \
+         where principal = $5 and request_key = $6",
+    )
+    .bind(i32::from(response.status))
+    .bind(&response.body)
+    .bind(response.location.as_deref())
+    .bind(response.etag.as_deref())
+    .bind(idempotency.principal)
+    .bind(idempotency.key.as_str())
+    .execute(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    Ok(())
+}
+
+/// Deletes keys created before `created_before`.
+pub(super) async fn prune(pool: &PgPool, created_before: DateTime<Utc>) -> StoreResult<u64> {
+    sqlx::query("delete from idempotency_key where created_at < $1")
+        .bind(created_before)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected())
+        .map_err(map_error)
+}

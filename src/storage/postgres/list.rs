@@ -1,0 +1,237 @@
+//! Order and keyset-seek SQL shared by the PostgreSQL list queries.
+//!
+//! Every order ends with `id`, so it is total; NULLs sort last in both directions
+//! (`nulls last`, matching the indexes). The seek predicate selects rows strictly after the
+//! cursor's values under that same order, so a deep page costs what the first page costs.
+//! Sort values are bound with their own types (`timestamptz`, `date`, `float8`, `int8`,
+//! `text`).
+
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, QueryBuilder};
+
+use super::map_error;
+use crate::domain::list::{ListQuery, Page, Position, SortField, SortKey, SortValue};
+use crate::storage::StoreResult;
+
+/// A sortable column: its SQL (a fixed string from a closed enum, never input) and whether
+/// it may be NULL.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SortColumn {
+    pub sql: &'static str,
+    pub is_nullable: bool,
+}
+
+/// Appends ` order by ...` for `keys`, NULLs last in both directions.
+pub(super) fn push_order_by<F: Copy>(
+    qb: &mut QueryBuilder<Postgres>,
+    keys: &[SortKey<F>],
+    column: impl Fn(F) -> SortColumn,
+) {
+    qb.push(" order by ");
+    for (i, key) in keys.iter().enumerate() {
+        if i > 0 {
+            qb.push(", ");
+        }
+        let col = column(key.field);
+        qb.push(col.sql);
+        qb.push(if key.descending { " desc" } else { " asc" });
+        if col.is_nullable {
+            qb.push(" nulls last");
+        }
+    }
+}
+
+/// Appends ` and ...`: rows strictly after `values` under the order `keys`.
+///
+/// First a coarse bound on the leading key that its index can seek to (`c >= v`, `c <= v`
+/// or `c is null`), then the exact condition
+/// `k1 after v1 OR (k1 = v1 AND k2 after v2) OR ...`, where "after" a NULL is nothing
+/// (NULLs are last) and NULL is after every value. When the leading key is nullable and
+/// its cursor value is not NULL, the bound keeps to non-NULL rows; the caller reads the
+/// NULL tail with [`push_null_tail`] when the page is not full (an `or c is null` here
+/// would turn the index range into a scan).
+pub(super) fn push_seek<F: Copy>(
+    qb: &mut QueryBuilder<Postgres>,
+    keys: &[SortKey<F>],
+    values: &[SortValue],
+    column: impl Fn(F) -> SortColumn,
+) {
+    if let (Some(first), Some(value)) = (keys.first(), values.first()) {
+        let col = column(first.field);
+        let op = if first.descending { "<=" } else { ">=" };
+        match value {
+            SortValue::Null => {
+                qb.push(format!(" and {} is null", col.sql));
+            }
+            _ => {
+                qb.push(format!(" and {} {op} ", col.sql));
+                push_value(qb, value);
+            }
+        }
+    }
+    let mut terms = 0;
+    qb.push(" and (");
+    for (i, (key, value)) in keys.iter().zip(values).enumerate() {
+        if matches!(value, SortValue::Null) {
+            continue;
+        }
+        if terms > 0 {
+            qb.push(" or ");
+        }
+        terms += 1;
+        qb.push("(");
+        for (prev_key, prev_value) in keys[..i].iter().zip(values) {
+            let prev = column(prev_key.field).sql;
+            if matches!(prev_value, SortValue::Null) {
+                qb.push(format!("{prev} is null and "));
+            } else {
+                qb.push(format!("{prev} = "));
+                push_value(qb, prev_value);
+                qb.push(" and ");
+            }
+        }
+        let col = column(key.field);
+        let op = if key.descending { "<" } else { ">" };
+        qb.push(format!("({} {op} ", col.sql));
+        push_value(qb, value);
+        if col.is_nullable {
+            qb.push(format!(" or {} is null", col.sql));
+        }
+        qb.push("))");
+    }
+    if terms == 0 {
+        // Only reachable with an all-NULL position, which `id` (never NULL) rules out.
+        qb.push("false");
+    }
+    qb.push(")");
+}
+
+/// Whether a keyset page must also read the NULL tail of a nullable leading key.
+pub(super) fn needs_null_tail<F: Copy>(
+    keys: &[SortKey<F>],
+    values: &[SortValue],
+    column: impl Fn(F) -> SortColumn,
+) -> bool {
+    keys.first().is_some_and(|k| column(k.field).is_nullable)
+        && values
+            .first()
+            .is_some_and(|v| !matches!(v, SortValue::Null))
+}
+
+/// Appends ` and c is null` for the leading key: the rows that follow every non-NULL value.
+pub(super) fn push_null_tail<F: Copy>(
+    qb: &mut QueryBuilder<Postgres>,
+    keys: &[SortKey<F>],
+    column: impl Fn(F) -> SortColumn,
+) {
+    if let Some(first) = keys.first() {
+        qb.push(format!(" and {} is null", column(first.field).sql));
+    }
+}
+
+fn push_value(qb: &mut QueryBuilder<Postgres>, value: &SortValue) {
+    match value {
+        SortValue::Int(v) => qb.push_bind(*v),
+        SortValue::Float(v) => qb.push_bind(*v),
+        SortValue::Text(v) => qb.push_bind(v.clone()),
+        SortValue::Timestamp(at) => qb.push_bind(*at),
+        SortValue::Date(date) => qb.push_bind(*date),
+        SortValue::Null => qb.push("null"),
+    };
+}
+
+/// Appends ` limit $n offset $m`; callers ask for one row more than the page to learn
+/// whether more follow.
+pub(super) fn push_limit(qb: &mut QueryBuilder<Postgres>, limit: u32, offset: u64) {
+    qb.push(" limit ");
+    qb.push_bind(i64::from(limit));
+    qb.push(" offset ");
+    qb.push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
+}
+
+/// A `like` pattern for a case-folded substring: `%`, `_` and `\` in `q` are escaped, so
+/// they match themselves (API.md), and the pg_trgm index can serve the match.
+pub(super) fn contains_pattern(q: &str) -> String {
+    let mut pattern = String::with_capacity(q.len() + 2);
+    pattern.push('%');
+    for c in q.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// The page out of `items` fetched with one extra row: the extra row only tells that
+/// another page follows.
+pub(super) fn into_page<T>(mut items: Vec<T>, total: i64, page_size: u32) -> Page<T> {
+    let has_next = items.len() > page_size as usize;
+    items.truncate(page_size as usize);
+    Page {
+        items,
+        total_items: u64::try_from(total).unwrap_or_default(),
+        has_next,
+    }
+}
+
+/// A list query on one table whose sort columns are never NULL: the count and the page in
+/// one `repeatable read` read-only transaction (one snapshot). `filter` appends
+/// ` and ...` conditions to both statements.
+pub(super) async fn fetch_page<F: SortField, Filter, T>(
+    pool: &PgPool,
+    from: &'static str,
+    columns: &'static str,
+    query: &ListQuery<F, Filter>,
+    filter: impl Fn(&mut QueryBuilder<Postgres>),
+    column: impl Fn(F) -> SortColumn + Copy,
+    from_row: impl Fn(&PgRow) -> StoreResult<T>,
+) -> StoreResult<Page<T>> {
+    let mut tx = begin_snapshot(pool).await?;
+    let mut count =
+        QueryBuilder::<Postgres>::new(format!("select count(*) from {from} where true"));
+    filter(&mut count);
+    let total: i64 = count
+        .build_query_scalar()
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_error)?;
+    let mut select =
+        QueryBuilder::<Postgres>::new(format!("select {columns} from {from} where true"));
+    filter(&mut select);
+    if let Position::After(values) = &query.position {
+        push_seek(&mut select, query.sort.keys(), values, column);
+    }
+    push_order_by(&mut select, query.sort.keys(), column);
+    push_limit(&mut select, query.page_size + 1, query.offset());
+    let rows = select
+        .build()
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_error)?;
+    tx.commit().await.map_err(map_error)?;
+    let items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
+    Ok(into_page(items, total, query.page_size))
+}
+
+/// A read-only transaction whose statements all see one snapshot, so a page and its
+/// `total_items` agree.
+pub(super) async fn begin_snapshot(
+    pool: &PgPool,
+) -> StoreResult<sqlx::Transaction<'static, Postgres>> {
+    pool.begin_with("begin isolation level repeatable read read only")
+        .await
+        .map_err(map_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_metacharacters_match_themselves() {
+        assert_eq!(contains_pattern("star"), "%star%");
+        assert_eq!(contains_pattern(r"100% _x\"), r"%100\% \_x\\%");
+    }
+}

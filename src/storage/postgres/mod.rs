@@ -1,0 +1,448 @@
+//! The PostgreSQL backend (sqlx): pool, session settings, error mapping and the `Store`
+//! impl, which delegates each use case to `artists`, `songs`, `users`, `credentials` or
+//! `seed`. Writes run in READ COMMITTED transactions that lock the rows they decide on
+//! (`for update`), so concurrent requests on several replicas serialise per row.
+
+mod artists;
+mod credentials;
+mod idempotency;
+mod list;
+mod migrate;
+mod seed;
+mod songs;
+mod users;
+
+use std::future::Future;
+use std::str::FromStr;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use secrecy::ExposeSecret;
+use sqlx::ConnectOptions as _;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::migrate::Migrator;
+use super::{PoolStats, Store, StoreError, StoreResult};
+use crate::config::DatabaseSettings;
+use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
+use crate::domain::credential::{
+    ApiKey, ApiKeySortField, LoginGate, NewApiKey, NewRefreshToken, Rotation, SecretDigest,
+};
+use crate::domain::demo::DemoArtist;
+use crate::domain::etag::ExpectedVersions;
+use crate::domain::idempotency::{Created, Idempotency};
+use crate::domain::ids::{ArtistId, SongId};
+use crate::domain::list::{
+    ArtistFilter, ArtistSortField, ListQuery, Page, SongFilter, SongSortField,
+};
+use crate::domain::song::{NewSong, Song, SongChanges};
+use crate::domain::user::{NewUser, User, UserChanges, UserSortField, UsernameKey};
+pub use migrate::SQL;
+
+/// How often a transaction that lost a serialization or deadlock race is run again before
+/// the client gets 503.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// The PostgreSQL store.
+pub struct PgStore {
+    pool: PgPool,
+    migrator: migrate::PgMigrator,
+}
+
+impl PgStore {
+    /// Connects the pool to the server named by `settings.url`.
+    ///
+    /// Per connection:
+    /// - `statement_timeout` = `database.statement_timeout_ms`: a runaway statement is
+    ///   cancelled (SQLSTATE 57014, a 503) instead of holding a connection and its locks.
+    /// - `application_name` = `starsongs`, so `pg_stat_activity` shows whose sessions they
+    ///   are.
+    /// - TLS as the URL's `sslmode` says (`verify-full` checks the certificate against the
+    ///   system's CA store or `sslrootcert`).
+    ///
+    /// Pool: `database.max_connections`, `min_connections`, `acquire_timeout_secs` (a
+    /// request that waits longer gets 503), `idle_timeout_secs`, `max_lifetime_secs`; each
+    /// connection is checked with a ping when it is taken from the pool, so one broken by a
+    /// server restart is replaced instead of failing a request.
+    ///
+    /// # Errors
+    /// A malformed URL or a server that cannot be reached.
+    pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        let url = settings.url.as_ref().context("database.url is not set")?;
+        // The parse error could echo the URL (and its password); replace it.
+        let options = PgConnectOptions::from_str(url.expose_secret())
+            .map_err(|_| anyhow::anyhow!("database.url is not a valid postgres URL"))?
+            .application_name("starsongs")
+            .options([("statement_timeout", settings.statement_timeout_ms)])
+            // Every statement at debug, slow ones at warn: the SQL text with `$n`
+            // placeholders and the elapsed time, never the bound values.
+            .log_statements(log::LevelFilter::Debug)
+            .log_slow_statements(
+                log::LevelFilter::Warn,
+                std::time::Duration::from_millis(settings.slow_query_ms),
+            );
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .min_connections(settings.min_connections)
+            .acquire_timeout(settings.acquire_timeout())
+            .idle_timeout(Some(settings.idle_timeout()))
+            .max_lifetime(Some(settings.max_lifetime()))
+            .test_before_acquire(true)
+            .connect_with(options)
+            .await
+            // sqlx's connection errors name the host, never the password.
+            .context("connecting to the postgres database")?;
+        Ok(Self {
+            migrator: migrate::PgMigrator::new(pool.clone()),
+            pool,
+        })
+    }
+}
+
+/// Maps a driver error to a [`StoreError`].
+///
+/// | SQLSTATE / error | meaning | mapped to |
+/// |---|---|---|
+/// | 23505 `unique_violation`, 23503 `foreign_key_violation` | a rule of other rows | handled by the use case (conflict, not found); `Other` if not |
+/// | 40001 `serialization_failure`, 40P01 `deadlock_detected` | lost a race | retried up to [`MAX_ATTEMPTS`] times by [`retry`], then `Unavailable` |
+/// | 57014 `query_canceled` | `statement_timeout` hit | `Unavailable` |
+/// | 57P01-57P03 `admin_shutdown`, `crash_shutdown`, `cannot_connect_now` | server stopping or starting | `Unavailable` |
+/// | class 08 `connection_exception`, class 53 `insufficient_resources` (too many connections, disk full) | server or link trouble | `Unavailable` |
+/// | pool timeout, pool closed, I/O, TLS, protocol | no usable connection | `Unavailable` |
+/// | anything else | a bug | `Other` |
+fn map_error(error: sqlx::Error) -> StoreError {
+    let unavailable = match &error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            matches!(
+                code.as_ref(),
+                "40001" | "40P01" | "57014" | "57P01" | "57P02" | "57P03"
+            ) || code.starts_with("08")
+                || code.starts_with("53")
+        }),
+        _ => false,
+    };
+    if unavailable {
+        StoreError::Unavailable(error.into())
+    } else {
+        StoreError::Other(error.into())
+    }
+}
+
+/// The SQLSTATE of a database error, if `error` is one.
+fn sqlstate(error: &sqlx::Error) -> Option<String> {
+    error
+        .as_database_error()
+        .and_then(|db| db.code())
+        .map(|code| code.into_owned())
+}
+
+/// Whether `error` is a unique violation (23505).
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    sqlstate(error).as_deref() == Some("23505")
+}
+
+/// Whether `error` is a foreign-key violation (23503).
+fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
+    sqlstate(error).as_deref() == Some("23503")
+}
+
+/// Whether a transaction failed for a serialization failure or a deadlock, so that running
+/// it again may succeed.
+fn is_retryable(error: &StoreError) -> bool {
+    let StoreError::Unavailable(source) = error else {
+        return false;
+    };
+    source
+        .downcast_ref::<sqlx::Error>()
+        .and_then(sqlstate)
+        .is_some_and(|code| code == "40001" || code == "40P01")
+}
+
+/// Runs the transaction `attempt` until it succeeds, fails for another reason, or has lost
+/// [`MAX_ATTEMPTS`] races. Each attempt is a whole transaction, so nothing of a lost one
+/// remains.
+async fn retry<T, F, Fut>(mut attempt: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = StoreResult<T>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(error) if tries < MAX_ATTEMPTS && is_retryable(&error) => {
+                tracing::debug!(db.attempt = tries, "transaction lost a race; retrying");
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The current time at the precision PostgreSQL stores (microseconds), so what a write
+/// binds is what a read returns.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Fails with `PreconditionFailed` unless `expected` is absent or admits `version`.
+fn check_expected(expected: Option<&ExpectedVersions>, version: i64) -> StoreResult<()> {
+    match expected {
+        Some(expected) if !expected.admits(version) => Err(StoreError::PreconditionFailed),
+        _ => Ok(()),
+    }
+}
+
+/// The accepted versions as a bindable array; `None` binds NULL, "any version".
+fn versions_param(expected: Option<&ExpectedVersions>) -> Option<Vec<i64>> {
+    expected.map(|e| e.versions().to_vec())
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn list_artists(
+        &self,
+        query: &ListQuery<ArtistSortField, ArtistFilter>,
+    ) -> StoreResult<Page<Artist>> {
+        artists::list(&self.pool, query).await
+    }
+
+    async fn get_artist(&self, id: ArtistId) -> StoreResult<Artist> {
+        artists::get(&self.pool, id).await
+    }
+
+    async fn insert_artist(&self, new: &NewArtist) -> StoreResult<Artist> {
+        artists::insert(&self.pool, new).await
+    }
+
+    async fn insert_artist_once(
+        &self,
+        new: &NewArtist,
+        idempotency: &Idempotency<'_, Artist>,
+    ) -> StoreResult<Created<Artist>> {
+        retry(|| artists::insert_once(&self.pool, new, idempotency)).await
+    }
+
+    async fn replace_artist(
+        &self,
+        id: ArtistId,
+        new: &NewArtist,
+        expected: Option<&ExpectedVersions>,
+    ) -> StoreResult<Artist> {
+        artists::replace(&self.pool, id, new, expected).await
+    }
+
+    async fn patch_artist(
+        &self,
+        id: ArtistId,
+        changes: &ArtistChanges,
+        expected: Option<&ExpectedVersions>,
+    ) -> StoreResult<Artist> {
+        retry(|| artists::patch(&self.pool, id, changes, expected)).await
+    }
+
+    async fn delete_artist(
+        &self,
+        id: ArtistId,
+        cascade: bool,
+        expected: Option<&ExpectedVersions>,
+    ) -> StoreResult<()> {
+        retry(|| artists::delete(&self.pool, id, cascade, expected)).await
+    }
+
+    async fn list_songs(
+        &self,
+        query: &ListQuery<SongSortField, SongFilter>,
+    ) -> StoreResult<Page<Song>> {
+        songs::list(&self.pool, query).await
+    }
+
+    async fn get_song(&self, id: SongId) -> StoreResult<Song> {
+        songs::get(&self.pool, id).await
+    }
+
+    async fn insert_song(&self, new: &NewSong) -> StoreResult<Song> {
+        songs::insert(&self.pool, new).await
+    }
+
+    async fn insert_song_once(
+        &self,
+        new: &NewSong,
+        idempotency: &Idempotency<'_, Song>,
+    ) -> StoreResult<Created<Song>> {
+        retry(|| songs::insert_once(&self.pool, new, idempotency)).await
+    }
+
+    async fn replace_song(
+        &self,
+        id: SongId,
+        new: &NewSong,
+        expected: Option<&ExpectedVersions>,
+    ) -> StoreResult<Song> {
+        songs::replace(&self.pool, id, new, expected).await
+    }
+
+    async fn patch_song(
+        &self,
+        id: SongId,
+        changes: &SongChanges,
+        expected: Option<&ExpectedVersions>,
+    ) -> StoreResult<Song> {
+        retry(|| songs::patch(&self.pool, id, changes, expected)).await
+    }
+
+    async fn delete_song(
+        &self,
+        id: SongId,
+        expected: Option<&ExpectedVersions>,
+    ) -> StoreResult<()> {
+        songs::delete(&self.pool, id, expected).await
+    }
+
+    async fn insert_user(&self, new: &NewUser, password_hash: &str) -> StoreResult<User> {
+        users::insert(&self.pool, new, password_hash).await
+    }
+
+    async fn find_user_by_username(
+        &self,
+        username: &UsernameKey,
+    ) -> StoreResult<Option<(User, String)>> {
+        users::find_by_username(&self.pool, username).await
+    }
+
+    async fn get_user(&self, id: i64) -> StoreResult<User> {
+        users::get(&self.pool, id).await
+    }
+
+    async fn list_users(&self, query: &ListQuery<UserSortField, ()>) -> StoreResult<Page<User>> {
+        users::list(&self.pool, query).await
+    }
+
+    async fn update_user(
+        &self,
+        id: i64,
+        changes: &UserChanges,
+        password_hash: Option<&str>,
+    ) -> StoreResult<User> {
+        retry(|| users::update(&self.pool, id, changes, password_hash)).await
+    }
+
+    async fn delete_user(&self, id: i64) -> StoreResult<()> {
+        retry(|| users::delete(&self.pool, id)).await
+    }
+
+    async fn has_active_admin(&self) -> StoreResult<bool> {
+        users::has_active_admin(&self.pool).await
+    }
+
+    async fn insert_refresh_token(&self, token: &NewRefreshToken) -> StoreResult<()> {
+        credentials::insert_refresh(&self.pool, token).await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        presented: &SecretDigest,
+        next_hash: &SecretDigest,
+        next_expires_at: DateTime<Utc>,
+    ) -> StoreResult<Rotation> {
+        retry(|| credentials::rotate_refresh(&self.pool, presented, next_hash, next_expires_at))
+            .await
+    }
+
+    async fn revoke_refresh_family(&self, presented: &SecretDigest) -> StoreResult<bool> {
+        retry(|| credentials::revoke_refresh(&self.pool, presented)).await
+    }
+
+    async fn prune_credentials(&self, at: DateTime<Utc>) -> StoreResult<u64> {
+        retry(|| credentials::prune(&self.pool, at)).await
+    }
+
+    async fn login_gate(
+        &self,
+        username_key: &UsernameKey,
+        at: DateTime<Utc>,
+    ) -> StoreResult<LoginGate> {
+        credentials::login_gate(&self.pool, username_key, at).await
+    }
+
+    async fn record_login_failure(
+        &self,
+        username_key: &UsernameKey,
+        at: DateTime<Utc>,
+    ) -> StoreResult<LoginGate> {
+        retry(|| credentials::record_login_failure(&self.pool, username_key, at)).await
+    }
+
+    async fn clear_login_failures(&self, username_key: &UsernameKey) -> StoreResult<()> {
+        credentials::clear_login_failures(&self.pool, username_key).await
+    }
+
+    async fn insert_api_key(
+        &self,
+        new: &NewApiKey,
+        key_hash: &SecretDigest,
+        prefix: &str,
+    ) -> StoreResult<ApiKey> {
+        credentials::insert_api_key(&self.pool, new, key_hash, prefix).await
+    }
+
+    async fn list_api_keys(
+        &self,
+        query: &ListQuery<ApiKeySortField, ()>,
+    ) -> StoreResult<Page<ApiKey>> {
+        credentials::list_api_keys(&self.pool, query).await
+    }
+
+    async fn find_api_key(&self, key_hash: &SecretDigest) -> StoreResult<Option<ApiKey>> {
+        credentials::find_api_key(&self.pool, key_hash).await
+    }
+
+    async fn delete_api_key(&self, id: i64) -> StoreResult<()> {
+        credentials::delete_api_key(&self.pool, id).await
+    }
+
+    async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> StoreResult<u64> {
+        idempotency::prune(&self.pool, created_before).await
+    }
+
+    async fn seed_demo_data(&self, catalog: &[DemoArtist]) -> StoreResult<bool> {
+        retry(|| seed::seed_demo_data(&self.pool, catalog)).await
+    }
+
+    async fn backup_to(&self, _destination: &std::path::Path) -> StoreResult<()> {
+        Err(StoreError::Unsupported {
+            operation: "backup",
+            backend: "postgres",
+        })
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("select 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(map_error)
+    }
+
+    fn migrator(&self) -> &dyn Migrator {
+        &self.migrator
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

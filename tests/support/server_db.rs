@@ -1,0 +1,110 @@
+//! Server databases for tests: a fresh PostgreSQL database per test, created on the server
+//! named by `STARSONGS_TEST_POSTGRES_URL` and dropped when the test ends.
+//!
+//! Without the variable a test prints `skipped: STARSONGS_TEST_POSTGRES_URL unset` and
+//! returns, unless `STARSONGS_TEST_REQUIRE` lists `postgres` (CI sets it): then a missing
+//! server fails the test instead of letting it skip.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::Connection;
+
+/// The variable naming the PostgreSQL server for tests.
+pub const POSTGRES_URL_VAR: &str = "STARSONGS_TEST_POSTGRES_URL";
+
+/// Whether `STARSONGS_TEST_REQUIRE` (comma-separated) lists `backend`.
+pub fn is_required(backend: &str) -> bool {
+    std::env::var("STARSONGS_TEST_REQUIRE")
+        .unwrap_or_default()
+        .split(',')
+        .any(|b| b.trim() == backend)
+}
+
+/// The server URL in `var`; `None` (after printing why) when the test should skip.
+///
+/// # Panics
+/// When the variable is unset but the backend is required.
+pub fn server_url(var: &str, backend: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                !is_required(backend),
+                "{var} is unset but STARSONGS_TEST_REQUIRE lists {backend}"
+            );
+            println!("skipped: {var} unset");
+            None
+        }
+    }
+}
+
+/// A database created for one test; dropped (connections and all) on drop.
+pub struct TestDatabase {
+    /// URL of the new database.
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl TestDatabase {
+    /// A new empty database on the server of `admin_url`. Its name carries this run's
+    /// prefix (`starsongs_test_<pid>_`), so leftovers of a killed run are recognisable.
+    pub async fn create(admin_url: &str) -> Self {
+        let name = format!(
+            "starsongs_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            uuid::Uuid::new_v4()
+                .simple()
+                .to_string()
+                .get(..8)
+                .unwrap_or_default()
+        );
+        let mut admin = sqlx::PgConnection::connect(admin_url)
+            .await
+            .expect("the test PostgreSQL server answers");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("create database \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .expect("creating a test database");
+        admin.close().await.ok();
+        let mut url = url::Url::parse(admin_url).expect("a valid postgres URL");
+        url.set_path(&format!("/{name}"));
+        Self {
+            url: url.to_string(),
+            admin_url: admin_url.to_owned(),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime, which cannot block on itself: use a thread
+        // with its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async move {
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await.ok()?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "drop database if exists \"{name}\" with (force)"
+                )))
+                .execute(&mut admin)
+                .await
+                .ok()?;
+                admin.close().await.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("warning: test database {} was not dropped", self.name);
+        }
+    }
+}
