@@ -103,7 +103,8 @@ pub struct ArtistListParams {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub page_size: Option<String>,
     /// Comma-separated fields from `id`, `name`, `created_at`; `-` prefix for descending.
-    /// Ties are broken by `id` ascending.
+    /// Ties are broken by `id` ascending. Names sort by the Unicode code points of the
+    /// stored text (case-sensitive: `B` before `a`, `é` after `z`), on every backend.
     #[param(
         example = "-name",
         pattern = r"^-?(id|name|created_at)(,-?(id|name|created_at))*$"

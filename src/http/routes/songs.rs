@@ -186,7 +186,9 @@ pub struct SongListParams {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub page_size: Option<String>,
     /// Comma-separated fields from `id`, `title`, `release_date`, `distance`, `created_at`;
-    /// `-` prefix for descending. Nulls sort last; ties are broken by `id` ascending.
+    /// `-` prefix for descending. Nulls sort last in both directions; ties are broken by
+    /// `id` ascending. Titles sort by the Unicode code points of the stored text
+    /// (case-sensitive: `B` before `a`, `é` after `z`), on every backend.
     #[param(
         example = "-release_date,title",
         pattern = r"^-?(id|title|release_date|distance|created_at)(,-?(id|title|release_date|distance|created_at))*$"
