@@ -243,6 +243,25 @@ if not exprs or unknown:
 PY
 }
 check "grafana dashboard: valid JSON, real metric names" dashboard
+playbooks() {
+  # Every alert's runbook_url names a heading of OPERATIONS.md (GitHub's anchors).
+  "$PY" - deploy/prometheus/alerts.yml OPERATIONS.md <<'PY'
+import re
+import sys
+
+rules = open(sys.argv[1]).read()
+doc = re.sub(r"```.*?```", "", open(sys.argv[2]).read(), flags=re.S)
+anchors = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+           for h in re.findall(r"^#{1,6} (.+)$", doc, re.M)}
+wanted = re.findall(r'runbook_url: "OPERATIONS\.md#([^"]+)"', rules)
+alerts = re.findall(r"- alert: (\w+)", rules)
+missing = [a for a in wanted if a not in anchors]
+if len(wanted) != len(alerts) or missing:
+    print(f"{len(alerts)} alerts, {len(wanted)} runbook_url; no playbook for: {missing}")
+    sys.exit(1)
+PY
+}
+check "every alert has a playbook in OPERATIONS.md" playbooks
 
 echo "--- $((SECONDS - started)) s"
 if ((failures > 0)); then
