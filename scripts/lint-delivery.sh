@@ -263,6 +263,16 @@ PY
 }
 check "every alert has a playbook in OPERATIONS.md" playbooks
 
+# --- cargo deny (optional here) ---------------------------------------------------------
+# Advisories need the RustSec database, which only CI fetches; the rest works offline
+# once the crates are in cargo's cache. Installing cargo-deny costs a long build, so it
+# is used only when present (ci.yml runs every check).
+if command -v cargo-deny > /dev/null; then
+  check "cargo deny check licenses bans sources" cargo deny check licenses bans sources
+else
+  echo "skip cargo deny (not installed: cargo install --locked cargo-deny)"
+fi
+
 echo "--- $((SECONDS - started)) s"
 if ((failures > 0)); then
   echo "lint-delivery: $failures check(s) failed"
