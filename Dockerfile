@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1.7
 # Star Songs image: a release build of `starsongs` on distroless/cc (the binary links
 # glibc: Rust's std, and SQLite compiled in by gcc). No shell, no package manager, runs as
 # uid 65532, and writes nothing outside /data, so a read-only root filesystem works.
