@@ -171,15 +171,26 @@ for env in default dev staging production; do
   fi
 done
 refuses() {
-  # The chart refuses what the service would refuse: two replicas with in-memory rate
-  # limits, production without a signing key, a CORS wildcard in production.
-  printf 'replicaCount: 2\n' > "$WORK/bad-1.yaml"
-  printf 'secret: {existingSecret: "", create: true, databaseUrl: "sqlite:///data/x.db"}\n' > "$WORK/bad-2.yaml"
-  printf 'config: {cors: {allowed_origins: ["*"]}}\n' > "$WORK/bad-3.yaml"
-  local bad
-  for bad in 1 2 3; do
-    if render "bad-$bad" "$WORK/bad-$bad.yaml" > /dev/null 2>&1; then
-      echo "values $(cat "$WORK/bad-$bad.yaml") were accepted"
+  # The chart refuses what the service would refuse, naming the setting: two replicas
+  # with in-memory rate limits, production without a signing key, CORS * in production.
+  local cases=(
+    'replicaCount: 2|config.rate_limit.backend must be "redis"'
+    'secret: {existingSecret: "", create: true, databaseUrl: "sqlite:///data/x.db"}|secret.jwtSecret is required in production'
+    'config: {cors: {allowed_origins: ["*"]}}|config.cors.allowed_origins must not contain'
+    'terminationGracePeriodSeconds: 20|terminationGracePeriodSeconds (20) must be greater'
+    'config: {auth: {jwt_secret: x}}|jwt_secret'
+  )
+  local i=0 case out
+  for case in "${cases[@]}"; do
+    i=$((i + 1))
+    printf '%s\n' "${case%%|*}" > "$WORK/bad-$i.yaml"
+    if out="$(render "bad-$i" "$WORK/bad-$i.yaml" 2>&1)"; then
+      echo "accepted: ${case%%|*}"
+      return 1
+    fi
+    if ! grep -qF "${case#*|}" <<< "$out"; then
+      echo "refused ${case%%|*} without naming ${case#*|}:"
+      echo "$out" | tail -3
       return 1
     fi
   done
