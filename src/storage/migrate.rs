@@ -130,7 +130,7 @@ mod tests {
             .collect();
         expected.sort();
 
-        for backend in ["sqlite", "postgres"] {
+        for backend in ["sqlite", "postgres", "mssql"] {
             let dir = format!("{}/migrations/{backend}", env!("CARGO_MANIFEST_DIR"));
             let mut files: Vec<String> = std::fs::read_dir(&dir)
                 .unwrap()

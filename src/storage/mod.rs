@@ -3,6 +3,7 @@
 
 pub mod metered;
 pub mod migrate;
+pub mod mssql;
 pub mod postgres;
 pub mod sqlite;
 
@@ -322,7 +323,7 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Opens the store named by `settings.url`'s scheme (`sqlite:`, `postgres://` or
-/// `postgresql://`). Does not migrate.
+/// `postgresql://`, `mssql://` or an ADO.NET connection string). Does not migrate.
 ///
 /// # Errors
 /// An unknown scheme, a malformed URL or a database that cannot be opened.
@@ -334,6 +335,7 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DynStore> {
     let store: DynStore = match Backend::of(url.expose_secret())? {
         Backend::Sqlite => Arc::new(sqlite::SqliteStore::connect(settings).await?),
         Backend::Postgres => Arc::new(postgres::PgStore::connect(settings).await?),
+        Backend::Mssql => Arc::new(mssql::MssqlStore::connect(settings).await?),
     };
     Ok(Arc::new(metered::MeteredStore::new(store)))
 }
@@ -345,10 +347,12 @@ pub enum Backend {
     Sqlite,
     /// A PostgreSQL server (`postgres://`, `postgresql://`).
     Postgres,
+    /// SQL Server or Azure SQL (`mssql://`, or an ADO.NET connection string).
+    Mssql,
 }
 
 /// The schemes `connect` accepts, for error messages.
-const SUPPORTED: &str = "sqlite:, postgres://, postgresql://";
+const SUPPORTED: &str = "sqlite:, postgres://, postgresql://, mssql:// or an ADO.NET string";
 
 impl Backend {
     /// The backend of `url`, by its scheme.
@@ -363,6 +367,23 @@ impl Backend {
         }
         if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
             return Ok(Self::Postgres);
+        }
+        if lower.starts_with("mssql://") {
+            return Ok(Self::Mssql);
+        }
+        // An ADO.NET connection string: `key=value;` pairs naming a server.
+        let ado = url.to_ascii_lowercase();
+        if !url.contains("://")
+            && url.contains('=')
+            && ["server=", "data source=", "address=", "addr="]
+                .iter()
+                .any(|key| {
+                    ado.starts_with(key)
+                        || ado.contains(&format!(";{key}"))
+                        || ado.contains(&format!("; {key}"))
+                })
+        {
+            return Ok(Self::Mssql);
         }
         match url.split_once("://") {
             Some((scheme, _))
@@ -381,11 +402,12 @@ impl Backend {
         }
     }
 
-    /// The backend's name in messages (`sqlite`, `postgres`).
+    /// The backend's name in messages (`sqlite`, `postgres`, `mssql`).
     pub fn name(self) -> &'static str {
         match self {
             Self::Sqlite => "sqlite",
             Self::Postgres => "postgres",
+            Self::Mssql => "mssql",
         }
     }
 }
@@ -408,6 +430,16 @@ mod tests {
         assert_eq!(
             Backend::of("PostgreSQL://u:p@h/db").unwrap(),
             Backend::Postgres
+        );
+
+        assert_eq!(
+            Backend::of("mssql://u:p@h:1433/db").unwrap(),
+            Backend::Mssql
+        );
+        assert_eq!(
+            Backend::of("Server=tcp:h.database.windows.net,1433;Database=db;User Id=u;Password=p")
+                .unwrap(),
+            Backend::Mssql
         );
 
         let unknown = Backend::of("mysql://u:hunter2@h/db")

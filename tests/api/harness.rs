@@ -19,7 +19,7 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::server_db::{POSTGRES_URL_VAR, TestDatabase, server_url};
+use crate::server_db::{MSSQL_URL_VAR, POSTGRES_URL_VAR, TestDatabase, server_url};
 
 /// The database behind the HTTP suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +28,8 @@ pub enum TestBackend {
     Sqlite,
     /// A database per instance on `STARSONGS_TEST_POSTGRES_URL`.
     Postgres,
+    /// A database per instance on `STARSONGS_TEST_MSSQL_URL`.
+    Mssql,
 }
 
 /// The backend `STARSONGS_TEST_API_BACKEND` selects (`sqlite` when unset).
@@ -38,7 +40,10 @@ pub fn backend() -> TestBackend {
     match std::env::var("STARSONGS_TEST_API_BACKEND").as_deref() {
         Err(_) | Ok("" | "sqlite") => TestBackend::Sqlite,
         Ok("postgres") => TestBackend::Postgres,
-        Ok(other) => panic!("STARSONGS_TEST_API_BACKEND={other} is not sqlite or postgres"),
+        Ok("mssql") => TestBackend::Mssql,
+        Ok(other) => {
+            panic!("STARSONGS_TEST_API_BACKEND={other} is not sqlite, postgres or mssql")
+        }
     }
 }
 
@@ -129,6 +134,11 @@ impl TestApp {
                 );
                 Some(TestDatabase::create(&admin_url).await)
             }
+            TestBackend::Mssql => {
+                let admin_url = server_url(MSSQL_URL_VAR, "mssql")
+                    .expect("STARSONGS_TEST_API_BACKEND=mssql needs STARSONGS_TEST_MSSQL_URL");
+                Some(TestDatabase::create_mssql(&admin_url).await)
+            }
         };
         let url = database
             .as_ref()
@@ -214,6 +224,7 @@ impl TestApp {
     /// the service's back, as an operator's maintenance script would.
     pub async fn execute_sql(&self, sql: &str) {
         use sqlx::Connection;
+        let text = sql;
         let sql = sqlx::AssertSqlSafe(sql.to_owned());
         match backend() {
             TestBackend::Sqlite => {
@@ -226,6 +237,9 @@ impl TestApp {
                 sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
                 conn.close().await.unwrap();
             }
+            TestBackend::Mssql => crate::server_db::mssql_batch(&self.db_url, text)
+                .await
+                .unwrap(),
         }
     }
 

@@ -16,6 +16,7 @@ mod harness;
 mod health;
 mod idempotency;
 mod lists;
+mod mssql;
 mod observability;
 mod postgres;
 mod replicas;

@@ -48,8 +48,12 @@ async fn migrate_and_user_create_work_on_postgres() {
         return;
     };
     let database = TestDatabase::create(&admin_url).await;
-    let url = database.url.as_str();
+    commands_work_on(&database.url);
+}
 
+/// `migrate status|up|down --to 2`, `user create` and `backup` through the binary, on the
+/// server database at `url`.
+pub fn commands_work_on(url: &str) {
     let before = starsongs(&["migrate", "status"], url, None);
     let up = starsongs(&["migrate", "up"], url, None);
     let down = starsongs(&["migrate", "down", "--to", "2"], url, None);
@@ -100,6 +104,35 @@ async fn migrate_and_user_create_work_on_postgres() {
         text(&backup.stderr)
     );
     assert!(!Path::new("/tmp/never-written.db").exists());
+    // `serve` on the migrated database answers its probes.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_starsongs"))
+        .arg("serve")
+        .env_remove("RUST_LOG")
+        .env("STARSONGS_ENV", "test")
+        .env("DATABASE_URL", url)
+        .env("STARSONGS__SERVER__PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        let probe = Command::new(env!("CARGO_BIN_EXE_starsongs"))
+            .args(["healthcheck", "--url", &format!("http://127.0.0.1:{port}")])
+            .output()
+            .unwrap();
+        if probe.status.success() || Instant::now() > deadline {
+            break probe.status.success();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    assert!(ready, "serve answered /health/live");
 }
 
 #[tokio::test]

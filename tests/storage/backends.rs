@@ -8,7 +8,7 @@ use starsongs::config::Settings;
 use starsongs::storage::{self, DynStore};
 use tempfile::TempDir;
 
-use crate::server_db::{POSTGRES_URL_VAR, TestDatabase, server_url};
+use crate::server_db::{MSSQL_URL_VAR, POSTGRES_URL_VAR, TestDatabase, server_url};
 
 /// A store and whatever keeps its database alive.
 pub struct Backend {
@@ -46,6 +46,19 @@ pub async fn sqlite() -> Option<Backend> {
 pub async fn postgres() -> Option<Backend> {
     let admin_url = server_url(POSTGRES_URL_VAR, "postgres")?;
     let database = TestDatabase::create(&admin_url).await;
+    let store = open(&database.url).await;
+    store.migrator().up().await.unwrap();
+    Some(Backend {
+        store,
+        _dir: None,
+        _database: Some(database),
+    })
+}
+
+/// A fresh database on the SQL Server of `STARSONGS_TEST_MSSQL_URL`.
+pub async fn mssql() -> Option<Backend> {
+    let admin_url = server_url(MSSQL_URL_VAR, "mssql")?;
+    let database = TestDatabase::create_mssql(&admin_url).await;
     let store = open(&database.url).await;
     store.migrator().up().await.unwrap();
     Some(Backend {

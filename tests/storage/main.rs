@@ -60,3 +60,4 @@ macro_rules! contract_suite {
 
 contract_suite!(sqlite);
 contract_suite!(postgres);
+contract_suite!(mssql);

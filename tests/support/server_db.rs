@@ -1,9 +1,10 @@
-//! Server databases for tests: a fresh PostgreSQL database per test, created on the server
-//! named by `STARSONGS_TEST_POSTGRES_URL` and dropped when the test ends.
+//! Server databases for tests: a fresh database per test, created on the server named by
+//! `STARSONGS_TEST_POSTGRES_URL` or `STARSONGS_TEST_MSSQL_URL` (an `mssql://` URL) and
+//! dropped when the test ends.
 //!
-//! Without the variable a test prints `skipped: STARSONGS_TEST_POSTGRES_URL unset` and
-//! returns, unless `STARSONGS_TEST_REQUIRE` lists `postgres` (CI sets it): then a missing
-//! server fails the test instead of letting it skip.
+//! Without the variable a test prints `skipped: <VAR> unset` and returns, unless
+//! `STARSONGS_TEST_REQUIRE` lists the backend (`postgres`, `mssql`; CI sets it): then a
+//! missing server fails the test instead of letting it skip.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -11,6 +12,8 @@ use sqlx::Connection;
 
 /// The variable naming the PostgreSQL server for tests.
 pub const POSTGRES_URL_VAR: &str = "STARSONGS_TEST_POSTGRES_URL";
+/// The variable naming the SQL Server for tests (`mssql://user:pass@host:1433/master?...`).
+pub const MSSQL_URL_VAR: &str = "STARSONGS_TEST_MSSQL_URL";
 
 /// Whether `STARSONGS_TEST_REQUIRE` (comma-separated) lists `backend`.
 pub fn is_required(backend: &str) -> bool {
@@ -44,6 +47,27 @@ pub struct TestDatabase {
     pub url: String,
     admin_url: String,
     name: String,
+    is_mssql: bool,
+}
+
+/// Runs one T-SQL batch on the server of `url` (test-made text only).
+pub async fn mssql_batch(url: &str, sql: &str) -> Result<(), String> {
+    use tokio_util::compat::TokioAsyncWriteCompatExt;
+    let config = starsongs::storage::mssql::parse_url(url).map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpStream::connect(config.get_addr())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut client = tiberius::Client::connect(config, tcp.compat_write())
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .simple_query(sql)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_results()
+        .await
+        .map_err(|e| e.to_string())?;
+    client.close().await.map_err(|e| e.to_string())
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -52,16 +76,7 @@ impl TestDatabase {
     /// A new empty database on the server of `admin_url`. Its name carries this run's
     /// prefix (`starsongs_test_<pid>_`), so leftovers of a killed run are recognisable.
     pub async fn create(admin_url: &str) -> Self {
-        let name = format!(
-            "starsongs_test_{}_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            uuid::Uuid::new_v4()
-                .simple()
-                .to_string()
-                .get(..8)
-                .unwrap_or_default()
-        );
+        let name = Self::new_name();
         let mut admin = sqlx::PgConnection::connect(admin_url)
             .await
             .expect("the test PostgreSQL server answers");
@@ -76,6 +91,33 @@ impl TestDatabase {
             url: url.to_string(),
             admin_url: admin_url.to_owned(),
             name,
+            is_mssql: false,
+        }
+    }
+
+    fn new_name() -> String {
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        format!(
+            "starsongs_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            random.get(..8).unwrap_or_default()
+        )
+    }
+
+    /// A new empty database on the SQL Server of `admin_url` (an `mssql://` URL).
+    pub async fn create_mssql(admin_url: &str) -> Self {
+        let name = Self::new_name();
+        mssql_batch(admin_url, &format!("CREATE DATABASE [{name}]"))
+            .await
+            .expect("creating a test database on SQL Server");
+        let mut url = url::Url::parse(admin_url).expect("an mssql:// URL");
+        url.set_path(&format!("/{name}"));
+        Self {
+            url: url.to_string(),
+            admin_url: admin_url.to_owned(),
+            name,
+            is_mssql: true,
         }
     }
 }
@@ -84,6 +126,7 @@ impl Drop for TestDatabase {
     fn drop(&mut self) {
         let admin_url = self.admin_url.clone();
         let name = self.name.clone();
+        let is_mssql = self.is_mssql;
         // Drop runs inside the test's runtime, which cannot block on itself: use a thread
         // with its own.
         let dropped = std::thread::spawn(move || {
@@ -92,6 +135,13 @@ impl Drop for TestDatabase {
                 .build()
                 .ok()?;
             runtime.block_on(async move {
+                if is_mssql {
+                    let drop = format!(
+                        "ALTER DATABASE [{name}] SET SINGLE_USER WITH ROLLBACK IMMEDIATE; \
+                         DROP DATABASE [{name}]"
+                    );
+                    return mssql_batch(&admin_url, &drop).await.ok();
+                }
                 let mut admin = sqlx::PgConnection::connect(&admin_url).await.ok()?;
                 sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                     "drop database if exists \"{name}\" with (force)"

@@ -1,0 +1,1 @@
+DROP TABLE dbo.app_user;

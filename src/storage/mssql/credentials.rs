@@ -1,0 +1,467 @@
+//! Refresh tokens, API keys and failed-login counters on SQL Server.
+
+use chrono::{DateTime, Utc};
+use tiberius::Row;
+
+use super::list::{SortColumn, fetch_page};
+use super::pool::Conn;
+use super::sql::{Sql, begin, finish};
+use super::{Pool, is_unique_violation, map_error, now};
+use crate::domain::credential::{
+    ApiKey, ApiKeySortField, LOGIN_FAILURE_WINDOW, LoginGate, NewApiKey, NewRefreshToken, Rotation,
+    SecretDigest,
+};
+use crate::domain::list::{ListQuery, Page};
+use crate::domain::user::{Role, UsernameKey};
+use crate::domain::validation::search_key;
+use crate::storage::{Entity, StoreError, StoreResult};
+
+const INSERT_REFRESH: &str = "INSERT INTO dbo.refresh_token (token_hash, family_id, user_id, \
+     expires_at, created_at) VALUES (@P1, @P2, @P3, @P4, @P5)";
+const REVOKE_FAMILY: &str = "UPDATE dbo.refresh_token SET revoked_at = @P1 \
+     WHERE family_id = @P2 AND revoked_at IS NULL";
+/// `UPDLOCK, ROWLOCK` on the presented token: of two concurrent exchanges of one token
+/// (on any replicas) the second waits and then sees it spent.
+const SELECT_PRESENTED: &str = "SELECT t.id, t.family_id, t.user_id, t.expires_at, t.spent_at, \
+     t.revoked_at, u.is_active FROM dbo.refresh_token t WITH (UPDLOCK, ROWLOCK) \
+     JOIN dbo.app_user u ON u.id = t.user_id WHERE t.token_hash = @P1";
+const SPEND: &str = "UPDATE dbo.refresh_token SET spent_at = @P1 WHERE id = @P2";
+const FAMILY_OF: &str = "SELECT family_id FROM dbo.refresh_token WHERE token_hash = @P1";
+const PRUNE_TOKENS: &str =
+    "DELETE FROM dbo.refresh_token WHERE expires_at <= @P1 OR revoked_at <= @P2";
+const PRUNE_FAILURES: &str = "DELETE FROM dbo.login_failure WHERE last_failure_at <= @P1";
+const GATE: &str = "SELECT failures, last_failure_at FROM dbo.login_failure \
+     WHERE username_key = @P1";
+/// Counts a failure on an existing counter. `UPDLOCK, HOLDLOCK` lock the key (even when
+/// no row has it yet) until the transaction ends, so a concurrent first failure for the
+/// same name (on any replica) waits and then updates the row this one inserts.
+const COUNT_FAILURE: &str = "UPDATE dbo.login_failure WITH (UPDLOCK, HOLDLOCK) SET \
+     failures = CASE WHEN window_started_at <= @P3 THEN 1 ELSE failures + 1 END, \
+     window_started_at = CASE WHEN window_started_at <= @P3 THEN @P2 \
+       ELSE window_started_at END, \
+     last_failure_at = @P2 \
+     OUTPUT INSERTED.failures, INSERTED.last_failure_at \
+     WHERE username_key = @P1";
+/// The first failure of a name (in the same transaction, under the key lock).
+const FIRST_FAILURE: &str = "INSERT INTO dbo.login_failure \
+     (username_key, failures, window_started_at, last_failure_at) \
+     OUTPUT INSERTED.failures, INSERTED.last_failure_at VALUES (@P1, 1, @P2, @P2)";
+const CLEAR_FAILURES: &str = "DELETE FROM dbo.login_failure WHERE username_key = @P1";
+const INSERT_KEY: &str = "INSERT INTO dbo.api_key (name, name_key, key_hash, prefix, role, \
+     created_at) OUTPUT INSERTED.id, INSERTED.name, INSERTED.prefix, INSERTED.role, \
+     INSERTED.created_at VALUES (@P1, @P2, @P3, @P4, @P5, @P6)";
+const FIND_KEY: &str = "SELECT id, name, prefix, role, created_at FROM dbo.api_key \
+     WHERE key_hash = @P1";
+const DELETE_KEY: &str = "DELETE FROM dbo.api_key WHERE id = @P1";
+
+/// Every fixed statement, for the parse test.
+#[cfg(test)]
+pub(super) const STATEMENTS: &[&str] = &[
+    INSERT_REFRESH,
+    REVOKE_FAMILY,
+    SELECT_PRESENTED,
+    SPEND,
+    FAMILY_OF,
+    PRUNE_TOKENS,
+    PRUNE_FAILURES,
+    GATE,
+    COUNT_FAILURE,
+    FIRST_FAILURE,
+    CLEAR_FAILURES,
+    INSERT_KEY,
+    FIND_KEY,
+    DELETE_KEY,
+];
+
+fn missing(what: &str) -> StoreError {
+    StoreError::Other(anyhow::anyhow!("credential row without {what}"))
+}
+
+// ---- refresh tokens ----
+
+async fn insert_refresh_with(conn: &mut Conn, token: &NewRefreshToken) -> StoreResult<()> {
+    Sql::with(
+        INSERT_REFRESH,
+        vec![
+            Box::new(token.token_hash.as_str().to_owned()),
+            Box::new(token.family_id.clone()),
+            Box::new(token.user_id),
+            Box::new(token.expires_at.fixed_offset()),
+            Box::new(now().fixed_offset()),
+        ],
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+pub(super) async fn insert_refresh(pool: &Pool, token: &NewRefreshToken) -> StoreResult<()> {
+    let mut conn = pool.get().await.map_err(map_error)?;
+    insert_refresh_with(&mut conn, token).await
+}
+
+async fn revoke_family(conn: &mut Conn, family_id: &str) -> StoreResult<()> {
+    Sql::with(
+        REVOKE_FAMILY,
+        vec![
+            Box::new(now().fixed_offset()),
+            Box::new(family_id.to_owned()),
+        ],
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Exchanges the token with digest `presented` for one with digest `next_hash`, the
+/// presented row locked for the whole transaction.
+pub(super) async fn rotate_refresh(
+    pool: &Pool,
+    presented: &SecretDigest,
+    next_hash: &SecretDigest,
+    next_expires_at: DateTime<Utc>,
+) -> StoreResult<Rotation> {
+    let mut conn = pool.get().await.map_err(map_error)?;
+    begin(&mut conn).await?;
+    let result = rotate_in(&mut conn, presented, next_hash, next_expires_at).await;
+    finish(&mut conn, result).await
+}
+
+async fn rotate_in(
+    conn: &mut Conn,
+    presented: &SecretDigest,
+    next_hash: &SecretDigest,
+    next_expires_at: DateTime<Utc>,
+) -> StoreResult<Rotation> {
+    let row = Sql::with(
+        SELECT_PRESENTED,
+        vec![Box::new(presented.as_str().to_owned())],
+    )
+    .row(conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(Rotation::Rejected);
+    };
+    let stamp =
+        |name: &str| -> StoreResult<Option<DateTime<Utc>>> { row.try_get(name).map_err(map_error) };
+    let family_id = row
+        .try_get::<&str, _>("family_id")
+        .map_err(map_error)?
+        .ok_or_else(|| missing("family"))?
+        .to_owned();
+    let user_id = i64::from(
+        row.try_get::<i32, _>("user_id")
+            .map_err(map_error)?
+            .ok_or_else(|| missing("user"))?,
+    );
+    let token_id: i32 = row
+        .try_get("id")
+        .map_err(map_error)?
+        .ok_or_else(|| missing("id"))?;
+    let is_active: bool = row
+        .try_get("is_active")
+        .map_err(map_error)?
+        .unwrap_or_default();
+    let at = now();
+    if stamp("revoked_at")?.is_some() {
+        return Ok(Rotation::Rejected);
+    }
+    if stamp("spent_at")?.is_some() {
+        // A spent token presented again: it was stolen, or a client replayed it. Either
+        // way nobody may go on with this login.
+        revoke_family(conn, &family_id).await?;
+        return Ok(Rotation::Reused);
+    }
+    let expired = stamp("expires_at")?.is_none_or(|expires| expires <= at);
+    if expired || !is_active {
+        return Ok(Rotation::Rejected);
+    }
+    Sql::with(SPEND, vec![Box::new(at.fixed_offset()), Box::new(token_id)])
+        .execute(conn)
+        .await?;
+    insert_refresh_with(
+        conn,
+        &NewRefreshToken {
+            token_hash: next_hash.clone(),
+            family_id,
+            user_id,
+            expires_at: next_expires_at,
+        },
+    )
+    .await?;
+    let user = super::users::get_in(conn, user_id, false).await?;
+    Ok(Rotation::Rotated(user))
+}
+
+/// Revokes the family of the token with digest `presented`; false if no such token.
+pub(super) async fn revoke_refresh(pool: &Pool, presented: &SecretDigest) -> StoreResult<bool> {
+    let mut conn = pool.get().await.map_err(map_error)?;
+    begin(&mut conn).await?;
+    let result = async {
+        let row = Sql::with(FAMILY_OF, vec![Box::new(presented.as_str().to_owned())])
+            .row(&mut conn)
+            .await?;
+        let Some(family) = row
+            .as_ref()
+            .and_then(|r| r.try_get::<&str, _>("family_id").ok().flatten())
+            .map(str::to_owned)
+        else {
+            return Ok(false);
+        };
+        revoke_family(&mut conn, &family).await?;
+        Ok(true)
+    }
+    .await;
+    finish(&mut conn, result).await
+}
+
+/// Deletes expired refresh tokens, tokens revoked over a day ago, and failure counters
+/// older than the lockout window. Returns the number of rows deleted.
+pub(super) async fn prune(pool: &Pool, at: DateTime<Utc>) -> StoreResult<u64> {
+    let mut conn = pool.get().await.map_err(map_error)?;
+    begin(&mut conn).await?;
+    let result = async {
+        let tokens = Sql::with(
+            PRUNE_TOKENS,
+            vec![
+                Box::new(at.fixed_offset()),
+                Box::new((at - chrono::Duration::days(1)).fixed_offset()),
+            ],
+        )
+        .execute(&mut conn)
+        .await?;
+        let failures = Sql::with(
+            PRUNE_FAILURES,
+            vec![Box::new((at - LOGIN_FAILURE_WINDOW).fixed_offset())],
+        )
+        .execute(&mut conn)
+        .await?;
+        Ok(tokens + failures)
+    }
+    .await;
+    finish(&mut conn, result).await
+}
+
+// ---- failed logins ----
+
+fn gate_from_row(row: Option<&Row>, at: DateTime<Utc>) -> StoreResult<LoginGate> {
+    let Some(row) = row else {
+        return Ok(LoginGate::Open);
+    };
+    let failures: i32 = row
+        .try_get("failures")
+        .map_err(map_error)?
+        .unwrap_or_default();
+    let last: DateTime<Utc> = row
+        .try_get("last_failure_at")
+        .map_err(map_error)?
+        .ok_or_else(|| missing("last_failure_at"))?;
+    Ok(LoginGate::from_failures(
+        u32::try_from(failures).unwrap_or_default(),
+        last,
+        at,
+    ))
+}
+
+pub(super) async fn login_gate(
+    pool: &Pool,
+    username_key: &UsernameKey,
+    at: DateTime<Utc>,
+) -> StoreResult<LoginGate> {
+    let mut conn = pool.get().await.map_err(map_error)?;
+    let row = Sql::with(GATE, vec![Box::new(username_key.as_str().to_owned())])
+        .row(&mut conn)
+        .await?;
+    gate_from_row(row.as_ref(), at)
+}
+
+pub(super) async fn record_login_failure(
+    pool: &Pool,
+    username_key: &UsernameKey,
+    at: DateTime<Utc>,
+) -> StoreResult<LoginGate> {
+    let mut conn = pool.get().await.map_err(map_error)?;
+    begin(&mut conn).await?;
+    let result = async {
+        let counted = Sql::with(
+            COUNT_FAILURE,
+            vec![
+                Box::new(username_key.as_str().to_owned()),
+                Box::new(at.fixed_offset()),
+                Box::new((at - LOGIN_FAILURE_WINDOW).fixed_offset()),
+            ],
+        )
+        .row(&mut conn)
+        .await?;
+        let row = match counted {
+            Some(row) => Some(row),
+            None => {
+                Sql::with(
+                    FIRST_FAILURE,
+                    vec![
+                        Box::new(username_key.as_str().to_owned()),
+                        Box::new(at.fixed_offset()),
+                    ],
+                )
+                .row(&mut conn)
+                .await?
+            }
+        };
+        gate_from_row(row.as_ref(), at)
+    }
+    .await;
+    finish(&mut conn, result).await
+}
+
+pub(super) async fn clear_login_failures(
+    pool: &Pool,
+    username_key: &UsernameKey,
+) -> StoreResult<()> {
+    let mut conn = pool.get().await.map_err(map_error)?;
+    Sql::with(
+        CLEAR_FAILURES,
+        vec![Box::new(username_key.as_str().to_owned())],
+    )
+    .execute(&mut conn)
+    .await
+    .map(|_| ())
+}
+
+// ---- API keys ----
+
+const KEY_COLUMNS: &str = "id, name, prefix, role, created_at";
+
+fn key_column(field: ApiKeySortField) -> SortColumn {
+    let sql = match field {
+        ApiKeySortField::Id => "id",
+        ApiKeySortField::Name => "name_key",
+        ApiKeySortField::CreatedAt => "created_at",
+    };
+    SortColumn {
+        sql,
+        null_flag: None,
+    }
+}
+
+fn key_from_row(row: &Row) -> StoreResult<ApiKey> {
+    let text = |name: &str| -> StoreResult<String> {
+        Ok(row
+            .try_get::<&str, _>(name)
+            .map_err(map_error)?
+            .unwrap_or_default()
+            .to_owned())
+    };
+    let role = text("role")?;
+    Ok(ApiKey {
+        id: i64::from(
+            row.try_get::<i32, _>("id")
+                .map_err(map_error)?
+                .ok_or_else(|| missing("id"))?,
+        ),
+        name: text("name")?,
+        prefix: text("prefix")?,
+        role: match Role::parse("role", &role) {
+            Ok(role @ (Role::Viewer | Role::Editor)) => role,
+            _ => {
+                return Err(StoreError::Other(anyhow::anyhow!(
+                    "stored API key role `{role}` is invalid"
+                )));
+            }
+        },
+        created_at: row
+            .try_get("created_at")
+            .map_err(map_error)?
+            .ok_or_else(|| missing("created_at"))?,
+    })
+}
+
+pub(super) async fn insert_api_key(
+    pool: &Pool,
+    new: &NewApiKey,
+    key_hash: &SecretDigest,
+    prefix: &str,
+) -> StoreResult<ApiKey> {
+    let mut conn = pool.get().await.map_err(map_error)?;
+    let rows = Sql::with(
+        INSERT_KEY,
+        vec![
+            Box::new(new.name.clone()),
+            Box::new(search_key(&new.name)),
+            Box::new(key_hash.as_str().to_owned()),
+            Box::new(prefix.to_owned()),
+            Box::new(new.role.as_str()),
+            Box::new(now().fixed_offset()),
+        ],
+    )
+    .rows_raw(&mut conn)
+    .await
+    .map_err(|error| {
+        if is_unique_violation(&error) {
+            StoreError::Other(anyhow::anyhow!("generated API key collided"))
+        } else {
+            map_error(error)
+        }
+    })?;
+    rows.first()
+        .map(key_from_row)
+        .unwrap_or_else(|| Err(missing("insert output")))
+}
+
+pub(super) async fn list_api_keys(
+    pool: &Pool,
+    query: &ListQuery<ApiKeySortField, ()>,
+) -> StoreResult<Page<ApiKey>> {
+    fetch_page(
+        pool,
+        "dbo.api_key",
+        KEY_COLUMNS,
+        query,
+        |_| {},
+        key_column,
+        key_from_row,
+    )
+    .await
+}
+
+pub(super) async fn find_api_key(
+    pool: &Pool,
+    key_hash: &SecretDigest,
+) -> StoreResult<Option<ApiKey>> {
+    let mut conn = pool.get().await.map_err(map_error)?;
+    let row = Sql::with(FIND_KEY, vec![Box::new(key_hash.as_str().to_owned())])
+        .row(&mut conn)
+        .await?;
+    row.as_ref().map(key_from_row).transpose()
+}
+
+pub(super) async fn delete_api_key(pool: &Pool, id: i64) -> StoreResult<()> {
+    let mut conn = pool.get().await.map_err(map_error)?;
+    let deleted = Sql::with(DELETE_KEY, vec![Box::new(id)])
+        .execute(&mut conn)
+        .await?;
+    if deleted == 0 {
+        return Err(StoreError::NotFound {
+            entity: Entity::ApiKey,
+            id,
+        });
+    }
+    Ok(())
+}
+
+/// The list statements, for the parse test.
+#[cfg(test)]
+pub(super) fn sample_statements() -> Vec<String> {
+    use crate::domain::list::SortValue;
+    super::list::sample_pages(
+        "dbo.api_key",
+        KEY_COLUMNS,
+        (),
+        |_, _| {},
+        key_column,
+        |field| match field {
+            ApiKeySortField::Id => vec![SortValue::Int(3)],
+            ApiKeySortField::Name => vec![SortValue::Text("m".into())],
+            ApiKeySortField::CreatedAt => vec![SortValue::Timestamp(chrono::Utc::now())],
+        },
+    )
+}

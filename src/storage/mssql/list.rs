@@ -1,0 +1,288 @@
+//! Order and keyset-seek T-SQL shared by the SQL Server list queries.
+//!
+//! Every order ends with `id`, so it is total. T-SQL has no `NULLS LAST`: a nullable sort
+//! column has a persisted `<column>_is_null` companion (0 or 1) that sorts first, and the
+//! indexes are on `(c_is_null, c, id)`. Pages are `OFFSET ... FETCH NEXT ...`; a keyset
+//! page starts strictly after the cursor's values under the same order.
+
+use tiberius::Row;
+
+use super::pool::Conn;
+use super::sql::Sql;
+use super::{Pool, map_error};
+use crate::domain::list::{ListQuery, Page, Position, SortField, SortKey, SortValue};
+use crate::storage::StoreResult;
+
+/// A sortable column: its SQL (a fixed string from a closed enum, never input) and, for a
+/// nullable one, its `_is_null` companion.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SortColumn {
+    pub sql: &'static str,
+    pub null_flag: Option<&'static str>,
+}
+
+/// Appends ` ORDER BY ...` for `keys`, NULLs last in both directions.
+pub(super) fn push_order_by<F: Copy>(
+    sql: &mut Sql,
+    keys: &[SortKey<F>],
+    column: impl Fn(F) -> SortColumn,
+) {
+    sql.push(" ORDER BY ");
+    for (i, key) in keys.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        let col = column(key.field);
+        if let Some(flag) = col.null_flag {
+            sql.push(flag).push(" ASC, ");
+        }
+        sql.push(col.sql)
+            .push(if key.descending { " DESC" } else { " ASC" });
+    }
+}
+
+/// Appends ` AND ...`: rows strictly after `values` under the order `keys`; a NULL value
+/// comes after every value, and nothing comes after NULL but the later keys' order.
+pub(super) fn push_seek<F: Copy>(
+    sql: &mut Sql,
+    keys: &[SortKey<F>],
+    values: &[SortValue],
+    column: impl Fn(F) -> SortColumn,
+) {
+    // A coarse bound the leading key's index can seek to.
+    if let (Some(first), Some(value)) = (keys.first(), values.first()) {
+        let col = column(first.field);
+        match (value, col.null_flag) {
+            (SortValue::Null, Some(flag)) => {
+                sql.push(" AND ").push(flag).push(" = 1");
+            }
+            (SortValue::Null, None) => {
+                sql.push(" AND 1 = 0");
+            }
+            (value, _) => {
+                sql.push(" AND (").push(col.sql).push(if first.descending {
+                    " <= "
+                } else {
+                    " >= "
+                });
+                push_value(sql, value);
+                if let Some(flag) = col.null_flag {
+                    sql.push(" OR ").push(flag).push(" = 1");
+                }
+                sql.push(")");
+            }
+        }
+    }
+    let mut terms = 0;
+    sql.push(" AND (");
+    for (i, (key, value)) in keys.iter().zip(values).enumerate() {
+        if matches!(value, SortValue::Null) {
+            continue;
+        }
+        if terms > 0 {
+            sql.push(" OR ");
+        }
+        terms += 1;
+        sql.push("(");
+        for (prev_key, prev_value) in keys[..i].iter().zip(values) {
+            let prev = column(prev_key.field).sql;
+            if matches!(prev_value, SortValue::Null) {
+                sql.push(prev).push(" IS NULL AND ");
+            } else {
+                sql.push(prev).push(" = ");
+                push_value(sql, prev_value);
+                sql.push(" AND ");
+            }
+        }
+        let col = column(key.field);
+        sql.push("(")
+            .push(col.sql)
+            .push(if key.descending { " < " } else { " > " });
+        push_value(sql, value);
+        if col.null_flag.is_some() {
+            sql.push(" OR ").push(col.sql).push(" IS NULL");
+        }
+        sql.push("))");
+    }
+    if terms == 0 {
+        // Only reachable with an all-NULL position, which `id` (never NULL) rules out.
+        sql.push("1 = 0");
+    }
+    sql.push(")");
+}
+
+fn push_value(sql: &mut Sql, value: &SortValue) {
+    match value {
+        SortValue::Int(v) => sql.bind(*v),
+        SortValue::Float(v) => sql.bind(*v),
+        SortValue::Text(v) => sql.bind(v.clone()),
+        SortValue::Timestamp(at) => sql.bind(at.fixed_offset()),
+        SortValue::Date(date) => sql.bind(*date),
+        SortValue::Null => sql.push("NULL"),
+    };
+}
+
+/// Appends ` OFFSET @Pn ROWS FETCH NEXT @Pm ROWS ONLY`; callers ask for one row more than
+/// the page to learn whether more follow.
+pub(super) fn push_limit(sql: &mut Sql, limit: u32, offset: u64) {
+    sql.push(" OFFSET ")
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .push(" ROWS FETCH NEXT ")
+        .bind(i64::from(limit))
+        .push(" ROWS ONLY");
+}
+
+/// A `LIKE` pattern for a case-folded substring: `%`, `_`, `[` and the escape character
+/// `\` in `q` are escaped (T-SQL treats `[...]` as a character class), so they match
+/// themselves (API.md).
+pub(super) fn contains_pattern(q: &str) -> String {
+    let mut pattern = String::with_capacity(q.len() + 2);
+    pattern.push('%');
+    for c in q.chars() {
+        if matches!(c, '%' | '_' | '[' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// The page out of `items` fetched with one extra row.
+pub(super) fn into_page<T>(mut items: Vec<T>, total: i64, page_size: u32) -> Page<T> {
+    let has_next = items.len() > page_size as usize;
+    items.truncate(page_size as usize);
+    Page {
+        items,
+        total_items: u64::try_from(total).unwrap_or_default(),
+        has_next,
+    }
+}
+
+/// Reads a `COUNT_BIG(*)` statement's value.
+pub(super) async fn count(conn: &mut Conn, sql: &Sql) -> StoreResult<i64> {
+    let row = sql.row(conn).await?;
+    Ok(row
+        .and_then(|r| r.try_get::<i64, _>(0).ok().flatten())
+        .unwrap_or_default())
+}
+
+/// A list query on one table whose sort columns are never NULL: the count, then the page.
+/// `filter` appends ` AND ...` conditions to both statements.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn fetch_page<F: SortField, Filter, T>(
+    pool: &Pool,
+    from: &'static str,
+    columns: &'static str,
+    query: &ListQuery<F, Filter>,
+    filter: impl Fn(&mut Sql),
+    column: impl Fn(F) -> SortColumn + Copy,
+    from_row: impl Fn(&Row) -> StoreResult<T>,
+) -> StoreResult<Page<T>> {
+    let mut conn = pool.get().await.map_err(map_error)?;
+    let mut total = Sql::new(format!("SELECT COUNT_BIG(*) FROM {from} WHERE 1 = 1"));
+    filter(&mut total);
+    let total = count(&mut conn, &total).await?;
+    let select = page_statement(from, columns, query, &filter, column);
+    let rows = select.rows(&mut conn).await?;
+    let items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
+    Ok(into_page(items, total, query.page_size))
+}
+
+fn page_statement<F: SortField, Filter>(
+    from: &str,
+    columns: &str,
+    query: &ListQuery<F, Filter>,
+    filter: &impl Fn(&mut Sql),
+    column: impl Fn(F) -> SortColumn + Copy,
+) -> Sql {
+    let mut select = Sql::new(format!("SELECT {columns} FROM {from} WHERE 1 = 1"));
+    filter(&mut select);
+    if let Position::After(values) = &query.position {
+        push_seek(&mut select, query.sort.keys(), values, column);
+    }
+    push_order_by(&mut select, query.sort.keys(), column);
+    push_limit(&mut select, query.page_size + 1, query.offset());
+    select
+}
+
+/// The statements the list builders make, for every sort field in both directions, in
+/// page and keyset mode (with NULL and non-NULL positions) and with every filter.
+#[cfg(test)]
+pub(super) fn sample_statements() -> Vec<String> {
+    let mut out = Vec::new();
+    out.extend(super::artists::sample_statements());
+    out.extend(super::songs::sample_statements());
+    out.extend(super::users::sample_statements());
+    out.extend(super::credentials::sample_statements());
+    out
+}
+
+/// Every single-key order of `F`, both directions, each with `id` appended.
+#[cfg(test)]
+pub(super) fn sample_queries<F: SortField, Filter: Clone>(
+    filter: Filter,
+    value_of: impl Fn(F) -> Vec<SortValue>,
+) -> Vec<ListQuery<F, Filter>> {
+    let mut out = Vec::new();
+    for field in F::ALL {
+        for descending in [false, true] {
+            let raw = format!("{}{}", if descending { "-" } else { "" }, field.name());
+            let Ok(sort) = crate::domain::list::Sort::<F>::parse(Some(&raw)) else {
+                continue;
+            };
+            let mut positions = vec![Position::Page(3)];
+            for first in value_of(*field) {
+                let mut values = vec![first];
+                values.extend(sort.keys()[1..].iter().map(|_| SortValue::Int(5)));
+                positions.push(Position::After(values));
+            }
+            for position in positions {
+                out.push(ListQuery {
+                    sort: sort.clone(),
+                    page_size: 10,
+                    position,
+                    filter: filter.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// [`page_statement`] for the sample queries of a single table.
+#[cfg(test)]
+pub(super) fn sample_pages<F: SortField, Filter: Clone>(
+    from: &str,
+    columns: &str,
+    filter: Filter,
+    push_filter: impl Fn(&mut Sql, &Filter),
+    column: impl Fn(F) -> SortColumn + Copy,
+    value_of: impl Fn(F) -> Vec<SortValue>,
+) -> Vec<String> {
+    sample_queries(filter, value_of)
+        .iter()
+        .map(|q| {
+            page_statement(
+                from,
+                columns,
+                q,
+                &|sql: &mut Sql| push_filter(sql, &q.filter),
+                column,
+            )
+            .text()
+            .to_owned()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_metacharacters_match_themselves() {
+        assert_eq!(contains_pattern("star"), "%star%");
+        assert_eq!(contains_pattern(r"100% _[x]\"), r"%100\% \_\[x]\\%");
+    }
+}
