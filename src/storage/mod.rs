@@ -322,6 +322,54 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 }
 
+/// The page out of `items` fetched with one row more than `page_size`: the extra row only
+/// tells that another page follows. Shared by the backends.
+pub(crate) fn into_page<T>(mut items: Vec<T>, total: i64, page_size: u32) -> Page<T> {
+    let has_next = items.len() > page_size as usize;
+    items.truncate(page_size as usize);
+    Page {
+        items,
+        total_items: u64::try_from(total).unwrap_or_default(),
+        has_next,
+    }
+}
+
+/// Fails with [`StoreError::PreconditionFailed`] unless `expected` is absent or admits
+/// `version` (for a backend that has read the row under a lock).
+pub(crate) fn check_expected(expected: Option<&ExpectedVersions>, version: i64) -> StoreResult<()> {
+    match expected {
+        Some(expected) if !expected.admits(version) => Err(StoreError::PreconditionFailed),
+        _ => Ok(()),
+    }
+}
+
+/// How often a server backend runs a transaction that lost a race (serialization failure,
+/// deadlock) before the client gets 503.
+pub(crate) const MAX_ATTEMPTS: u32 = 3;
+
+/// Runs the transaction `attempt` until it succeeds, fails in a way `is_retryable` does
+/// not accept, or has lost [`MAX_ATTEMPTS`] races. Each attempt is a whole transaction,
+/// so nothing of a lost one remains.
+pub(crate) async fn retry<T, F, Fut>(
+    is_retryable: impl Fn(&StoreError) -> bool,
+    mut attempt: F,
+) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(error) if tries < MAX_ATTEMPTS && is_retryable(&error) => {
+                tracing::debug!(db.attempt = tries, "transaction lost a race; retrying");
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Opens the store named by `settings.url`'s scheme (`sqlite:`, `postgres://` or
 /// `postgresql://`, `mssql://` or an ADO.NET connection string). Does not migrate.
 ///

@@ -12,6 +12,7 @@ use super::sql::Sql;
 use super::{Pool, map_error};
 use crate::domain::list::{ListQuery, Page, Position, SortField, SortKey, SortValue};
 use crate::storage::StoreResult;
+pub(super) use crate::storage::into_page;
 
 /// A sortable column: its SQL (a fixed string from a closed enum, never input) and, for a
 /// nullable one, its `_is_null` companion.
@@ -146,17 +147,6 @@ pub(super) fn contains_pattern(q: &str) -> String {
     }
     pattern.push('%');
     pattern
-}
-
-/// The page out of `items` fetched with one extra row.
-pub(super) fn into_page<T>(mut items: Vec<T>, total: i64, page_size: u32) -> Page<T> {
-    let has_next = items.len() > page_size as usize;
-    items.truncate(page_size as usize);
-    Page {
-        items,
-        total_items: u64::try_from(total).unwrap_or_default(),
-        has_next,
-    }
 }
 
 /// Reads a `COUNT_BIG(*)` statement's value.

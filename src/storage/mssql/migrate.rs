@@ -205,6 +205,35 @@ async fn run_batches(conn: &mut Conn, sql: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the batches of `sql`, then the bookkeeping statement `record` (given the time the
+/// batches took), in one transaction; on any failure rolls it all back.
+async fn apply_one(
+    conn: &mut Conn,
+    sql: &str,
+    what: &str,
+    record: impl FnOnce(std::time::Duration) -> Sql,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    begin(conn).await?;
+    let result = async {
+        run_batches(conn, sql)
+            .await
+            .map_err(|e| anyhow::anyhow!("{what} failed: {e}"))?;
+        record(started.elapsed()).execute(conn).await?;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    let outcome = match &result {
+        Ok(()) => Ok(()),
+        Err(_) => Err(crate::storage::StoreError::Other(anyhow::anyhow!(
+            "{what} rolled back"
+        ))),
+    };
+    let finished = finish(conn, outcome).await;
+    result?;
+    Ok(finished?)
+}
+
 impl MssqlMigrator {
     pub(super) fn new(pool: Pool) -> Self {
         Self {
@@ -285,44 +314,19 @@ impl Migrator for MssqlMigrator {
                     .iter()
                     .filter(|m| !applied.iter().any(|(v, _, _)| *v == m.version))
                 {
-                    let started = Instant::now();
-                    begin(conn).await?;
-                    let result = async {
-                        run_batches(conn, migration.sql.as_str())
-                            .await
-                            .map_err(|e| {
-                                anyhow::anyhow!("migration {} failed: {e}", migration.version)
-                            })?;
+                    let what = format!("migration {}", migration.version);
+                    apply_one(conn, migration.sql.as_str(), &what, |elapsed| {
                         Sql::with(
                             RECORD,
                             vec![
                                 Box::new(migration.version),
                                 Box::new(migration.description.to_string()),
                                 Box::new(migration.checksum.to_vec()),
-                                Box::new(
-                                    i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX),
-                                ),
+                                Box::new(i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX)),
                             ],
                         )
-                        .execute(conn)
-                        .await?;
-                        Ok::<_, anyhow::Error>(())
-                    }
-                    .await;
-                    match result {
-                        Ok(()) => finish(conn, Ok(())).await?,
-                        Err(error) => {
-                            finish(
-                                conn,
-                                Err::<(), _>(crate::storage::StoreError::Other(anyhow::anyhow!(
-                                    "rolled back"
-                                ))),
-                            )
-                            .await
-                            .ok();
-                            return Err(error);
-                        }
-                    }
+                    })
+                    .await?;
                     done.push(migration.version);
                 }
                 Ok(done)
@@ -346,31 +350,11 @@ impl Migrator for MssqlMigrator {
                     .iter()
                     .filter(|m| applied.iter().any(|(v, _, _)| *v == m.version))
                 {
-                    begin(conn).await?;
-                    let result = async {
-                        run_batches(conn, down.sql.as_str()).await.map_err(|e| {
-                            anyhow::anyhow!("reverting migration {} failed: {e}", down.version)
-                        })?;
+                    let what = format!("reverting migration {}", down.version);
+                    apply_one(conn, down.sql.as_str(), &what, |_| {
                         Sql::with(FORGET, vec![Box::new(down.version)])
-                            .execute(conn)
-                            .await?;
-                        Ok::<_, anyhow::Error>(())
-                    }
-                    .await;
-                    match result {
-                        Ok(()) => finish(conn, Ok(())).await?,
-                        Err(error) => {
-                            finish(
-                                conn,
-                                Err::<(), _>(crate::storage::StoreError::Other(anyhow::anyhow!(
-                                    "rolled back"
-                                ))),
-                            )
-                            .await
-                            .ok();
-                            return Err(error);
-                        }
-                    }
+                    })
+                    .await?;
                     done.push(down.version);
                 }
                 Ok(done)

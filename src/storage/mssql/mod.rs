@@ -26,6 +26,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use secrecy::ExposeSecret;
 use tiberius::{AuthMethod, Config, EncryptionLevel};
 
+use super::check_expected;
 use super::migrate::Migrator;
 use super::{PoolStats, Store, StoreError, StoreResult};
 use crate::config::DatabaseSettings;
@@ -42,10 +43,6 @@ use crate::domain::list::{
 };
 use crate::domain::song::{NewSong, Song, SongChanges};
 use crate::domain::user::{NewUser, User, UserChanges, UserSortField, UsernameKey};
-
-/// How often a transaction chosen as a deadlock victim (1205) is run again before the
-/// client gets 503.
-const MAX_ATTEMPTS: u32 = 3;
 
 /// The pool.
 pub(crate) type Pool = bb8::Pool<pool::Manager>;
@@ -214,7 +211,7 @@ fn error_number(error: &DbError) -> Option<u32> {
 /// |---|---|---|
 /// | 2627, 2601 | unique or primary key violation | handled by the use case (conflict); `Other` if not |
 /// | 547 | foreign key (or check) constraint | handled by the use case (not found, conflict); `Other` if not |
-/// | 1205 | chosen as deadlock victim | retried up to [`MAX_ATTEMPTS`] times by [`retry`], then `Unavailable` |
+/// | 1205 | chosen as deadlock victim | retried up to [`super::MAX_ATTEMPTS`] times by [`retry`], then `Unavailable` |
 /// | 1222 | `LOCK_TIMEOUT` exceeded | `Unavailable` |
 /// | 4060, 18456 | database unavailable to this login, login failed | `Unavailable` |
 /// | 40613, 40501, 40197, 49918-49920, 10928, 10929 | Azure SQL: database unavailable, busy, failing over, resource limits | `Unavailable` |
@@ -273,39 +270,19 @@ fn is_retryable(error: &StoreError) -> bool {
         .is_some_and(|code| code == 1205)
 }
 
-/// Runs the transaction `attempt` until it succeeds, fails for another reason, or has lost
-/// [`MAX_ATTEMPTS`] deadlocks.
-async fn retry<T, F, Fut>(mut attempt: F) -> StoreResult<T>
+/// Runs the transaction `attempt` again after a lost race ([`is_retryable`]), at most
+/// [`super::MAX_ATTEMPTS`] times in all.
+async fn retry<T, F, Fut>(attempt: F) -> StoreResult<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = StoreResult<T>>,
 {
-    let mut tries = 1;
-    loop {
-        match attempt().await {
-            Err(error) if tries < MAX_ATTEMPTS && is_retryable(&error) => {
-                tracing::debug!(
-                    db.attempt = tries,
-                    "transaction was a deadlock victim; retrying"
-                );
-                tries += 1;
-            }
-            other => return other,
-        }
-    }
+    super::retry(is_retryable, attempt).await
 }
 
 /// The current time at the precision the columns keep (`datetimeoffset(6)`).
 fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
-}
-
-/// Fails with `PreconditionFailed` unless `expected` is absent or admits `version`.
-fn check_expected(expected: Option<&ExpectedVersions>, version: i64) -> StoreResult<()> {
-    match expected {
-        Some(expected) if !expected.admits(version) => Err(StoreError::PreconditionFailed),
-        _ => Ok(()),
-    }
 }
 
 #[async_trait]

@@ -12,6 +12,7 @@ use sqlx::{PgPool, Postgres, QueryBuilder};
 use super::map_error;
 use crate::domain::list::{ListQuery, Page, Position, SortField, SortKey, SortValue};
 use crate::storage::StoreResult;
+pub(super) use crate::storage::into_page;
 
 /// A sortable column: its SQL (a fixed string from a closed enum, never input) and whether
 /// it may be NULL.
@@ -162,18 +163,6 @@ pub(super) fn contains_pattern(q: &str) -> String {
     }
     pattern.push('%');
     pattern
-}
-
-/// The page out of `items` fetched with one extra row: the extra row only tells that
-/// another page follows.
-pub(super) fn into_page<T>(mut items: Vec<T>, total: i64, page_size: u32) -> Page<T> {
-    let has_next = items.len() > page_size as usize;
-    items.truncate(page_size as usize);
-    Page {
-        items,
-        total_items: u64::try_from(total).unwrap_or_default(),
-        has_next,
-    }
 }
 
 /// A list query on one table whose sort columns are never NULL: the count and the page in

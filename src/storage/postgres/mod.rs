@@ -22,6 +22,7 @@ use secrecy::ExposeSecret;
 use sqlx::ConnectOptions as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use super::check_expected;
 use super::migrate::Migrator;
 use super::{PoolStats, Store, StoreError, StoreResult};
 use crate::config::DatabaseSettings;
@@ -39,10 +40,6 @@ use crate::domain::list::{
 use crate::domain::song::{NewSong, Song, SongChanges};
 use crate::domain::user::{NewUser, User, UserChanges, UserSortField, UsernameKey};
 pub use migrate::SQL;
-
-/// How often a transaction that lost a serialization or deadlock race is run again before
-/// the client gets 503.
-const MAX_ATTEMPTS: u32 = 3;
 
 /// The PostgreSQL store.
 pub struct PgStore {
@@ -105,7 +102,7 @@ impl PgStore {
 /// | SQLSTATE / error | meaning | mapped to |
 /// |---|---|---|
 /// | 23505 `unique_violation`, 23503 `foreign_key_violation` | a rule of other rows | handled by the use case (conflict, not found); `Other` if not |
-/// | 40001 `serialization_failure`, 40P01 `deadlock_detected` | lost a race | retried up to [`MAX_ATTEMPTS`] times by [`retry`], then `Unavailable` |
+/// | 40001 `serialization_failure`, 40P01 `deadlock_detected` | lost a race | retried up to [`super::MAX_ATTEMPTS`] times by [`retry`], then `Unavailable` |
 /// | 57014 `query_canceled` | `statement_timeout` hit | `Unavailable` |
 /// | 57P01-57P03 `admin_shutdown`, `crash_shutdown`, `cannot_connect_now` | server stopping or starting | `Unavailable` |
 /// | class 08 `connection_exception`, class 53 `insufficient_resources` (too many connections, disk full) | server or link trouble | `Unavailable` |
@@ -165,38 +162,20 @@ fn is_retryable(error: &StoreError) -> bool {
         .is_some_and(|code| code == "40001" || code == "40P01")
 }
 
-/// Runs the transaction `attempt` until it succeeds, fails for another reason, or has lost
-/// [`MAX_ATTEMPTS`] races. Each attempt is a whole transaction, so nothing of a lost one
-/// remains.
-async fn retry<T, F, Fut>(mut attempt: F) -> StoreResult<T>
+/// Runs the transaction `attempt` again after a lost race ([`is_retryable`]), at most
+/// [`super::MAX_ATTEMPTS`] times in all.
+async fn retry<T, F, Fut>(attempt: F) -> StoreResult<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = StoreResult<T>>,
 {
-    let mut tries = 1;
-    loop {
-        match attempt().await {
-            Err(error) if tries < MAX_ATTEMPTS && is_retryable(&error) => {
-                tracing::debug!(db.attempt = tries, "transaction lost a race; retrying");
-                tries += 1;
-            }
-            other => return other,
-        }
-    }
+    super::retry(is_retryable, attempt).await
 }
 
 /// The current time at the precision PostgreSQL stores (microseconds), so what a write
 /// binds is what a read returns.
 fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
-}
-
-/// Fails with `PreconditionFailed` unless `expected` is absent or admits `version`.
-fn check_expected(expected: Option<&ExpectedVersions>, version: i64) -> StoreResult<()> {
-    match expected {
-        Some(expected) if !expected.admits(version) => Err(StoreError::PreconditionFailed),
-        _ => Ok(()),
-    }
 }
 
 /// The accepted versions as a bindable array; `None` binds NULL, "any version".

@@ -11,6 +11,7 @@ use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use super::map_error;
 use crate::domain::list::{ListQuery, Page, Position, SortField, SortKey, SortValue};
 use crate::storage::StoreResult;
+pub(super) use crate::storage::into_page;
 
 /// A sortable column: its SQL (a fixed string from a closed enum, never input) and whether
 /// it may be NULL.
@@ -157,18 +158,6 @@ pub(super) fn push_limit(qb: &mut QueryBuilder<Sqlite>, limit: u32, offset: u64)
     qb.push_bind(i64::from(limit));
     qb.push(" offset ");
     qb.push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
-}
-
-/// The page out of `items` fetched with one extra row: the extra row only tells that
-/// another page follows.
-pub(super) fn into_page<T>(mut items: Vec<T>, total: i64, page_size: u32) -> Page<T> {
-    let has_next = items.len() > page_size as usize;
-    items.truncate(page_size as usize);
-    Page {
-        items,
-        total_items: u64::try_from(total).unwrap_or_default(),
-        has_next,
-    }
 }
 
 /// A list query on one table whose sort columns are never NULL: the count and the page in

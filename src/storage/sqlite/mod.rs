@@ -19,6 +19,7 @@ use secrecy::ExposeSecret;
 use sqlx::ConnectOptions as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
+use super::check_expected;
 use super::migrate::Migrator;
 use super::{ConflictKind, PoolStats, Store, StoreError, StoreResult};
 use crate::config::{DatabaseSettings, SqliteSynchronous};
@@ -140,17 +141,6 @@ fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
         db.kind() == sqlx::error::ErrorKind::ForeignKeyViolation
             || (db.code().as_deref() == Some("1811") && db.message().contains("FOREIGN KEY"))
     })
-}
-
-/// Fails with `PreconditionFailed` unless `expected` is absent or admits `version`.
-///
-/// SQLite runs every write transaction under the one write lock (`begin immediate`), so a
-/// read, this check and the write cannot interleave with another writer's.
-fn check_expected(expected: Option<&ExpectedVersions>, version: i64) -> StoreResult<()> {
-    match expected {
-        Some(expected) if !expected.admits(version) => Err(StoreError::PreconditionFailed),
-        _ => Ok(()),
-    }
 }
 
 /// The current time in the fixed-width stored form.
