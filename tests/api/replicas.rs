@@ -84,3 +84,49 @@ async fn one_idempotency_key_on_two_replicas_creates_one_artist() {
     let list: Value = b.get("/v1/artists").await.json().await.unwrap();
     assert_eq!(list["pagination"]["total_items"], 1);
 }
+
+#[tokio::test]
+async fn requests_cancelled_mid_flight_leave_no_connection_inside_a_transaction() {
+    let app = TestApp::spawn().await;
+    let seed = app.create_artist("Before").await;
+    // Clients that give up after a few hundred microseconds, as browsers and load
+    // balancers do: the service drops those requests wherever they are, some while a
+    // `BEGIN` is on its way to the database.
+    for round in 0..50u64 {
+        let give_ups = (0..16u64).map(|i| {
+            let request = app.request(Method::GET, "/v1/artists?page_size=5").send();
+            let patience = std::time::Duration::from_micros(100 + (round * 16 + i) * 37 % 2_000);
+            tokio::time::timeout(patience, request)
+        });
+        futures_util::future::join_all(give_ups).await;
+    }
+
+    // Every connection the pool hands out afterwards is clean: writes commit and are seen.
+    for i in 0..40 {
+        let created = app.create_artist(&format!("After {i}")).await;
+        let read = app.get(&format!("/v1/artists/{}", created["id"])).await;
+        assert_eq!(read.status(), StatusCode::OK, "artist {i} is visible");
+    }
+    let list: Value = app
+        .get("/v1/artists?page_size=100")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["pagination"]["total_items"], 41);
+    assert_eq!(list["items"][0]["id"], seed["id"]);
+    if crate::harness::backend() == crate::harness::TestBackend::Postgres {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&app.database_url())
+            .await
+            .unwrap();
+        let stranded: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity where datname = current_database() \
+             and application_name = 'starsongs' and state like 'idle in transaction%'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(stranded, 0, "sessions left inside a transaction");
+    }
+}

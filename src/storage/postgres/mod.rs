@@ -59,9 +59,20 @@ impl PgStore {
     ///   system's CA store or `sslrootcert`).
     ///
     /// Pool: `database.max_connections`, `min_connections`, `acquire_timeout_secs` (a
-    /// request that waits longer gets 503), `idle_timeout_secs`, `max_lifetime_secs`; each
-    /// connection is checked with a ping when it is taken from the pool, so one broken by a
-    /// server restart is replaced instead of failing a request.
+    /// request that waits longer gets 503), `idle_timeout_secs`, `max_lifetime_secs`.
+    ///
+    /// Every connection going back to the pool first runs `begin; rollback`. A request
+    /// cancelled while its `BEGIN` is in flight (the client went away, or the request
+    /// timed out) leaves the session inside a transaction that sqlx does not know of
+    /// (sqlx 0.9 counts a transaction only once the server has answered the `BEGIN`):
+    /// reused, that connection served stale reads, refused writes in a read-only
+    /// transaction, and would have lost writes in a read-write one (found by the backend
+    /// benchmark under wrk). On a clean session the pair costs one round trip and logs
+    /// nothing; on a stranded one PostgreSQL warns "there is already a transaction in
+    /// progress" and the `ROLLBACK` ends it; on an aborted one it fails and sqlx closes the
+    /// connection. sqlx then pings the connection on release as well, so the ping before
+    /// each acquire is off: a connection broken while idle fails one request (503) and is
+    /// dropped.
     ///
     /// # Errors
     /// A malformed URL or a server that cannot be reached.
@@ -85,7 +96,13 @@ impl PgStore {
             .acquire_timeout(settings.acquire_timeout())
             .idle_timeout(Some(settings.idle_timeout()))
             .max_lifetime(Some(settings.max_lifetime()))
-            .test_before_acquire(true)
+            .test_before_acquire(false)
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql("begin; rollback").execute(&mut *conn).await?;
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await
             // sqlx's connection errors name the host, never the password.
