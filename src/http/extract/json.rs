@@ -4,7 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Deserializer};
 use serde_json::error::Category;
 
@@ -61,25 +61,28 @@ fn is_json(content_type: Option<&axum::http::HeaderValue>) -> bool {
 /// # Errors
 /// The `ApiError` the client should see.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Syntax first, over the whole body: deserializing into `T` stops at the first value
+    // of the wrong type, so `[1, 2` would otherwise be a 422 type error rather than the
+    // 400 API.md promises for anything that is not JSON.
+    serde_json::from_slice::<IgnoredAny>(bytes).map_err(|error| not_json(&error))?;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         match inner.classify() {
             Category::Data => ApiError::from(describe(&path, &inner.to_string())),
-            Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(format!(
-                "The request body is not valid JSON ({})",
-                without_location(&inner.to_string())
-            )),
+            Category::Syntax | Category::Eof | Category::Io => not_json(&inner),
         }
     })?;
-    deserializer.end().map_err(|error| {
-        ApiError::bad_request(format!(
-            "The request body is not valid JSON ({})",
-            without_location(&error.to_string())
-        ))
-    })?;
+    deserializer.end().map_err(|error| not_json(&error))?;
     Ok(value)
+}
+
+fn not_json(error: &serde_json::Error) -> ApiError {
+    ApiError::bad_request(format!(
+        "The request body is not valid JSON ({})",
+        without_location(&error.to_string())
+    ))
 }
 
 /// Turns serde's message into a client-facing field error without Rust type names.
@@ -192,6 +195,21 @@ mod tests {
             ),
             (
                 r#"{"name": "a"} x"#,
+                StatusCode::BAD_REQUEST,
+                "The request body is not valid JSON",
+            ),
+            (
+                "[1, 2",
+                StatusCode::BAD_REQUEST,
+                "The request body is not valid JSON",
+            ),
+            (
+                r#"{"name": 1, "#,
+                StatusCode::BAD_REQUEST,
+                "The request body is not valid JSON",
+            ),
+            (
+                r#"{"name": "a", "count": "x"} trailing"#,
                 StatusCode::BAD_REQUEST,
                 "The request body is not valid JSON",
             ),
