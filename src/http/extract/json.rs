@@ -115,6 +115,8 @@ fn describe(path: &str, message: &str) -> FieldError {
     let expected = message.rsplit("expected ").next().unwrap_or_default();
     let text = if expected.starts_with("struct") || expected.starts_with("a map") {
         "must be a JSON object"
+    } else if expected.contains("timestamp") {
+        "must be an RFC 3339 date-time"
     } else if expected.contains("string") {
         "must be a string"
     } else if expected.starts_with('i') || expected.starts_with('u') {

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::songs::{ArtistSongsParams, SongOut};
-use super::{Tagged, not_modified};
+use super::{ServerManaged, Tagged, not_modified, present, same_id};
 use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
 use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::ArtistId;
@@ -67,7 +67,8 @@ impl From<Artist> for ArtistOut {
     }
 }
 
-/// Body of POST and PUT: every writable field. Unknown fields are rejected.
+/// Body of POST: every writable field. Unknown fields, read-only ones included, are
+/// rejected.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "David Bowie"}))]
@@ -79,6 +80,38 @@ pub struct ArtistInput {
         pattern = r"^[^\x00-\x1F\x7F-\x9F]*\S[^\x00-\x1F\x7F-\x9F]*$"
     )]
     pub name: String,
+}
+
+/// Body of PUT: every writable field, optionally with the read-only members of the
+/// artist's GET representation, so GET-modify-PUT works. `id`, when present, must equal
+/// the path id; `created_at` and `updated_at` are server-managed and ignored. Other
+/// unknown fields are rejected.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "id": 1, "name": "David Bowie",
+    "created_at": "2026-11-25T18:42:12.000000Z", "updated_at": "2026-11-25T18:42:12.000000Z"
+}))]
+pub struct ArtistReplace {
+    /// The artist's id, as GET returns it; when present, it must equal the path id.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = i64, minimum = 1, maximum = 2147483647)]
+    pub id: Option<i64>,
+    /// Trimmed, 1–64 characters, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*\S[^\x00-\x1F\x7F-\x9F]*$"
+    )]
+    pub name: String,
+    /// Server-managed: accepted (an RFC 3339 date-time) and ignored.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Option<ServerManaged>,
+    /// Server-managed: accepted (an RFC 3339 date-time) and ignored.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Option<ServerManaged>,
 }
 
 /// Body of PATCH (JSON merge patch): absent members are kept.
@@ -222,8 +255,9 @@ pub async fn get_artist(
     Ok(Tagged::ok(etag, ArtistOut::from(artist)).into_response())
 }
 
-/// Replaces an artist; never creates one (404 for an unknown id).
-#[utoipa::path(put, path = "/v1/artists/{id}", tag = "artists", request_body = ArtistInput,
+/// Replaces an artist; never creates one (404 for an unknown id). The body may be the
+/// artist's own GET representation (`id` must then be the path id; timestamps are ignored).
+#[utoipa::path(put, path = "/v1/artists/{id}", tag = "artists", request_body = ArtistReplace,
     params(("id" = i64, Path, description = "Artist id, 1–2147483647", minimum = 1, maximum = 2147483647),
         ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
     responses(
@@ -232,16 +266,16 @@ pub async fn get_artist(
         (status = 404, description = "No such artist", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match did not match; nothing changed", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid id or field", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid id or field, or a body `id` other than the path id", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn replace_artist(
     State(store): State<DynStore>,
     _editor: Editor,
     ApiPath(id): ApiPath<ArtistId>,
     if_match: IfMatch,
-    ApiJson(input): ApiJson<ArtistInput>,
+    ApiJson(input): ApiJson<ArtistReplace>,
 ) -> Result<Tagged<ArtistOut>, ApiError> {
-    let new = NewArtist::parse(&input.name)?;
+    let new = same_id(input.id, id.get(), NewArtist::parse(&input.name))?;
     let artist = store
         .replace_artist(id, &new, if_match.precondition())
         .await?;

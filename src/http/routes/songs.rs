@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Tagged, not_modified};
+use super::{ServerManaged, Tagged, not_modified, present, same_id};
 use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::{ArtistId, SongId};
 use crate::domain::list::{RawPaging, RawSongFilter, SongFilter, SongSortField};
@@ -93,7 +93,8 @@ impl SongOut {
     }
 }
 
-/// Body of POST and PUT: every writable field (absent optional fields become null).
+/// Body of POST: every writable field (absent optional fields become null). Unknown
+/// fields, read-only ones included, are rejected.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
@@ -122,6 +123,62 @@ pub struct SongInput {
 }
 
 impl SongInput {
+    fn fields(&self) -> SongFields<'_> {
+        SongFields {
+            title: &self.title,
+            artist_id: self.artist_id,
+            release_date: self.release_date.as_deref(),
+            url: self.url.as_deref(),
+            distance: self.distance,
+        }
+    }
+}
+
+/// Body of PUT: every writable field (absent optional fields become null), optionally with
+/// the read-only members of the song's GET representation, so GET-modify-PUT works. `id`,
+/// when present, must equal the path id; `created_at` and `updated_at` are server-managed
+/// and ignored. Other unknown fields are rejected.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "id": 1, "title": "Space Oddity", "artist_id": 1, "release_date": "1969-07-11",
+    "url": "https://www.youtube.com/watch?v=iYYRH4apXDo", "distance": 238900.0,
+    "created_at": "2026-11-25T18:42:12.000000Z", "updated_at": "2026-11-25T18:42:12.000000Z"
+}))]
+pub struct SongReplace {
+    /// The song's id, as GET returns it; when present, it must equal the path id.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = i64, minimum = 1, maximum = 2147483647)]
+    pub id: Option<i64>,
+    /// Trimmed, 1–64 characters, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*\S[^\x00-\x1F\x7F-\x9F]*$"
+    )]
+    pub title: String,
+    /// An existing artist's id, or null.
+    #[schema(minimum = 1, maximum = 2147483647)]
+    pub artist_id: Option<i64>,
+    /// `YYYY-MM-DD`, or null.
+    #[schema(value_type = Option<String>, format = Date)]
+    pub release_date: Option<String>,
+    /// Absolute http or https URL, at most 1024 characters, or null.
+    #[schema(max_length = 1024, pattern = r"^https?://[^\s/?#]+[^\s]*$")]
+    pub url: Option<String>,
+    /// A finite number, or null.
+    pub distance: Option<f64>,
+    /// Server-managed: accepted (an RFC 3339 date-time) and ignored.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Option<ServerManaged>,
+    /// Server-managed: accepted (an RFC 3339 date-time) and ignored.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Option<ServerManaged>,
+}
+
+impl SongReplace {
     fn fields(&self) -> SongFields<'_> {
         SongFields {
             title: &self.title,
@@ -384,8 +441,9 @@ pub async fn get_song(
 }
 
 /// Replaces a song; never creates one (404 for an unknown id). Absent optional fields
-/// become null.
-#[utoipa::path(put, path = "/v1/songs/{id}", tag = "songs", request_body = SongInput,
+/// become null. The body may be the song's own GET representation (`id` must then be the
+/// path id; timestamps are ignored).
+#[utoipa::path(put, path = "/v1/songs/{id}", tag = "songs", request_body = SongReplace,
     params(("id" = i64, Path, description = "Song id, 1–2147483647", minimum = 1, maximum = 2147483647),
         ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
     responses(
@@ -394,16 +452,16 @@ pub async fn get_song(
         (status = 404, description = "No such song, or no such artist", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match did not match; nothing changed", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid id or field", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid id or field, or a body `id` other than the path id", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn replace_song(
     State(store): State<DynStore>,
     _editor: Editor,
     ApiPath(id): ApiPath<SongId>,
     if_match: IfMatch,
-    ApiJson(input): ApiJson<SongInput>,
+    ApiJson(input): ApiJson<SongReplace>,
 ) -> Result<Tagged<SongOut>, ApiError> {
-    let new = NewSong::parse(input.fields())?;
+    let new = same_id(input.id, id.get(), NewSong::parse(input.fields()))?;
     let song = store
         .replace_song(id, &new, if_match.precondition())
         .await?;
