@@ -73,11 +73,9 @@ impl From<Artist> for ArtistOut {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "David Bowie"}))]
 pub struct ArtistInput {
-    /// Trimmed, 1–64 characters, no control characters.
+    /// 1–64 characters once trimmed, no control characters (padding included).
     #[schema(
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^[^\x00-\x1F\x7F-\x9F]*\S[^\x00-\x1F\x7F-\x9F]*$"
+        pattern = r"^[^\S\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F]([^\x00-\x1F\x7F-\x9F]{0,62}[^\s\x00-\x1F\x7F-\x9F])?[^\S\x00-\x1F\x7F-\x9F]*$"
     )]
     pub name: String,
 }
@@ -97,11 +95,9 @@ pub struct ArtistReplace {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = i64, minimum = 1, maximum = 2147483647)]
     pub id: Option<i64>,
-    /// Trimmed, 1–64 characters, no control characters.
+    /// 1–64 characters once trimmed, no control characters (padding included).
     #[schema(
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^[^\x00-\x1F\x7F-\x9F]*\S[^\x00-\x1F\x7F-\x9F]*$"
+        pattern = r"^[^\S\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F]([^\x00-\x1F\x7F-\x9F]{0,62}[^\s\x00-\x1F\x7F-\x9F])?[^\S\x00-\x1F\x7F-\x9F]*$"
     )]
     pub name: String,
     /// Server-managed: accepted (an RFC 3339 date-time) and ignored.
@@ -121,7 +117,7 @@ pub struct ArtistReplace {
 pub struct ArtistPatch {
     /// New name; `null` is rejected (the name is required).
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>, min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1F\x7F-\x9F]*\S[^\x00-\x1F\x7F-\x9F]*$")]
+    #[schema(value_type = String, pattern = r"^[^\S\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F]([^\x00-\x1F\x7F-\x9F]{0,62}[^\s\x00-\x1F\x7F-\x9F])?[^\S\x00-\x1F\x7F-\x9F]*$")]
     pub name: Option<Option<String>>,
 }
 
@@ -135,11 +131,12 @@ pub struct ArtistListParams {
     /// Items per page, 1–100 (default 10).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub page_size: Option<String>,
-    /// Comma-separated fields from `id`, `name`, `created_at`; `-` prefix for descending.
+    /// Comma-separated fields from `id`, `name`, `created_at`, each at most once, no spaces;
+    /// `-` prefix for descending.
     /// Ties are broken by `id` ascending.
     #[param(
         example = "-name",
-        pattern = r"^-?(id|name|created_at)(,-?(id|name|created_at))*$"
+        pattern = r"^(?!(.*,)?-?(id|name|created_at)(,.*)?,-?\2(,|$))-?(id|name|created_at)(,-?(id|name|created_at))*$"
     )]
     pub sort: Option<String>,
     /// `next_cursor` of a previous response with the same `sort` and `q`.
@@ -233,7 +230,7 @@ pub async fn create_artist(
 /// Reads an artist; `If-None-Match` with its current tag gives 304.
 #[utoipa::path(get, path = "/v1/artists/{id}", tag = "artists",
     params(("id" = i64, Path, description = "Artist id, 1–2147483647", minimum = 1, maximum = 2147483647),
-        ("If-None-Match" = Option<String>, Header, nullable = false, description = "Entity tags the client already has", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "Entity tags the client already has", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
     responses(
         (status = 200, description = "The artist", body = ArtistOut, headers(("ETag" = String, description = "Entity tag"))),
         (status = 304, description = "Unchanged since the given tag"),
@@ -259,7 +256,7 @@ pub async fn get_artist(
 /// artist's own GET representation (`id` must then be the path id; timestamps are ignored).
 #[utoipa::path(put, path = "/v1/artists/{id}", tag = "artists", request_body = ArtistReplace,
     params(("id" = i64, Path, description = "Artist id, 1–2147483647", minimum = 1, maximum = 2147483647),
-        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
     responses(
         (status = 200, description = "The replaced artist", body = ArtistOut, headers(("ETag" = String, description = "New entity tag"))),
         (status = 400, description = "Malformed JSON or If-Match", body = Problem, content_type = "application/problem+json"),
@@ -288,7 +285,7 @@ pub async fn replace_artist(
         (ArtistPatch = "application/merge-patch+json"),
         (ArtistPatch = "application/json"))),
     params(("id" = i64, Path, description = "Artist id, 1–2147483647", minimum = 1, maximum = 2147483647),
-        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
     responses(
         (status = 200, description = "The patched artist", body = ArtistOut, headers(("ETag" = String, description = "New entity tag"))),
         (status = 400, description = "Malformed JSON or If-Match", body = Problem, content_type = "application/problem+json"),
@@ -315,7 +312,7 @@ pub async fn patch_artist(
 /// its songs too, in one transaction.
 #[utoipa::path(delete, path = "/v1/artists/{id}", tag = "artists",
     params(("id" = i64, Path, description = "Artist id, 1–2147483647", minimum = 1, maximum = 2147483647), DeleteArtistParams,
-        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Malformed If-Match", body = Problem, content_type = "application/problem+json"),

@@ -180,6 +180,41 @@ mod tests {
     }
 
     #[test]
+    fn every_name_and_title_schema_states_the_domain_text_rule() {
+        let document = serde_json::to_value(crate::http::openapi()).unwrap();
+        let schemas = document["components"]["schemas"].as_object().unwrap();
+        let mut checked = Vec::new();
+
+        for (schema, body) in schemas {
+            for field in ["name", "title"] {
+                if let Some(pattern) = body["properties"][field]["pattern"].as_str() {
+                    assert_eq!(
+                        pattern,
+                        crate::domain::validation::SHORT_TEXT_PATTERN,
+                        "{schema}.{field}"
+                    );
+                    checked.push(format!("{schema}.{field}"));
+                }
+            }
+        }
+
+        for expected in [
+            "ArtistInput.name",
+            "ArtistReplace.name",
+            "ArtistPatch.name",
+            "SongInput.title",
+            "SongReplace.title",
+            "SongPatch.title",
+            "CreateApiKeyInput.name",
+        ] {
+            assert!(
+                checked.iter().any(|c| c == expected),
+                "{expected}: {checked:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_different_body_id_is_reported_with_the_other_errors() {
         let invalid: Result<(), ValidationErrors> =
             Err(crate::domain::validation::FieldError::new("name", "must not be empty").into());

@@ -102,11 +102,9 @@ impl SongOut {
     "url": "https://www.youtube.com/watch?v=iYYRH4apXDo", "distance": 238900.0
 }))]
 pub struct SongInput {
-    /// Trimmed, 1–64 characters, no control characters.
+    /// 1–64 characters once trimmed, no control characters (padding included).
     #[schema(
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^[^\x00-\x1F\x7F-\x9F]*\S[^\x00-\x1F\x7F-\x9F]*$"
+        pattern = r"^[^\S\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F]([^\x00-\x1F\x7F-\x9F]{0,62}[^\s\x00-\x1F\x7F-\x9F])?[^\S\x00-\x1F\x7F-\x9F]*$"
     )]
     pub title: String,
     /// An existing artist's id, or null.
@@ -115,8 +113,12 @@ pub struct SongInput {
     /// `YYYY-MM-DD`, or null.
     #[schema(value_type = Option<String>, format = Date)]
     pub release_date: Option<String>,
-    /// Absolute http or https URL, at most 1024 characters, or null.
-    #[schema(max_length = 1024, pattern = r"^https?://[^\s/?#]+[^\s]*$")]
+    /// An http or https URL with a host name (no user info or address literal), an optional
+    /// port, then visible ASCII only; at most 1024 characters; or null.
+    #[schema(
+        max_length = 1024,
+        pattern = r"^https?://([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?#][\x21-\x7E]*)?$"
+    )]
     pub url: Option<String>,
     /// A finite number, or null.
     pub distance: Option<f64>,
@@ -150,11 +152,9 @@ pub struct SongReplace {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = i64, minimum = 1, maximum = 2147483647)]
     pub id: Option<i64>,
-    /// Trimmed, 1–64 characters, no control characters.
+    /// 1–64 characters once trimmed, no control characters (padding included).
     #[schema(
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^[^\x00-\x1F\x7F-\x9F]*\S[^\x00-\x1F\x7F-\x9F]*$"
+        pattern = r"^[^\S\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F]([^\x00-\x1F\x7F-\x9F]{0,62}[^\s\x00-\x1F\x7F-\x9F])?[^\S\x00-\x1F\x7F-\x9F]*$"
     )]
     pub title: String,
     /// An existing artist's id, or null.
@@ -163,8 +163,12 @@ pub struct SongReplace {
     /// `YYYY-MM-DD`, or null.
     #[schema(value_type = Option<String>, format = Date)]
     pub release_date: Option<String>,
-    /// Absolute http or https URL, at most 1024 characters, or null.
-    #[schema(max_length = 1024, pattern = r"^https?://[^\s/?#]+[^\s]*$")]
+    /// An http or https URL with a host name (no user info or address literal), an optional
+    /// port, then visible ASCII only; at most 1024 characters; or null.
+    #[schema(
+        max_length = 1024,
+        pattern = r"^https?://([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?#][\x21-\x7E]*)?$"
+    )]
     pub url: Option<String>,
     /// A finite number, or null.
     pub distance: Option<f64>,
@@ -197,7 +201,7 @@ impl SongReplace {
 pub struct SongPatch {
     /// New title; `null` is rejected (the title is required).
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = String, min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1F\x7F-\x9F]*\S[^\x00-\x1F\x7F-\x9F]*$")]
+    #[schema(value_type = String, pattern = r"^[^\S\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F]([^\x00-\x1F\x7F-\x9F]{0,62}[^\s\x00-\x1F\x7F-\x9F])?[^\S\x00-\x1F\x7F-\x9F]*$")]
     pub title: Option<Option<String>>,
     /// New artist id, or null for none.
     #[serde(default, deserialize_with = "double_option")]
@@ -209,7 +213,7 @@ pub struct SongPatch {
     pub release_date: Option<Option<String>>,
     /// New URL, or null.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>, max_length = 1024, pattern = r"^https?://[^\s/?#]+[^\s]*$")]
+    #[schema(value_type = Option<String>, max_length = 1024, pattern = r"^https?://([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?#][\x21-\x7E]*)?$")]
     pub url: Option<Option<String>>,
     /// New distance, or null.
     #[serde(default, deserialize_with = "double_option")]
@@ -242,11 +246,12 @@ pub struct SongListParams {
     /// Items per page, 1–100 (default 10).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub page_size: Option<String>,
-    /// Comma-separated fields from `id`, `title`, `release_date`, `distance`, `created_at`;
+    /// Comma-separated fields from `id`, `title`, `release_date`, `distance`, `created_at`, each
+    /// at most once, no spaces;
     /// `-` prefix for descending. Nulls sort last; ties are broken by `id` ascending.
     #[param(
         example = "-release_date,title",
-        pattern = r"^-?(id|title|release_date|distance|created_at)(,-?(id|title|release_date|distance|created_at))*$"
+        pattern = r"^(?!(.*,)?-?(id|title|release_date|distance|created_at)(,.*)?,-?\2(,|$))-?(id|title|release_date|distance|created_at)(,-?(id|title|release_date|distance|created_at))*$"
     )]
     pub sort: Option<String>,
     /// `next_cursor` of a previous response with the same `sort` and filters.
@@ -264,8 +269,9 @@ pub struct SongListParams {
     /// Released on or before this date (`YYYY-MM-DD`); excludes songs without a date.
     #[param(value_type = Option<String>, format = Date)]
     pub released_to: Option<String>,
-    /// `artist` embeds each song's artist (`{id, name}` or null), read in the same query.
-    #[param(example = "artist", pattern = "^artist$")]
+    /// `artist` embeds each song's artist (`{id, name}` or null), read in the same query;
+    /// empty is the same as absent.
+    #[param(example = "artist", pattern = "^(artist)?$")]
     pub include: Option<String>,
 }
 
@@ -282,7 +288,7 @@ pub struct ArtistSongsParams {
     pub page_size: Option<String>,
     /// As for `GET /v1/songs`.
     #[param(
-        pattern = r"^-?(id|title|release_date|distance|created_at)(,-?(id|title|release_date|distance|created_at))*$"
+        pattern = r"^(?!(.*,)?-?(id|title|release_date|distance|created_at)(,.*)?,-?\2(,|$))-?(id|title|release_date|distance|created_at)(,-?(id|title|release_date|distance|created_at))*$"
     )]
     pub sort: Option<String>,
     /// `next_cursor` of a previous response with the same `sort` and filters.
@@ -297,8 +303,8 @@ pub struct ArtistSongsParams {
     /// Released on or before this date (`YYYY-MM-DD`).
     #[param(value_type = Option<String>, format = Date)]
     pub released_to: Option<String>,
-    /// `artist` embeds the artist in each song.
-    #[param(pattern = "^artist$")]
+    /// `artist` embeds the artist in each song; empty is the same as absent.
+    #[param(pattern = "^(artist)?$")]
     pub include: Option<String>,
 }
 
@@ -418,7 +424,7 @@ pub async fn create_song(
 /// Reads a song; `If-None-Match` with its current tag gives 304.
 #[utoipa::path(get, path = "/v1/songs/{id}", tag = "songs",
     params(("id" = i64, Path, description = "Song id, 1–2147483647", minimum = 1, maximum = 2147483647),
-        ("If-None-Match" = Option<String>, Header, nullable = false, description = "Entity tags the client already has", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "Entity tags the client already has", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
     responses(
         (status = 200, description = "The song", body = SongOut, headers(("ETag" = String, description = "Entity tag"))),
         (status = 304, description = "Unchanged since the given tag"),
@@ -445,7 +451,7 @@ pub async fn get_song(
 /// path id; timestamps are ignored).
 #[utoipa::path(put, path = "/v1/songs/{id}", tag = "songs", request_body = SongReplace,
     params(("id" = i64, Path, description = "Song id, 1–2147483647", minimum = 1, maximum = 2147483647),
-        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
     responses(
         (status = 200, description = "The replaced song", body = SongOut, headers(("ETag" = String, description = "New entity tag"))),
         (status = 400, description = "Malformed JSON or If-Match", body = Problem, content_type = "application/problem+json"),
@@ -474,7 +480,7 @@ pub async fn replace_song(
         (SongPatch = "application/merge-patch+json"),
         (SongPatch = "application/json"))),
     params(("id" = i64, Path, description = "Song id, 1–2147483647", minimum = 1, maximum = 2147483647),
-        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
     responses(
         (status = 200, description = "The patched song", body = SongOut, headers(("ETag" = String, description = "New entity tag"))),
         (status = 400, description = "Malformed JSON or If-Match", body = Problem, content_type = "application/problem+json"),
@@ -500,7 +506,7 @@ pub async fn patch_song(
 /// Deletes a song.
 #[utoipa::path(delete, path = "/v1/songs/{id}", tag = "songs",
     params(("id" = i64, Path, description = "Song id, 1–2147483647", minimum = 1, maximum = 2147483647),
-        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Malformed If-Match", body = Problem, content_type = "application/problem+json"),
