@@ -508,3 +508,35 @@ async fn put_refuses_unknown_null_or_malformed_members_and_patch_refuses_read_on
         artist
     );
 }
+
+#[tokio::test]
+async fn if_match_lists_may_hold_tags_with_commas_and_empty_elements() {
+    let app = TestApp::spawn().await;
+    let artist = app.create_artist("Queen").await;
+    let path = format!("/v1/artists/{}", artist["id"]);
+    let tag = etag(&app.get(&path).await);
+
+    let stale = app
+        .request(Method::PATCH, &path)
+        .header("content-type", "application/json")
+        .header("if-match", r#""a,b", , W/"c,d""#)
+        .body(json!({"name": "Stale"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let current = app
+        .request(Method::PATCH, &path)
+        .header("content-type", "application/json")
+        .header("if-match", format!(r#""a,b", ,{tag},"#))
+        .body(json!({"name": "Current"}).to_string())
+        .send()
+        .await
+        .unwrap();
+
+    problem(stale, StatusCode::PRECONDITION_FAILED).await;
+    assert_eq!(current.status(), StatusCode::OK);
+    assert_eq!(
+        current.json::<serde_json::Value>().await.unwrap()["name"],
+        "Current"
+    );
+}

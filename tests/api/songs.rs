@@ -338,3 +338,39 @@ async fn post_and_patch_still_refuse_a_songs_read_only_members() {
     let list: Value = app.get("/v1/songs").await.json().await.unwrap();
     assert_eq!(list["items"], json!([song]));
 }
+
+#[tokio::test]
+async fn an_artist_id_written_as_a_number_without_a_fraction_is_that_integer() {
+    let app = TestApp::spawn().await;
+    let artist = app.create_artist("David Bowie").await["id"]
+        .as_i64()
+        .unwrap();
+
+    // JSON Schema's `integer` (what the OpenAPI document says) includes 7.0.
+    let created = app
+        .request(Method::POST, "/v1/songs")
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"title": "Starman", "artist_id": {artist}.0}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    let fractional = app
+        .request(Method::POST, "/v1/songs")
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"title": "Starman", "artist_id": {artist}.5}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(created.json::<Value>().await.unwrap()["artist_id"], artist);
+    let body = problem(fractional, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(
+        body["errors"],
+        json!([{"field": "artist_id", "message": "must be an integer in range"}])
+    );
+}

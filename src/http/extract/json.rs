@@ -4,8 +4,10 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
-use serde::de::{DeserializeOwned, IgnoredAny};
-use serde::{Deserialize, Deserializer};
+use std::fmt;
+
+use serde::de::{self, DeserializeOwned, IgnoredAny, Unexpected, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::error::Category;
 
 use crate::domain::validation::FieldError;
@@ -141,6 +143,52 @@ fn without_location(message: &str) -> String {
     }
 }
 
+/// A JSON integer as JSON Schema (and so the OpenAPI document) defines one: any number with
+/// no fractional part, so `5` and `5.0` alike; `5.5`, strings and out-of-range values are
+/// refused as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct JsonInteger(pub i64);
+
+impl<'de> Deserialize<'de> for JsonInteger {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Integer;
+
+        impl Visitor<'_> for Integer {
+            type Value = JsonInteger;
+
+            // "i64" keeps the client-facing message ("must be an integer in range").
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("i64")
+            }
+
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<JsonInteger, E> {
+                Ok(JsonInteger(value))
+            }
+
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<JsonInteger, E> {
+                i64::try_from(value)
+                    .map(JsonInteger)
+                    .map_err(|_| E::invalid_value(Unexpected::Unsigned(value), &self))
+            }
+
+            #[allow(clippy::cast_possible_truncation)]
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<JsonInteger, E> {
+                // 2^63 is exactly representable; anything below it with no fraction fits.
+                if value.fract() == 0.0
+                    && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&value)
+                {
+                    Ok(JsonInteger(value as i64))
+                } else {
+                    Err(E::invalid_type(Unexpected::Float(value), &self))
+                }
+            }
+        }
+
+        deserializer.deserialize_any(Integer)
+    }
+}
+
 /// Deserializes a merge-patch member: absent stays `None` (with `#[serde(default)]`),
 /// `null` becomes `Some(None)`, a value `Some(Some(v))`. Three lines do not justify a crate.
 ///
@@ -246,6 +294,27 @@ mod tests {
             let (got_status, text) = fail(body);
             assert_eq!(got_status, status, "{body}");
             assert!(text.starts_with(start), "{body}: {text}");
+        }
+    }
+
+    #[test]
+    fn json_integers_include_numbers_without_a_fraction() {
+        let parse = |text: &str| serde_json::from_str::<JsonInteger>(text).map(|n| n.0);
+
+        assert_eq!(parse("5").unwrap(), 5);
+        assert_eq!(parse("5.0").unwrap(), 5);
+        assert_eq!(parse("-7e2").unwrap(), -700);
+        assert_eq!(parse("9223372036854775807").unwrap(), i64::MAX);
+        for bad in [
+            "5.5",
+            "\"5\"",
+            "null",
+            "9223372036854775808",
+            "1e19",
+            "true",
+        ] {
+            let error = parse(bad).unwrap_err().to_string();
+            assert!(error.contains("expected i64"), "{bad}: {error}");
         }
     }
 

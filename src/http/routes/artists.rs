@@ -20,7 +20,9 @@ use crate::domain::user::Role;
 use crate::domain::validation::ValidationErrors;
 use crate::http::auth::{Editor, Reader};
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{ApiJson, ApiPath, ApiQuery, IfMatch, IfNoneMatch, double_option};
+use crate::http::extract::{
+    ApiJson, ApiPath, ApiQuery, IfMatch, IfNoneMatch, JsonInteger, double_option,
+};
 use crate::http::idempotency::{self, IdempotencyKeyHeader};
 use crate::http::list::{ListEnvelope, ListRequest};
 use crate::state::AppState;
@@ -94,7 +96,7 @@ pub struct ArtistReplace {
     /// The artist's id, as GET returns it; when present, it must equal the path id.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = i64, minimum = 1, maximum = 2147483647)]
-    pub id: Option<i64>,
+    pub id: Option<JsonInteger>,
     /// 1–64 characters once trimmed, no control characters (padding included).
     #[schema(
         pattern = r"^[^\S\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F]([^\x00-\x1F\x7F-\x9F]{0,62}[^\s\x00-\x1F\x7F-\x9F])?[^\S\x00-\x1F\x7F-\x9F]*$"
@@ -272,7 +274,11 @@ pub async fn replace_artist(
     if_match: IfMatch,
     ApiJson(input): ApiJson<ArtistReplace>,
 ) -> Result<Tagged<ArtistOut>, ApiError> {
-    let new = same_id(input.id, id.get(), NewArtist::parse(&input.name))?;
+    let new = same_id(
+        input.id.map(|n| n.0),
+        id.get(),
+        NewArtist::parse(&input.name),
+    )?;
     let artist = store
         .replace_artist(id, &new, if_match.precondition())
         .await?;

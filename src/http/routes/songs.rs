@@ -18,7 +18,9 @@ use crate::domain::song::{NewSong, Patch, Song, SongChanges, SongFields, SongPat
 use crate::domain::validation::ValidationErrors;
 use crate::http::auth::{Editor, Reader};
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{ApiJson, ApiPath, ApiQuery, IfMatch, IfNoneMatch, double_option};
+use crate::http::extract::{
+    ApiJson, ApiPath, ApiQuery, IfMatch, IfNoneMatch, JsonInteger, double_option,
+};
 use crate::http::idempotency::{self, IdempotencyKeyHeader};
 use crate::http::list::{ListEnvelope, ListRequest};
 use crate::state::AppState;
@@ -108,8 +110,8 @@ pub struct SongInput {
     )]
     pub title: String,
     /// An existing artist's id, or null.
-    #[schema(minimum = 1, maximum = 2147483647)]
-    pub artist_id: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 2147483647)]
+    pub artist_id: Option<JsonInteger>,
     /// `YYYY-MM-DD`, or null.
     #[schema(value_type = Option<String>, format = Date)]
     pub release_date: Option<String>,
@@ -128,7 +130,7 @@ impl SongInput {
     fn fields(&self) -> SongFields<'_> {
         SongFields {
             title: &self.title,
-            artist_id: self.artist_id,
+            artist_id: self.artist_id.map(|n| n.0),
             release_date: self.release_date.as_deref(),
             url: self.url.as_deref(),
             distance: self.distance,
@@ -151,15 +153,15 @@ pub struct SongReplace {
     /// The song's id, as GET returns it; when present, it must equal the path id.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = i64, minimum = 1, maximum = 2147483647)]
-    pub id: Option<i64>,
+    pub id: Option<JsonInteger>,
     /// 1–64 characters once trimmed, no control characters (padding included).
     #[schema(
         pattern = r"^[^\S\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F]([^\x00-\x1F\x7F-\x9F]{0,62}[^\s\x00-\x1F\x7F-\x9F])?[^\S\x00-\x1F\x7F-\x9F]*$"
     )]
     pub title: String,
     /// An existing artist's id, or null.
-    #[schema(minimum = 1, maximum = 2147483647)]
-    pub artist_id: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 2147483647)]
+    pub artist_id: Option<JsonInteger>,
     /// `YYYY-MM-DD`, or null.
     #[schema(value_type = Option<String>, format = Date)]
     pub release_date: Option<String>,
@@ -186,7 +188,7 @@ impl SongReplace {
     fn fields(&self) -> SongFields<'_> {
         SongFields {
             title: &self.title,
-            artist_id: self.artist_id,
+            artist_id: self.artist_id.map(|n| n.0),
             release_date: self.release_date.as_deref(),
             url: self.url.as_deref(),
             distance: self.distance,
@@ -206,7 +208,7 @@ pub struct SongPatch {
     /// New artist id, or null for none.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 2147483647)]
-    pub artist_id: Option<Option<i64>>,
+    pub artist_id: Option<Option<JsonInteger>>,
     /// New release date, or null.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, format = Date)]
@@ -228,7 +230,7 @@ impl SongPatch {
         }
         SongPatchFields {
             title: text(&self.title),
-            artist_id: Patch::from_double_option(self.artist_id),
+            artist_id: Patch::from_double_option(self.artist_id.map(|n| n.map(|n| n.0))),
             release_date: text(&self.release_date),
             url: text(&self.url),
             distance: Patch::from_double_option(self.distance),
@@ -467,7 +469,8 @@ pub async fn replace_song(
     if_match: IfMatch,
     ApiJson(input): ApiJson<SongReplace>,
 ) -> Result<Tagged<SongOut>, ApiError> {
-    let new = same_id(input.id, id.get(), NewSong::parse(input.fields()))?;
+    let body_id = input.id.map(|n| n.0);
+    let new = same_id(body_id, id.get(), NewSong::parse(input.fields()))?;
     let song = store
         .replace_song(id, &new, if_match.precondition())
         .await?;
