@@ -36,9 +36,9 @@ impl SongTitle {
 pub struct SongUrl(String);
 
 /// [`SongUrl::parse`]'s syntax as a regular expression, for the OpenAPI document: `http` or
-/// `https`, a host name whose last label starts with a letter, an optional port up to 65535,
-/// then optionally a path, query or fragment of visible ASCII.
-pub const URL_PATTERN: &str = r"^https?://([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?#][\x21-\x7E]*)?$";
+/// `https`, an IPv4 address or a host name whose last label starts with a letter, an
+/// optional port up to 65535, then optionally a path, query or fragment of visible ASCII.
+pub const URL_PATTERN: &str = r"^https?://(((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])|([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?)(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?#][\x21-\x7E]*)?$";
 
 /// Whether `raw` matches [`URL_PATTERN`] (written out: the crate has no regex engine).
 fn is_plain_web_url(raw: &str) -> bool {
@@ -61,10 +61,21 @@ fn is_plain_web_url(raw: &str) -> bool {
             && !label.ends_with('-')
     };
     let labels: Vec<&str> = host.split('.').collect();
-    let is_host = labels.iter().all(|label| is_label(label))
+    // Four decimal octets without leading zeros (the URL parser reads `010` as octal), or
+    // a host name whose last label starts with a letter (a numeric one would be read as an
+    // address).
+    let is_octet = |label: &&str| {
+        !label.is_empty()
+            && label.chars().all(|c| c.is_ascii_digit())
+            && (label.len() == 1 || !label.starts_with('0'))
+            && label.parse::<u8>().is_ok()
+    };
+    let is_address = labels.len() == 4 && labels.iter().all(is_octet);
+    let is_name = labels.iter().all(|label| is_label(label))
         && labels
             .last()
             .is_some_and(|last| last.starts_with(|c: char| c.is_ascii_alphabetic()));
+    let is_host = is_address || is_name;
     // 1–4 digits, or 5 without a leading zero up to 65535 (the pattern's alternatives).
     let is_port = port.is_none_or(|port| {
         port.chars().all(|c| c.is_ascii_digit())
@@ -407,7 +418,13 @@ mod tests {
             (" https://example.com", false),
             ("https://user@example.com/", false),
             ("https://[::1]/", false),
-            ("https://127.0.0.1/", false),
+            ("https://127.0.0.1/", true),
+            ("http://192.0.2.255:8080/x", true),
+            ("http://256.1.1.1/", false),
+            ("http://01.2.3.4/", false),
+            ("http://1.2.3/", false),
+            ("http://1.2.3.4.5/", false),
+            ("http://1.2.3.a/", true),
             ("https://a..b/", false),
             ("https://-a.example/", false),
             ("https://example.com/ä", false),

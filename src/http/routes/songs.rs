@@ -115,11 +115,11 @@ pub struct SongInput {
     /// `YYYY-MM-DD`, or null.
     #[schema(value_type = Option<String>, format = Date)]
     pub release_date: Option<String>,
-    /// An http or https URL with a host name (no user info or address literal), an optional
-    /// port, then visible ASCII only; at most 1024 characters; or null.
+    /// An http or https URL with a host name or an IPv4 address (no user info or IPv6
+    /// literal), an optional port, then visible ASCII only; at most 1024 characters; or null.
     #[schema(
         max_length = 1024,
-        pattern = r"^https?://([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?#][\x21-\x7E]*)?$"
+        pattern = r"^https?://(((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])|([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?)(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?#][\x21-\x7E]*)?$"
     )]
     pub url: Option<String>,
     /// A finite number, or null.
@@ -165,11 +165,11 @@ pub struct SongReplace {
     /// `YYYY-MM-DD`, or null.
     #[schema(value_type = Option<String>, format = Date)]
     pub release_date: Option<String>,
-    /// An http or https URL with a host name (no user info or address literal), an optional
-    /// port, then visible ASCII only; at most 1024 characters; or null.
+    /// An http or https URL with a host name or an IPv4 address (no user info or IPv6
+    /// literal), an optional port, then visible ASCII only; at most 1024 characters; or null.
     #[schema(
         max_length = 1024,
-        pattern = r"^https?://([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?#][\x21-\x7E]*)?$"
+        pattern = r"^https?://(((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])|([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?)(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?#][\x21-\x7E]*)?$"
     )]
     pub url: Option<String>,
     /// A finite number, or null.
@@ -215,7 +215,7 @@ pub struct SongPatch {
     pub release_date: Option<Option<String>>,
     /// New URL, or null.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>, max_length = 1024, pattern = r"^https?://([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?#][\x21-\x7E]*)?$")]
+    #[schema(value_type = Option<String>, max_length = 1024, pattern = r"^https?://(((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])|([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?)(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?#][\x21-\x7E]*)?$")]
     pub url: Option<Option<String>>,
     /// New distance, or null.
     #[serde(default, deserialize_with = "double_option")]
