@@ -16,7 +16,7 @@ use config::{Config, Environment, File, FileFormat};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-pub use validate::ConfigProblem;
+pub use validate::{ConfigProblem, parse_cidr};
 
 /// Built-in configuration files, compiled into the binary so it runs from any directory.
 const BUILT_IN: [(&str, &str); 4] = [
@@ -27,7 +27,11 @@ const BUILT_IN: [(&str, &str); 4] = [
 ];
 
 /// Settings whose values are lists; in environment variables they are comma-separated.
-const LIST_KEYS: [&str; 2] = ["cors.allowed_origins", "server.trusted_proxies"];
+const LIST_KEYS: [&str; 3] = [
+    "cors.allowed_origins",
+    "server.trusted_proxies",
+    "rate_limit.exempt_clients",
+];
 
 /// Which configuration profile is active (`STARSONGS_ENV`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -323,6 +327,10 @@ pub struct RateLimitSettings {
     pub redis_timeout_ms: u64,
     /// When Redis fails: `true` serves the request unlimited (logged), `false` answers 503.
     pub fail_open: bool,
+    /// Client addresses (CIDRs, e.g. `10.1.2.3/32`) that are never rate limited: trusted
+    /// server-side callers such as a frontend that renders pages on its server. The address
+    /// is the one `server.trusted_proxies` resolves; the login lockout still applies.
+    pub exempt_clients: Vec<String>,
 }
 
 /// `[admin]`: the operators' listener (metrics), never exposed publicly.
@@ -429,6 +437,7 @@ impl Settings {
         };
         settings.cors.allowed_origins = trimmed(&settings.cors.allowed_origins);
         settings.server.trusted_proxies = trimmed(&settings.server.trusted_proxies);
+        settings.rate_limit.exempt_clients = trimmed(&settings.rate_limit.exempt_clients);
         settings.validate().map_err(|problems| {
             let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
             anyhow::anyhow!("invalid configuration:\n  {}", lines.join("\n  "))
@@ -519,12 +528,20 @@ mod tests {
                 "STARSONGS__CORS__ALLOWED_ORIGINS",
                 "https://a.example, https://b.example:8443",
             ),
+            (
+                "STARSONGS__RATE_LIMIT__EXEMPT_CLIENTS",
+                "10.1.2.3/32, 2001:db8::/64",
+            ),
         ]))
         .unwrap();
 
         assert_eq!(settings.server.port, 9999);
         assert!(!settings.database.migrate_on_start);
         assert_eq!(settings.server.trusted_proxies, ["10.0.0.0/8", "192.0.2.1"]);
+        assert_eq!(
+            settings.rate_limit.exempt_clients,
+            ["10.1.2.3/32", "2001:db8::/64"]
+        );
         assert_eq!(
             settings.cors.allowed_origins,
             ["https://a.example", "https://b.example:8443"]

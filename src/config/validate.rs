@@ -96,7 +96,7 @@ impl Settings {
         );
         for proxy in &server.trusted_proxies {
             check(
-                proxy.parse::<ipnet::IpNet>().is_ok() || proxy.parse::<std::net::IpAddr>().is_ok(),
+                parse_cidr(proxy).is_some(),
                 "server.trusted_proxies",
                 "each entry must be an IP address or a CIDR such as `10.0.0.0/8`",
             );
@@ -138,6 +138,13 @@ impl Settings {
             "rate_limit.redis_timeout_ms",
             "must be at least 1",
         );
+        for client in &limits.exempt_clients {
+            check(
+                parse_cidr(client).is_some(),
+                "rate_limit.exempt_clients",
+                "each entry must be a CIDR such as `10.1.2.3/32` or an IP address",
+            );
+        }
         let auth = &self.auth;
         check(
             auth.argon2_iterations >= 1 && auth.argon2_parallelism >= 1,
@@ -251,6 +258,16 @@ impl Settings {
                 "database.seed_demo_data",
                 "must be false in production",
             );
+            // A /0 entry (0.0.0.0/0, ::/0) would switch rate limiting off for everyone.
+            check(
+                !limits
+                    .exempt_clients
+                    .iter()
+                    .filter_map(|client| parse_cidr(client))
+                    .any(|net| net.prefix_len() == 0),
+                "rate_limit.exempt_clients",
+                "must not contain 0.0.0.0/0 or ::/0 in production (it exempts every client)",
+            );
         }
         if problems.is_empty() {
             Ok(())
@@ -258,6 +275,13 @@ impl Settings {
             Err(problems)
         }
     }
+}
+
+/// A CIDR (`10.0.0.0/8`) or a single address (`10.1.2.3`, as `/32` or `/128`).
+pub fn parse_cidr(raw: &str) -> Option<ipnet::IpNet> {
+    raw.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| raw.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 /// Whether `raw` is a serialized origin: `http(s)://host[:port]` and nothing more.
@@ -376,6 +400,41 @@ mod tests {
         assert!(error.contains("database.max_connections"), "{error}");
         assert!(error.contains("log.level"), "{error}");
         assert!(!error.contains("x.db"), "{error}");
+    }
+
+    #[test]
+    fn exempt_clients_must_be_cidrs_and_never_everyone_in_production() {
+        let malformed = load(&[(
+            "STARSONGS__RATE_LIMIT__EXEMPT_CLIENTS",
+            "10.0.0.0/33, frontend",
+        )])
+        .unwrap_err();
+        let development = load(&[("STARSONGS__RATE_LIMIT__EXEMPT_CLIENTS", "0.0.0.0/0, ::/0")]);
+        let production = |clients: &str| {
+            load(&[
+                ("STARSONGS_ENV", "production"),
+                ("DATABASE_URL", "sqlite:///var/lib/starsongs/starsongs.db"),
+                (
+                    "STARSONGS__AUTH__JWT_SECRET",
+                    "a production secret of at least 32 bytes",
+                ),
+                ("STARSONGS__RATE_LIMIT__EXEMPT_CLIENTS", clients),
+            ])
+        };
+
+        assert!(
+            malformed.contains("rate_limit.exempt_clients"),
+            "{malformed}"
+        );
+        assert!(development.is_ok(), "{development:?}");
+        for everyone in ["0.0.0.0/0", "::/0", "10.0.0.0/8, ::/0"] {
+            let error = production(everyone).unwrap_err();
+            assert!(
+                error.contains("rate_limit.exempt_clients: must not contain 0.0.0.0/0"),
+                "{everyone}: {error}"
+            );
+        }
+        assert!(production("10.1.2.3/32, 2001:db8::1").is_ok());
     }
 
     #[test]

@@ -59,25 +59,43 @@ pub enum Precondition {
 }
 
 impl Precondition {
-    /// Parses a header value: `*` or a comma-separated list of (possibly weak) quoted tags.
-    /// Returns `None` for a value that is neither.
+    /// Parses a header value: `*` or a comma-separated list of (possibly weak) quoted tags
+    /// (RFC 9110 `#entity-tag`: optional white space, empty list elements ignored, and a
+    /// tag's characters are visible ASCII but `"`, a comma included). Returns `None` for a
+    /// value that is neither.
     pub fn parse(raw: &str) -> Option<Self> {
-        let raw = raw.trim();
+        let is_space = |c: char| c == ' ' || c == '\t';
+        let raw = raw.trim_matches(is_space);
         if raw == "*" {
             return Some(Self::Any);
         }
         let mut tags = Vec::new();
-        for part in raw.split(',') {
-            let part = part.trim();
-            if part.is_empty() {
-                continue;
+        let mut rest = raw;
+        loop {
+            // Separators: white space and empty list elements.
+            rest = rest.trim_start_matches(|c: char| is_space(c) || c == ',');
+            if rest.is_empty() {
+                break;
             }
-            let opaque = part.strip_prefix("W/").unwrap_or(part);
-            let is_quoted = opaque.len() >= 2 && opaque.starts_with('"') && opaque.ends_with('"');
-            if !is_quoted || opaque[1..opaque.len() - 1].contains('"') {
+            let (weak, opaque) = match rest.strip_prefix("W/") {
+                Some(after) => ("W/", after),
+                None => ("", rest),
+            };
+            let inner = opaque.strip_prefix('"')?;
+            let close = inner.find('"')?;
+            let tag = &inner[..close];
+            if !tag
+                .chars()
+                .all(|c| c == '\t' || c == ' ' || ('!'..='~').contains(&c))
+            {
                 return None;
             }
-            tags.push(part.to_owned());
+            tags.push(format!("{weak}\"{tag}\""));
+            rest = inner[close + 1..].trim_start_matches(is_space);
+            // After a tag: the end, or a comma.
+            if !rest.is_empty() && !rest.starts_with(',') {
+                return None;
+            }
         }
         if tags.is_empty() {
             None
@@ -147,7 +165,22 @@ mod tests {
                 "W/\"1.2\"".into()
             ]))
         );
-        for bad in ["", "1.1", "\"unterminated", "W/", "\"a\"b\"", ","] {
+        assert_eq!(
+            Precondition::parse(",\t\"a,b\" , ,W/\"c\",,"),
+            Some(Precondition::Tags(vec!["\"a,b\"".into(), "W/\"c\"".into()]))
+        );
+        for bad in [
+            "",
+            "1.1",
+            "\"unterminated",
+            "W/",
+            "\"a\"b\"",
+            ",",
+            "W/ \"a\"",
+            "\"a\" \"b\"",
+            "*, \"a\"",
+            "\"\u{e9}\"",
+        ] {
             assert_eq!(Precondition::parse(bad), None, "{bad:?}");
         }
     }

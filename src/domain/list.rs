@@ -190,8 +190,8 @@ impl<F: SortField> Sort<F> {
     /// A [`FieldError`] on `sort` for an empty item, an unknown or a repeated field.
     pub fn parse(raw: Option<&str>) -> Result<Self, FieldError> {
         let mut keys: Vec<SortKey<F>> = Vec::new();
+        // Items are taken as sent, without trimming: the OpenAPI pattern admits no spaces.
         for item in raw.unwrap_or("id").split(',') {
-            let item = item.trim();
             let (descending, name) = match item.strip_prefix('-') {
                 Some(rest) => (true, rest),
                 None => (false, item),

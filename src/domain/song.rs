@@ -35,13 +35,65 @@ impl SongTitle {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SongUrl(String);
 
+/// [`SongUrl::parse`]'s syntax as a regular expression, for the OpenAPI document: `http` or
+/// `https`, an IPv4 address or a host name whose last label starts with a letter, an
+/// optional port up to 65535, then optionally a path, query or fragment of visible ASCII.
+pub const URL_PATTERN: &str = r"^https?://(((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])|([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?)(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?#][\x21-\x7E]*)?$";
+
+/// Whether `raw` matches [`URL_PATTERN`] (written out: the crate has no regex engine).
+fn is_plain_web_url(raw: &str) -> bool {
+    let Some(rest) = raw
+        .strip_prefix("http://")
+        .or_else(|| raw.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let is_label = |label: &str| {
+        !label.is_empty()
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    let labels: Vec<&str> = host.split('.').collect();
+    // Four decimal octets without leading zeros (the URL parser reads `010` as octal), or
+    // a host name whose last label starts with a letter (a numeric one would be read as an
+    // address).
+    let is_octet = |label: &&str| {
+        !label.is_empty()
+            && label.chars().all(|c| c.is_ascii_digit())
+            && (label.len() == 1 || !label.starts_with('0'))
+            && label.parse::<u8>().is_ok()
+    };
+    let is_address = labels.len() == 4 && labels.iter().all(is_octet);
+    let is_name = labels.iter().all(|label| is_label(label))
+        && labels
+            .last()
+            .is_some_and(|last| last.starts_with(|c: char| c.is_ascii_alphabetic()));
+    let is_host = is_address || is_name;
+    // 1–4 digits, or 5 without a leading zero up to 65535 (the pattern's alternatives).
+    let is_port = port.is_none_or(|port| {
+        port.chars().all(|c| c.is_ascii_digit())
+            && match port.len() {
+                1..=4 => true,
+                5 => !port.starts_with('0') && port.parse::<u32>().is_ok_and(|n| n <= 65_535),
+                _ => false,
+            }
+    });
+    is_host && is_port && tail.chars().all(|c| matches!(c, '\x21'..='\x7e'))
+}
+
 impl SongUrl {
-    /// Validates a raw URL.
+    /// Validates a raw URL: [`URL_PATTERN`], at most 1024 characters.
     ///
     /// # Errors
     /// A [`FieldError`] on `url` describing the rule broken.
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
-        let raw = raw.trim();
         if raw.chars().count() > MAX_URL_CHARS {
             return Err(FieldError::new(
                 "url",
@@ -52,8 +104,9 @@ impl SongUrl {
             matches!(url.scheme(), "http" | "https")
                 && url.host_str().is_some_and(|h| !h.is_empty())
         });
-        // The parser tolerates embedded tabs and newlines by removing them; the API does not.
-        if !is_web || raw.chars().any(char::is_control) {
+        // The parser tolerates embedded tabs and newlines by removing them, and much else
+        // (user info, address literals, padding); the API takes only what URL_PATTERN says.
+        if !is_web || !is_plain_web_url(raw) {
             return Err(FieldError::new(
                 "url",
                 "must be an absolute http or https URL",
@@ -356,6 +409,26 @@ mod tests {
             ("https://", false),
             ("https://exa\tmple.com", false),
             ("", false),
+            ("http://localhost:8080/a?b=c#d", true),
+            ("https://a.b-c.example:65535", true),
+            ("https://example.com:65536", false),
+            ("https://example.com:08080", false),
+            ("https://example.com:", false),
+            ("https://example.com:+1234", false),
+            (" https://example.com", false),
+            ("https://user@example.com/", false),
+            ("https://[::1]/", false),
+            ("https://127.0.0.1/", true),
+            ("http://192.0.2.255:8080/x", true),
+            ("http://256.1.1.1/", false),
+            ("http://01.2.3.4/", false),
+            ("http://1.2.3/", false),
+            ("http://1.2.3.4.5/", false),
+            ("http://1.2.3.a/", true),
+            ("https://a..b/", false),
+            ("https://-a.example/", false),
+            ("https://example.com/ä", false),
+            ("https://example.com/a b", false),
         ];
         for (raw, ok) in cases {
             assert_eq!(SongUrl::parse(raw).is_ok(), ok, "{raw}");

@@ -93,12 +93,27 @@ impl std::error::Error for ValidationErrors {}
 /// Maximum length of names and titles, in Unicode scalar values (API.md).
 pub const MAX_TEXT_CHARS: usize = 64;
 
+/// [`short_text`] as a regular expression (ECMA-262 and Python `re` alike), for the OpenAPI
+/// document: any padding of non-control white space, then 1–64 characters that start and
+/// end with a non-space and contain no control character (`\x00-\x1F`, `\x7F-\x9F`).
+pub const SHORT_TEXT_PATTERN: &str = r"^[^\S\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F]([^\x00-\x1F\x7F-\x9F]{0,62}[^\s\x00-\x1F\x7F-\x9F])?[^\S\x00-\x1F\x7F-\x9F]*$";
+
 /// Trims `raw` and checks the shared rule for names and titles: 1–64 Unicode scalar values
-/// and no control characters.
+/// once trimmed, and no control characters anywhere. [`SHORT_TEXT_PATTERN`] states the same
+/// rule for the OpenAPI document.
 ///
 /// # Errors
 /// A [`FieldError`] on `field` describing the first rule broken.
 pub fn short_text(field: &str, raw: &str) -> Result<String, FieldError> {
+    // Control characters are looked for in the text as sent, padding included, so that the
+    // rule is exactly the OpenAPI document's pattern: a tab or a newline at either end is a
+    // control character, not padding.
+    if raw.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
     let trimmed = raw.trim();
     if trimmed.is_empty() {
         return Err(FieldError::new(field, "must not be empty"));
@@ -107,12 +122,6 @@ pub fn short_text(field: &str, raw: &str) -> Result<String, FieldError> {
         return Err(FieldError::new(
             field,
             format!("must be at most {MAX_TEXT_CHARS} characters"),
-        ));
-    }
-    if trimmed.chars().any(char::is_control) {
-        return Err(FieldError::new(
-            field,
-            "must not contain control characters",
         ));
     }
     Ok(trimmed.to_owned())
@@ -142,6 +151,15 @@ mod tests {
             ("bell\u{7}x", Err("must not contain control characters")),
             ("del\u{7f}x", Err("must not contain control characters")),
             ("c1\u{85}x", Err("must not contain control characters")),
+            (
+                "\tpadded with a tab",
+                Err("must not contain control characters"),
+            ),
+            (
+                "newline at the end\n",
+                Err("must not contain control characters"),
+            ),
+            (&format!("  {}  ", "a".repeat(64)), Ok(&"a".repeat(64))),
             ("'); drop table artist; --", Ok("'); drop table artist; --")),
         ];
         for (input, expected) in cases {

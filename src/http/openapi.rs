@@ -218,6 +218,20 @@ fn secure(operation: &mut Operation, accounts_only: bool, may_forbid: bool) {
     );
     let problem = |description: &str| RefOr::T(problem(description).build());
     let responses = &mut operation.responses.responses;
+    // Two credentials are ambiguous (which one acts?), so the service refuses them rather
+    // than pick one; OpenAPI cannot say "at most one of these schemes", so it is said here.
+    const AMBIGUOUS: &str = "both `Authorization` and `X-API-Key`, or either header twice";
+    match responses.get_mut("400") {
+        Some(RefOr::T(response)) => {
+            response.description = format!("{}; or {AMBIGUOUS}", response.description);
+        }
+        _ => {
+            responses.insert(
+                "400".to_owned(),
+                problem(&format!("Ambiguous credentials: {AMBIGUOUS}")),
+            );
+        }
+    }
     responses.entry("401".to_owned()).or_insert_with(|| {
         problem(
             "No credentials, or an invalid, expired or revoked one (`WWW-Authenticate: Bearer`)",

@@ -11,13 +11,15 @@
 pub mod memory;
 pub mod redis;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use ipnet::IpNet;
 
-use crate::config::{RateLimitBackend, RateLimitSettings};
+use crate::config::{RateLimitBackend, RateLimitSettings, parse_cidr};
 
 /// A budget: `burst` requests at once, `per_minute` sustained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +133,8 @@ pub struct RateLimits {
     pub auth: Quota,
     /// Serve unlimited (true) or refuse with 503 (false) when the limiter fails.
     pub fail_open: bool,
+    /// Client networks that are never limited (`rate_limit.exempt_clients`).
+    exempt: Vec<IpNet>,
     last_failure_log: AtomicU64,
 }
 
@@ -141,6 +145,7 @@ impl std::fmt::Debug for RateLimits {
             .field("api", &self.api)
             .field("auth", &self.auth)
             .field("fail_open", &self.fail_open)
+            .field("exempt", &self.exempt)
             .finish_non_exhaustive()
     }
 }
@@ -174,8 +179,24 @@ impl RateLimits {
                 burst: settings.auth_burst,
             },
             fail_open: settings.fail_open,
+            // Entries were validated at start-up; nothing unparsable is left to drop.
+            exempt: settings
+                .exempt_clients
+                .iter()
+                .filter_map(|client| parse_cidr(client))
+                .collect(),
             last_failure_log: AtomicU64::new(0),
         })
+    }
+
+    /// Whether requests from `client` (a resolved client address) are never limited.
+    pub fn is_exempt(&self, client: IpAddr) -> bool {
+        // `::ffff:1.2.3.4` is 1.2.3.4, so IPv4 entries match on dual-stack sockets.
+        let client = match client {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
+            v4 => v4,
+        };
+        self.exempt.iter().any(|net| net.contains(&client))
     }
 
     /// The budget of `scope`.
@@ -250,6 +271,29 @@ mod tests {
 
         let allowed: Vec<bool> = decisions.iter().map(|d| d.allowed).collect();
         assert_eq!(allowed, [true, true, true, true, true, true, false]);
+    }
+
+    #[test]
+    fn exempt_clients_match_by_network_and_as_ipv4_mapped_addresses() {
+        let settings = crate::config::Settings::load_from(&std::collections::HashMap::from([(
+            "STARSONGS__RATE_LIMIT__EXEMPT_CLIENTS".to_owned(),
+            "10.1.2.3/32, 2001:db8::/64, 192.0.2.7".to_owned(),
+        )]))
+        .unwrap();
+        let limits = RateLimits::from_settings(&settings.rate_limit).unwrap();
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+
+        for (client, exempt) in [
+            ("10.1.2.3", true),
+            ("::ffff:10.1.2.3", true),
+            ("10.1.2.4", false),
+            ("2001:db8::42", true),
+            ("2001:db8:1::42", false),
+            ("192.0.2.7", true),
+            ("127.0.0.1", false),
+        ] {
+            assert_eq!(limits.is_exempt(ip(client)), exempt, "{client}");
+        }
     }
 
     #[test]

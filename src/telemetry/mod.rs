@@ -1,9 +1,11 @@
-//! Observability: the `tracing` subscriber (JSON lines or human-readable output, filtered
-//! by `RUST_LOG` when set, else by `log.level`), Prometheus metrics ([`metrics`]) and error
-//! reporting ([`sentry`]).
+//! Observability: the `tracing` subscriber (JSON lines or human-readable output, coloured
+//! only on a terminal, filtered by `RUST_LOG` when set, else by `log.level`), Prometheus
+//! metrics ([`metrics`]) and error reporting ([`sentry`]).
 
 pub mod metrics;
 pub mod sentry;
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -19,8 +21,11 @@ pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only for a person at a terminal: escape codes in a file or a pipe (systemd,
+    // `2> dev.log`, `| less`) are noise that grep and log shippers choke on.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match settings.format {
         LogFormat::Json => builder

@@ -405,3 +405,138 @@ async fn read_only_and_unknown_fields_are_rejected() {
     let list: serde_json::Value = app.get("/v1/artists").await.json().await.unwrap();
     assert_eq!(list["pagination"]["total_items"], 0);
 }
+
+#[tokio::test]
+async fn get_modify_put_of_the_artists_own_representation_replaces_it() {
+    let app = TestApp::spawn().await;
+    let created = app.create_artist("Queen").await;
+    let path = format!("/v1/artists/{}", created["id"]);
+    let mut body: serde_json::Value = app.get(&path).await.json().await.unwrap();
+    body["name"] = json!("Queen + Adam Lambert");
+    // Server-managed: whatever the client sends back is ignored.
+    body["created_at"] = json!("2000-01-01T00:00:00Z");
+
+    let response = app.send_json(Method::PUT, &path, &body).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let replaced: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(replaced["id"], created["id"]);
+    assert_eq!(replaced["name"], "Queen + Adam Lambert");
+    assert_eq!(replaced["created_at"], created["created_at"]);
+    assert_ne!(replaced["updated_at"], created["updated_at"]);
+    let read: serde_json::Value = app.get(&path).await.json().await.unwrap();
+    assert_eq!(read, replaced);
+}
+
+#[tokio::test]
+async fn put_with_another_artists_id_is_422_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let artist = app.create_artist("Queen").await;
+    let other = app.create_artist("Abba").await;
+    let path = format!("/v1/artists/{}", artist["id"]);
+    let before = app.get(&path).await;
+    let tag = etag(&before);
+    let mut body: serde_json::Value = before.json().await.unwrap();
+    body["id"] = other["id"].clone();
+    body["name"] = json!("Renamed");
+
+    let response = app.send_json(Method::PUT, &path, &body).await;
+
+    let problem_body = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(
+        problem_body["errors"],
+        json!([{"field": "id", "message": "must equal the id in the path"}])
+    );
+    let after = app.get(&path).await;
+    assert_eq!(etag(&after), tag);
+    assert_eq!(after.json::<serde_json::Value>().await.unwrap(), artist);
+    let untouched: serde_json::Value = app
+        .get(&format!("/v1/artists/{}", other["id"]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(untouched, other);
+}
+
+#[tokio::test]
+async fn put_refuses_unknown_null_or_malformed_members_and_patch_refuses_read_only_ones() {
+    let app = TestApp::spawn().await;
+    let artist = app.create_artist("Queen").await;
+    let path = format!("/v1/artists/{}", artist["id"]);
+
+    for (member, value, message) in [
+        ("nmae", json!("x"), "is not a known field"),
+        ("songs", json!([]), "is not a known field"),
+        ("id", json!(null), "must be an integer in range"),
+        ("id", json!("1"), "must be an integer in range"),
+        ("created_at", json!(null), "must be a string"),
+        (
+            "updated_at",
+            json!("yesterday"),
+            "must be an RFC 3339 date-time",
+        ),
+    ] {
+        let mut body = artist.clone();
+        body[member] = value;
+        let response = app.send_json(Method::PUT, &path, &body).await;
+        let body = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(
+            body["errors"],
+            json!([{"field": member, "message": message}]),
+            "{member}"
+        );
+    }
+    for member in ["id", "created_at", "updated_at"] {
+        let response = app
+            .send_json(
+                Method::PATCH,
+                &path,
+                &json!({"name": "Y", member: artist[member]}),
+            )
+            .await;
+        let body = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(error_fields(&body), [member]);
+    }
+
+    assert_eq!(
+        app.get(&path)
+            .await
+            .json::<serde_json::Value>()
+            .await
+            .unwrap(),
+        artist
+    );
+}
+
+#[tokio::test]
+async fn if_match_lists_may_hold_tags_with_commas_and_empty_elements() {
+    let app = TestApp::spawn().await;
+    let artist = app.create_artist("Queen").await;
+    let path = format!("/v1/artists/{}", artist["id"]);
+    let tag = etag(&app.get(&path).await);
+
+    let stale = app
+        .request(Method::PATCH, &path)
+        .header("content-type", "application/json")
+        .header("if-match", r#""a,b", , W/"c,d""#)
+        .body(json!({"name": "Stale"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let current = app
+        .request(Method::PATCH, &path)
+        .header("content-type", "application/json")
+        .header("if-match", format!(r#""a,b", ,{tag},"#))
+        .body(json!({"name": "Current"}).to_string())
+        .send()
+        .await
+        .unwrap();
+
+    problem(stale, StatusCode::PRECONDITION_FAILED).await;
+    assert_eq!(current.status(), StatusCode::OK);
+    assert_eq!(
+        current.json::<serde_json::Value>().await.unwrap()["name"],
+        "Current"
+    );
+}

@@ -217,6 +217,163 @@ async fn a_spoofed_x_forwarded_for_does_not_buy_a_new_budget() {
     );
 }
 
+/// The Next.js frontend's pattern, as it renders one page on its server: the song list,
+/// then one artist per song. Returns every status it got.
+async fn frontend_page_view(app: &TestApp) -> Vec<StatusCode> {
+    let list = app
+        .anonymous
+        .get(app.url("/v1/songs"))
+        .send()
+        .await
+        .unwrap();
+    let mut statuses = vec![list.status()];
+    if list.status() != StatusCode::OK {
+        return statuses;
+    }
+    let page: Value = list.json().await.unwrap();
+    for song in page["items"].as_array().unwrap() {
+        let artist = app
+            .anonymous
+            .get(app.url(&format!("/v1/artists/{}", song["artist_id"])))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(artist.status());
+    }
+    statuses
+}
+
+/// A public catalog of ten songs by ten artists, with the default burst (60) and a slow
+/// refill, so that whether a client runs out does not depend on the machine's speed.
+async fn public_catalog(exempt_clients: Option<&str>) -> TestApp {
+    let mut overrides = vec![
+        ("STARSONGS__AUTH__PUBLIC_READ", "true"),
+        ("STARSONGS__RATE_LIMIT__BURST", "60"),
+        ("STARSONGS__RATE_LIMIT__REQUESTS_PER_MINUTE", "1"),
+    ];
+    if let Some(clients) = exempt_clients {
+        overrides.push(("STARSONGS__RATE_LIMIT__EXEMPT_CLIENTS", clients));
+    }
+    let app = TestApp::spawn_with(&overrides).await;
+    for i in 0..10 {
+        let artist = app.create_artist(&format!("Artist {i}")).await;
+        app.create_song(&json!({"title": format!("Song {i}"), "artist_id": artist["id"]}))
+            .await;
+    }
+    app
+}
+
+#[tokio::test]
+async fn an_exempt_frontend_renders_forty_pages_while_a_non_exempt_one_is_limited() {
+    let exempt = public_catalog(Some("10.9.8.0/24, 127.0.0.1/32")).await;
+    let limited = public_catalog(None).await;
+
+    let mut exempt_statuses = Vec::new();
+    let mut limited_statuses = Vec::new();
+    for _ in 0..40 {
+        exempt_statuses.extend(frontend_page_view(&exempt).await);
+        limited_statuses.extend(frontend_page_view(&limited).await);
+    }
+    let unlimited = exempt
+        .anonymous
+        .get(exempt.url("/v1/songs"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(exempt_statuses.len(), 40 * 11);
+    assert!(
+        exempt_statuses.iter().all(|s| *s == StatusCode::OK),
+        "{exempt_statuses:?}"
+    );
+    assert!(
+        header(&unlimited, "ratelimit-limit").is_none(),
+        "an exempt client is not limited, so it gets no budget headers"
+    );
+    assert_eq!(
+        limited_statuses
+            .iter()
+            .filter(|s| **s == StatusCode::OK)
+            .count(),
+        60,
+        "the burst, then 429s: {limited_statuses:?}"
+    );
+    assert!(limited_statuses.contains(&StatusCode::TOO_MANY_REQUESTS));
+}
+
+#[tokio::test]
+async fn exemption_follows_the_address_trusted_proxies_resolve() {
+    let app = public_catalog_behind_proxy().await;
+    let get = |forwarded_for: &'static str| {
+        app.anonymous
+            .get(app.url("/v1/songs"))
+            .header("x-forwarded-for", forwarded_for)
+            .send()
+    };
+
+    let mut frontend = Vec::new();
+    let mut visitor = Vec::new();
+    for _ in 0..4 {
+        frontend.push(get("203.0.113.10").await.unwrap().status());
+        visitor.push(get("198.51.100.20").await.unwrap().status());
+    }
+
+    assert_eq!(frontend, [StatusCode::OK; 4]);
+    assert_eq!(
+        visitor,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+}
+
+/// Behind a trusted proxy on 127.0.0.1; only the frontend at 203.0.113.10 is exempt.
+async fn public_catalog_behind_proxy() -> TestApp {
+    let mut overrides = SMALL_LIMITS.to_vec();
+    overrides.extend([
+        ("STARSONGS__AUTH__PUBLIC_READ", "true"),
+        ("STARSONGS__SERVER__TRUSTED_PROXIES", "127.0.0.1"),
+        ("STARSONGS__RATE_LIMIT__EXEMPT_CLIENTS", "203.0.113.10/32"),
+    ]);
+    TestApp::spawn_with(&overrides).await
+}
+
+#[tokio::test]
+async fn an_exempt_client_escapes_the_auth_budget_but_not_the_login_lockout() {
+    let mut overrides = SMALL_LIMITS.to_vec();
+    overrides.push(("STARSONGS__RATE_LIMIT__EXEMPT_CLIENTS", "127.0.0.1/32"));
+    let app = TestApp::spawn_with(&overrides).await;
+    app.account("frontend-user", Role::Viewer).await;
+    let login = |password: &'static str| {
+        app.anonymous
+            .post(app.url("/v1/auth/login"))
+            .json(&json!({"username": "frontend-user", "password": password}))
+            .send()
+    };
+
+    // The auth burst is 2: a limited client would get 429 from the third attempt on.
+    let mut failures = Vec::new();
+    for _ in 0..5 {
+        failures.push(login("wrong password!").await.unwrap().status());
+    }
+    let locked = login(crate::harness::PASSWORD).await.unwrap();
+
+    assert_eq!(failures, [StatusCode::UNAUTHORIZED; 5]);
+    assert!(header(&locked, "retry-after").is_some());
+    assert!(
+        header(&locked, "ratelimit-limit").is_none(),
+        "not the rate limit"
+    );
+    let body = problem(locked, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(
+        body["detail"],
+        "Too many failed logins for this username; try again later"
+    );
+}
+
 /// The Redis URL for tests, or `None` after printing why they skip (a failure when
 /// `STARSONGS_TEST_REQUIRE` lists `redis`).
 fn redis_url() -> Option<String> {

@@ -35,6 +35,59 @@ async fn malformed_json_is_400() {
 }
 
 #[tokio::test]
+async fn truncated_json_is_400_whatever_its_first_values_on_every_json_body() {
+    let app = TestApp::spawn().await;
+    let artist = app.create_artist("Kept").await;
+    let song = app.create_song(&json!({"title": "Kept too"})).await;
+    let targets = [
+        (Method::POST, "/v1/artists".to_owned()),
+        (Method::PUT, format!("/v1/artists/{}", artist["id"])),
+        (Method::PATCH, format!("/v1/artists/{}", artist["id"])),
+        (Method::POST, "/v1/songs".to_owned()),
+        (Method::PUT, format!("/v1/songs/{}", song["id"])),
+        (Method::POST, "/v1/auth/login".to_owned()),
+        (Method::POST, "/v1/auth/register".to_owned()),
+        (Method::POST, "/v1/auth/refresh".to_owned()),
+        (Method::POST, "/v1/admin/users".to_owned()),
+        (Method::POST, "/v1/admin/api-keys".to_owned()),
+    ];
+
+    // Each begins with values of the wrong type: a type check before the syntax check
+    // would answer 422.
+    for raw in [
+        "[1, 2",
+        "{\"name\": 123, ",
+        "{\"title\": [",
+        "42 43",
+        "[] x",
+    ] {
+        for (method, path) in &targets {
+            let response = app
+                .request(method.clone(), path)
+                .header("content-type", "application/json")
+                .body(raw)
+                .send()
+                .await
+                .unwrap();
+
+            let body = problem(response, StatusCode::BAD_REQUEST).await;
+            assert!(
+                body["detail"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("The request body is not valid JSON"),
+                "{method} {path} {raw}: {body}"
+            );
+        }
+    }
+
+    let artists: serde_json::Value = app.get("/v1/artists").await.json().await.unwrap();
+    assert_eq!(artists["items"], json!([artist]));
+    let songs: serde_json::Value = app.get("/v1/songs").await.json().await.unwrap();
+    assert_eq!(songs["items"], json!([song]));
+}
+
+#[tokio::test]
 async fn wrong_shape_is_422_naming_the_body() {
     let app = TestApp::spawn().await;
 

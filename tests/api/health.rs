@@ -1,9 +1,12 @@
-//! Probes: `/health`, `/health/live`, `/health/ready`.
+//! Probes: `/health`, `/health/live`, `/health/ready`, and the Python API's `/health/db`
+//! and `/health/pool`.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{TestApp, parts};
+use reqwest::Method;
+
+use crate::harness::{TestApp, parts, problem};
 
 #[tokio::test]
 async fn legacy_and_liveness_probes_answer_200() {
@@ -57,4 +60,153 @@ async fn readiness_is_503_while_migrations_are_pending() {
         json!({"status": "pending", "pending": starsongs::storage::migrate::MIGRATIONS.len()})
     );
     assert_eq!(app.get("/health/live").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn old_database_and_pool_probes_answer_unauthenticated_like_readiness() {
+    let app = TestApp::spawn().await;
+
+    let (db_status, db_type, db) = parts(
+        app.anonymous
+            .get(app.url("/health/db"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let (pool_status, pool_type, pool) = parts(
+        app.anonymous
+            .get(app.url("/health/pool"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let (_, _, ready) = parts(app.get("/health/ready").await).await;
+
+    assert_eq!(
+        (db_status, db_type.as_str()),
+        (StatusCode::OK, "application/json")
+    );
+    assert_eq!(db["status"], "up");
+    assert!(db["latency_ms"].is_u64(), "{db}");
+    assert_eq!(
+        db, ready["checks"]["database"],
+        "the readiness check itself"
+    );
+    assert_eq!(
+        (pool_status, pool_type.as_str()),
+        (StatusCode::OK, "application/json")
+    );
+    assert_eq!(pool.as_object().unwrap().len(), 4, "{pool}");
+    for key in ["size", "idle", "in_use", "max"] {
+        assert!(pool[key].is_u64(), "{key}: {pool}");
+    }
+    assert_eq!(pool["max"], 10);
+}
+
+#[tokio::test]
+async fn old_probes_refuse_other_methods_with_a_405_problem() {
+    let app = TestApp::spawn().await;
+
+    for path in ["/health/db", "/health/pool"] {
+        for method in [Method::POST, Method::PUT, Method::DELETE] {
+            let response = app
+                .anonymous
+                .request(method.clone(), app.url(path))
+                .send()
+                .await
+                .unwrap();
+            let allow = response.headers().get("allow").cloned();
+
+            problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
+            assert!(
+                allow.is_some_and(|v| v.to_str().unwrap().contains("GET")),
+                "{method} {path}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_old_database_probe_is_503_while_the_database_does_not_answer() {
+    if crate::harness::sqlite_only("it holds SQLite's write lock from another connection") {
+        return;
+    }
+    // The pool's only connection will be held by a write waiting on another process's lock.
+    let app = TestApp::spawn_with(&[
+        ("STARSONGS__DATABASE__MAX_CONNECTIONS", "1"),
+        ("STARSONGS__DATABASE__SQLITE_BUSY_TIMEOUT_MS", "10000"),
+    ])
+    .await;
+    let mut locker = <sqlx::SqliteConnection as sqlx::Connection>::connect(&app.database_url())
+        .await
+        .unwrap();
+    sqlx::query("begin immediate")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let write = tokio::spawn(
+        app.request(Method::POST, "/v1/artists")
+            .json(&json!({"name": "Waiting"}))
+            .send(),
+    );
+    // The connection is the write's once it stays in use: the start-up pruning task holds
+    // it for a moment too, so one sighting is not enough.
+    let mut pool = Value::Null;
+    let mut seen_in_use = 0;
+    for _ in 0..500 {
+        pool = app
+            .anonymous
+            .get(app.url("/health/pool"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        seen_in_use = if pool["in_use"] == 1 {
+            seen_in_use + 1
+        } else {
+            0
+        };
+        if seen_in_use == 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let down = app
+        .anonymous
+        .get(app.url("/health/db"))
+        .send()
+        .await
+        .unwrap();
+    let retry_after = down.headers().get("retry-after").cloned();
+    let (down_status, down_type, down_body) = parts(down).await;
+    let pool_while_down = app
+        .anonymous
+        .get(app.url("/health/pool"))
+        .send()
+        .await
+        .unwrap();
+    let (pool_status, _, pool_body) = parts(pool_while_down).await;
+
+    assert_eq!(pool["in_use"], 1, "the write holds the connection: {pool}");
+    assert_eq!(down_status, StatusCode::SERVICE_UNAVAILABLE, "{down_body}");
+    assert_eq!(down_type, "application/json");
+    assert_eq!(down_body["status"], "down");
+    assert_eq!(retry_after.unwrap(), "5");
+    assert_eq!(
+        pool_status,
+        StatusCode::OK,
+        "the pool figures need no database"
+    );
+    assert_eq!(
+        (pool_body["in_use"].clone(), pool_body["max"].clone()),
+        (json!(1), json!(1)),
+        "{pool_body}"
+    );
+    sqlx::query("rollback").execute(&mut locker).await.unwrap();
+    assert_eq!(write.await.unwrap().unwrap().status(), StatusCode::CREATED);
 }

@@ -712,3 +712,49 @@ async fn slow_statements_are_logged_at_warn_without_their_values() {
     assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
     assert!(!info["git_sha"].as_str().unwrap().is_empty());
 }
+
+#[test]
+fn a_development_run_logging_to_a_file_carries_no_escape_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("dev.log");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("dev.db").display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_starsongs"))
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .env_remove("STARSONGS__LOG__FORMAT")
+        .env("STARSONGS_ENV", "development")
+        .env("DATABASE_URL", url)
+        .env("STARSONGS__SERVER__PORT", "0")
+        .env("STARSONGS__ADMIN__PORT", "0")
+        .env("STARSONGS__AUTH__ARGON2_MEMORY_KIB", "1024")
+        .env("STARSONGS__AUTH__ARGON2_ITERATIONS", "1")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+
+    // The pretty (development) format, written to a file: wait for the listener's line.
+    let mut logs = String::new();
+    for _ in 0..1200 {
+        logs = std::fs::read_to_string(&log_path).unwrap();
+        if logs.contains("listening") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let logs_after_stop = std::fs::read_to_string(&log_path).unwrap();
+
+    assert!(logs.contains("listening"), "no listener line: {logs}");
+    assert!(
+        logs_after_stop.contains("INFO") && logs_after_stop.contains("shutdown complete"),
+        "not the pretty format: {logs_after_stop}"
+    );
+    assert!(
+        !logs_after_stop.contains('\u{1b}'),
+        "escape codes in a log file: {logs_after_stop:?}"
+    );
+}

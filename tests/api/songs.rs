@@ -247,3 +247,130 @@ async fn delete_song_is_204_then_404() {
         format!("Song with id {} not found", song["id"])
     );
 }
+
+#[tokio::test]
+async fn get_modify_put_of_the_songs_own_representation_replaces_it() {
+    let app = TestApp::spawn().await;
+    let artist = app.create_artist("David Bowie").await["id"]
+        .as_i64()
+        .unwrap();
+    let created = app.create_song(&space_oddity(artist)).await;
+    let path = format!("/v1/songs/{}", created["id"]);
+    let mut body: Value = app.get(&path).await.json().await.unwrap();
+    body["title"] = json!("Space Oddity (2019 mix)");
+    body["distance"] = json!(null);
+    // Server-managed: whatever the client sends back is ignored.
+    body["updated_at"] = json!("2099-12-31T23:59:59+01:00");
+
+    let response = app.send_json(Method::PUT, &path, &body).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let replaced: Value = response.json().await.unwrap();
+    assert_eq!(
+        without_generated(replaced.clone()),
+        json!({
+            "title": "Space Oddity (2019 mix)", "artist_id": artist, "release_date": "1969-07-11",
+            "url": "https://www.youtube.com/watch?v=iYYRH4apXDo", "distance": null
+        })
+    );
+    assert_eq!(replaced["id"], created["id"]);
+    assert_eq!(replaced["created_at"], created["created_at"]);
+    assert_ne!(replaced["updated_at"], "2099-12-31T23:59:59+01:00");
+    assert_ne!(replaced["updated_at"], created["updated_at"]);
+    assert_eq!(
+        app.get(&path).await.json::<Value>().await.unwrap(),
+        replaced
+    );
+}
+
+#[tokio::test]
+async fn put_with_another_songs_id_is_422_with_the_other_errors_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let song = app.create_song(&json!({"title": "Keep me"})).await;
+    let path = format!("/v1/songs/{}", song["id"]);
+    let tag = etag(&app.get(&path).await);
+    let mut body = song.clone();
+    body["id"] = json!(song["id"].as_i64().unwrap() + 1);
+    body["url"] = json!("ftp://example.com/song");
+
+    let response = app.send_json(Method::PUT, &path, &body).await;
+
+    let problem_body = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(error_fields(&problem_body), ["id", "url"]);
+    assert_eq!(
+        problem_body["errors"][0]["message"],
+        "must equal the id in the path"
+    );
+    let after = app.get(&path).await;
+    assert_eq!(etag(&after), tag);
+    assert_eq!(after.json::<Value>().await.unwrap(), song);
+    let list: Value = app.get("/v1/songs").await.json().await.unwrap();
+    assert_eq!(list["pagination"]["total_items"], 1);
+}
+
+#[tokio::test]
+async fn post_and_patch_still_refuse_a_songs_read_only_members() {
+    let app = TestApp::spawn().await;
+    let song = app.create_song(&json!({"title": "Keep me"})).await;
+    let path = format!("/v1/songs/{}", song["id"]);
+
+    for member in ["id", "created_at", "updated_at"] {
+        let posted = app
+            .post("/v1/songs", &json!({"title": "New", member: song[member]}))
+            .await;
+        let patched = app
+            .send_json(
+                Method::PATCH,
+                &path,
+                &json!({"title": "Y", member: song[member]}),
+            )
+            .await;
+
+        assert_eq!(
+            error_fields(&problem(posted, StatusCode::UNPROCESSABLE_ENTITY).await),
+            [member]
+        );
+        assert_eq!(
+            error_fields(&problem(patched, StatusCode::UNPROCESSABLE_ENTITY).await),
+            [member]
+        );
+    }
+    let list: Value = app.get("/v1/songs").await.json().await.unwrap();
+    assert_eq!(list["items"], json!([song]));
+}
+
+#[tokio::test]
+async fn an_artist_id_written_as_a_number_without_a_fraction_is_that_integer() {
+    let app = TestApp::spawn().await;
+    let artist = app.create_artist("David Bowie").await["id"]
+        .as_i64()
+        .unwrap();
+
+    // JSON Schema's `integer` (what the OpenAPI document says) includes 7.0.
+    let created = app
+        .request(Method::POST, "/v1/songs")
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"title": "Starman", "artist_id": {artist}.0}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    let fractional = app
+        .request(Method::POST, "/v1/songs")
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"title": "Starman", "artist_id": {artist}.5}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(created.json::<Value>().await.unwrap()["artist_id"], artist);
+    let body = problem(fractional, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(
+        body["errors"],
+        json!([{"field": "artist_id", "message": "must be an integer in range"}])
+    );
+}

@@ -4,8 +4,10 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
+use std::fmt;
+
+use serde::de::{self, DeserializeOwned, IgnoredAny, Unexpected, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::error::Category;
 
 use crate::domain::validation::FieldError;
@@ -61,25 +63,28 @@ fn is_json(content_type: Option<&axum::http::HeaderValue>) -> bool {
 /// # Errors
 /// The `ApiError` the client should see.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Syntax first, over the whole body: deserializing into `T` stops at the first value
+    // of the wrong type, so `[1, 2` would otherwise be a 422 type error rather than the
+    // 400 API.md promises for anything that is not JSON.
+    serde_json::from_slice::<IgnoredAny>(bytes).map_err(|error| not_json(&error))?;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         match inner.classify() {
             Category::Data => ApiError::from(describe(&path, &inner.to_string())),
-            Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(format!(
-                "The request body is not valid JSON ({})",
-                without_location(&inner.to_string())
-            )),
+            Category::Syntax | Category::Eof | Category::Io => not_json(&inner),
         }
     })?;
-    deserializer.end().map_err(|error| {
-        ApiError::bad_request(format!(
-            "The request body is not valid JSON ({})",
-            without_location(&error.to_string())
-        ))
-    })?;
+    deserializer.end().map_err(|error| not_json(&error))?;
     Ok(value)
+}
+
+fn not_json(error: &serde_json::Error) -> ApiError {
+    ApiError::bad_request(format!(
+        "The request body is not valid JSON ({})",
+        without_location(&error.to_string())
+    ))
 }
 
 /// Turns serde's message into a client-facing field error without Rust type names.
@@ -112,6 +117,8 @@ fn describe(path: &str, message: &str) -> FieldError {
     let expected = message.rsplit("expected ").next().unwrap_or_default();
     let text = if expected.starts_with("struct") || expected.starts_with("a map") {
         "must be a JSON object"
+    } else if expected.contains("timestamp") {
+        "must be an RFC 3339 date-time"
     } else if expected.contains("string") {
         "must be a string"
     } else if expected.starts_with('i') || expected.starts_with('u') {
@@ -133,6 +140,52 @@ fn without_location(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(i) => message[..i].to_owned(),
         None => message.to_owned(),
+    }
+}
+
+/// A JSON integer as JSON Schema (and so the OpenAPI document) defines one: any number with
+/// no fractional part, so `5` and `5.0` alike; `5.5`, strings and out-of-range values are
+/// refused as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct JsonInteger(pub i64);
+
+impl<'de> Deserialize<'de> for JsonInteger {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Integer;
+
+        impl Visitor<'_> for Integer {
+            type Value = JsonInteger;
+
+            // "i64" keeps the client-facing message ("must be an integer in range").
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("i64")
+            }
+
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<JsonInteger, E> {
+                Ok(JsonInteger(value))
+            }
+
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<JsonInteger, E> {
+                i64::try_from(value)
+                    .map(JsonInteger)
+                    .map_err(|_| E::invalid_value(Unexpected::Unsigned(value), &self))
+            }
+
+            #[allow(clippy::cast_possible_truncation)]
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<JsonInteger, E> {
+                // 2^63 is exactly representable; anything below it with no fraction fits.
+                if value.fract() == 0.0
+                    && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&value)
+                {
+                    Ok(JsonInteger(value as i64))
+                } else {
+                    Err(E::invalid_type(Unexpected::Float(value), &self))
+                }
+            }
+        }
+
+        deserializer.deserialize_any(Integer)
     }
 }
 
@@ -196,6 +249,21 @@ mod tests {
                 "The request body is not valid JSON",
             ),
             (
+                "[1, 2",
+                StatusCode::BAD_REQUEST,
+                "The request body is not valid JSON",
+            ),
+            (
+                r#"{"name": 1, "#,
+                StatusCode::BAD_REQUEST,
+                "The request body is not valid JSON",
+            ),
+            (
+                r#"{"name": "a", "count": "x"} trailing"#,
+                StatusCode::BAD_REQUEST,
+                "The request body is not valid JSON",
+            ),
+            (
                 "[]",
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "body: must be a JSON object",
@@ -226,6 +294,27 @@ mod tests {
             let (got_status, text) = fail(body);
             assert_eq!(got_status, status, "{body}");
             assert!(text.starts_with(start), "{body}: {text}");
+        }
+    }
+
+    #[test]
+    fn json_integers_include_numbers_without_a_fraction() {
+        let parse = |text: &str| serde_json::from_str::<JsonInteger>(text).map(|n| n.0);
+
+        assert_eq!(parse("5").unwrap(), 5);
+        assert_eq!(parse("5.0").unwrap(), 5);
+        assert_eq!(parse("-7e2").unwrap(), -700);
+        assert_eq!(parse("9223372036854775807").unwrap(), i64::MAX);
+        for bad in [
+            "5.5",
+            "\"5\"",
+            "null",
+            "9223372036854775808",
+            "1e19",
+            "true",
+        ] {
+            let error = parse(bad).unwrap_err().to_string();
+            assert!(error.contains("expected i64"), "{bad}: {error}");
         }
     }
 

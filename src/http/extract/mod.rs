@@ -7,6 +7,6 @@ mod path;
 mod query;
 
 pub use conditional::{IfMatch, IfNoneMatch};
-pub use json::{ApiJson, double_option, read_body};
+pub use json::{ApiJson, JsonInteger, double_option, read_body};
 pub use path::ApiPath;
 pub use query::ApiQuery;

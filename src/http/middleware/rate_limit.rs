@@ -1,7 +1,10 @@
 //! Per-client rate limiting on `/v1` (API.md "Cross-cutting headers"). The client is the
 //! authenticated principal when the request carries a valid credential (so one user has
 //! one budget wherever they connect from), otherwise the client IP. `/v1/auth/*` has its
-//! own, stricter budget. Health, docs and the OpenAPI document are not limited.
+//! own, stricter budget. Health, docs and the OpenAPI document are not limited, and
+//! neither is any request from a client address in `rate_limit.exempt_clients` (trusted
+//! server-side callers); the per-username login lockout is not a rate limit and still
+//! applies to them.
 //!
 //! Limited responses carry `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`
 //! and their `X-RateLimit-*` twins; a refused request gets 429 with `Retry-After`.
@@ -51,6 +54,9 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
         Scope::Api
     };
     let ip = req.extensions().get::<ClientIp>().map(|c| c.0);
+    if ip.is_some_and(|ip| limits.is_exempt(ip)) {
+        return next.run(req).await;
+    }
     let (mut parts, body) = req.into_parts();
     // An invalid credential is keyed by IP here and refused by the extractor later.
     let client = match auth::resolve(&mut parts, &state).await {

@@ -69,8 +69,11 @@ pub struct CreateUserInput {
     /// 3–32 characters of letters, digits, `_`, `.` and `-`.
     #[schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_.-]{3,32}$")]
     pub username: String,
-    /// A valid address.
-    #[schema(max_length = 254)]
+    /// An address such as `ziggy@example.com`: a dot-atom local part of at most 64 characters, `@`, and two or more host-name labels; no padding, display name, quotes or address literal.
+    #[schema(
+        max_length = 254,
+        pattern = r"^(?![^@]*\.\.)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{0,62}[A-Za-z0-9!#$%&'*+/=?^_`{|}~-])?@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+    )]
     pub email: String,
     /// 12–128 characters, not the username or email.
     #[schema(value_type = String, min_length = 12, max_length = 128, format = Password)]
@@ -87,19 +90,19 @@ pub struct CreateUserInput {
 pub struct PatchUserInput {
     /// New address.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>, max_length = 254)]
+    #[schema(value_type = String, max_length = 254, pattern = r"^(?![^@]*\.\.)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{0,62}[A-Za-z0-9!#$%&'*+/=?^_`{|}~-])?@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")]
     pub email: Option<Option<String>>,
     /// New role. Demoting or deactivating the last active admin is a 409.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>, pattern = "^(viewer|editor|admin)$")]
+    #[schema(value_type = String, pattern = "^(viewer|editor|admin)$")]
     pub role: Option<Option<String>>,
     /// `false` deactivates: sign-in stops at once, and tokens stop working within 60 s.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<bool>)]
+    #[schema(value_type = bool)]
     pub is_active: Option<Option<bool>>,
     /// New password (12–128 characters). Ends the account's sessions.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>, min_length = 12, max_length = 128, format = Password)]
+    #[schema(value_type = String, min_length = 12, max_length = 128, format = Password)]
     pub password: Option<Option<SecretString>>,
 }
 
@@ -135,8 +138,10 @@ impl From<ApiKey> for ApiKeyOut {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "nightly import", "role": "editor"}))]
 pub struct CreateApiKeyInput {
-    /// Trimmed, 1–64 characters.
-    #[schema(min_length = 1, max_length = 64)]
+    /// 1–64 characters once trimmed, no control characters (padding included).
+    #[schema(
+        pattern = r"^[^\S\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F]([^\x00-\x1F\x7F-\x9F]{0,62}[^\s\x00-\x1F\x7F-\x9F])?[^\S\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
     /// `viewer` or `editor`.
     #[schema(pattern = "^(viewer|editor)$")]

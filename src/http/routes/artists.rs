@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::songs::{ArtistSongsParams, SongOut};
-use super::{Tagged, not_modified};
+use super::{ServerManaged, Tagged, not_modified, present, same_id};
 use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
 use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::ArtistId;
@@ -20,7 +20,9 @@ use crate::domain::user::Role;
 use crate::domain::validation::ValidationErrors;
 use crate::http::auth::{Editor, Reader};
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{ApiJson, ApiPath, ApiQuery, IfMatch, IfNoneMatch, double_option};
+use crate::http::extract::{
+    ApiJson, ApiPath, ApiQuery, IfMatch, IfNoneMatch, JsonInteger, double_option,
+};
 use crate::http::idempotency::{self, IdempotencyKeyHeader};
 use crate::http::list::{ListEnvelope, ListRequest};
 use crate::state::AppState;
@@ -67,18 +69,47 @@ impl From<Artist> for ArtistOut {
     }
 }
 
-/// Body of POST and PUT: every writable field. Unknown fields are rejected.
+/// Body of POST: every writable field. Unknown fields, read-only ones included, are
+/// rejected.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "David Bowie"}))]
 pub struct ArtistInput {
-    /// Trimmed, 1–64 characters, no control characters.
+    /// 1–64 characters once trimmed, no control characters (padding included).
     #[schema(
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^[^\x00-\x1F\x7F-\x9F]*\S[^\x00-\x1F\x7F-\x9F]*$"
+        pattern = r"^[^\S\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F]([^\x00-\x1F\x7F-\x9F]{0,62}[^\s\x00-\x1F\x7F-\x9F])?[^\S\x00-\x1F\x7F-\x9F]*$"
     )]
     pub name: String,
+}
+
+/// Body of PUT: every writable field, optionally with the read-only members of the
+/// artist's GET representation, so GET-modify-PUT works. `id`, when present, must equal
+/// the path id; `created_at` and `updated_at` are server-managed and ignored. Other
+/// unknown fields are rejected.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "id": 1, "name": "David Bowie",
+    "created_at": "2026-11-25T18:42:12.000000Z", "updated_at": "2026-11-25T18:42:12.000000Z"
+}))]
+pub struct ArtistReplace {
+    /// The artist's id, as GET returns it; when present, it must equal the path id.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = i64, minimum = 1, maximum = 2147483647)]
+    pub id: Option<JsonInteger>,
+    /// 1–64 characters once trimmed, no control characters (padding included).
+    #[schema(
+        pattern = r"^[^\S\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F]([^\x00-\x1F\x7F-\x9F]{0,62}[^\s\x00-\x1F\x7F-\x9F])?[^\S\x00-\x1F\x7F-\x9F]*$"
+    )]
+    pub name: String,
+    /// Server-managed: accepted (an RFC 3339 date-time) and ignored.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Option<ServerManaged>,
+    /// Server-managed: accepted (an RFC 3339 date-time) and ignored.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Option<ServerManaged>,
 }
 
 /// Body of PATCH (JSON merge patch): absent members are kept.
@@ -88,7 +119,7 @@ pub struct ArtistInput {
 pub struct ArtistPatch {
     /// New name; `null` is rejected (the name is required).
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>, min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1F\x7F-\x9F]*\S[^\x00-\x1F\x7F-\x9F]*$")]
+    #[schema(value_type = String, pattern = r"^[^\S\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F]([^\x00-\x1F\x7F-\x9F]{0,62}[^\s\x00-\x1F\x7F-\x9F])?[^\S\x00-\x1F\x7F-\x9F]*$")]
     pub name: Option<Option<String>>,
 }
 
@@ -102,12 +133,13 @@ pub struct ArtistListParams {
     /// Items per page, 1–100 (default 10).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub page_size: Option<String>,
-    /// Comma-separated fields from `id`, `name`, `created_at`; `-` prefix for descending.
-    /// Ties are broken by `id` ascending. Names sort by the Unicode code points of the
-    /// stored text (case-sensitive: `B` before `a`, `é` after `z`), on every backend.
+    /// Comma-separated fields from `id`, `name`, `created_at`, each at most once, no spaces;
+    /// `-` prefix for descending. Ties are broken by `id` ascending. Names sort by the
+    /// Unicode code points of the stored text (case-sensitive: `B` before `a`, `é` after
+    /// `z`), on every backend.
     #[param(
         example = "-name",
-        pattern = r"^-?(id|name|created_at)(,-?(id|name|created_at))*$"
+        pattern = r"^(?!(.*,)?-?(id|name|created_at)(,.*)?,-?\2(,|$))-?(id|name|created_at)(,-?(id|name|created_at))*$"
     )]
     pub sort: Option<String>,
     /// `next_cursor` of a previous response with the same `sort` and `q`.
@@ -201,7 +233,7 @@ pub async fn create_artist(
 /// Reads an artist; `If-None-Match` with its current tag gives 304.
 #[utoipa::path(get, path = "/v1/artists/{id}", tag = "artists",
     params(("id" = i64, Path, description = "Artist id, 1–2147483647", minimum = 1, maximum = 2147483647),
-        ("If-None-Match" = Option<String>, Header, nullable = false, description = "Entity tags the client already has", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "Entity tags the client already has", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
     responses(
         (status = 200, description = "The artist", body = ArtistOut, headers(("ETag" = String, description = "Entity tag"))),
         (status = 304, description = "Unchanged since the given tag"),
@@ -223,26 +255,31 @@ pub async fn get_artist(
     Ok(Tagged::ok(etag, ArtistOut::from(artist)).into_response())
 }
 
-/// Replaces an artist; never creates one (404 for an unknown id).
-#[utoipa::path(put, path = "/v1/artists/{id}", tag = "artists", request_body = ArtistInput,
+/// Replaces an artist; never creates one (404 for an unknown id). The body may be the
+/// artist's own GET representation (`id` must then be the path id; timestamps are ignored).
+#[utoipa::path(put, path = "/v1/artists/{id}", tag = "artists", request_body = ArtistReplace,
     params(("id" = i64, Path, description = "Artist id, 1–2147483647", minimum = 1, maximum = 2147483647),
-        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
     responses(
         (status = 200, description = "The replaced artist", body = ArtistOut, headers(("ETag" = String, description = "New entity tag"))),
         (status = 400, description = "Malformed JSON or If-Match", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such artist", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match did not match; nothing changed", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid id or field", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid id or field, or a body `id` other than the path id", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn replace_artist(
     State(store): State<DynStore>,
     _editor: Editor,
     ApiPath(id): ApiPath<ArtistId>,
     if_match: IfMatch,
-    ApiJson(input): ApiJson<ArtistInput>,
+    ApiJson(input): ApiJson<ArtistReplace>,
 ) -> Result<Tagged<ArtistOut>, ApiError> {
-    let new = NewArtist::parse(&input.name)?;
+    let new = same_id(
+        input.id.map(|n| n.0),
+        id.get(),
+        NewArtist::parse(&input.name),
+    )?;
     let artist = store
         .replace_artist(id, &new, if_match.expected(id.get()).as_ref())
         .await?;
@@ -255,7 +292,7 @@ pub async fn replace_artist(
         (ArtistPatch = "application/merge-patch+json"),
         (ArtistPatch = "application/json"))),
     params(("id" = i64, Path, description = "Artist id, 1–2147483647", minimum = 1, maximum = 2147483647),
-        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
     responses(
         (status = 200, description = "The patched artist", body = ArtistOut, headers(("ETag" = String, description = "New entity tag"))),
         (status = 400, description = "Malformed JSON or If-Match", body = Problem, content_type = "application/problem+json"),
@@ -282,7 +319,7 @@ pub async fn patch_artist(
 /// its songs too, in one transaction.
 #[utoipa::path(delete, path = "/v1/artists/{id}", tag = "artists",
     params(("id" = i64, Path, description = "Artist id, 1–2147483647", minimum = 1, maximum = 2147483647), DeleteArtistParams,
-        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Malformed If-Match", body = Problem, content_type = "application/problem+json"),

@@ -79,8 +79,11 @@ pub struct RegisterInput {
     /// 3–32 characters of letters, digits, `_`, `.` and `-`; unique ignoring case.
     #[schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_.-]{3,32}$")]
     pub username: String,
-    /// A valid address; unique ignoring case.
-    #[schema(max_length = 254)]
+    /// An address such as `ziggy@example.com`: a dot-atom local part of at most 64 characters, `@`, and two or more host-name labels; no padding, display name, quotes or address literal. Unique ignoring case.
+    #[schema(
+        max_length = 254,
+        pattern = r"^(?![^@]*\.\.)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{0,62}[A-Za-z0-9!#$%&'*+/=?^_`{|}~-])?@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+    )]
     pub email: String,
     /// 12–128 characters, not the username or email.
     #[schema(value_type = String, min_length = 12, max_length = 128, format = Password)]

@@ -1,5 +1,7 @@
 //! Probes: `/health` (legacy), `/health/live` (process only) and `/health/ready`
-//! (database round trip within 1 s, schema current, not shutting down).
+//! (database round trip within 1 s, schema current, not shutting down), plus the Python
+//! API's `/health/db` and `/health/pool`, kept for old monitors: the same database check
+//! and pool figures as readiness.
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +28,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(health))
         .routes(routes!(live))
         .routes(routes!(ready))
+        .routes(routes!(health_db))
+        .routes(routes!(health_pool))
 }
 
 /// A bare status document.
@@ -110,16 +114,81 @@ pub async fn live() -> Json<HealthStatus> {
     Json(HealthStatus { status: "alive" })
 }
 
+/// Legacy database probe (the Python API's): the readiness database check alone. 200 while
+/// the database answers within 1 s, 503 (with `Retry-After`) while it does not.
+#[utoipa::path(get, path = "/health/db", tag = "operations",
+    responses(
+        (status = 200, description = "The database answers", body = CheckOut),
+        (status = 503, description = "The database does not answer within 1 s", body = CheckOut,
+            headers(("Retry-After" = u32, description = "Seconds before probing again"))),
+    ))]
+pub async fn health_db(State(state): State<AppState>) -> Response {
+    let check = database_check(&state).await;
+    let body = CheckOut::from(&check);
+    if check.is_up {
+        (StatusCode::OK, Json(body)).into_response()
+    } else {
+        unavailable(body)
+    }
+}
+
+/// Legacy pool probe (the Python API's): the readiness pool figures. Always 200: the
+/// figures are read from the pool, not the database, and matter most while it is down.
+#[utoipa::path(get, path = "/health/pool", tag = "operations",
+    responses((status = 200, description = "Connection pool figures", body = PoolOut)))]
+pub async fn health_pool(State(state): State<AppState>) -> Json<PoolOut> {
+    Json(pool_figures(&state))
+}
+
 /// Readiness: 200 when the database answers within 1 s, the schema is current and shutdown
 /// has not begun; 503 otherwise (with `Retry-After`).
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
     responses(
         (status = 200, description = "Ready for traffic", body = ReadyOut),
-        (status = 503, description = "Not ready: database down, migrations pending, or draining", body = ReadyOut),
+        (status = 503, description = "Not ready: database down, migrations pending, or draining", body = ReadyOut,
+            headers(("Retry-After" = u32, description = "Seconds before probing again"))),
     ))]
 pub async fn ready(State(state): State<AppState>) -> Response {
+    let check = database_check(&state).await;
+    let draining = state.readiness.is_draining();
+    let is_ready = !draining && check.is_up && check.pending_migrations == Some(0);
+    let body = ReadyOut {
+        status: if is_ready { "ready" } else { "not_ready" },
+        draining,
+        checks: ReadyChecks {
+            database: CheckOut::from(&check),
+            migrations: MigrationsOut {
+                status: match check.pending_migrations {
+                    Some(0) => "up",
+                    Some(_) => "pending",
+                    None => "unknown",
+                },
+                pending: check.pending_migrations,
+            },
+        },
+        pool: pool_figures(&state),
+    };
+    if is_ready {
+        (StatusCode::OK, Json(body)).into_response()
+    } else {
+        unavailable(body)
+    }
+}
+
+impl From<&DatabaseCheck> for CheckOut {
+    fn from(check: &DatabaseCheck) -> Self {
+        Self {
+            status: if check.is_up { "up" } else { "down" },
+            latency_ms: check.latency_ms,
+        }
+    }
+}
+
+/// The database round trip (and, when it answers, the pending migrations), shared by every
+/// probe and at most [`CHECK_MAX_AGE`] old.
+async fn database_check(state: &AppState) -> DatabaseCheck {
     let store = state.store.clone();
-    let check = state
+    state
         .readiness
         .database_check(CHECK_MAX_AGE, || async move {
             let started = Instant::now();
@@ -140,43 +209,26 @@ pub async fn ready(State(state): State<AppState>) -> Response {
                 pending_migrations: pending,
             }
         })
-        .await;
-    let draining = state.readiness.is_draining();
-    let is_ready = !draining && check.is_up && check.pending_migrations == Some(0);
+        .await
+}
+
+fn pool_figures(state: &AppState) -> PoolOut {
     let stats = state.store.pool_stats();
-    let body = ReadyOut {
-        status: if is_ready { "ready" } else { "not_ready" },
-        draining,
-        checks: ReadyChecks {
-            database: CheckOut {
-                status: if check.is_up { "up" } else { "down" },
-                latency_ms: check.latency_ms,
-            },
-            migrations: MigrationsOut {
-                status: match check.pending_migrations {
-                    Some(0) => "up",
-                    Some(_) => "pending",
-                    None => "unknown",
-                },
-                pending: check.pending_migrations,
-            },
-        },
-        pool: PoolOut {
-            size: stats.size,
-            idle: stats.idle,
-            in_use: stats.size.saturating_sub(stats.idle),
-            max: stats.max,
-        },
-    };
-    if is_ready {
-        (StatusCode::OK, Json(body)).into_response()
-    } else {
-        // A probe body, not an error: readiness answers its own document, not a problem.
-        let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        response.extensions_mut().insert(OwnBody);
-        response
+    PoolOut {
+        size: stats.size,
+        idle: stats.idle,
+        in_use: stats.size.saturating_sub(stats.idle),
+        max: stats.max,
     }
+}
+
+/// A 503 probe answer with `Retry-After`.
+fn unavailable(body: impl Serialize) -> Response {
+    // A probe body, not an error: a probe answers its own document, not a problem.
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response.extensions_mut().insert(OwnBody);
+    response
 }

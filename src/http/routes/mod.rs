@@ -11,10 +11,73 @@ pub mod songs;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::de::{self, Unexpected};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::domain::etag::EntityTag;
 use crate::domain::idempotency::SavedResponse;
+use crate::domain::validation::ValidationErrors;
+
+/// A server-managed timestamp (`created_at`, `updated_at`) in a PUT body: accepted so that a
+/// client can PUT back what it got from GET, and ignored. It must still be what GET
+/// writes, an RFC 3339 date-time, as the OpenAPI document says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerManaged;
+
+impl<'de> Deserialize<'de> for ServerManaged {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        // chrono also takes a space for the `T`; JSON Schema's `date-time` does not.
+        let has_t = text
+            .as_bytes()
+            .get(10)
+            .is_some_and(|b| matches!(b, b'T' | b't'));
+        if has_t && chrono::DateTime::parse_from_rfc3339(&text).is_ok() {
+            Ok(Self)
+        } else {
+            Err(de::Error::invalid_value(
+                Unexpected::Str(&text),
+                &"an RFC 3339 timestamp",
+            ))
+        }
+    }
+}
+
+/// Deserializes a member that may be absent (`None`, with `#[serde(default)]`) but is
+/// never `null`: present members go through `T` as they are.
+///
+/// # Errors
+/// The inner value's deserialization error (`null` included).
+pub fn present<'de, T, D>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// A PUT body's `id` (GET-modify-PUT sends the resource back whole) must be the path's:
+/// otherwise 422, reported with the body's other field errors, and nothing changes.
+///
+/// # Errors
+/// The id mismatch and `parsed`'s own errors, or `parsed`'s errors alone.
+pub fn same_id<T>(
+    body_id: Option<i64>,
+    path_id: i64,
+    parsed: Result<T, ValidationErrors>,
+) -> Result<T, ValidationErrors> {
+    if body_id.is_none_or(|id| id == path_id) {
+        return parsed;
+    }
+    let mut errors = ValidationErrors::new();
+    errors.add("id", "must equal the id in the path");
+    if let Err(others) = parsed {
+        for error in others.errors() {
+            errors.add(error.field.clone(), error.message.clone());
+        }
+    }
+    Err(errors)
+}
 
 /// A single resource response: status, `ETag`, optional `Location`, JSON body.
 pub struct Tagged<T> {
@@ -79,4 +142,92 @@ pub fn not_modified(etag: &EntityTag) -> Response {
         response.headers_mut().insert(header::ETAG, value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        #[serde(default, deserialize_with = "present")]
+        id: Option<i64>,
+        #[serde(default, deserialize_with = "present")]
+        created_at: Option<ServerManaged>,
+    }
+
+    #[test]
+    fn server_managed_members_are_optional_never_null_and_rfc_3339() {
+        let ok = |text: &str| serde_json::from_str::<Body>(text).is_ok();
+
+        assert!(ok("{}"));
+        assert!(ok(
+            r#"{"id": 3, "created_at": "2026-11-25T18:42:12.000000Z"}"#
+        ));
+        assert!(ok(r#"{"created_at": "2026-11-25t18:42:12+02:00"}"#));
+        for bad in [
+            r#"{"id": null}"#,
+            r#"{"created_at": null}"#,
+            r#"{"created_at": 5}"#,
+            r#"{"created_at": "yesterday"}"#,
+            r#"{"created_at": "2026-11-25 18:42:12Z"}"#,
+            r#"{"created_at": "2026-11-25"}"#,
+        ] {
+            assert!(!ok(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_name_and_title_schema_states_the_domain_text_rule() {
+        let document = serde_json::to_value(crate::http::openapi()).unwrap();
+        let schemas = document["components"]["schemas"].as_object().unwrap();
+        let mut checked = Vec::new();
+
+        for (schema, body) in schemas {
+            for field in ["name", "title"] {
+                if let Some(pattern) = body["properties"][field]["pattern"].as_str() {
+                    assert_eq!(
+                        pattern,
+                        crate::domain::validation::SHORT_TEXT_PATTERN,
+                        "{schema}.{field}"
+                    );
+                    checked.push(format!("{schema}.{field}"));
+                }
+            }
+        }
+
+        for expected in [
+            "ArtistInput.name",
+            "ArtistReplace.name",
+            "ArtistPatch.name",
+            "SongInput.title",
+            "SongReplace.title",
+            "SongPatch.title",
+            "CreateApiKeyInput.name",
+        ] {
+            assert!(
+                checked.iter().any(|c| c == expected),
+                "{expected}: {checked:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_different_body_id_is_reported_with_the_other_errors() {
+        let invalid: Result<(), ValidationErrors> =
+            Err(crate::domain::validation::FieldError::new("name", "must not be empty").into());
+
+        assert_eq!(same_id(None, 7, Ok(1)), Ok(1));
+        assert_eq!(same_id(Some(7), 7, Ok(1)), Ok(1));
+        let fields: Vec<String> = same_id(Some(8), 7, invalid)
+            .unwrap_err()
+            .errors()
+            .iter()
+            .map(|e| e.field.clone())
+            .collect();
+        assert_eq!(fields, ["id", "name"]);
+        assert!(same_id(Some(8), 7, Ok(1)).is_err());
+    }
 }

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Tagged, not_modified};
+use super::{ServerManaged, Tagged, not_modified, present, same_id};
 use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::{ArtistId, SongId};
 use crate::domain::list::{RawPaging, RawSongFilter, SongFilter, SongSortField};
@@ -18,7 +18,9 @@ use crate::domain::song::{NewSong, Patch, Song, SongChanges, SongFields, SongPat
 use crate::domain::validation::ValidationErrors;
 use crate::http::auth::{Editor, Reader};
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{ApiJson, ApiPath, ApiQuery, IfMatch, IfNoneMatch, double_option};
+use crate::http::extract::{
+    ApiJson, ApiPath, ApiQuery, IfMatch, IfNoneMatch, JsonInteger, double_option,
+};
 use crate::http::idempotency::{self, IdempotencyKeyHeader};
 use crate::http::list::{ListEnvelope, ListRequest};
 use crate::state::AppState;
@@ -93,7 +95,8 @@ impl SongOut {
     }
 }
 
-/// Body of POST and PUT: every writable field (absent optional fields become null).
+/// Body of POST: every writable field (absent optional fields become null). Unknown
+/// fields, read-only ones included, are rejected.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
@@ -101,21 +104,23 @@ impl SongOut {
     "url": "https://www.youtube.com/watch?v=iYYRH4apXDo", "distance": 238900.0
 }))]
 pub struct SongInput {
-    /// Trimmed, 1–64 characters, no control characters.
+    /// 1–64 characters once trimmed, no control characters (padding included).
     #[schema(
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^[^\x00-\x1F\x7F-\x9F]*\S[^\x00-\x1F\x7F-\x9F]*$"
+        pattern = r"^[^\S\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F]([^\x00-\x1F\x7F-\x9F]{0,62}[^\s\x00-\x1F\x7F-\x9F])?[^\S\x00-\x1F\x7F-\x9F]*$"
     )]
     pub title: String,
     /// An existing artist's id, or null.
-    #[schema(minimum = 1, maximum = 2147483647)]
-    pub artist_id: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 2147483647)]
+    pub artist_id: Option<JsonInteger>,
     /// `YYYY-MM-DD`, or null.
     #[schema(value_type = Option<String>, format = Date)]
     pub release_date: Option<String>,
-    /// Absolute http or https URL, at most 1024 characters, or null.
-    #[schema(max_length = 1024, pattern = r"^https?://[^\s/?#]+[^\s]*$")]
+    /// An http or https URL with a host name or an IPv4 address (no user info or IPv6
+    /// literal), an optional port, then visible ASCII only; at most 1024 characters; or null.
+    #[schema(
+        max_length = 1024,
+        pattern = r"^https?://(((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])|([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?)(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?#][\x21-\x7E]*)?$"
+    )]
     pub url: Option<String>,
     /// A finite number, or null.
     pub distance: Option<f64>,
@@ -125,7 +130,65 @@ impl SongInput {
     fn fields(&self) -> SongFields<'_> {
         SongFields {
             title: &self.title,
-            artist_id: self.artist_id,
+            artist_id: self.artist_id.map(|n| n.0),
+            release_date: self.release_date.as_deref(),
+            url: self.url.as_deref(),
+            distance: self.distance,
+        }
+    }
+}
+
+/// Body of PUT: every writable field (absent optional fields become null), optionally with
+/// the read-only members of the song's GET representation, so GET-modify-PUT works. `id`,
+/// when present, must equal the path id; `created_at` and `updated_at` are server-managed
+/// and ignored. Other unknown fields are rejected.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "id": 1, "title": "Space Oddity", "artist_id": 1, "release_date": "1969-07-11",
+    "url": "https://www.youtube.com/watch?v=iYYRH4apXDo", "distance": 238900.0,
+    "created_at": "2026-11-25T18:42:12.000000Z", "updated_at": "2026-11-25T18:42:12.000000Z"
+}))]
+pub struct SongReplace {
+    /// The song's id, as GET returns it; when present, it must equal the path id.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = i64, minimum = 1, maximum = 2147483647)]
+    pub id: Option<JsonInteger>,
+    /// 1–64 characters once trimmed, no control characters (padding included).
+    #[schema(
+        pattern = r"^[^\S\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F]([^\x00-\x1F\x7F-\x9F]{0,62}[^\s\x00-\x1F\x7F-\x9F])?[^\S\x00-\x1F\x7F-\x9F]*$"
+    )]
+    pub title: String,
+    /// An existing artist's id, or null.
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 2147483647)]
+    pub artist_id: Option<JsonInteger>,
+    /// `YYYY-MM-DD`, or null.
+    #[schema(value_type = Option<String>, format = Date)]
+    pub release_date: Option<String>,
+    /// An http or https URL with a host name or an IPv4 address (no user info or IPv6
+    /// literal), an optional port, then visible ASCII only; at most 1024 characters; or null.
+    #[schema(
+        max_length = 1024,
+        pattern = r"^https?://(((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])|([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?)(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?#][\x21-\x7E]*)?$"
+    )]
+    pub url: Option<String>,
+    /// A finite number, or null.
+    pub distance: Option<f64>,
+    /// Server-managed: accepted (an RFC 3339 date-time) and ignored.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Option<ServerManaged>,
+    /// Server-managed: accepted (an RFC 3339 date-time) and ignored.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Option<ServerManaged>,
+}
+
+impl SongReplace {
+    fn fields(&self) -> SongFields<'_> {
+        SongFields {
+            title: &self.title,
+            artist_id: self.artist_id.map(|n| n.0),
             release_date: self.release_date.as_deref(),
             url: self.url.as_deref(),
             distance: self.distance,
@@ -140,19 +203,19 @@ impl SongInput {
 pub struct SongPatch {
     /// New title; `null` is rejected (the title is required).
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = String, min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1F\x7F-\x9F]*\S[^\x00-\x1F\x7F-\x9F]*$")]
+    #[schema(value_type = String, pattern = r"^[^\S\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F]([^\x00-\x1F\x7F-\x9F]{0,62}[^\s\x00-\x1F\x7F-\x9F])?[^\S\x00-\x1F\x7F-\x9F]*$")]
     pub title: Option<Option<String>>,
     /// New artist id, or null for none.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 2147483647)]
-    pub artist_id: Option<Option<i64>>,
+    pub artist_id: Option<Option<JsonInteger>>,
     /// New release date, or null.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, format = Date)]
     pub release_date: Option<Option<String>>,
     /// New URL, or null.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>, max_length = 1024, pattern = r"^https?://[^\s/?#]+[^\s]*$")]
+    #[schema(value_type = Option<String>, max_length = 1024, pattern = r"^https?://(((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])|([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?)(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?#][\x21-\x7E]*)?$")]
     pub url: Option<Option<String>>,
     /// New distance, or null.
     #[serde(default, deserialize_with = "double_option")]
@@ -167,7 +230,7 @@ impl SongPatch {
         }
         SongPatchFields {
             title: text(&self.title),
-            artist_id: Patch::from_double_option(self.artist_id),
+            artist_id: Patch::from_double_option(self.artist_id.map(|n| n.map(|n| n.0))),
             release_date: text(&self.release_date),
             url: text(&self.url),
             distance: Patch::from_double_option(self.distance),
@@ -185,13 +248,13 @@ pub struct SongListParams {
     /// Items per page, 1–100 (default 10).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub page_size: Option<String>,
-    /// Comma-separated fields from `id`, `title`, `release_date`, `distance`, `created_at`;
-    /// `-` prefix for descending. Nulls sort last in both directions; ties are broken by
-    /// `id` ascending. Titles sort by the Unicode code points of the stored text
-    /// (case-sensitive: `B` before `a`, `é` after `z`), on every backend.
+    /// Comma-separated fields from `id`, `title`, `release_date`, `distance`, `created_at`,
+    /// each at most once, no spaces; `-` prefix for descending. Nulls sort last in both
+    /// directions; ties are broken by `id` ascending. Titles sort by the Unicode code points
+    /// of the stored text (case-sensitive: `B` before `a`, `é` after `z`), on every backend.
     #[param(
         example = "-release_date,title",
-        pattern = r"^-?(id|title|release_date|distance|created_at)(,-?(id|title|release_date|distance|created_at))*$"
+        pattern = r"^(?!(.*,)?-?(id|title|release_date|distance|created_at)(,.*)?,-?\2(,|$))-?(id|title|release_date|distance|created_at)(,-?(id|title|release_date|distance|created_at))*$"
     )]
     pub sort: Option<String>,
     /// `next_cursor` of a previous response with the same `sort` and filters.
@@ -209,8 +272,9 @@ pub struct SongListParams {
     /// Released on or before this date (`YYYY-MM-DD`); excludes songs without a date.
     #[param(value_type = Option<String>, format = Date)]
     pub released_to: Option<String>,
-    /// `artist` embeds each song's artist (`{id, name}` or null), read in the same query.
-    #[param(example = "artist", pattern = "^artist$")]
+    /// `artist` embeds each song's artist (`{id, name}` or null), read in the same query;
+    /// empty is the same as absent.
+    #[param(example = "artist", pattern = "^(artist)?$")]
     pub include: Option<String>,
 }
 
@@ -227,7 +291,7 @@ pub struct ArtistSongsParams {
     pub page_size: Option<String>,
     /// As for `GET /v1/songs`.
     #[param(
-        pattern = r"^-?(id|title|release_date|distance|created_at)(,-?(id|title|release_date|distance|created_at))*$"
+        pattern = r"^(?!(.*,)?-?(id|title|release_date|distance|created_at)(,.*)?,-?\2(,|$))-?(id|title|release_date|distance|created_at)(,-?(id|title|release_date|distance|created_at))*$"
     )]
     pub sort: Option<String>,
     /// `next_cursor` of a previous response with the same `sort` and filters.
@@ -242,8 +306,8 @@ pub struct ArtistSongsParams {
     /// Released on or before this date (`YYYY-MM-DD`).
     #[param(value_type = Option<String>, format = Date)]
     pub released_to: Option<String>,
-    /// `artist` embeds the artist in each song.
-    #[param(pattern = "^artist$")]
+    /// `artist` embeds the artist in each song; empty is the same as absent.
+    #[param(pattern = "^(artist)?$")]
     pub include: Option<String>,
 }
 
@@ -363,7 +427,7 @@ pub async fn create_song(
 /// Reads a song; `If-None-Match` with its current tag gives 304.
 #[utoipa::path(get, path = "/v1/songs/{id}", tag = "songs",
     params(("id" = i64, Path, description = "Song id, 1–2147483647", minimum = 1, maximum = 2147483647),
-        ("If-None-Match" = Option<String>, Header, nullable = false, description = "Entity tags the client already has", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "Entity tags the client already has", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
     responses(
         (status = 200, description = "The song", body = SongOut, headers(("ETag" = String, description = "Entity tag"))),
         (status = 304, description = "Unchanged since the given tag"),
@@ -386,26 +450,28 @@ pub async fn get_song(
 }
 
 /// Replaces a song; never creates one (404 for an unknown id). Absent optional fields
-/// become null.
-#[utoipa::path(put, path = "/v1/songs/{id}", tag = "songs", request_body = SongInput,
+/// become null. The body may be the song's own GET representation (`id` must then be the
+/// path id; timestamps are ignored).
+#[utoipa::path(put, path = "/v1/songs/{id}", tag = "songs", request_body = SongReplace,
     params(("id" = i64, Path, description = "Song id, 1–2147483647", minimum = 1, maximum = 2147483647),
-        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
     responses(
         (status = 200, description = "The replaced song", body = SongOut, headers(("ETag" = String, description = "New entity tag"))),
         (status = 400, description = "Malformed JSON or If-Match", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such song, or no such artist", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match did not match; nothing changed", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid id or field", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid id or field, or a body `id` other than the path id", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn replace_song(
     State(store): State<DynStore>,
     _editor: Editor,
     ApiPath(id): ApiPath<SongId>,
     if_match: IfMatch,
-    ApiJson(input): ApiJson<SongInput>,
+    ApiJson(input): ApiJson<SongReplace>,
 ) -> Result<Tagged<SongOut>, ApiError> {
-    let new = NewSong::parse(input.fields())?;
+    let body_id = input.id.map(|n| n.0);
+    let new = same_id(body_id, id.get(), NewSong::parse(input.fields()))?;
     let song = store
         .replace_song(id, &new, if_match.expected(id.get()).as_ref())
         .await?;
@@ -418,7 +484,7 @@ pub async fn replace_song(
         (SongPatch = "application/merge-patch+json"),
         (SongPatch = "application/json"))),
     params(("id" = i64, Path, description = "Song id, 1–2147483647", minimum = 1, maximum = 2147483647),
-        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
     responses(
         (status = 200, description = "The patched song", body = SongOut, headers(("ETag" = String, description = "New entity tag"))),
         (status = 400, description = "Malformed JSON or If-Match", body = Problem, content_type = "application/problem+json"),
@@ -444,7 +510,7 @@ pub async fn patch_song(
 /// Deletes a song.
 #[utoipa::path(delete, path = "/v1/songs/{id}", tag = "songs",
     params(("id" = i64, Path, description = "Song id, 1–2147483647", minimum = 1, maximum = 2147483647),
-        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Malformed If-Match", body = Problem, content_type = "application/problem+json"),
