@@ -247,10 +247,16 @@ pub struct AuthSettings {
     /// development and test a random one is made at start-up when unset (tokens then do
     /// not survive a restart).
     pub jwt_secret: Option<SecretString>,
+    /// HS256 only: the secret being rotated out. Tokens it signed are still accepted (under
+    /// the same rules); nothing is signed with it. At least 32 bytes when set.
+    pub jwt_previous_secret: Option<SecretString>,
     /// PEM private key (PKCS#8) for EdDSA or RS256.
     pub jwt_private_key_file: Option<PathBuf>,
     /// PEM public key (SPKI) for EdDSA or RS256.
     pub jwt_public_key_file: Option<PathBuf>,
+    /// EdDSA or RS256 only: the public key of the pair being rotated out; tokens its
+    /// private key signed are still accepted, with the same algorithm and rules.
+    pub jwt_previous_public_key_file: Option<PathBuf>,
     /// `iss` of issued tokens, and the only one accepted.
     pub issuer: String,
     /// `aud` of issued tokens, and the only one accepted.
