@@ -1,7 +1,8 @@
 //! Access tokens: JWTs with the claims `sub, role, iat, nbf, exp, iss, aud, jti` (API.md),
 //! signed with exactly one algorithm. Verification pins that algorithm, the issuer and the
 //! audience, requires every time claim, and allows 30 s of clock skew; anything else is
-//! [`AuthError::InvalidToken`].
+//! [`AuthError::InvalidToken`]. During a key rotation a second, verification-only key (the
+//! previous one) is tried after the current one, under the same rules; it never signs.
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -62,6 +63,8 @@ pub struct TokenKeys {
     algorithm: Algorithm,
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// The key being rotated out: verifies, never signs.
+    previous: Option<DecodingKey>,
     issuer: String,
     audience: String,
     ttl_secs: u64,
@@ -73,6 +76,7 @@ impl std::fmt::Debug for TokenKeys {
             .field("algorithm", &self.algorithm)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
+            .field("has_previous_key", &self.previous.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -89,20 +93,25 @@ impl TokenKeys {
         let ttl = auth.access_ttl_secs;
         match auth.jwt_algorithm {
             JwtAlgorithm::Hs256 => {
-                if let Some(secret) = &auth.jwt_secret {
-                    return Self::hs256(secret, &auth.issuer, &auth.audience, ttl);
+                let keys = if let Some(secret) = &auth.jwt_secret {
+                    Self::hs256(secret, &auth.issuer, &auth.audience, ttl)?
+                } else {
+                    tracing::warn!(
+                        "auth.jwt_secret is not set: signing with a random key; tokens end \
+                         with this process"
+                    );
+                    let random = URL_SAFE_NO_PAD.encode(super::secret::random_bytes::<48>()?);
+                    Self::hs256(
+                        &SecretString::from(random),
+                        &auth.issuer,
+                        &auth.audience,
+                        ttl,
+                    )?
+                };
+                match &auth.jwt_previous_secret {
+                    Some(previous) => keys.with_previous_secret(previous),
+                    None => Ok(keys),
                 }
-                tracing::warn!(
-                    "auth.jwt_secret is not set: signing with a random key; tokens end with \
-                     this process"
-                );
-                let random = URL_SAFE_NO_PAD.encode(super::secret::random_bytes::<48>()?);
-                Self::hs256(
-                    &SecretString::from(random),
-                    &auth.issuer,
-                    &auth.audience,
-                    ttl,
-                )
             }
             JwtAlgorithm::EdDsa | JwtAlgorithm::Rs256 => {
                 let read = |path: Option<&PathBuf>, setting: &str| -> anyhow::Result<Vec<u8>> {
@@ -122,14 +131,22 @@ impl TokenKeys {
                 } else {
                     Algorithm::RS256
                 };
-                Self::key_pair(
+                let keys = Self::key_pair(
                     algorithm,
                     &private,
                     &public,
                     &auth.issuer,
                     &auth.audience,
                     ttl,
-                )
+                )?;
+                match &auth.jwt_previous_public_key_file {
+                    Some(path) => {
+                        let previous = std::fs::read(path)
+                            .context("reading auth.jwt_previous_public_key_file")?;
+                        keys.with_previous_public_key(&previous)
+                    }
+                    None => Ok(keys),
+                }
             }
         }
     }
@@ -170,6 +187,7 @@ impl TokenKeys {
                     "auth.jwt_public_key_file is not a PEM public key for {algorithm:?}"
                 )
             })?,
+            previous: None,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             ttl_secs,
@@ -184,6 +202,48 @@ impl TokenKeys {
             )
         })?;
         Ok(keys)
+    }
+
+    /// These keys, also accepting HS256 tokens signed with `previous` (the secret being
+    /// rotated out; at least 32 bytes). Tokens are still signed with the current secret.
+    ///
+    /// # Errors
+    /// Keys that are not HS256, or a previous secret shorter than [`MIN_SECRET_BYTES`]; the
+    /// message names the setting, never the secret.
+    pub fn with_previous_secret(mut self, previous: &SecretString) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            self.algorithm == Algorithm::HS256,
+            "auth.jwt_previous_secret is for HS256 only"
+        );
+        let bytes = previous.expose_secret().as_bytes();
+        anyhow::ensure!(
+            bytes.len() >= MIN_SECRET_BYTES,
+            "auth.jwt_previous_secret must be at least {MIN_SECRET_BYTES} bytes"
+        );
+        self.previous = Some(DecodingKey::from_secret(bytes));
+        tracing::info!("auth: also accepting access tokens signed with the previous key");
+        Ok(self)
+    }
+
+    /// These keys, also accepting tokens signed by the private key whose PEM (SPKI) public
+    /// key is `previous_pem` (the pair being rotated out), with the same algorithm.
+    ///
+    /// # Errors
+    /// HS256 keys, or a PEM that is not a public key for this algorithm.
+    pub fn with_previous_public_key(mut self, previous_pem: &[u8]) -> anyhow::Result<Self> {
+        let algorithm = self.algorithm;
+        let decoding = match algorithm {
+            Algorithm::EdDSA => DecodingKey::from_ed_pem(previous_pem),
+            Algorithm::RS256 => DecodingKey::from_rsa_pem(previous_pem),
+            _ => anyhow::bail!("auth.jwt_previous_public_key_file is for EdDSA and RS256 only"),
+        };
+        self.previous = Some(decoding.map_err(|_| {
+            anyhow::anyhow!(
+                "auth.jwt_previous_public_key_file is not a PEM public key for {algorithm:?}"
+            )
+        })?);
+        tracing::info!("auth: also accepting access tokens signed with the previous key");
+        Ok(self)
     }
 
     /// The signing algorithm.
@@ -216,6 +276,7 @@ impl TokenKeys {
             algorithm: Algorithm::HS256,
             encoding: EncodingKey::from_secret(bytes),
             decoding: DecodingKey::from_secret(bytes),
+            previous: None,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             ttl_secs,
@@ -258,7 +319,12 @@ impl TokenKeys {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECS;
+        // The previous key gets exactly the same validation: only the key differs.
         let claims = decode::<Claims>(token, &self.decoding, &validation)
+            .or_else(|error| match &self.previous {
+                Some(previous) => decode::<Claims>(token, previous, &validation),
+                None => Err(error),
+            })
             .map_err(|_| AuthError::InvalidToken)?
             .claims;
         let user_id = claims.sub.parse().map_err(|_| AuthError::InvalidToken)?;
@@ -516,5 +582,122 @@ mod tests {
 
         assert!(error.contains("auth.jwt_secret"));
         assert!(!error.contains("short-secret"));
+    }
+
+    #[test]
+    fn the_previous_secret_verifies_but_never_signs() {
+        let old = keys().issue(5, Role::Editor).unwrap();
+        let new_secret = SecretString::from("the new secret, also at least 32 bytes".to_owned());
+        let rotating = TokenKeys::hs256(&new_secret, "starsongs", "starsongs-api", 900)
+            .unwrap()
+            .with_previous_secret(&SecretString::from(SECRET.to_owned()))
+            .unwrap();
+        let rotated = TokenKeys::hs256(&new_secret, "starsongs", "starsongs-api", 900).unwrap();
+        let now = unix_now();
+        let hs256 = Header::new(Algorithm::HS256);
+
+        let issued = rotating.issue(6, Role::Viewer).unwrap();
+
+        assert_eq!(
+            rotating.verify(old.token.expose_secret()).unwrap().user_id,
+            5
+        );
+        assert!(rotated.verify(old.token.expose_secret()).is_err());
+        assert!(
+            rotated.verify(issued.token.expose_secret()).is_ok(),
+            "new tokens must be signed with the current secret"
+        );
+        assert!(keys().verify(issued.token.expose_secret()).is_err());
+        // The previous key gets every strict check the current one does.
+        for (name, token) in [
+            (
+                "expired",
+                sign(&hs256, &claims(json!({"exp": now - 31})), SECRET),
+            ),
+            (
+                "wrong issuer",
+                sign(&hs256, &claims(json!({"iss": "evil"})), SECRET),
+            ),
+            (
+                "wrong audience",
+                sign(&hs256, &claims(json!({"aud": "other"})), SECRET),
+            ),
+            (
+                "other algorithm",
+                sign(&Header::new(Algorithm::HS512), &claims(json!({})), SECRET),
+            ),
+        ] {
+            assert!(
+                matches!(rotating.verify(&token), Err(AuthError::InvalidToken)),
+                "{name} was accepted with the previous secret"
+            );
+        }
+    }
+
+    #[test]
+    fn short_previous_secrets_and_wrong_algorithms_are_refused() {
+        let short = keys()
+            .with_previous_secret(&SecretString::from("short-previous".to_owned()))
+            .unwrap_err()
+            .to_string();
+        let eddsa = TokenKeys::key_pair(
+            Algorithm::EdDSA,
+            &fixture("ed25519-private.pem"),
+            &fixture("ed25519-public.pem"),
+            "i",
+            "a",
+            60,
+        )
+        .unwrap();
+
+        assert!(short.contains("auth.jwt_previous_secret"), "{short}");
+        assert!(!short.contains("short-previous"), "{short}");
+        assert!(
+            keys()
+                .with_previous_public_key(&fixture("ed25519-public.pem"))
+                .is_err()
+        );
+        assert!(
+            eddsa
+                .with_previous_public_key(&fixture("rsa-public.pem"))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_previous_public_key_verifies_the_old_pairs_tokens() {
+        let pair = |private: &str, public: &str| {
+            TokenKeys::key_pair(
+                Algorithm::EdDSA,
+                &fixture(private),
+                &fixture(public),
+                "starsongs",
+                "starsongs-api",
+                900,
+            )
+            .unwrap()
+        };
+        let old = pair(
+            "ed25519-previous-private.pem",
+            "ed25519-previous-public.pem",
+        )
+        .issue(3, Role::Admin)
+        .unwrap();
+        let rotating = pair("ed25519-private.pem", "ed25519-public.pem")
+            .with_previous_public_key(&fixture("ed25519-previous-public.pem"))
+            .unwrap();
+        let rotated = pair("ed25519-private.pem", "ed25519-public.pem");
+
+        assert_eq!(
+            rotating.verify(old.token.expose_secret()).unwrap().user_id,
+            3
+        );
+        assert!(rotated.verify(old.token.expose_secret()).is_err());
+        assert!(
+            rotating
+                .verify(keys().issue(3, Role::Admin).unwrap().token.expose_secret())
+                .is_err(),
+            "an HS256 token must not pass as EdDSA"
+        );
     }
 }

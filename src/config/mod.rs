@@ -251,10 +251,16 @@ pub struct AuthSettings {
     /// development and test a random one is made at start-up when unset (tokens then do
     /// not survive a restart).
     pub jwt_secret: Option<SecretString>,
+    /// HS256 only: the secret being rotated out. Tokens it signed are still accepted (under
+    /// the same rules); nothing is signed with it. At least 32 bytes when set.
+    pub jwt_previous_secret: Option<SecretString>,
     /// PEM private key (PKCS#8) for EdDSA or RS256.
     pub jwt_private_key_file: Option<PathBuf>,
     /// PEM public key (SPKI) for EdDSA or RS256.
     pub jwt_public_key_file: Option<PathBuf>,
+    /// EdDSA or RS256 only: the public key of the pair being rotated out; tokens its
+    /// private key signed are still accepted, with the same algorithm and rules.
+    pub jwt_previous_public_key_file: Option<PathBuf>,
     /// `iss` of issued tokens, and the only one accepted.
     pub issuer: String,
     /// `aud` of issued tokens, and the only one accepted.
@@ -612,5 +618,193 @@ mod tests {
         let debug = format!("{settings:?}");
 
         assert!(!debug.contains("secret-password-in-url"), "{debug}");
+    }
+
+    /// The fields a settings struct accepts, read from its `deny_unknown_fields` error
+    /// (`unknown field ..., expected one of ...`): this lists optional settings too,
+    /// which `default.toml` leaves out. `section` is dotted (`server.tls`), empty for the
+    /// top level.
+    fn fields_of(section: &str) -> Vec<String> {
+        let probe = if section.is_empty() {
+            "STARSONGS__ZZ_PROBE__KEY".to_owned()
+        } else {
+            format!(
+                "STARSONGS__{}__ZZ_PROBE",
+                section.replace('.', "__").to_uppercase()
+            )
+        };
+        let error = format!(
+            "{:#}",
+            Settings::load_from(&vars(&[(probe.as_str(), "1")])).unwrap_err()
+        );
+        // serde: "expected `a`", "expected `a` or `b`", "expected one of `a`, `b`, ...";
+        // config appends " for key `section`".
+        let expected = error
+            .split_once("`, expected ")
+            .unwrap_or_else(|| panic!("no field list in: {error}"))
+            .1;
+        let expected = expected.split(" for key ").next().unwrap_or_default();
+        expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Every leaf setting of the `Settings` tree, dotted, with its `default.toml` value.
+    fn code_settings() -> Vec<(String, Option<serde_json::Value>)> {
+        let defaults: serde_json::Value = Config::builder()
+            .add_source(File::from_str(BUILT_IN[0].1, FileFormat::Toml))
+            .build()
+            .and_then(Config::try_deserialize)
+            .unwrap();
+        let mut leaves = Vec::new();
+        let mut sections = vec![String::new()];
+        while let Some(section) = sections.pop() {
+            for field in fields_of(&section) {
+                let dotted = if section.is_empty() {
+                    field
+                } else {
+                    format!("{section}.{field}")
+                };
+                let default = dotted
+                    .split('.')
+                    .try_fold(&defaults, |value, key| value.get(key))
+                    .cloned();
+                match default {
+                    Some(serde_json::Value::Object(_)) => sections.push(dotted),
+                    other => leaves.push((dotted, other)),
+                }
+            }
+        }
+        leaves.sort_by(|a, b| a.0.cmp(&b.0));
+        leaves
+    }
+
+    /// `(setting, default, environment variable cell)` of each row of README's settings
+    /// table.
+    fn readme_settings() -> Vec<(String, String, String)> {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split_once("\n### Settings\n")
+            .unwrap()
+            .1
+            .split("\n#")
+            .next()
+            .unwrap();
+        table
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split(" | ").map(str::trim).collect();
+                let is_setting_row = line.starts_with("| `")
+                    && cells.len() >= 4
+                    && cells[2].contains("`STARSONGS__");
+                is_setting_row.then(|| {
+                    (
+                        cells[0]
+                            .trim_start_matches("| ")
+                            .trim_matches('`')
+                            .to_owned(),
+                        cells[1].to_owned(),
+                        cells[2].to_owned(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// How README writes a `default.toml` value: backticked, strings without quotes.
+    fn as_documented(value: &serde_json::Value) -> String {
+        match value {
+            serde_json::Value::String(text) => format!("`{text}`"),
+            serde_json::Value::Number(n) if n.is_f64() => format!("`{:?}`", n.as_f64().unwrap()),
+            other => format!("`{other}`"),
+        }
+    }
+
+    fn variable_of(setting: &str) -> String {
+        format!("STARSONGS__{}", setting.replace('.', "__").to_uppercase())
+    }
+
+    #[test]
+    fn readme_documents_every_setting_with_its_default_and_variable() {
+        let code = code_settings();
+        let readme = readme_settings();
+        let documented: HashMap<&str, (&str, &str)> = readme
+            .iter()
+            .map(|(s, d, v)| (s.as_str(), (d.as_str(), v.as_str())))
+            .collect();
+
+        assert!(code.len() > 50, "the field probe found too few: {code:?}");
+        let mut problems = Vec::new();
+        for (setting, default) in &code {
+            let Some((readme_default, variable)) = documented.get(setting.as_str()) else {
+                problems.push(format!("{setting}: missing from README's settings table"));
+                continue;
+            };
+            if !variable.contains(&format!("`{}`", variable_of(setting))) {
+                problems.push(format!("{setting}: variable {variable}"));
+            }
+            match default {
+                Some(value) if *readme_default != as_documented(value) => problems.push(format!(
+                    "{setting}: README default {readme_default}, default.toml {}",
+                    as_documented(value)
+                )),
+                None if readme_default.starts_with('`') => problems.push(format!(
+                    "{setting}: README default {readme_default}, none in default.toml"
+                )),
+                _ => {}
+            }
+        }
+        for (setting, _, _) in &readme {
+            if !code.iter().any(|(s, _)| s == setting) {
+                problems.push(format!("{setting}: in README but not a setting"));
+            }
+        }
+
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn deployment_files_name_only_real_settings() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let settings: Vec<String> = code_settings().into_iter().map(|(s, _)| s).collect();
+        let mut files = vec![format!("{root}/compose.yaml")];
+        for dir in ["helm/starsongs", "helm/starsongs/templates"] {
+            for entry in std::fs::read_dir(format!("{root}/{dir}")).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                let is_values = dir.ends_with("templates") || name.starts_with("values");
+                if path.is_file() && is_values {
+                    files.push(path.to_string_lossy().into_owned());
+                }
+            }
+        }
+        let mut problems = Vec::new();
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap();
+            for (start, _) in text.match_indices("STARSONGS__") {
+                let name: String = text[start..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                // The documented pattern, not a variable.
+                if name == "STARSONGS__SECTION__KEY" {
+                    continue;
+                }
+                let variable = if secrets::is_file_variable(&name) {
+                    name.trim_end_matches("_FILE")
+                } else {
+                    name.as_str()
+                };
+                if !settings.iter().any(|s| variable_of(s) == variable) {
+                    problems.push(format!("{file}: {name} is not a setting"));
+                }
+            }
+        }
+
+        assert!(files.len() > 3, "{files:?}");
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
 }

@@ -7,10 +7,14 @@ use std::collections::HashMap;
 use anyhow::Context;
 
 /// Secret settings as `(dotted name, environment variable)`.
-const SECRET_SETTINGS: [(&str, &str); 4] = [
+const SECRET_SETTINGS: [(&str, &str); 5] = [
     ("sentry.dsn", "STARSONGS__SENTRY__DSN"),
     ("database.url", "STARSONGS__DATABASE__URL"),
     ("auth.jwt_secret", "STARSONGS__AUTH__JWT_SECRET"),
+    (
+        "auth.jwt_previous_secret",
+        "STARSONGS__AUTH__JWT_PREVIOUS_SECRET",
+    ),
     ("rate_limit.redis_url", "STARSONGS__RATE_LIMIT__REDIS_URL"),
 ];
 

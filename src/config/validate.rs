@@ -200,6 +200,18 @@ impl Settings {
                     "must be set in production (STARSONGS__AUTH__JWT_SECRET or \
                      STARSONGS__AUTH__JWT_SECRET_FILE)",
                 );
+                check(
+                    auth.jwt_previous_secret
+                        .as_ref()
+                        .is_none_or(|s| s.expose_secret().len() >= MIN_SECRET_BYTES),
+                    "auth.jwt_previous_secret",
+                    "must be at least 32 bytes",
+                );
+                check(
+                    auth.jwt_previous_public_key_file.is_none(),
+                    "auth.jwt_previous_public_key_file",
+                    "is for EdDSA and RS256 only (with HS256 use auth.jwt_previous_secret)",
+                );
             }
             JwtAlgorithm::EdDsa | JwtAlgorithm::Rs256 => {
                 check(
@@ -215,6 +227,19 @@ impl Settings {
                         .is_some_and(|p| p.is_file()),
                     "auth.jwt_public_key_file",
                     "must name a readable PEM file for EdDSA and RS256",
+                );
+                check(
+                    auth.jwt_previous_public_key_file
+                        .as_ref()
+                        .is_none_or(|p| p.is_file()),
+                    "auth.jwt_previous_public_key_file",
+                    "must name a readable PEM file when set",
+                );
+                check(
+                    auth.jwt_previous_secret.is_none(),
+                    "auth.jwt_previous_secret",
+                    "is for HS256 only (with EdDSA and RS256 use \
+                     auth.jwt_previous_public_key_file)",
                 );
             }
         }
@@ -449,5 +474,82 @@ mod tests {
         ] {
             assert_eq!(is_origin(origin), ok, "{origin}");
         }
+    }
+
+    #[test]
+    fn short_previous_jwt_secrets_are_refused_in_production_by_name() {
+        let error = load(&[
+            ("STARSONGS_ENV", "production"),
+            ("DATABASE_URL", "sqlite:///var/lib/starsongs/starsongs.db"),
+            (
+                "STARSONGS__AUTH__JWT_SECRET",
+                "a production secret of at least 32 bytes",
+            ),
+            ("STARSONGS__AUTH__JWT_PREVIOUS_SECRET", "old-and-too-short"),
+        ])
+        .unwrap_err();
+
+        assert!(
+            error.contains("auth.jwt_previous_secret: must be at least 32 bytes"),
+            "{error}"
+        );
+        assert!(!error.contains("old-and-too-short"), "{error}");
+    }
+
+    #[test]
+    fn previous_keys_must_match_the_algorithm() {
+        let hs256 = load(&[(
+            "STARSONGS__AUTH__JWT_PREVIOUS_PUBLIC_KEY_FILE",
+            "/nonexistent.pem",
+        )])
+        .unwrap_err();
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt");
+        let private = format!("{fixtures}/ed25519-private.pem");
+        let public = format!("{fixtures}/ed25519-public.pem");
+        let eddsa = load(&[
+            ("STARSONGS__AUTH__JWT_ALGORITHM", "EdDSA"),
+            ("STARSONGS__AUTH__JWT_PRIVATE_KEY_FILE", &private),
+            ("STARSONGS__AUTH__JWT_PUBLIC_KEY_FILE", &public),
+            (
+                "STARSONGS__AUTH__JWT_PREVIOUS_SECRET",
+                "a previous secret of at least 32 bytes",
+            ),
+            (
+                "STARSONGS__AUTH__JWT_PREVIOUS_PUBLIC_KEY_FILE",
+                "/nonexistent.pem",
+            ),
+        ])
+        .unwrap_err();
+
+        assert!(
+            hs256.contains("auth.jwt_previous_public_key_file: is for EdDSA"),
+            "{hs256}"
+        );
+        assert!(
+            eddsa.contains("auth.jwt_previous_secret: is for HS256"),
+            "{eddsa}"
+        );
+        assert!(
+            eddsa.contains("auth.jwt_previous_public_key_file: must name a readable"),
+            "{eddsa}"
+        );
+    }
+
+    #[test]
+    fn the_previous_jwt_secret_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwt-previous");
+        std::fs::write(&file, "an old file secret, at least 32 bytes\n").unwrap();
+
+        let settings = load(&[(
+            "STARSONGS__AUTH__JWT_PREVIOUS_SECRET_FILE",
+            file.to_str().unwrap(),
+        )])
+        .unwrap();
+
+        assert_eq!(
+            settings.auth.jwt_previous_secret.unwrap().expose_secret(),
+            "an old file secret, at least 32 bytes"
+        );
     }
 }

@@ -635,3 +635,86 @@ async fn eddsa_keys_from_files_sign_tokens_others_can_verify_with_the_public_key
     // Algorithm confusion: HS256 "signed" with the public key is refused.
     invalid_token(me(&app, &hs256).await, "HS256 with the public key").await;
 }
+
+/// An HS256 token for `user_id`, signed with `secret`, valid for ten minutes.
+fn hs256_token(user_id: i64, secret: &str) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": user_id.to_string(), "role": "viewer", "iat": now(), "nbf": now(),
+                "exp": now() + 600, "iss": "starsongs", "aud": "starsongs-api", "jti": "k"}),
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn tokens_signed_with_the_previous_secret_work_until_it_is_removed() {
+    const NEW_SECRET: &str = "test-only new HS256 secret after rotation";
+    const UNRELATED: &str = "test-only unrelated secret, never configured";
+    // The old deployment signs with JWT_SECRET.
+    let old = TestApp::spawn().await;
+    let (id, old_token) = old.account("rotated", Role::Viewer).await;
+    let unrelated = hs256_token(id, UNRELATED);
+
+    let rotating = old
+        .replica(&[
+            ("STARSONGS__AUTH__JWT_SECRET", NEW_SECRET),
+            ("STARSONGS__AUTH__JWT_PREVIOUS_SECRET", JWT_SECRET),
+        ])
+        .await;
+    let rotated = old
+        .replica(&[("STARSONGS__AUTH__JWT_SECRET", NEW_SECRET)])
+        .await;
+    let (new_token, _) = pair(login(&rotating, "rotated", PASSWORD).await).await;
+
+    assert_eq!(me(&rotating, &old_token).await.status(), StatusCode::OK);
+    invalid_token(me(&rotating, &unrelated).await, "unrelated, rotating").await;
+    invalid_token(me(&rotated, &old_token).await, "old, previous removed").await;
+    invalid_token(me(&rotated, &unrelated).await, "unrelated, rotated").await;
+    // New tokens are signed with the new secret only.
+    assert_eq!(me(&rotated, &new_token).await.status(), StatusCode::OK);
+    invalid_token(me(&old, &new_token).await, "new token, old secret only").await;
+}
+
+#[tokio::test]
+async fn tokens_of_the_previous_key_pair_work_until_its_public_key_is_removed() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt");
+    let old_private = format!("{fixtures}/ed25519-previous-private.pem");
+    let old_public = format!("{fixtures}/ed25519-previous-public.pem");
+    let new_private = format!("{fixtures}/ed25519-private.pem");
+    let new_public = format!("{fixtures}/ed25519-public.pem");
+    let eddsa = ("STARSONGS__AUTH__JWT_ALGORITHM", "EdDSA");
+    let old = TestApp::spawn_with(&[
+        eddsa,
+        ("STARSONGS__AUTH__JWT_PRIVATE_KEY_FILE", &old_private),
+        ("STARSONGS__AUTH__JWT_PUBLIC_KEY_FILE", &old_public),
+    ])
+    .await;
+    let (id, old_token) = old.account("rotated", Role::Viewer).await;
+    // HS256 "signed" with the previous public key's bytes: algorithm confusion.
+    let confused = hs256_token(id, &std::fs::read_to_string(&old_public).unwrap());
+
+    let rotating = old
+        .replica(&[
+            eddsa,
+            ("STARSONGS__AUTH__JWT_PRIVATE_KEY_FILE", &new_private),
+            ("STARSONGS__AUTH__JWT_PUBLIC_KEY_FILE", &new_public),
+            ("STARSONGS__AUTH__JWT_PREVIOUS_PUBLIC_KEY_FILE", &old_public),
+        ])
+        .await;
+    let rotated = old
+        .replica(&[
+            eddsa,
+            ("STARSONGS__AUTH__JWT_PRIVATE_KEY_FILE", &new_private),
+            ("STARSONGS__AUTH__JWT_PUBLIC_KEY_FILE", &new_public),
+        ])
+        .await;
+
+    assert_eq!(me(&rotating, &old_token).await.status(), StatusCode::OK);
+    invalid_token(
+        me(&rotating, &confused).await,
+        "HS256 with the old public key",
+    )
+    .await;
+    invalid_token(me(&rotated, &old_token).await, "old pair, previous removed").await;
+}

@@ -158,6 +158,16 @@ impl TestApp {
         app
     }
 
+    /// A service on `url`, a restored copy of this instance's database: the copy already
+    /// holds this instance's admin, so its `client` sends the same admin token.
+    pub async fn spawn_on_copy(&self, url: &str, overrides: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        let mut app = Self::start(&path, url, overrides, Some(self.admin_token.clone())).await;
+        app._dir = Some(dir);
+        app
+    }
+
     /// A second instance on the same database, as another replica behind a load balancer
     /// would be; its `client` uses the same admin token.
     pub async fn replica(&self, overrides: &[(&str, &str)]) -> Self {

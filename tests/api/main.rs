@@ -20,6 +20,7 @@ mod mssql;
 mod observability;
 mod postgres;
 mod replicas;
+mod restore;
 #[path = "../support/server_db.rs"]
 mod server_db;
 mod shutdown;
