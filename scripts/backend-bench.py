@@ -348,6 +348,8 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--threads", type=int, default=16, help="concurrent clients while loading")
     ap.add_argument("--keep-db", action="store_true", help="keep the PostgreSQL database")
+    ap.add_argument("--restart-after-load", action="store_true",
+                    help="restart both services after the load (SQLite checkpoints its WAL on a clean stop)")
     ap.add_argument("--no-restart", action="store_true",
                     help="do not restart the services (fresh pools) before the write scenario")
     ap.add_argument("--json", help="also write all results to this file")
@@ -401,6 +403,14 @@ def main():
         sampling.set()
         out["sqlite_db_bytes"] = os.path.getsize(f"{a.workdir}/bench.db")
         out["sqlite_wal_max_bytes"] = wal_max[0]
+        rss = {n: 0.0 for n in services}
+        if a.restart_after_load:
+            # A clean stop checkpoints SQLite's WAL into the file and removes it.
+            for n, s in services.items():
+                rss[n] = max(rss[n], rss_hwm_kib(s.proc.pid) / 1024)
+                s.restart()
+                s.login()
+            out["sqlite_db_bytes_after_restart"] = os.path.getsize(f"{a.workdir}/bench.db")
 
         # The same logical data on both: totals and the artist of a song.
         for name, s in services.items():
@@ -443,7 +453,6 @@ def main():
         ]
         stuck_sql = ("select count(*) from pg_stat_activity where application_name = 'starsongs' "
                      f"and datname = '{db}' and state like 'idle in transaction%'")
-        rss = {n: 0.0 for n in services}
         for scen, path, body in scenarios:
             if body is not None and not a.no_restart:
                 # Cancelled requests can leave pooled PostgreSQL connections inside a read-only
@@ -488,7 +497,9 @@ def main():
                   f"retries {l['retries']}, 5xx {l['5xx']})")
         print(f"PostgreSQL database after load: {out['pg_size_bytes'] / 2**20:.0f} MiB; "
               f"SQLite file {out['sqlite_db_bytes'] / 2**20:.0f} MiB, "
-              f"largest WAL during the load {out['sqlite_wal_max_bytes'] / 2**20:.0f} MiB")
+              f"largest WAL during the load {out['sqlite_wal_max_bytes'] / 2**20:.0f} MiB"
+              + (f"; file after restart {out['sqlite_db_bytes_after_restart'] / 2**20:.0f} MiB"
+                 if a.restart_after_load else ""))
         print(f"peak RSS (VmHWM): sqlite {out['rss_mib']['sqlite']:.0f} MiB, "
               f"postgres service {out['rss_mib']['postgres']:.0f} MiB")
         print()
