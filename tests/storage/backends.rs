@@ -13,7 +13,7 @@ use crate::server_db::{MSSQL_URL_VAR, POSTGRES_URL_VAR, TestDatabase, server_url
 /// A store and whatever keeps its database alive.
 pub struct Backend {
     pub store: DynStore,
-    _dir: Option<TempDir>,
+    dir: Option<TempDir>,
     _database: Option<TestDatabase>,
 }
 
@@ -24,6 +24,12 @@ async fn open(url: &str) -> DynStore {
     ]);
     let settings = Settings::load_from(&vars).unwrap();
     storage::connect(&settings.database).await.unwrap()
+}
+
+/// The URL of a SQLite backend's file, for tests that open it directly.
+pub fn sqlite_url(backend: &Backend) -> String {
+    let dir = backend.dir.as_ref().expect("a SQLite backend");
+    format!("sqlite://{}", dir.path().join("contract.db").display())
 }
 
 /// A fresh SQLite file in a temporary directory.
@@ -37,7 +43,7 @@ pub async fn sqlite() -> Option<Backend> {
     store.migrator().up().await.unwrap();
     Some(Backend {
         store,
-        _dir: Some(dir),
+        dir: Some(dir),
         _database: None,
     })
 }
@@ -50,7 +56,7 @@ pub async fn postgres() -> Option<Backend> {
     store.migrator().up().await.unwrap();
     Some(Backend {
         store,
-        _dir: None,
+        dir: None,
         _database: Some(database),
     })
 }
@@ -63,7 +69,7 @@ pub async fn mssql() -> Option<Backend> {
     store.migrator().up().await.unwrap();
     Some(Backend {
         store,
-        _dir: None,
+        dir: None,
         _database: Some(database),
     })
 }

@@ -61,3 +61,24 @@ macro_rules! contract_suite {
 contract_suite!(sqlite);
 contract_suite!(postgres);
 contract_suite!(mssql);
+
+/// Not a contract case: SQLite only, because it breaks the bookkeeping table by hand.
+#[tokio::test]
+async fn pending_count_reports_a_broken_bookkeeping_table_instead_of_zero() {
+    let backend = backends::sqlite().await.unwrap();
+    let store = backend.store.as_ref();
+    assert_eq!(store.migrator().pending_count().await.unwrap(), 0);
+    store.migrator().down_to(0).await.unwrap();
+    let url = backends::sqlite_url(&backend);
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::raw_sql("drop table _sqlx_migrations; create table _sqlx_migrations (broken text)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    let pending = store.migrator().pending_count().await;
+
+    assert!(pending.is_err(), "{pending:?}");
+}
