@@ -179,6 +179,7 @@ refuses() {
     'config: {cors: {allowed_origins: ["*"]}}|config.cors.allowed_origins must not contain'
     'terminationGracePeriodSeconds: 20|terminationGracePeriodSeconds (20) must be greater'
     'config: {auth: {jwt_secret: x}}|jwt_secret'
+    'secret: {existingSecret: "", create: true, databaseUrl: "sqlite:///data/x.db", jwtSecret: lint-only-not-a-secret-0123456789abcdef, previousJwtSecret: true, jwtPreviousSecret: short}|secret.jwtPreviousSecret must be at least 32 bytes'
   )
   local i=0 case out
   for case in "${cases[@]}"; do
@@ -196,6 +197,14 @@ refuses() {
   done
 }
 check "helm template refuses unsafe values" refuses
+rotation() {
+  # During a signing-key rotation the pods read the previous secret from its file.
+  printf 'secret:\n  previousJwtSecret: true\n' > "$WORK/rotation-values.yaml"
+  render rotation "$CHART/values-production.yaml" "$WORK/rotation-values.yaml" \
+    && grep -q "STARSONGS__AUTH__JWT_PREVIOUS_SECRET_FILE" "$WORK/rotation.yaml" \
+    && grep -q "/run/secrets/starsongs/jwt-previous-secret" "$WORK/rotation.yaml"
+}
+check "helm template passes the previous signing key during a rotation" rotation
 check "chart alert rules identical to deploy/prometheus/alerts.yml" \
   cmp "$CHART/files/alerts.yml" deploy/prometheus/alerts.yml
 

@@ -104,6 +104,10 @@ it, development makes a random key at each start).
 - name: STARSONGS__AUTH__JWT_SECRET_FILE
   value: /run/secrets/starsongs/jwt-secret
 {{- end }}
+{{- if .Values.secret.previousJwtSecret }}
+- name: STARSONGS__AUTH__JWT_PREVIOUS_SECRET_FILE
+  value: /run/secrets/starsongs/jwt-previous-secret
+{{- end }}
 {{- if include "starsongs.redisEnabled" . }}
 - name: STARSONGS__RATE_LIMIT__REDIS_URL_FILE
   value: /run/secrets/starsongs/redis-url
@@ -166,6 +170,9 @@ quietly misbehave), so a bad release fails in `helm upgrade`, not in CrashLoopBa
 {{- end }}
 {{- if $v.secret.create }}
 {{- if not $v.secret.databaseUrl }}{{ fail "secret.databaseUrl is required with secret.create" }}{{ end }}
+{{- if and $v.secret.create $v.secret.previousJwtSecret (lt (len (toString $v.secret.jwtPreviousSecret)) 32) }}
+{{- fail "secret.jwtPreviousSecret must be at least 32 bytes while secret.previousJwtSecret is true (auth.jwt_previous_secret)" }}
+{{- end }}
 {{- if and $v.secret.jwtSecret (lt (len (toString $v.secret.jwtSecret)) 32) }}
 {{- fail "secret.jwtSecret must be at least 32 bytes (auth.jwt_secret)" }}
 {{- end }}
