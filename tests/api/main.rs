@@ -21,6 +21,7 @@ mod observability;
 mod postgres;
 mod replicas;
 mod restore;
+mod sandbox;
 #[path = "../support/server_db.rs"]
 mod server_db;
 mod shutdown;
