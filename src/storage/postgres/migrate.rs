@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use sqlx::PgPool;
-use sqlx::migrate::Migrator as SqlxMigrator;
+use sqlx::migrate::{MigrateError, Migrator as SqlxMigrator};
 
 use super::map_error;
 use crate::storage::StoreResult;
@@ -36,6 +36,21 @@ pub const SQL: MigrationSql = [
         include_str!("../../../migrations/postgres/0005_rename_reserved_columns.down.sql"),
     ),
 ];
+
+/// How often a migration run that lost a deadlock or serialization race against live
+/// traffic (the service's own pruning, other replicas' requests) is started again. sqlx
+/// applies each migration in its own transaction, so a lost one left nothing behind.
+const MAX_RUNS: u32 = 3;
+
+/// Whether `error` is a deadlock (40P01) or serialization failure (40001).
+fn lost_a_race(error: &MigrateError) -> bool {
+    match error {
+        MigrateError::Execute(source) | MigrateError::ExecuteMigration(source, _) => {
+            super::sqlstate(source).is_some_and(|code| code == "40P01" || code == "40001")
+        }
+        _ => false,
+    }
+}
 
 /// `(version, checksum, success)` of every applied migration.
 type Applied = Vec<(i64, Vec<u8>, bool)>;
@@ -99,7 +114,17 @@ impl Migrator for PgMigrator {
         check_applied(self.inner.migrations.as_ref(), &before)?;
         // sqlx creates the bookkeeping table under the lock as well (two `create table if
         // not exists` at once can collide in the catalog).
-        self.inner.run(&self.pool).await?;
+        let mut runs = 1;
+        while let Err(error) = self.inner.run(&self.pool).await {
+            if runs == MAX_RUNS || !lost_a_race(&error) {
+                return Err(error.into());
+            }
+            tracing::warn!(
+                db.attempt = runs,
+                "migration lost a deadlock; running it again"
+            );
+            runs += 1;
+        }
         let after = self.applied().await?;
         Ok(after
             .iter()
@@ -111,7 +136,17 @@ impl Migrator for PgMigrator {
     async fn down_to(&self, target: i64) -> anyhow::Result<Vec<i64>> {
         let before = self.applied().await?;
         check_applied(self.inner.migrations.as_ref(), &before)?;
-        self.inner.undo(&self.pool, target).await?;
+        let mut runs = 1;
+        while let Err(error) = self.inner.undo(&self.pool, target).await {
+            if runs == MAX_RUNS || !lost_a_race(&error) {
+                return Err(error.into());
+            }
+            tracing::warn!(
+                db.attempt = runs,
+                "migration lost a deadlock; running it again"
+            );
+            runs += 1;
+        }
         let after = self.applied().await?;
         let mut reverted: Vec<i64> = before
             .iter()
