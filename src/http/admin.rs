@@ -27,7 +27,7 @@ pub fn router(state: AppState) -> Router {
 
 /// The exposition, with pool and process figures sampled now.
 async fn metrics(State(state): State<AppState>) -> Response {
-    let body = telemetry::metrics::render(state.store.pool_stats());
+    let body = telemetry::metrics::render(state.store.pool_stats(), state.store.wal_size_bytes());
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -328,6 +328,10 @@ impl Store for MeteredStore {
         self.inner.pool_stats()
     }
 
+    fn wal_size_bytes(&self) -> Option<u64> {
+        self.inner.wal_size_bytes()
+    }
+
     async fn close(&self) {
         timed("close", self.inner.close()).await
     }

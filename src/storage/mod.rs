@@ -318,6 +318,12 @@ pub trait Store: Send + Sync + 'static {
     fn migrator(&self) -> &dyn Migrator;
     /// Current pool figures.
     fn pool_stats(&self) -> PoolStats;
+
+    /// The size of the write-ahead log in bytes, for backends that keep one in a file the
+    /// service owns (SQLite); `None` elsewhere.
+    fn wal_size_bytes(&self) -> Option<u64> {
+        None
+    }
     /// Closes the pool, waiting for connections in use to be returned.
     async fn close(&self);
 }

@@ -35,6 +35,8 @@ pub const HTTP_REQUESTS_IN_FLIGHT: &str = "http_requests_in_flight";
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
 /// `db_pool_max_connections`
 pub const DB_POOL_MAX_CONNECTIONS: &str = "db_pool_max_connections";
+/// `sqlite_wal_size_bytes` (SQLite only)
+pub const SQLITE_WAL_SIZE_BYTES: &str = "sqlite_wal_size_bytes";
 /// `db_query_duration_seconds`
 pub const DB_QUERY_DURATION_SECONDS: &str = "db_query_duration_seconds";
 /// `rate_limit_rejections_total`
@@ -100,6 +102,10 @@ fn describe() {
     describe_gauge!(HTTP_REQUESTS_IN_FLIGHT, "HTTP requests being served");
     describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections by state");
     describe_gauge!(DB_POOL_MAX_CONNECTIONS, "Database pool maximum size");
+    describe_gauge!(
+        SQLITE_WAL_SIZE_BYTES,
+        "Size of the SQLite write-ahead log file in bytes"
+    );
     describe_histogram!(
         DB_QUERY_DURATION_SECONDS,
         Unit::Seconds,
@@ -125,7 +131,7 @@ fn describe() {
 }
 
 /// The exposition text, with pool gauges and process metrics sampled now.
-pub fn render(pool: PoolStats) -> String {
+pub fn render(pool: PoolStats, wal_size_bytes: Option<u64>) -> String {
     let exporter = EXPORTER.get();
     if let Some(exporter) = exporter {
         exporter.process.collect();
@@ -134,5 +140,12 @@ pub fn render(pool: PoolStats) -> String {
     metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "in_use")
         .set(f64::from(pool.size.saturating_sub(pool.idle)));
     metrics::gauge!(DB_POOL_MAX_CONNECTIONS).set(f64::from(pool.max));
+    if let Some(bytes) = wal_size_bytes {
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "a gauge; exact below 2^53 bytes"
+        )]
+        metrics::gauge!(SQLITE_WAL_SIZE_BYTES).set(bytes as f64);
+    }
     exporter.map_or_else(String::new, |e| e.handle.render())
 }

@@ -456,3 +456,60 @@ pub fn etag(response: &Response) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// Makes a SQLite database file unreadable to connections opened from now on, the way a
+/// failing disk would: the file moves aside and garbage takes its place. `restore` puts
+/// it back. Connections already open keep the real file (same inode), so services using
+/// this run with `database.max_lifetime_secs = 0`, which reopens a connection per use.
+pub struct BrokenSqliteFile {
+    /// `(file, where it went)` for the database, its WAL and its shared-memory index.
+    moved: Vec<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl BrokenSqliteFile {
+    /// Breaks the file a `sqlite://PATH[?...]` URL names.
+    pub fn break_file(database_url: &str) -> Self {
+        let path = database_url
+            .strip_prefix("sqlite://")
+            .and_then(|rest| rest.split('?').next())
+            .map(std::path::PathBuf::from)
+            .expect("a sqlite:// URL");
+        // The WAL and its index go too: pages in the WAL would still be readable.
+        let mut moved = Vec::new();
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.clone().into_os_string();
+            file.push(suffix);
+            let file = std::path::PathBuf::from(file);
+            let mut aside = file.clone().into_os_string();
+            aside.push(".aside");
+            let aside = std::path::PathBuf::from(aside);
+            if std::fs::rename(&file, &aside).is_ok() {
+                moved.push((file, aside));
+            }
+        }
+        std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+        Self { moved }
+    }
+
+    /// Puts the real files back.
+    pub fn restore(self) {
+        for (file, aside) in self.moved {
+            let _ = std::fs::remove_file(&file);
+            std::fs::rename(&aside, &file).unwrap();
+        }
+    }
+}
+
+/// Polls `url` (at most 200 times, 50 ms apart) until it answers `status`; returns the
+/// last response.
+pub async fn poll_until(http: &Client, url: &str, status: StatusCode) -> Response {
+    let mut last = http.get(url).send().await.unwrap();
+    for _ in 0..200 {
+        if last.status() == status {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        last = http.get(url).send().await.unwrap();
+    }
+    last
+}

@@ -10,6 +10,7 @@ mod auth;
 mod browser;
 mod cli;
 mod docs;
+mod durability;
 mod edge;
 mod errors;
 mod harness;

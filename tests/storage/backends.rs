@@ -32,6 +32,12 @@ pub fn sqlite_url(backend: &Backend) -> String {
     format!("sqlite://{}", dir.path().join("contract.db").display())
 }
 
+/// The path of a SQLite backend's file.
+pub fn sqlite_path(backend: &Backend) -> std::path::PathBuf {
+    let dir = backend.dir.as_ref().expect("a SQLite backend");
+    dir.path().join("contract.db")
+}
+
 /// A fresh SQLite file in a temporary directory.
 pub async fn sqlite() -> Option<Backend> {
     let dir = tempfile::tempdir().unwrap();

@@ -6,6 +6,7 @@ mod backends;
 mod cases;
 #[path = "../support/server_db.rs"]
 mod server_db;
+mod sqlite_limits;
 
 /// Instantiates every contract case for one backend as a `#[tokio::test]`.
 macro_rules! contract_suite {

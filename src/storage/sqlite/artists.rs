@@ -89,10 +89,8 @@ pub(super) async fn get(pool: &SqlitePool, id: ArtistId) -> StoreResult<Artist> 
     get_with(&mut conn, id).await
 }
 
-pub(super) async fn insert_with(
-    conn: &mut SqliteConnection,
-    new: &NewArtist,
-) -> StoreResult<Artist> {
+/// Inserts the artist (on the writer's connection, inside its batch).
+pub(super) async fn insert(conn: &mut SqliteConnection, new: &NewArtist) -> StoreResult<Artist> {
     let at = now();
     let row = sqlx::query(
         "insert into artist (name, name_key, version, created_at, updated_at) \
@@ -109,37 +107,27 @@ pub(super) async fn insert_with(
     from_row(&row)
 }
 
-pub(super) async fn insert(pool: &SqlitePool, new: &NewArtist) -> StoreResult<Artist> {
-    let mut conn = pool.acquire().await.map_err(map_error)?;
-    insert_with(&mut conn, new).await
-}
-
 /// Creates the artist at most once per idempotency key (see `idempotency::create_once`).
 pub(super) async fn insert_once(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     new: &NewArtist,
     idempotency: &Idempotency<'_, Artist>,
 ) -> StoreResult<Created<Artist>> {
-    create_once(pool, new, idempotency, |conn, new| {
-        Box::pin(insert_with(conn, new))
+    create_once(conn, new, idempotency, |conn, new| {
+        Box::pin(insert(conn, new))
     })
     .await
 }
 
-/// Reads, checks `If-Match`, computes the replacement and writes it, holding the write
-/// lock throughout (`begin immediate`): concurrent writers queue on `busy_timeout` instead
-/// of overwriting each other.
+/// Reads, checks `If-Match`, computes the replacement and writes it. It runs on the
+/// writer's connection, so no other write comes between the read and the update.
 pub(super) async fn update(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     id: ArtistId,
     expected: Option<&ExpectedVersions>,
-    change: impl Fn(&Artist) -> NewArtist + Send + Sync,
+    change: &(dyn Fn(&Artist) -> NewArtist + Send + Sync),
 ) -> StoreResult<Artist> {
-    let mut tx = pool
-        .begin_with("begin immediate")
-        .await
-        .map_err(map_error)?;
-    let current = get_with(&mut tx, id).await?;
+    let current = get_with(conn, id).await?;
     check_expected(expected, current.version)?;
     let next = change(&current);
     let row = sqlx::query(
@@ -151,42 +139,37 @@ pub(super) async fn update(
     .bind(search_key(next.name.as_str()))
     .bind(now())
     .bind(id.get())
-    .fetch_one(&mut *tx)
+    .fetch_one(conn)
     .await
     .map_err(map_error)?;
-    let artist = from_row(&row)?;
-    tx.commit().await.map_err(map_error)?;
-    Ok(artist)
+    from_row(&row)
 }
 
-/// Deletes the artist (and, with `cascade`, its songs) in one write transaction.
+/// Deletes the artist (and, with `cascade`, its songs); on failure the writer undoes
+/// both.
 pub(super) async fn delete(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     id: ArtistId,
     cascade: bool,
     expected: Option<&ExpectedVersions>,
 ) -> StoreResult<()> {
-    let mut tx = pool
-        .begin_with("begin immediate")
-        .await
-        .map_err(map_error)?;
-    let current = get_with(&mut tx, id).await?;
+    let current = get_with(conn, id).await?;
     check_expected(expected, current.version)?;
     if cascade {
         sqlx::query("delete from song where artist_id = ?")
             .bind(id.get())
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await
             .map_err(map_error)?;
     }
     let deleted = sqlx::query("delete from artist where id = ?")
         .bind(id.get())
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await;
     match deleted {
-        Ok(_) => tx.commit().await.map_err(map_error),
+        Ok(_) => Ok(()),
         Err(error) if is_foreign_key_violation(&error) => {
-            let songs = count_songs(&mut tx, id).await?;
+            let songs = count_songs(conn, id).await?;
             Err(StoreError::Conflict(ConflictKind::ArtistHasSongs {
                 artist: id,
                 songs,

@@ -19,7 +19,7 @@ use crate::storage::{Entity, StoreError, StoreResult};
 
 // ---- refresh tokens ----
 
-async fn insert_refresh_with(
+pub(super) async fn insert_refresh(
     conn: &mut SqliteConnection,
     token: &NewRefreshToken,
 ) -> StoreResult<()> {
@@ -38,11 +38,6 @@ async fn insert_refresh_with(
     .map_err(map_error)
 }
 
-pub(super) async fn insert_refresh(pool: &SqlitePool, token: &NewRefreshToken) -> StoreResult<()> {
-    let mut conn = pool.acquire().await.map_err(map_error)?;
-    insert_refresh_with(&mut conn, token).await
-}
-
 async fn revoke_family(conn: &mut SqliteConnection, family_id: &str) -> StoreResult<()> {
     sqlx::query(
         "update refresh_token set revoked_at = ? where family_id = ? and revoked_at is null",
@@ -55,24 +50,20 @@ async fn revoke_family(conn: &mut SqliteConnection, family_id: &str) -> StoreRes
     .map_err(map_error)
 }
 
-/// Exchanges the token with digest `presented` for one with digest `next_hash`, in one
-/// write transaction, so two concurrent exchanges of one token cannot both succeed.
+/// Exchanges the token with digest `presented` for one with digest `next_hash` on the
+/// writer's connection, so two concurrent exchanges of one token cannot both succeed.
 pub(super) async fn rotate_refresh(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     presented: &SecretDigest,
     next_hash: &SecretDigest,
     next_expires_at: DateTime<Utc>,
 ) -> StoreResult<Rotation> {
-    let mut tx = pool
-        .begin_with("begin immediate")
-        .await
-        .map_err(map_error)?;
     let row = sqlx::query(
         "select t.id, t.family_id, t.user_id, t.expires_at, t.spent_at, t.revoked_at, u.is_active \
          from refresh_token t join app_user u on u.id = t.user_id where t.token_hash = ?",
     )
     .bind(presented.as_str())
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *conn)
     .await
     .map_err(map_error)?;
     let Some(row) = row else {
@@ -90,8 +81,7 @@ pub(super) async fn rotate_refresh(
     if get("spent_at")?.is_some() {
         // A spent token presented again: it was stolen, or a client replayed it. Either
         // way nobody may go on with this login.
-        revoke_family(&mut tx, &family_id).await?;
-        tx.commit().await.map_err(map_error)?;
+        revoke_family(conn, &family_id).await?;
         return Ok(Rotation::Reused);
     }
     let expired = get("expires_at")?.is_none_or(|at| at <= stamp);
@@ -101,11 +91,11 @@ pub(super) async fn rotate_refresh(
     sqlx::query("update refresh_token set spent_at = ? where id = ?")
         .bind(&stamp)
         .bind(token_id)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
         .map_err(map_error)?;
-    insert_refresh_with(
-        &mut tx,
+    insert_refresh(
+        &mut *conn,
         &NewRefreshToken {
             token_hash: next_hash.clone(),
             family_id,
@@ -114,58 +104,47 @@ pub(super) async fn rotate_refresh(
         },
     )
     .await?;
-    let user = super::users::get_in(&mut tx, user_id).await?;
-    tx.commit().await.map_err(map_error)?;
+    let user = super::users::get_in(conn, user_id).await?;
     Ok(Rotation::Rotated(user))
 }
 
 /// Revokes the family of the token with digest `presented`; false if no such token.
 pub(super) async fn revoke_refresh(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     presented: &SecretDigest,
 ) -> StoreResult<bool> {
-    let mut tx = pool
-        .begin_with("begin immediate")
-        .await
-        .map_err(map_error)?;
     let family: Option<String> =
         sqlx::query_scalar("select family_id from refresh_token where token_hash = ?")
             .bind(presented.as_str())
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(map_error)?;
     let Some(family) = family else {
         return Ok(false);
     };
-    revoke_family(&mut tx, &family).await?;
-    tx.commit().await.map_err(map_error)?;
+    revoke_family(conn, &family).await?;
     Ok(true)
 }
 
 /// Deletes expired refresh tokens, tokens revoked over a day ago, and failure counters
 /// older than the lockout window. Returns the number of rows deleted.
-pub(super) async fn prune(pool: &SqlitePool, at: DateTime<Utc>) -> StoreResult<u64> {
+pub(super) async fn prune(conn: &mut SqliteConnection, at: DateTime<Utc>) -> StoreResult<u64> {
     let stamp = timestamp_key(&at);
     let day_ago = timestamp_key(&(at - chrono::Duration::days(1)));
     let window_ago = timestamp_key(&(at - LOGIN_FAILURE_WINDOW));
-    let mut tx = pool
-        .begin_with("begin immediate")
-        .await
-        .map_err(map_error)?;
     let tokens = sqlx::query("delete from refresh_token where expires_at <= ? or revoked_at <= ?")
         .bind(&stamp)
         .bind(&day_ago)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
         .map_err(map_error)?
         .rows_affected();
     let failures = sqlx::query("delete from login_failure where last_failure_at <= ?")
         .bind(&window_ago)
-        .execute(&mut *tx)
+        .execute(conn)
         .await
         .map_err(map_error)?
         .rows_affected();
-    tx.commit().await.map_err(map_error)?;
     Ok(tokens + failures)
 }
 
@@ -201,7 +180,7 @@ pub(super) async fn login_gate(
 /// Counts one failure. Failures are counted in a window that starts at the first failure
 /// and lasts [`LOGIN_FAILURE_WINDOW`]; a failure after the window starts a new count.
 pub(super) async fn record_login_failure(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     username_key: &UsernameKey,
     at: DateTime<Utc>,
 ) -> StoreResult<LoginGate> {
@@ -219,19 +198,19 @@ pub(super) async fn record_login_failure(
     .bind(username_key.as_str())
     .bind(&stamp)
     .bind(&window_start)
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await
     .map_err(map_error)?;
     gate_from_row(Some(&row), at)
 }
 
 pub(super) async fn clear_login_failures(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     username_key: &UsernameKey,
 ) -> StoreResult<()> {
     sqlx::query("delete from login_failure where username_key = ?")
         .bind(username_key.as_str())
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|_| ())
         .map_err(map_error)
@@ -272,7 +251,7 @@ fn key_from_row(row: &SqliteRow) -> StoreResult<ApiKey> {
 }
 
 pub(super) async fn insert_api_key(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     new: &NewApiKey,
     key_hash: &SecretDigest,
     prefix: &str,
@@ -287,7 +266,7 @@ pub(super) async fn insert_api_key(
     .bind(prefix)
     .bind(new.role.as_str())
     .bind(now())
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await
     .map_err(|error| {
         if is_unique_violation(&error) {
@@ -328,10 +307,10 @@ pub(super) async fn find_api_key(
     row.as_ref().map(key_from_row).transpose()
 }
 
-pub(super) async fn delete_api_key(pool: &SqlitePool, id: i64) -> StoreResult<()> {
+pub(super) async fn delete_api_key(conn: &mut SqliteConnection, id: i64) -> StoreResult<()> {
     let deleted = sqlx::query("delete from api_key where id = ?")
         .bind(id)
-        .execute(pool)
+        .execute(conn)
         .await
         .map_err(map_error)?
         .rows_affected();

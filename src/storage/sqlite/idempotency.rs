@@ -3,7 +3,7 @@
 use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{Row, SqliteConnection};
 
 use super::timestamp_key;
 use super::{map_error, now};
@@ -13,25 +13,20 @@ use crate::storage::{StoreError, StoreResult};
 /// The future of one insert on a borrowed connection.
 pub(super) type InsertFuture<'c, T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 'c>>;
 
-/// Claims the key, runs `insert` and saves the rendered response, all in one write
-/// transaction; or replays the response saved for the same request.
+/// Claims the key, runs `insert` and saves the rendered response, all in the writer's
+/// batch (which commits the three together or undoes them); or replays the response
+/// saved for the same request.
 pub(super) async fn create_once<N: Sync, T>(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     new: &N,
     idempotency: &Idempotency<'_, T>,
     insert: impl for<'c> Fn(&'c mut SqliteConnection, &'c N) -> InsertFuture<'c, T>,
 ) -> StoreResult<Created<T>> {
-    let mut tx = pool
-        .begin_with("begin immediate")
-        .await
-        .map_err(map_error)?;
-    if let Claim::Saved(saved) = claim(&mut tx, idempotency).await? {
-        tx.rollback().await.map_err(map_error)?;
+    if let Claim::Saved(saved) = claim(conn, idempotency).await? {
         return Ok(Created::Replayed(saved));
     }
-    let created = insert(&mut tx, new).await?;
-    save(&mut tx, idempotency, &(idempotency.render)(&created)).await?;
-    tx.commit().await.map_err(map_error)?;
+    let created = insert(conn, new).await?;
+    save(conn, idempotency, &(idempotency.render)(&created)).await?;
     Ok(Created::New(created))
 }
 
@@ -43,9 +38,8 @@ enum Claim {
     Saved(SavedResponse),
 }
 
-/// Claims `(principal, key)` in the current write transaction (`begin immediate`): a
-/// concurrent request with the same key waits for the lock and then finds this one's
-/// saved response.
+/// Claims `(principal, key)` on the writer's connection: a concurrent request with the
+/// same key runs after this one and finds its saved response.
 async fn claim<T>(
     conn: &mut SqliteConnection,
     idempotency: &Idempotency<'_, T>,
@@ -118,10 +112,13 @@ async fn save<T>(
 }
 
 /// Deletes keys created before `created_before`.
-pub(super) async fn prune(pool: &SqlitePool, created_before: DateTime<Utc>) -> StoreResult<u64> {
+pub(super) async fn prune(
+    conn: &mut SqliteConnection,
+    created_before: DateTime<Utc>,
+) -> StoreResult<u64> {
     sqlx::query("delete from idempotency_key where created_at < ?")
         .bind(timestamp_key(&created_before))
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|done| done.rows_affected())
         .map_err(map_error)

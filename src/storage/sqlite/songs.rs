@@ -204,7 +204,8 @@ fn write_error(error: sqlx::Error, new: &NewSong) -> StoreError {
     }
 }
 
-pub(super) async fn insert_with(conn: &mut SqliteConnection, new: &NewSong) -> StoreResult<Song> {
+/// Inserts the song (on the writer's connection, inside its batch).
+pub(super) async fn insert(conn: &mut SqliteConnection, new: &NewSong) -> StoreResult<Song> {
     let at = now();
     let sql = format!(
         "insert into song (title, title_key, artist_id, release_date, url, distance, version, \
@@ -225,37 +226,27 @@ pub(super) async fn insert_with(conn: &mut SqliteConnection, new: &NewSong) -> S
     from_row(&row, false)
 }
 
-pub(super) async fn insert(pool: &SqlitePool, new: &NewSong) -> StoreResult<Song> {
-    let mut conn = pool.acquire().await.map_err(map_error)?;
-    insert_with(&mut conn, new).await
-}
-
 /// Creates the song at most once per idempotency key (see `idempotency::create_once`).
 pub(super) async fn insert_once(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     new: &NewSong,
     idempotency: &Idempotency<'_, Song>,
 ) -> StoreResult<Created<Song>> {
-    create_once(pool, new, idempotency, |conn, new| {
-        Box::pin(insert_with(conn, new))
+    create_once(conn, new, idempotency, |conn, new| {
+        Box::pin(insert(conn, new))
     })
     .await
 }
 
-/// Reads, checks `If-Match`, computes the replacement and writes it, holding the write
-/// lock throughout (`begin immediate`): concurrent writers queue on `busy_timeout` instead
-/// of overwriting each other.
+/// Reads, checks `If-Match`, computes the replacement and writes it. It runs on the
+/// writer's connection, so no other write comes between the read and the update.
 pub(super) async fn update(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     id: SongId,
     expected: Option<&ExpectedVersions>,
-    change: impl Fn(&Song) -> NewSong + Send + Sync,
+    change: &(dyn Fn(&Song) -> NewSong + Send + Sync),
 ) -> StoreResult<Song> {
-    let mut tx = pool
-        .begin_with("begin immediate")
-        .await
-        .map_err(map_error)?;
-    let current = get_with(&mut tx, id).await?;
+    let current = get_with(conn, id).await?;
     check_expected(expected, current.version)?;
     let next = change(&current);
     let sql = format!(
@@ -271,30 +262,24 @@ pub(super) async fn update(
         .bind(next.distance)
         .bind(now())
         .bind(id.get())
-        .fetch_one(&mut *tx)
+        .fetch_one(conn)
         .await
         .map_err(|error| write_error(error, &next))?;
-    let song = from_row(&row, false)?;
-    tx.commit().await.map_err(map_error)?;
-    Ok(song)
+    from_row(&row, false)
 }
 
-/// Deletes the song in one write transaction, after the `If-Match` check.
+/// Deletes the song after the `If-Match` check.
 pub(super) async fn delete(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     id: SongId,
     expected: Option<&ExpectedVersions>,
 ) -> StoreResult<()> {
-    let mut tx = pool
-        .begin_with("begin immediate")
-        .await
-        .map_err(map_error)?;
-    let current = get_with(&mut tx, id).await?;
+    let current = get_with(conn, id).await?;
     check_expected(expected, current.version)?;
     sqlx::query("delete from song where id = ?")
         .bind(id.get())
-        .execute(&mut *tx)
+        .execute(conn)
         .await
-        .map_err(map_error)?;
-    tx.commit().await.map_err(map_error)
+        .map(|_| ())
+        .map_err(map_error)
 }

@@ -51,7 +51,7 @@ pub(super) fn is_unique_violation(error: &sqlx::Error) -> bool {
 }
 
 pub(super) async fn insert(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     new: &NewUser,
     password_hash: &str,
 ) -> StoreResult<User> {
@@ -69,7 +69,7 @@ pub(super) async fn insert(
     .bind(new.role.as_str())
     .bind(&at)
     .bind(&at)
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await
     .map_err(|error| {
         if is_unique_violation(&error) {
@@ -141,21 +141,17 @@ async fn other_active_admins(conn: &mut SqliteConnection, id: i64) -> StoreResul
 }
 
 pub(super) async fn update(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     id: i64,
     changes: &UserChanges,
     password_hash: Option<&str>,
 ) -> StoreResult<User> {
-    let mut tx = pool
-        .begin_with("begin immediate")
-        .await
-        .map_err(map_error)?;
-    let current = get_in(&mut tx, id).await?;
+    let current = get_in(conn, id).await?;
     let role = changes.role.unwrap_or(current.role);
     let is_active = changes.is_active.unwrap_or(current.is_active);
     let loses_admin =
         current.role == Role::Admin && current.is_active && (role != Role::Admin || !is_active);
-    if loses_admin && other_active_admins(&mut tx, id).await? == 0 {
+    if loses_admin && other_active_admins(conn, id).await? == 0 {
         return Err(StoreError::Conflict(ConflictKind::LastAdmin));
     }
     let mut update =
@@ -178,18 +174,21 @@ pub(super) async fn update(
     update.push(" where id = ");
     update.push_bind(id);
     update.push(format!(" returning {COLUMNS}"));
-    let row = update.build().fetch_one(&mut *tx).await.map_err(|error| {
-        if is_unique_violation(&error) {
-            StoreError::Conflict(ConflictKind::EmailTaken)
-        } else {
-            map_error(error)
-        }
-    })?;
+    let row = update
+        .build()
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|error| {
+            if is_unique_violation(&error) {
+                StoreError::Conflict(ConflictKind::EmailTaken)
+            } else {
+                map_error(error)
+            }
+        })?;
     let user = from_row(&row)?;
     if changes.revokes_sessions() {
-        revoke_sessions(&mut tx, id).await?;
+        revoke_sessions(conn, id).await?;
     }
-    tx.commit().await.map_err(map_error)?;
     Ok(user)
 }
 
@@ -204,25 +203,19 @@ async fn revoke_sessions(conn: &mut SqliteConnection, user_id: i64) -> StoreResu
         .map_err(map_error)
 }
 
-pub(super) async fn delete(pool: &SqlitePool, id: i64) -> StoreResult<()> {
-    let mut tx = pool
-        .begin_with("begin immediate")
-        .await
-        .map_err(map_error)?;
-    let current = get_in(&mut tx, id).await?;
-    if current.role == Role::Admin
-        && current.is_active
-        && other_active_admins(&mut tx, id).await? == 0
+pub(super) async fn delete(conn: &mut SqliteConnection, id: i64) -> StoreResult<()> {
+    let current = get_in(conn, id).await?;
+    if current.role == Role::Admin && current.is_active && other_active_admins(conn, id).await? == 0
     {
         return Err(StoreError::Conflict(ConflictKind::LastAdmin));
     }
     // Refresh tokens go with the account (ON DELETE CASCADE).
     sqlx::query("delete from app_user where id = ?")
         .bind(id)
-        .execute(&mut *tx)
+        .execute(conn)
         .await
-        .map_err(map_error)?;
-    tx.commit().await.map_err(map_error)
+        .map(|_| ())
+        .map_err(map_error)
 }
 
 pub(super) async fn has_active_admin(pool: &SqlitePool) -> StoreResult<bool> {
