@@ -39,7 +39,7 @@ impl PasswordHasher {
             settings.argon2_memory_kib,
             settings.argon2_iterations,
             settings.argon2_parallelism,
-            settings.max_concurrent_hashes,
+            settings.concurrent_hashes(),
         )
     }
 

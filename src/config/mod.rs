@@ -286,9 +286,22 @@ pub struct AuthSettings {
     pub argon2_iterations: u32,
     /// Argon2id lanes (OWASP: 1).
     pub argon2_parallelism: u32,
-    /// Hashes computed at once; more wait, so memory stays below
-    /// `max_concurrent_hashes * argon2_memory_kib`.
+    /// Hashes computed at once (0: half the available cores, at least 1); more wait, so
+    /// memory stays below `max_concurrent_hashes * argon2_memory_kib` and logins leave
+    /// cores to the readers. See [`AuthSettings::concurrent_hashes`].
     pub max_concurrent_hashes: usize,
+}
+
+impl AuthSettings {
+    /// `max_concurrent_hashes`, with 0 resolved to half of
+    /// [`std::thread::available_parallelism`] (at least 1): Argon2 is pure CPU, and on a
+    /// small machine a burst of logins would otherwise starve every other request.
+    pub fn concurrent_hashes(&self) -> usize {
+        match self.max_concurrent_hashes {
+            0 => std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1)),
+            n => n,
+        }
+    }
 }
 
 /// `[cors]`: which browser origins may call the API.
@@ -501,6 +514,18 @@ mod tests {
         assert!(settings.database.seed_demo_data);
         assert_eq!(settings.server.port, 8080);
         assert_eq!(settings.log.format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn concurrent_hashes_default_to_half_the_cores_and_an_explicit_value_wins() {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let default = Settings::load_from(&vars(&[])).unwrap();
+        let explicit =
+            Settings::load_from(&vars(&[("STARSONGS__AUTH__MAX_CONCURRENT_HASHES", "3")])).unwrap();
+
+        assert_eq!(default.auth.max_concurrent_hashes, 0);
+        assert_eq!(default.auth.concurrent_hashes(), (cores / 2).max(1));
+        assert_eq!(explicit.auth.concurrent_hashes(), 3);
     }
 
     #[test]

@@ -157,11 +157,6 @@ impl Settings {
             "must be at least 8 KiB per lane (auth.argon2_parallelism)",
         );
         check(
-            auth.max_concurrent_hashes >= 1,
-            "auth.max_concurrent_hashes",
-            "must be at least 1",
-        );
-        check(
             !auth.issuer.trim().is_empty(),
             "auth.issuer",
             "must not be empty",
