@@ -78,6 +78,10 @@ pub fn install() -> &'static PrometheusHandle {
             // Fails only when another recorder is installed; keep the handle either way.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            // Unlabelled counters exist from the start, so alert rules on them have a
+            // series to evaluate before the first event.
+            metrics::counter!(LOAD_SHED_TOTAL).absolute(0);
+            metrics::counter!(RATE_LIMIT_BACKEND_ERRORS_TOTAL).absolute(0);
             let process = metrics_process::Collector::default();
             process.describe();
             metrics::gauge!(

@@ -9,6 +9,7 @@ mod artists;
 mod auth;
 mod browser;
 mod cli;
+mod dashboards;
 mod docs;
 mod durability;
 mod edge;
