@@ -23,7 +23,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&settings.log);
+    // Kept until main returns: dropping it writes out the lines still queued.
+    let _logs = telemetry::init(&settings.log);
     telemetry::log_panics();
     // Before the runtime starts, and kept until main returns: dropping it flushes events.
     let _sentry = telemetry::sentry::init(&settings);

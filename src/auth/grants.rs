@@ -6,11 +6,18 @@
 //! [`GRANT_TTL`] per account and replica. The replica that makes a change drops the entry
 //! at once; the others notice within the TTL.
 //!
-//! Written here rather than taken from a cache crate: it needs one map, one TTL and a size
-//! bound (about 60 lines), and `moka` would add a dozen crates to the build for that.
+//! Every request with a credential reads it, so it is split into [`SHARDS`] independently
+//! locked parts (no process-wide lock on the request path). Anyone can present a made-up
+//! API key, so refusals of unknown keys are kept apart from grants, with their own bound:
+//! a flood of junk keys evicts only other junk, never a real grant. Only signed tokens and
+//! real keys create grant entries, so their number is that of real accounts and keys.
+//!
+//! Written here rather than taken from a cache crate: it needs a map, a TTL and two bounds
+//! (about 150 lines with tests), and `moka` would add a dozen crates to the build for that.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::domain::credential::SecretDigest;
@@ -19,8 +26,14 @@ use crate::domain::user::Role;
 /// Default of `auth.grant_cache_secs`: how long a grant is trusted before it is read
 /// again (well inside the 60 s promise).
 pub const GRANT_TTL: Duration = Duration::from_secs(30);
-/// Most entries kept; beyond it, expired entries are dropped, then everything.
+/// Most grants kept (accounts and existing API keys); beyond it, expired entries are
+/// dropped, then the older half of a shard.
 pub const MAX_ENTRIES: usize = 10_000;
+/// Most refusals of unknown API keys kept; beyond it, expired ones are dropped, then the
+/// shard's refusals (never its grants).
+pub const MAX_REFUSED: usize = 10_000;
+/// Independently locked parts.
+pub const SHARDS: usize = 16;
 
 /// What a cache entry is about.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -34,11 +47,21 @@ pub enum Subject {
 /// The current grant of a subject: its role, or `None` when it may do nothing.
 pub type Grant = Option<(i64, Role)>;
 
+#[derive(Debug, Default)]
+struct Shard {
+    /// Grants of accounts (also refused ones: only a signed token names an account) and of
+    /// API keys that exist.
+    grants: HashMap<Subject, (Instant, Grant)>,
+    /// API keys that were not found (or are revoked): anyone can add to these.
+    refused: HashMap<Subject, Instant>,
+}
+
 /// The cache.
 #[derive(Debug)]
 pub struct GrantCache {
     ttl: Duration,
-    entries: Mutex<HashMap<Subject, (Instant, Grant)>>,
+    hasher: RandomState,
+    shards: Box<[Mutex<Shard>]>,
 }
 
 impl Default for GrantCache {
@@ -52,60 +75,109 @@ impl GrantCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            entries: Mutex::new(HashMap::new()),
+            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
         }
+    }
+
+    fn shard(&self, subject: &Subject) -> MutexGuard<'_, Shard> {
+        let index = (self.hasher.hash_one(subject) % SHARDS as u64) as usize;
+        lock(&self.shards[index])
     }
 
     /// The cached grant if fresh.
     pub fn get(&self, subject: &Subject) -> Option<Grant> {
-        let entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries
+        let shard = self.shard(subject);
+        let fresh = |at: &Instant| at.elapsed() < self.ttl;
+        if let Some((at, grant)) = shard.grants.get(subject) {
+            return fresh(at).then_some(*grant);
+        }
+        shard
+            .refused
             .get(subject)
-            .filter(|(at, _)| at.elapsed() < self.ttl)
-            .map(|(_, grant)| *grant)
+            .filter(|at| fresh(at))
+            .map(|_| None)
     }
 
     /// Remembers `grant` for `subject`.
     pub fn put(&self, subject: Subject, grant: Grant) {
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if entries.len() >= MAX_ENTRIES {
-            let ttl = self.ttl;
-            entries.retain(|_, (at, _)| at.elapsed() < ttl);
-            if entries.len() >= MAX_ENTRIES {
-                entries.clear();
+        let ttl = self.ttl;
+        let mut shard = self.shard(&subject);
+        let now = Instant::now();
+        if grant.is_none() && matches!(subject, Subject::ApiKey(_)) {
+            shard.grants.remove(&subject);
+            if shard.refused.len() >= MAX_REFUSED / SHARDS {
+                shard.refused.retain(|_, at| at.elapsed() < ttl);
+                if shard.refused.len() >= MAX_REFUSED / SHARDS {
+                    shard.refused.clear();
+                }
+            }
+            shard.refused.insert(subject, now);
+            return;
+        }
+        shard.refused.remove(&subject);
+        if shard.grants.len() >= MAX_ENTRIES / SHARDS && !shard.grants.contains_key(&subject) {
+            shard.grants.retain(|_, (at, _)| at.elapsed() < ttl);
+            if shard.grants.len() >= MAX_ENTRIES / SHARDS {
+                // Still full of live grants: keep the younger half.
+                let mut ages: Vec<Instant> = shard.grants.values().map(|(at, _)| *at).collect();
+                let middle = ages.len() / 2;
+                let (_, median, _) = ages.select_nth_unstable(middle);
+                let median = *median;
+                shard.grants.retain(|_, (at, _)| *at > median);
             }
         }
-        entries.insert(subject, (Instant::now(), grant));
+        shard.grants.insert(subject, (now, grant));
     }
 
     /// Forgets one subject (after a change on this replica).
     pub fn forget(&self, subject: &Subject) {
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries.remove(subject);
+        let mut shard = self.shard(subject);
+        shard.grants.remove(subject);
+        shard.refused.remove(subject);
     }
 
     /// Forgets every API key (after a revocation: entries are keyed by digest, not id).
     pub fn forget_api_keys(&self) {
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries.retain(|subject, _| !matches!(subject, Subject::ApiKey(_)));
+        for shard in &self.shards {
+            let mut shard = lock(shard);
+            shard
+                .grants
+                .retain(|subject, _| !matches!(subject, Subject::ApiKey(_)));
+            shard.refused.clear();
+        }
     }
+
+    /// Entries kept, grants and refusals.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| {
+                let shard = lock(shard);
+                shard.grants.len() + shard.refused.len()
+            })
+            .sum()
+    }
+
+    /// Whether nothing is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    shard
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn junk(i: usize) -> Subject {
+        Subject::ApiKey(SecretDigest::of(&format!("ssk_junk-{i}")))
+    }
 
     #[test]
     fn entries_expire_and_can_be_forgotten() {
@@ -129,8 +201,57 @@ mod tests {
         for id in 0..(MAX_ENTRIES as i64 + 10) {
             cache.put(Subject::User(id), None);
         }
+        for i in 0..(MAX_REFUSED + 10) {
+            cache.put(junk(i), None);
+        }
 
-        let len = cache.entries.lock().unwrap().len();
-        assert!(len <= MAX_ENTRIES, "{len}");
+        let len = cache.len();
+        assert!(len <= MAX_ENTRIES + MAX_REFUSED, "{len}");
+    }
+
+    #[test]
+    fn junk_api_keys_cannot_evict_a_real_grant() {
+        let cache = GrantCache::new(Duration::from_secs(60));
+        let key = Subject::ApiKey(SecretDigest::of("ssk_real"));
+        cache.put(Subject::User(7), Some((7, Role::Editor)));
+        cache.put(key.clone(), Some((3, Role::Viewer)));
+
+        for i in 0..(3 * MAX_REFUSED) {
+            cache.put(junk(i), None);
+        }
+
+        assert_eq!(cache.get(&Subject::User(7)), Some(Some((7, Role::Editor))));
+        assert_eq!(cache.get(&key), Some(Some((3, Role::Viewer))));
+        assert_eq!(cache.get(&junk(3 * MAX_REFUSED - 1)), Some(None));
+        assert!(cache.len() <= 2 + MAX_REFUSED, "{}", cache.len());
+    }
+
+    #[test]
+    fn a_revoked_key_is_refused_and_a_refusal_is_replaced_by_a_grant() {
+        let cache = GrantCache::new(Duration::from_secs(60));
+        let key = Subject::ApiKey(SecretDigest::of("ssk_k"));
+
+        cache.put(key.clone(), Some((3, Role::Viewer)));
+        cache.put(key.clone(), None);
+        assert_eq!(cache.get(&key), Some(None));
+        cache.put(key.clone(), Some((3, Role::Editor)));
+        assert_eq!(cache.get(&key), Some(Some((3, Role::Editor))));
+        cache.forget(&key);
+        assert_eq!(cache.get(&key), None);
+    }
+
+    #[test]
+    fn a_full_shard_of_live_grants_keeps_the_younger_half() {
+        let cache = GrantCache::new(Duration::from_secs(60));
+        for id in 0..(2 * MAX_ENTRIES as i64) {
+            cache.put(Subject::User(id), Some((id, Role::Viewer)));
+        }
+        let newest = 2 * MAX_ENTRIES as i64 - 1;
+
+        assert!(cache.len() <= MAX_ENTRIES, "{}", cache.len());
+        assert_eq!(
+            cache.get(&Subject::User(newest)),
+            Some(Some((newest, Role::Viewer)))
+        );
     }
 }

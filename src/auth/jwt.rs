@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -68,6 +69,21 @@ pub struct TokenKeys {
     issuer: String,
     audience: String,
     ttl_secs: u64,
+    /// The verification rules, built once.
+    validation: Validation,
+}
+
+/// The rules every token is verified by: the algorithm, issuer and audience pinned, every
+/// time claim required, [`LEEWAY_SECS`] of clock skew.
+fn validation(algorithm: Algorithm, issuer: &str, audience: &str) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.leeway = LEEWAY_SECS;
+    validation
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -191,6 +207,7 @@ impl TokenKeys {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             ttl_secs,
+            validation: validation(algorithm, issuer, audience),
         };
         // Catch a mismatched pair at start-up rather than at the first request.
         let probe = keys
@@ -280,6 +297,7 @@ impl TokenKeys {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             ttl_secs,
+            validation: validation(Algorithm::HS256, issuer, audience),
         })
     }
 
@@ -312,18 +330,16 @@ impl TokenKeys {
     /// # Errors
     /// [`AuthError::InvalidToken`] for any token that is not ours, current and intact.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, AuthError> {
-        let mut validation = Validation::new(self.algorithm);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.leeway = LEEWAY_SECS;
-        // The previous key gets exactly the same validation: only the key differs.
-        let claims = decode::<Claims>(token, &self.decoding, &validation)
-            .or_else(|error| match &self.previous {
-                Some(previous) => decode::<Claims>(token, previous, &validation),
-                None => Err(error),
+        let validation = &self.validation;
+        // The previous key gets exactly the same validation: only the key differs. It is
+        // tried only for a signature the current key does not make: a malformed, expired
+        // or otherwise invalid token is not verified a second time.
+        let claims = decode::<Claims>(token, &self.decoding, validation)
+            .or_else(|error| match (&self.previous, error.kind()) {
+                (Some(previous), ErrorKind::InvalidSignature) => {
+                    decode::<Claims>(token, previous, validation)
+                }
+                _ => Err(error),
             })
             .map_err(|_| AuthError::InvalidToken)?
             .claims;

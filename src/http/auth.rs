@@ -18,7 +18,7 @@ use axum::http::{HeaderName, header};
 
 use super::error::ApiError;
 use crate::auth::AuthError;
-use crate::auth::accounts::{CredentialError, Principal};
+use crate::auth::accounts::{Accounts, CredentialError, Principal};
 use crate::domain::user::Role;
 use crate::state::AppState;
 
@@ -71,22 +71,27 @@ pub fn auth_error(error: AuthError) -> ApiError {
     ApiError::internal(error.into())
 }
 
-/// Resolves (once per request) who is calling; the result is kept in the request's
-/// extensions, so the extractors and the rate limiter share one lookup.
+/// Marks a request whose credential was already refused as invalid, so the extractor
+/// does not verify it a second time after the rate limiter did.
+#[derive(Debug, Clone, Copy)]
+struct Refused;
+
+/// Resolves (once per request) who is calling; the result, or the refusal of an invalid
+/// credential, is kept in the request's extensions, so the extractors and the rate
+/// limiter share one lookup.
 ///
 /// # Errors
 /// 400 for ambiguous credentials, 401 for invalid ones, 503 when the store is down.
-pub async fn resolve(parts: &mut Parts, state: &AppState) -> Result<Principal, ApiError> {
-    principal(parts, state).await
-}
-
-async fn principal(parts: &mut Parts, state: &AppState) -> Result<Principal, ApiError> {
+pub async fn resolve(parts: &mut Parts, accounts: &Accounts) -> Result<Principal, ApiError> {
     if let Some(principal) = parts.extensions.get::<Principal>() {
         return Ok(*principal);
     }
+    if parts.extensions.get::<Refused>().is_some() {
+        return Err(invalid_credentials());
+    }
     let authorization = single_header(parts, &header::AUTHORIZATION)?;
     let api_key = single_header(parts, &X_API_KEY)?;
-    let principal = match (authorization, api_key) {
+    let authenticated = match (authorization, api_key) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
                 "Send either Authorization or X-API-Key, not both",
@@ -104,24 +109,28 @@ async fn principal(parts: &mut Parts, state: &AppState) -> Result<Principal, Api
                         Some("invalid_request"),
                     )
                 })?;
-            state
-                .accounts
-                .authenticate_token(token)
-                .await
-                .map_err(credential_error)?
+            accounts.authenticate_token(token).await
         }
-        (None, Some(key)) => state
-            .accounts
-            .authenticate_api_key(key.trim())
-            .await
-            .map_err(credential_error)?,
-        (None, None) => Principal::Anonymous,
+        (None, Some(key)) => accounts.authenticate_api_key(key.trim()).await,
+        (None, None) => Ok(Principal::Anonymous),
+    };
+    let principal = match authenticated {
+        Ok(principal) => principal,
+        Err(CredentialError::Invalid) => {
+            parts.extensions.insert(Refused);
+            return Err(invalid_credentials());
+        }
+        Err(error) => return Err(credential_error(error)),
     };
     if principal != Principal::Anonymous {
         tracing::Span::current().record("principal", principal.scope());
     }
     parts.extensions.insert(principal);
     Ok(principal)
+}
+
+async fn principal(parts: &mut Parts, state: &AppState) -> Result<Principal, ApiError> {
+    resolve(parts, &state.accounts).await
 }
 
 fn authentication_required() -> ApiError {

@@ -6,6 +6,8 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use std::sync::{Mutex, PoisonError};
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -53,25 +55,42 @@ pub fn fingerprint(route: &str, body: &impl Serialize) -> String {
     hasher.update(route.as_bytes());
     hasher.update(b"\n");
     hasher.update(canonical.as_bytes());
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(64);
+    for byte in hasher.finalize() {
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    hex
 }
 
-/// The saved response, as first sent, marked `Idempotent-Replayed: true`.
-pub fn replay(saved: SavedResponse) -> Response {
+/// The response a store saves with the key, kept as rendered, so that a new creation is
+/// answered with the saved bytes instead of serialising the resource a second time.
+#[derive(Debug, Default)]
+pub struct Kept(Mutex<Option<SavedResponse>>);
+
+impl Kept {
+    /// Keeps a copy of `saved` (the last one, if the store renders more than once) and
+    /// returns it for the store.
+    pub fn keep(&self, saved: SavedResponse) -> SavedResponse {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(saved.clone());
+        saved
+    }
+
+    /// The response as saved, if the store rendered one.
+    pub fn take(self) -> Option<SavedResponse> {
+        self.0.into_inner().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A saved response, sent as it was saved (a new creation).
+pub fn respond(saved: SavedResponse) -> Response {
     let mut response = Response::new(Body::from(saved.body));
     *response.status_mut() = StatusCode::from_u16(saved.status).unwrap_or(StatusCode::OK);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
-    );
-    headers.insert(
-        IDEMPOTENT_REPLAYED.clone(),
-        HeaderValue::from_static("true"),
     );
     for (name, value) in [
         (header::LOCATION, saved.location),
@@ -81,6 +100,16 @@ pub fn replay(saved: SavedResponse) -> Response {
             headers.insert(name, value);
         }
     }
+    response
+}
+
+/// The saved response, as first sent, marked `Idempotent-Replayed: true`.
+pub fn replay(saved: SavedResponse) -> Response {
+    let mut response = respond(saved);
+    response.headers_mut().insert(
+        IDEMPOTENT_REPLAYED.clone(),
+        HeaderValue::from_static("true"),
+    );
     response
 }
 
@@ -101,5 +130,22 @@ mod tests {
         assert_ne!(a, other_body);
         assert_ne!(a, other_route);
         assert_eq!(a.len(), 64);
+        assert!(
+            a.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+    }
+
+    #[test]
+    fn a_fingerprint_is_the_hex_sha256_of_route_and_canonical_body() {
+        let expected: String = Sha256::digest(b"POST /v1/artists\n{\"name\":\"x\"}")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+
+        assert_eq!(
+            fingerprint("POST /v1/artists", &json!({"name": "x"})),
+            expected
+        );
     }
 }

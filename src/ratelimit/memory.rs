@@ -72,7 +72,10 @@ impl MemoryLimiter {
         let known = state.tats.get(key).copied();
         let (next, decision) = gcra(known, now, quota);
         if let Some(next) = next {
-            if known.is_some() || state.tats.len() < MAX_KEYS {
+            if let Some(tat) = state.tats.get_mut(key) {
+                // A known client: no new key allocated.
+                *tat = next;
+            } else if state.tats.len() < MAX_KEYS {
                 state.tats.insert(key.to_owned(), next);
             } else {
                 tracing::warn!(

@@ -12,6 +12,7 @@
 //! | `rate_limit_rejections_total` | counter | `scope` (`api`, `auth`) |
 //! | `rate_limit_backend_errors_total` | counter | |
 //! | `load_shed_total` | counter | |
+//! | `log_lines_dropped_total` | counter | |
 //! | `auth_attempts_total` | counter | `outcome` |
 //! | `starsongs_build_info` | gauge (1) | `version`, `git_sha` |
 //! | `process_*` | | CPU seconds, resident memory, open fds, start time (`metrics-process`) |
@@ -45,6 +46,8 @@ pub const RATE_LIMIT_REJECTIONS_TOTAL: &str = "rate_limit_rejections_total";
 pub const RATE_LIMIT_BACKEND_ERRORS_TOTAL: &str = "rate_limit_backend_errors_total";
 /// `load_shed_total`
 pub const LOAD_SHED_TOTAL: &str = "load_shed_total";
+/// `log_lines_dropped_total`
+pub const LOG_LINES_DROPPED_TOTAL: &str = "log_lines_dropped_total";
 /// `auth_attempts_total`
 pub const AUTH_ATTEMPTS_TOTAL: &str = "auth_attempts_total";
 /// `starsongs_build_info`
@@ -128,18 +131,24 @@ fn describe() {
         "Requests refused with 503 by load shedding"
     );
     describe_counter!(
+        LOG_LINES_DROPPED_TOTAL,
+        "Log lines dropped because the log writer's queue was full"
+    );
+    describe_counter!(
         AUTH_ATTEMPTS_TOTAL,
         "Sign-in and token refresh attempts by outcome"
     );
     describe_gauge!(BUILD_INFO, "Version and git commit of this build");
 }
 
-/// The exposition text, with pool gauges and process metrics sampled now.
+/// The exposition text, with pool and WAL gauges, dropped log lines and process metrics
+/// sampled now.
 pub fn render(pool: PoolStats, wal_size_bytes: Option<u64>) -> String {
     let exporter = EXPORTER.get();
     if let Some(exporter) = exporter {
         exporter.process.collect();
     }
+    metrics::counter!(LOG_LINES_DROPPED_TOTAL).absolute(super::dropped_log_lines());
     metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "idle").set(f64::from(pool.idle));
     metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "in_use")
         .set(f64::from(pool.size.saturating_sub(pool.idle)));

@@ -9,10 +9,11 @@
 
 use std::str::FromStr;
 
+use std::task::{Context, Poll};
+
 use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
 use secrecy::ExposeSecret;
+use tower::{Layer, Service};
 
 use crate::config::Settings;
 use crate::http::middleware::RequestId;
@@ -76,23 +77,55 @@ pub fn scrub(mut event: sentry::protocol::Event<'static>) -> sentry::protocol::E
 }
 
 /// Tags the request's hub with its request id, route template and method.
-pub async fn tag_request(req: Request, next: Next) -> Response {
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|id| id.0.to_string())
-        .unwrap_or_default();
-    let route = req.extensions().get::<MatchedPath>().map_or_else(
-        || super::metrics::UNMATCHED_ROUTE.to_owned(),
-        |p| p.as_str().to_owned(),
-    );
-    let method = req.method().as_str().to_owned();
-    sentry::configure_scope(|scope| {
-        scope.set_tag("request_id", request_id);
-        scope.set_tag("route", route);
-        scope.set_tag("method", method);
-    });
-    next.run(req).await
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TagRequestLayer;
+
+impl<S> Layer<S> for TagRequestLayer {
+    type Service = TagRequest<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TagRequest { inner }
+    }
+}
+
+/// See [`TagRequestLayer`].
+#[derive(Debug, Clone)]
+pub struct TagRequest<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for TagRequest<S>
+where
+    S: Service<Request>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map(|id| id.0.to_string())
+            .unwrap_or_default();
+        let route = req.extensions().get::<MatchedPath>().map_or_else(
+            || super::metrics::UNMATCHED_ROUTE.to_owned(),
+            |p| p.as_str().to_owned(),
+        );
+        let method = req.method().as_str().to_owned();
+        // The hub of this request (`NewSentryLayer`) is current while the outer layers'
+        // futures are polled and while this call runs.
+        sentry::configure_scope(|scope| {
+            scope.set_tag("request_id", request_id);
+            scope.set_tag("route", route);
+            scope.set_tag("method", method);
+        });
+        self.inner.call(req)
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -152,7 +152,9 @@ impl Drop for Service {
 
 /// Waits until the collected logs satisfy `done` (the logger writes after the response).
 async fn wait_for(service: &Service, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    for _ in 0..50 {
+    // Bounded: 10 s at most, usually one or two rounds (lines are written by a writer
+    // thread, shortly after the response).
+    for _ in 0..200 {
         let lines = service.lines();
         if done(&lines) {
             return lines;
@@ -230,6 +232,7 @@ async fn no_secret_reaches_any_log_line_even_at_trace() {
 
     let pair: Value = http
         .post(service.url("/v1/auth/login"))
+        .header("x-request-id", "secret-1")
         .json(&json!({"username": "secretive", "password": password}))
         .send()
         .await
@@ -241,6 +244,7 @@ async fn no_secret_reaches_any_log_line_even_at_trace() {
     let refresh = pair["refresh_token"].as_str().unwrap().to_owned();
     let key: Value = http
         .post(service.url("/v1/admin/api-keys"))
+        .header("x-request-id", "secret-2")
         .bearer_auth(&access)
         .json(&json!({"name": "logged key", "role": "viewer"}))
         .send()
@@ -252,18 +256,21 @@ async fn no_secret_reaches_any_log_line_even_at_trace() {
     let api_key = key["key"].as_str().unwrap().to_owned();
     let with_key = http
         .get(service.url("/v1/songs"))
+        .header("x-request-id", "secret-3")
         .header("x-api-key", &api_key)
         .send()
         .await
         .unwrap();
     let refreshed = http
         .post(service.url("/v1/auth/refresh"))
+        .header("x-request-id", "secret-4")
         .json(&json!({"refresh_token": refresh}))
         .send()
         .await
         .unwrap();
     let wrong = http
         .post(service.url("/v1/auth/login"))
+        .header("x-request-id", "secret-5")
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!(
             "username=secretive&password={}x",
@@ -275,7 +282,15 @@ async fn no_secret_reaches_any_log_line_even_at_trace() {
     assert_eq!(with_key.status(), StatusCode::OK);
     assert_eq!(refreshed.status(), StatusCode::OK);
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every request's own access line first: an empty or unfinished log proves nothing.
+    let ids = ["secret-1", "secret-2", "secret-3", "secret-4", "secret-5"];
+    let lines = wait_for(&service, |lines| {
+        ids.iter().all(|id| access_lines(lines, id).len() == 1)
+    })
+    .await;
+    for id in ids {
+        assert_eq!(access_lines(&lines, id).len(), 1, "no access line for {id}");
+    }
 
     let logs = service.raw_logs();
     assert!(
@@ -722,5 +737,90 @@ fn a_development_run_logging_to_a_file_carries_no_escape_codes() {
     assert!(
         !logs_after_stop.contains('\u{1b}'),
         "escape codes in a log file: {logs_after_stop:?}"
+    );
+}
+
+/// The `log_lines_dropped_total` sample of an exposition (absent: `None`).
+fn dropped_lines(exposition: &str) -> Option<f64> {
+    samples(exposition).get("log_lines_dropped_total").copied()
+}
+
+#[tokio::test]
+async fn a_log_reader_that_stops_reading_costs_log_lines_never_requests() {
+    // A service whose stderr is a pipe nobody reads after the first lines: once the pipe
+    // and the writer's queue are full, lines must be dropped and counted, and requests
+    // must go on being answered (a synchronous writer would block them all).
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("stall.db").display()
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_starsongs"))
+        .env_remove("RUST_LOG")
+        .env("STARSONGS_ENV", "test")
+        .env("DATABASE_URL", url)
+        .env("STARSONGS__LOG__LEVEL", "trace")
+        .env("STARSONGS__AUTH__JWT_SECRET", crate::harness::JWT_SECRET)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let (address, admin) = {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "no address logged"
+            );
+            if let Ok(value) = serde_json::from_str::<Value>(&line)
+                && let (Some(a), Some(b)) =
+                    (value["address"].as_str(), value["admin_address"].as_str())
+            {
+                break (a.to_owned(), b.to_owned());
+            }
+        }
+    };
+    let http = client();
+    let metrics = |http: Client| {
+        let url = format!("http://{admin}/metrics");
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let at_start = dropped_lines(&metrics(http.clone()).await);
+
+    // Bounded: every request logs several lines at trace; stop once some were dropped.
+    let mut dropped = 0.0;
+    let mut answered = 0;
+    for round in 0..100 {
+        for i in 0..200 {
+            let response = http
+                .get(format!(
+                    "http://{address}/v1/artists/{}",
+                    round * 200 + i + 1
+                ))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            answered += 1;
+        }
+        dropped = dropped_lines(&metrics(http.clone()).await).unwrap_or(0.0);
+        if dropped > 0.0 {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(stderr);
+
+    assert_eq!(
+        at_start,
+        Some(0.0),
+        "the counter is exported from the start"
+    );
+    assert!(
+        dropped > 0.0,
+        "no line counted as dropped after {answered} requests"
     );
 }

@@ -5,12 +5,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::HeaderMap;
-use axum::middleware::Next;
-use axum::response::Response;
 use ipnet::IpNet;
+use tower::{Layer, Service};
 
 /// The client address of the current request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,20 +145,61 @@ fn parse_node(node: &str) -> Option<IpAddr> {
 }
 
 /// Stores [`ClientIp`] and [`OverHttps`] in the request's extensions.
-pub async fn client_ip(
-    State(config): State<Arc<ClientIpConfig>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
-    let ip = config.client_ip(peer, req.headers());
-    let https = config.over_https(peer, req.headers());
-    req.extensions_mut().insert(ClientIp(ip));
-    req.extensions_mut().insert(OverHttps(https));
-    next.run(req).await
+#[derive(Debug, Clone)]
+pub struct ClientIpLayer {
+    config: Arc<ClientIpConfig>,
+}
+
+impl ClientIpLayer {
+    /// The layer for `config`.
+    pub fn new(config: ClientIpConfig) -> Self {
+        Self {
+            config: Arc::new(config),
+        }
+    }
+}
+
+impl<S> Layer<S> for ClientIpLayer {
+    type Service = ClientIpService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ClientIpService {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// See [`ClientIpLayer`].
+#[derive(Debug, Clone)]
+pub struct ClientIpService<S> {
+    inner: S,
+    config: Arc<ClientIpConfig>,
+}
+
+impl<S> Service<Request> for ClientIpService<S>
+where
+    S: Service<Request>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
+        let ip = self.config.client_ip(peer, req.headers());
+        let https = self.config.over_https(peer, req.headers());
+        req.extensions_mut().insert(ClientIp(ip));
+        req.extensions_mut().insert(OverHttps(https));
+        self.inner.call(req)
+    }
 }
 
 #[cfg(test)]

@@ -3,12 +3,15 @@
 //! allowed methods and headers to any preflight, and API.md wants foreign origins to get
 //! none at all.
 
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, header};
-use axum::middleware::Next;
 use axum::response::Response;
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::CorsSettings;
@@ -61,21 +64,75 @@ pub fn layer(settings: &CorsSettings) -> CorsLayer {
 }
 
 /// Drops `Access-Control-*` headers unless the response allows the request's origin.
-pub async fn strip_foreign(req: Request, next: Next) -> Response {
-    let mut response = next.run(req).await;
-    let is_allowed = response
-        .headers()
-        .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN);
-    if !is_allowed {
-        let foreign: Vec<HeaderName> = response
-            .headers()
-            .keys()
-            .filter(|name| name.as_str().starts_with("access-control-"))
-            .cloned()
-            .collect();
-        for name in foreign {
-            response.headers_mut().remove(name);
+fn strip_foreign(response: &mut Response) {
+    let headers = response.headers_mut();
+    if headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+        return;
+    }
+    let is_foreign = |name: &HeaderName| name.as_str().starts_with("access-control-");
+    if !headers.keys().any(is_foreign) {
+        return;
+    }
+    let foreign: Vec<HeaderName> = headers.keys().filter(|n| is_foreign(n)).cloned().collect();
+    for name in foreign {
+        headers.remove(name);
+    }
+}
+
+/// See [`strip_foreign`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StripForeignLayer;
+
+impl<S> Layer<S> for StripForeignLayer {
+    type Service = StripForeignService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        StripForeignService { inner }
+    }
+}
+
+/// See [`strip_foreign`].
+#[derive(Debug, Clone)]
+pub struct StripForeignService<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for StripForeignService<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Stripped<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        Stripped {
+            inner: self.inner.call(req),
         }
     }
-    response
+}
+
+pin_project! {
+    /// The inner response without foreign `Access-Control-*` headers.
+    pub struct Stripped<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F, E> Future for Stripped<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut response = ready!(self.project().inner.poll(cx))?;
+        strip_foreign(&mut response);
+        Poll::Ready(Ok(response))
+    }
 }

@@ -3,20 +3,33 @@
 //! queueing without bound). Health probes are never shed, so an overloaded instance is
 //! not restarted for being busy.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::middleware::Next;
+use axum::extract::Request;
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::Semaphore;
+use pin_project_lite::pin_project;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::{Layer, Service};
 
+use super::Shortcut;
 use crate::http::error::ApiError;
 use crate::telemetry::metrics::LOAD_SHED_TOTAL;
 
+/// Length of the URI as written in the request line (what `uri.to_string()` would be),
+/// without formatting it.
+fn uri_len(uri: &Uri) -> usize {
+    uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path().len()
+        + uri.query().map_or(0, |q| q.len() + 1)
+}
+
 /// Size of the request line and headers, as sent (near enough: separators counted).
 fn head_size(req: &Request) -> usize {
-    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    let line = req.method().as_str().len() + uri_len(req.uri()) + 12;
     let headers: usize = req
         .headers()
         .iter()
@@ -26,33 +39,171 @@ fn head_size(req: &Request) -> usize {
 }
 
 /// 431 for a request head larger than `max` bytes.
-pub async fn header_limit(State(max): State<usize>, req: Request, next: Next) -> Response {
-    if head_size(&req) > max {
-        return ApiError::from_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).into_response();
-    }
-    next.run(req).await
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderLimitLayer {
+    max: usize,
 }
 
-/// The in-flight budget.
+impl HeaderLimitLayer {
+    /// At most `max` bytes of request line and headers.
+    pub fn new(max: usize) -> Self {
+        Self { max }
+    }
+}
+
+impl<S> Layer<S> for HeaderLimitLayer {
+    type Service = HeaderLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HeaderLimit {
+            inner,
+            max: self.max,
+        }
+    }
+}
+
+/// See [`HeaderLimitLayer`].
 #[derive(Debug, Clone)]
-pub struct InFlight(pub Arc<Semaphore>);
+pub struct HeaderLimit<S> {
+    inner: S,
+    max: usize,
+}
+
+impl<S> Service<Request> for HeaderLimit<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Shortcut<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        if head_size(&req) > self.max {
+            return Shortcut::answer(
+                ApiError::from_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).into_response(),
+            );
+        }
+        Shortcut::inner(self.inner.call(req))
+    }
+}
 
 /// Seconds a shed client is asked to wait.
 pub const SHED_RETRY_AFTER_SECS: u64 = 1;
 
 /// 503 with `Retry-After` when `server.max_in_flight` requests are already running.
-pub async fn shed_load(State(in_flight): State<InFlight>, req: Request, next: Next) -> Response {
-    if req.uri().path().starts_with("/health") {
-        return next.run(req).await;
+#[derive(Debug, Clone)]
+pub struct ShedLoadLayer {
+    in_flight: Arc<Semaphore>,
+}
+
+impl ShedLoadLayer {
+    /// At most `max_in_flight` requests at once (health probes not counted).
+    pub fn new(max_in_flight: usize) -> Self {
+        Self {
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+        }
     }
-    let Ok(_permit) = in_flight.0.try_acquire() else {
-        tracing::warn!("load shed: too many requests in flight");
-        metrics::counter!(LOAD_SHED_TOTAL).increment(1);
-        return ApiError::unavailable(
-            "The service is overloaded; retry shortly",
-            SHED_RETRY_AFTER_SECS,
-        )
-        .into_response();
-    };
-    next.run(req).await
+}
+
+impl<S> Layer<S> for ShedLoadLayer {
+    type Service = ShedLoad<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ShedLoad {
+            inner,
+            in_flight: self.in_flight.clone(),
+        }
+    }
+}
+
+/// See [`ShedLoadLayer`].
+#[derive(Debug, Clone)]
+pub struct ShedLoad<S> {
+    inner: S,
+    in_flight: Arc<Semaphore>,
+}
+
+impl<S> Service<Request> for ShedLoad<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Permitted<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        if req.uri().path().starts_with("/health") {
+            return Permitted {
+                inner: Shortcut::inner(self.inner.call(req)),
+                _permit: None,
+            };
+        }
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            tracing::warn!("load shed: too many requests in flight");
+            metrics::counter!(LOAD_SHED_TOTAL).increment(1);
+            let refused = ApiError::unavailable(
+                "The service is overloaded; retry shortly",
+                SHED_RETRY_AFTER_SECS,
+            );
+            return Permitted {
+                inner: Shortcut::answer(refused.into_response()),
+                _permit: None,
+            };
+        };
+        Permitted {
+            inner: Shortcut::inner(self.inner.call(req)),
+            _permit: Some(permit),
+        }
+    }
+}
+
+pin_project! {
+    /// The inner response; the in-flight permit is held until it is ready or dropped.
+    pub struct Permitted<F> {
+        #[pin]
+        inner: Shortcut<F>,
+        _permit: Option<OwnedSemaphorePermit>,
+    }
+}
+
+impl<F, E> Future for Permitted<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_uri_length_is_that_of_its_text() {
+        for text in [
+            "/",
+            "/v1/artists/7",
+            "/v1/artists?page=1&page_size=10",
+            "/v1/artists?",
+            "http://example.com/v1/songs?q=a%20b",
+            "https://example.com:8443/",
+            "example.com:443",
+            "*",
+        ] {
+            let uri: Uri = text.parse().unwrap();
+
+            assert_eq!(uri_len(&uri), uri.to_string().len(), "{text}");
+        }
+    }
 }

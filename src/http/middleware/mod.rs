@@ -12,22 +12,20 @@ mod security_headers;
 mod trace;
 
 use std::any::Any;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
 use axum::http::StatusCode;
-use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
+use pin_project_lite::pin_project;
 use sentry_tower::{NewSentryLayer, SentryHttpLayer};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
-
-use std::sync::Arc;
-
-use tokio::sync::Semaphore;
 
 use crate::state::AppState;
 pub use problem::OwnBody;
@@ -36,42 +34,43 @@ pub use request_id::RequestId;
 /// Wraps `router` in the stack, outermost first: request id → client IP and scheme →
 /// trace and access log → Sentry hub tagged with request id, route and method (only when
 /// `sentry.dsn` is set) → metrics → security headers → problem rendering → panic
-/// catcher → CORS →
-/// header size → timeout → load shedding → rate limit → handler (whose extractors
-/// authenticate). The body limit is axum's `DefaultBodyLimit`, enforced by the body
-/// extractors (413 for a large `Content-Length` or a long stream).
+/// catcher → CORS → header size → timeout → load shedding → rate limit → handler (whose
+/// extractors authenticate). The body limit is axum's `DefaultBodyLimit`, enforced by the
+/// body extractors (413 for a large `Content-Length` or a long stream).
+///
+/// Every layer is a plain `tower::Layer` holding only what it needs (STYLE §3): no layer
+/// clones the application state or boxes a future per request, except the rate limiter,
+/// whose check may wait for the database or Redis.
 pub fn apply(router: Router, state: &AppState) -> Router {
     let settings = &state.settings;
-    let client_ip = Arc::new(client_ip::ClientIpConfig::new(
+    let client_ip = client_ip::ClientIpLayer::new(client_ip::ClientIpConfig::new(
         &settings.server.trusted_proxies,
         settings.server.tls.is_enabled(),
     ));
-    let in_flight = limits::InFlight(Arc::new(Semaphore::new(settings.server.max_in_flight)));
     let sentry_on = settings.sentry.dsn.is_some();
     let stack = ServiceBuilder::new()
-        .layer(from_fn(request_id::request_id))
-        .layer(from_fn_with_state(client_ip, client_ip::client_ip))
-        .layer(from_fn(trace::trace))
+        .layer(request_id::RequestIdLayer)
+        .layer(client_ip)
+        .layer(trace::TraceLayer)
         // A hub per request only when Sentry is on: it costs an allocation per request.
         .option_layer(sentry_on.then(NewSentryLayer::<Request<Body>>::new_from_top))
         .option_layer(sentry_on.then(|| SentryHttpLayer::new().enable_transaction()))
-        .option_layer(sentry_on.then(|| from_fn(crate::telemetry::sentry::tag_request)))
-        .layer(from_fn(metrics::record))
-        .layer(from_fn(security_headers::security_headers))
-        .layer(from_fn(problem::problem))
+        .option_layer(sentry_on.then_some(crate::telemetry::sentry::TagRequestLayer))
+        .layer(metrics::MetricsLayer)
+        .layer(security_headers::SecurityHeadersLayer)
+        .layer(problem::ProblemLayer)
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(from_fn(cors::strip_foreign))
+        .layer(cors::StripForeignLayer)
         .layer(cors::layer(&settings.cors))
-        .layer(from_fn_with_state(
+        .layer(limits::HeaderLimitLayer::new(
             settings.server.max_header_bytes,
-            limits::header_limit,
         ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             settings.server.request_timeout(),
         ))
-        .layer(from_fn_with_state(in_flight, limits::shed_load))
-        .layer(from_fn_with_state(state.clone(), rate_limit::rate_limit));
+        .layer(limits::ShedLoadLayer::new(settings.server.max_in_flight))
+        .layer(rate_limit::RateLimitLayer::new(state));
     router
         .layer(DefaultBodyLimit::max(settings.server.max_body_bytes))
         .layer(stack)
@@ -81,21 +80,64 @@ pub fn apply(router: Router, state: &AppState) -> Router {
 /// headers → problem rendering → panic catcher. No CORS, limits or authentication: the
 /// listener must not be reachable from outside.
 pub fn apply_admin(router: Router, state: &AppState) -> Router {
-    let client_ip = Arc::new(client_ip::ClientIpConfig::new(
+    let client_ip = client_ip::ClientIpLayer::new(client_ip::ClientIpConfig::new(
         &state.settings.server.trusted_proxies,
         false,
     ));
     let sentry_on = state.settings.sentry.dsn.is_some();
     let stack = ServiceBuilder::new()
-        .layer(from_fn(request_id::request_id))
-        .layer(from_fn_with_state(client_ip, client_ip::client_ip))
-        .layer(from_fn(trace::trace))
+        .layer(request_id::RequestIdLayer)
+        .layer(client_ip)
+        .layer(trace::TraceLayer)
         .option_layer(sentry_on.then(NewSentryLayer::<Request<Body>>::new_from_top))
-        .option_layer(sentry_on.then(|| from_fn(crate::telemetry::sentry::tag_request)))
-        .layer(from_fn(security_headers::security_headers))
-        .layer(from_fn(problem::problem))
+        .option_layer(sentry_on.then_some(crate::telemetry::sentry::TagRequestLayer))
+        .layer(security_headers::SecurityHeadersLayer)
+        .layer(problem::ProblemLayer)
         .layer(CatchPanicLayer::custom(panic_response));
     router.layer(stack)
+}
+
+pin_project! {
+    /// A layer's future: its own answer, ready at once, or the inner service's.
+    #[project = ShortcutProj]
+    #[allow(missing_docs)] // the variants' fields: pin-project-lite takes no docs there
+    pub enum Shortcut<F> {
+        /// Answered by the layer.
+        Answered { response: Option<Response> },
+        /// Passed on.
+        Inner { #[pin] inner: F },
+    }
+}
+
+impl<F> Shortcut<F> {
+    /// The layer's own answer.
+    pub fn answer(response: Response) -> Self {
+        Self::Answered {
+            response: Some(response),
+        }
+    }
+
+    /// The inner service's answer.
+    pub fn inner(inner: F) -> Self {
+        Self::Inner { inner }
+    }
+}
+
+impl<F, E> Future for Shortcut<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            // Polled again after completion only by a broken caller: answer again, emptily.
+            ShortcutProj::Answered { response } => {
+                Poll::Ready(Ok(response.take().unwrap_or_default()))
+            }
+            ShortcutProj::Inner { inner } => inner.poll(cx),
+        }
+    }
 }
 
 /// Marks a 500 made from a panic: the panic was already reported to Sentry by its panic

@@ -9,16 +9,23 @@
 //! Limited responses carry `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`
 //! and their `X-RateLimit-*` twins; a refused request gets 429 with `Retry-After`.
 
-use axum::extract::{Request, State};
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
 
 use super::client_ip::ClientIp;
-use crate::auth::accounts::Principal;
+use crate::auth::accounts::{Accounts, Principal};
 use crate::http::auth;
 use crate::http::error::ApiError;
-use crate::ratelimit::{Decision, Scope};
+use crate::ratelimit::{Decision, RateLimits, Scope};
 use crate::state::AppState;
 use crate::telemetry::metrics::{RATE_LIMIT_BACKEND_ERRORS_TOTAL, RATE_LIMIT_REJECTIONS_TOTAL};
 
@@ -41,35 +48,160 @@ fn add_headers(headers: &mut HeaderMap, decision: &Decision) {
     }
 }
 
+/// The budget key of a request: `<scope>:<principal>` (`api:user:7`, `api:api_key:3`) for
+/// a valid credential, `<scope>:ip:<address>` otherwise, built in one allocation.
+fn budget_key(scope: Scope, principal: Option<Principal>, ip: Option<IpAddr>) -> String {
+    use std::fmt::Write as _;
+
+    let mut key = String::with_capacity(48);
+    key.push_str(scope.as_str());
+    let _ = match (principal, ip) {
+        (Some(Principal::User { id, .. }), _) => write!(key, ":user:{id}"),
+        (Some(Principal::ApiKey { id, .. }), _) => write!(key, ":api_key:{id}"),
+        (_, Some(ip)) => write!(key, ":ip:{ip}"),
+        (_, None) => write!(key, ":ip:unknown"),
+    };
+    key
+}
+
+/// What the rate limiter needs: the budgets and the credential lookup.
+struct Shared {
+    limits: Arc<RateLimits>,
+    accounts: Accounts,
+}
+
 /// Spends one request of the client's budget, or refuses the request.
-pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let limits = state.rate_limits.clone();
-    let path = req.uri().path();
-    if !limits.enabled || !path.starts_with("/v1/") {
-        return next.run(req).await;
+#[derive(Clone)]
+pub struct RateLimitLayer {
+    shared: Arc<Shared>,
+}
+
+impl RateLimitLayer {
+    /// The layer for the state's budgets and accounts.
+    pub fn new(state: &AppState) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                limits: state.rate_limits.clone(),
+                accounts: state.accounts.clone(),
+            }),
+        }
     }
-    let scope = if path.starts_with("/v1/auth/") {
-        Scope::Auth
-    } else {
-        Scope::Api
-    };
-    let ip = req.extensions().get::<ClientIp>().map(|c| c.0);
-    if ip.is_some_and(|ip| limits.is_exempt(ip)) {
-        return next.run(req).await;
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit {
+            inner,
+            shared: self.shared.clone(),
+        }
     }
+}
+
+/// See [`RateLimitLayer`].
+#[derive(Clone)]
+pub struct RateLimit<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+type Checked = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl<S> Service<Request> for RateLimit<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Limited<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let limits = &self.shared.limits;
+        let path = req.uri().path();
+        if !limits.enabled || !path.starts_with("/v1/") {
+            return Limited::Passed {
+                inner: self.inner.call(req),
+            };
+        }
+        let scope = if path.starts_with("/v1/auth/") {
+            Scope::Auth
+        } else {
+            Scope::Api
+        };
+        let ip = req.extensions().get::<ClientIp>().map(|c| c.0);
+        if ip.is_some_and(|ip| limits.is_exempt(ip)) {
+            return Limited::Passed {
+                inner: self.inner.call(req),
+            };
+        }
+        // The inner service is ready; a fresh clone takes its place for the next call.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        Limited::Checked {
+            checked: Box::pin(check(shared, inner, req, scope, ip)),
+        }
+    }
+}
+
+pin_project! {
+    /// The inner response: at once for requests that are not limited, after the check
+    /// for the others.
+    #[project = LimitedProj]
+    #[allow(missing_docs)] // the variants' fields: pin-project-lite takes no docs there
+    pub enum Limited<F> {
+        /// Not limited (disabled, not `/v1`, or an exempt client).
+        Passed { #[pin] inner: F },
+        /// Checked against the client's budget.
+        Checked { checked: Checked },
+    }
+}
+
+impl<F> Future for Limited<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            LimitedProj::Passed { inner } => inner.poll(cx),
+            LimitedProj::Checked { checked } => checked.as_mut().poll(cx),
+        }
+    }
+}
+
+async fn check<S>(
+    shared: Arc<Shared>,
+    mut inner: S,
+    req: Request,
+    scope: Scope,
+    ip: Option<IpAddr>,
+) -> Result<Response, Infallible>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    let limits = &shared.limits;
     let (mut parts, body) = req.into_parts();
-    // An invalid credential is keyed by IP here and refused by the extractor later.
-    let client = match auth::resolve(&mut parts, &state).await {
-        Ok(principal) if principal != Principal::Anonymous => principal.scope(),
-        _ => ip.map_or_else(|| "ip:unknown".to_owned(), |ip| format!("ip:{ip}")),
-    };
+    // An invalid credential is keyed by IP here and refused by the extractor later (the
+    // refusal is remembered in the request, so the token is not verified twice).
+    let principal = auth::resolve(&mut parts, &shared.accounts)
+        .await
+        .ok()
+        .filter(|p| *p != Principal::Anonymous);
     let req = Request::from_parts(parts, body);
-    let key = format!("{}:{client}", scope.as_str());
+    let key = budget_key(scope, principal, ip);
     match limits.limiter.check(&key, limits.quota(scope)).await {
         Ok(decision) if decision.allowed => {
-            let mut response = next.run(req).await;
+            let mut response = inner.call(req).await?;
             add_headers(response.headers_mut(), &decision);
-            response
+            Ok(response)
         }
         Ok(decision) => {
             tracing::info!(rate_limit.scope = scope.as_str(), "rate limit exceeded");
@@ -80,17 +212,47 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
             )
             .into_response();
             add_headers(response.headers_mut(), &decision);
-            response
+            Ok(response)
         }
         Err(error) => {
             metrics::counter!(RATE_LIMIT_BACKEND_ERRORS_TOTAL).increment(1);
             limits.report_failure(&error);
             if limits.fail_open {
-                next.run(req).await
+                inner.call(req).await
             } else {
-                ApiError::unavailable("Rate limiting is unavailable; retry shortly", 1)
-                    .into_response()
+                Ok(
+                    ApiError::unavailable("Rate limiting is unavailable; retry shortly", 1)
+                        .into_response(),
+                )
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::user::Role;
+
+    #[test]
+    fn budget_keys_name_the_scope_and_the_client() {
+        let user = Principal::User {
+            id: 7,
+            role: Role::Editor,
+        };
+        let key = Principal::ApiKey {
+            id: 3,
+            role: Role::Viewer,
+        };
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+
+        assert_eq!(budget_key(Scope::Api, Some(user), Some(ip)), "api:user:7");
+        assert_eq!(budget_key(Scope::Auth, Some(key), None), "auth:api_key:3");
+        assert_eq!(budget_key(Scope::Api, None, Some(ip)), "api:ip:203.0.113.9");
+        assert_eq!(budget_key(Scope::Api, None, None), "api:ip:unknown");
+        assert_eq!(
+            budget_key(Scope::Api, Some(user), None),
+            format!("api:{}", user.scope())
+        );
     }
 }

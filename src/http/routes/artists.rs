@@ -217,7 +217,8 @@ pub async fn create_artist(
     };
     let principal = editor.0.scope();
     let fingerprint = idempotency::fingerprint("POST /v1/artists", &input);
-    let render = |artist: &Artist| created(artist.clone()).saved();
+    let kept = idempotency::Kept::default();
+    let render = |artist: &Artist| kept.keep(created(artist.clone()).saved());
     let once = Idempotency {
         principal: &principal,
         key: &key,
@@ -225,7 +226,10 @@ pub async fn create_artist(
         render: &render,
     };
     Ok(match store.insert_artist_once(&new, &once).await? {
-        Created::New(artist) => created(artist).into_response(),
+        // Answered with the bytes just saved, not serialised again.
+        Created::New(artist) => kept
+            .take()
+            .map_or_else(|| created(artist).into_response(), idempotency::respond),
         Created::Replayed(saved) => idempotency::replay(saved),
     })
 }

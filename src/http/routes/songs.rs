@@ -411,7 +411,8 @@ pub async fn create_song(
     };
     let principal = editor.0.scope();
     let fingerprint = idempotency::fingerprint("POST /v1/songs", &input);
-    let render = |song: &Song| created(song.clone()).saved();
+    let kept = idempotency::Kept::default();
+    let render = |song: &Song| kept.keep(created(song.clone()).saved());
     let once = Idempotency {
         principal: &principal,
         key: &key,
@@ -419,7 +420,10 @@ pub async fn create_song(
         render: &render,
     };
     Ok(match store.insert_song_once(&new, &once).await? {
-        Created::New(song) => created(song).into_response(),
+        // Answered with the bytes just saved, not serialised again.
+        Created::New(song) => kept
+            .take()
+            .map_or_else(|| created(song).into_response(), idempotency::respond),
         Created::Replayed(saved) => idempotency::replay(saved),
     })
 }
