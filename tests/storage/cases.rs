@@ -18,6 +18,7 @@ use starsongs::domain::list::{
 };
 use starsongs::domain::song::{NewSong, Patch, SongChanges, SongFields, SongPatchFields};
 use starsongs::domain::user::{Email, NewUser, Role, UserChanges, UsernameKey};
+use starsongs::domain::validation::search_key;
 use starsongs::storage::{ConflictKind, Entity, Store, StoreError};
 
 fn artist(name: &str) -> NewArtist {
@@ -1262,4 +1263,274 @@ pub async fn typed_errors_for_conflicts_and_unsupported_operations(store: &dyn S
     );
     assert!(matches!(replaced, Err(StoreError::PreconditionFailed)));
     assert_eq!(store.get_artist(first.id).await.unwrap(), first);
+}
+
+/// Titles and names for the search cases: case, accents (composed and combining), `%`,
+/// `_`, quotes, FTS5 operators, scripts whose folding changes length, emoji.
+const SEARCH_TEXTS: &[&str] = &[
+    "Love Me Do",
+    "GLOVE box",
+    "Lovely",
+    "lo",
+    "(Live) Love",
+    "Ünïcödé Straße",
+    "STRASSE",
+    "İstanbul",
+    "ΣΊΣΥΦΟΣ",
+    "100% _pure_ 'quote'",
+    "l%v_",
+    "say \"hi\" now",
+    "a\"\"b",
+    "x* OR y",
+    "NEAR(love, 2)",
+    "日本語の歌",
+    "emoji 😀🎵 song",
+    "e\u{301}clair",
+    "éclair",
+    "-minus",
+];
+
+/// `q` values for the search cases, as a client sends them (the store gets them folded).
+const SEARCH_QUERIES: &[&str] = &[
+    "l",
+    "lo",
+    "ov",
+    "love",
+    "LOVE",
+    "ove",
+    "é",
+    "éc",
+    "e\u{301}",
+    "e\u{301}c",
+    "straße",
+    "strasse",
+    "ss",
+    "%",
+    "_",
+    "%_",
+    "l%v_",
+    "'",
+    "\"",
+    "\"hi\"",
+    "a\"\"b",
+    "\"\"",
+    "x* or y",
+    "or",
+    "near(",
+    "*",
+    "日本",
+    "日本語",
+    "😀",
+    "😀🎵 s",
+    "σ",
+    "σίσ",
+    "i\u{307}st",
+    " ",
+    " lo",
+    "zzz",
+    "(live)",
+    "-min",
+    "'quote'",
+];
+
+/// Checks `q` on songs and artists against a brute-force filter over every row (what
+/// `instr` on the folded key answers): the same rows, the exact `total_items`, and
+/// cursor walks under other orders (a nullable leading key included) that visit the
+/// same rows. `artist` adds an `artist_id` filter to the song lists.
+pub async fn assert_search_matches_brute_force(
+    store: &dyn Store,
+    queries: &[&str],
+    artist: Option<ArtistId>,
+) {
+    let all_songs = walk_songs(store, songs_query("id", 100, SongFilter::default())).await;
+    let all_artists = store
+        .list_artists(&ListQuery {
+            sort: Sort::<ArtistSortField>::parse(Some("id")).unwrap(),
+            page_size: 100,
+            position: Position::Page(1),
+            filter: ArtistFilter::default(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(all_songs.len() as u64, {
+        store
+            .list_songs(&songs_query("id", 1, SongFilter::default()))
+            .await
+            .unwrap()
+            .total_items
+    });
+    assert_eq!(all_artists.items.len() as u64, all_artists.total_items);
+
+    for q in queries {
+        let folded = search_key(q);
+        let expected: Vec<SongId> = all_songs
+            .iter()
+            .filter(|s| search_key(&s.title).contains(&folded))
+            .filter(|s| artist.is_none() || s.artist_id == artist)
+            .map(|s| s.id)
+            .collect();
+        let filter = SongFilter {
+            q: Some(folded.clone()),
+            artist_id: artist,
+            ..SongFilter::default()
+        };
+
+        let page = store
+            .list_songs(&songs_query("id", 100, filter.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            page.items.iter().map(|s| s.id).collect::<Vec<_>>(),
+            expected,
+            "songs q={q:?} artist={artist:?}"
+        );
+        assert_eq!(
+            page.total_items,
+            expected.len() as u64,
+            "songs total q={q:?}"
+        );
+        for sort in ["-id", "title", "-release_date"] {
+            let offset = store
+                .list_songs(&songs_query(sort, 100, filter.clone()))
+                .await
+                .unwrap();
+            let walked = walk_songs(store, songs_query(sort, 2, filter.clone())).await;
+            assert_eq!(
+                walked.iter().map(|s| s.id).collect::<Vec<_>>(),
+                offset.items.iter().map(|s| s.id).collect::<Vec<_>>(),
+                "cursor walk q={q:?} sort={sort}"
+            );
+            let mut ids: Vec<SongId> = walked.iter().map(|s| s.id).collect();
+            ids.sort();
+            assert_eq!(ids, expected, "walk rows q={q:?} sort={sort}");
+        }
+
+        let expected_artists: Vec<ArtistId> = all_artists
+            .items
+            .iter()
+            .filter(|a| search_key(&a.name).contains(&folded))
+            .map(|a| a.id)
+            .collect();
+        let artists = store
+            .list_artists(&ListQuery {
+                sort: Sort::<ArtistSortField>::parse(Some("-name")).unwrap(),
+                page_size: 100,
+                position: Position::Page(1),
+                filter: ArtistFilter {
+                    q: Some(folded.clone()),
+                },
+            })
+            .await
+            .unwrap();
+        let mut ids: Vec<ArtistId> = artists.items.iter().map(|a| a.id).collect();
+        ids.sort();
+        assert_eq!(ids, expected_artists, "artists q={q:?}");
+        assert_eq!(artists.total_items, expected_artists.len() as u64);
+    }
+}
+
+/// Artists and songs named from [`SEARCH_TEXTS`]; returns the two artists that own songs.
+pub async fn search_catalog(store: &dyn Store) -> (ArtistId, ArtistId) {
+    let mut owners = Vec::new();
+    for name in SEARCH_TEXTS {
+        owners.push(store.insert_artist(&artist(name)).await.unwrap().id);
+    }
+    let (first, second) = (owners[0], owners[1]);
+    for (i, title) in SEARCH_TEXTS.iter().enumerate() {
+        let owner = [Some(first), Some(second), None][i % 3];
+        let date = (i % 4 != 0).then_some("1999-12-31");
+        store
+            .insert_song(&song(title, owner, date, Some(i as f64)))
+            .await
+            .unwrap();
+    }
+    (first, second)
+}
+
+pub async fn search_and_totals_match_a_brute_force_filter(store: &dyn Store) {
+    let (first, _) = search_catalog(store).await;
+
+    assert_search_matches_brute_force(store, SEARCH_QUERIES, None).await;
+    assert_search_matches_brute_force(store, SEARCH_QUERIES, Some(first)).await;
+}
+
+pub async fn totals_and_search_stay_exact_after_every_write(store: &dyn Store) {
+    let (first, second) = search_catalog(store).await;
+    let queries = ["lo", "love", "ove", "glove", "help", "unlov", "é", "straße"];
+    let all = walk_songs(store, songs_query("id", 100, SongFilter::default())).await;
+    let id_of = |title: &str| all.iter().find(|s| s.title == title).unwrap().id;
+
+    let retitled = SongChanges::parse(SongPatchFields {
+        title: Patch::Set("Help"),
+        ..SongPatchFields::default()
+    })
+    .unwrap();
+    store
+        .patch_song(id_of("Love Me Do"), &retitled, None)
+        .await
+        .unwrap();
+    store
+        .replace_song(
+            id_of("Lovely"),
+            &song("Unlovable Straße", Some(second), None, None),
+            None,
+        )
+        .await
+        .unwrap();
+    let undated = SongChanges::parse(SongPatchFields {
+        release_date: Patch::Clear,
+        ..SongPatchFields::default()
+    })
+    .unwrap();
+    store
+        .patch_song(id_of("(Live) Love"), &undated, None)
+        .await
+        .unwrap();
+    store
+        .patch_artist(
+            second,
+            &ArtistChanges::parse(Some(Some("Glove Lovers"))).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_search_matches_brute_force(store, &queries, None).await;
+
+    store.delete_song(id_of("GLOVE box"), None).await.unwrap();
+    store
+        .insert_song(&song("Glove Love", Some(first), None, None))
+        .await
+        .unwrap();
+    assert_search_matches_brute_force(store, &queries, None).await;
+    assert_search_matches_brute_force(store, &queries, Some(second)).await;
+
+    let songs_before = store
+        .list_songs(&songs_query("id", 1, SongFilter::default()))
+        .await
+        .unwrap()
+        .total_items;
+    let owned = walk_songs(
+        store,
+        songs_query(
+            "id",
+            100,
+            SongFilter {
+                artist_id: Some(second),
+                ..SongFilter::default()
+            },
+        ),
+    )
+    .await
+    .len() as u64;
+    store.delete_artist(second, true, None).await.unwrap();
+    let songs_after = store
+        .list_songs(&songs_query("id", 1, SongFilter::default()))
+        .await
+        .unwrap()
+        .total_items;
+
+    assert!(owned > 0);
+    assert_eq!(songs_after, songs_before - owned, "the cascade is counted");
+    assert_search_matches_brute_force(store, &queries, None).await;
+    assert_search_matches_brute_force(store, &queries, Some(first)).await;
 }

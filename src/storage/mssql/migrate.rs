@@ -44,6 +44,10 @@ pub const SQL: MigrationSql = [
         include_str!("../../../migrations/mssql/0005_rename_reserved_columns.up.sql"),
         include_str!("../../../migrations/mssql/0005_rename_reserved_columns.down.sql"),
     ),
+    (
+        include_str!("../../../migrations/mssql/0006_add_search_index_and_counts.up.sql"),
+        include_str!("../../../migrations/mssql/0006_add_search_index_and_counts.down.sql"),
+    ),
 ];
 
 const ENSURE_TABLE: &str = "IF OBJECT_ID(N'dbo._sqlx_migrations', N'U') IS NULL \

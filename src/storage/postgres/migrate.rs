@@ -35,6 +35,10 @@ pub const SQL: MigrationSql = [
         include_str!("../../../migrations/postgres/0005_rename_reserved_columns.up.sql"),
         include_str!("../../../migrations/postgres/0005_rename_reserved_columns.down.sql"),
     ),
+    (
+        include_str!("../../../migrations/postgres/0006_add_search_index_and_counts.up.sql"),
+        include_str!("../../../migrations/postgres/0006_add_search_index_and_counts.down.sql"),
+    ),
 ];
 
 /// How often a migration run that lost a deadlock or serialization race against live

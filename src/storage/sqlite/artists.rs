@@ -4,7 +4,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::idempotency::create_once;
-use super::list::{SortColumn, fetch_page};
+use super::list::{SortColumn, fetch_page_with_total, trigram_phrase};
 use super::{check_expected, is_foreign_key_violation, map_error, now};
 use crate::domain::artist::{Artist, NewArtist};
 use crate::domain::etag::ExpectedVersions;
@@ -49,10 +49,36 @@ fn not_found(id: ArtistId) -> StoreError {
 
 fn push_filter(qb: &mut QueryBuilder<Sqlite>, filter: &ArtistFilter) {
     if let Some(q) = &filter.q {
-        // instr() on the folded column: `%`, `_` and quotes in q are plain text.
-        qb.push(" and instr(name_key, ");
-        qb.push_bind(q.clone());
-        qb.push(") > 0");
+        if let Some(phrase) = trigram_phrase(q) {
+            // The trigram index finds the same rows as the scan below (see trigram_phrase).
+            qb.push(" and id in (select rowid from artist_search where artist_search match ");
+            qb.push_bind(phrase);
+            qb.push(")");
+        } else {
+            // instr() on the folded column: `%`, `_` and quotes in q are plain text.
+            qb.push(" and instr(name_key, ");
+            qb.push_bind(q.clone());
+            qb.push(") > 0");
+        }
+    }
+}
+
+/// The statement that reads the exact total of `filter`: the maintained count without a
+/// filter, the search index's count for an indexable `q`, the scan's count otherwise.
+fn total_query(filter: &ArtistFilter) -> QueryBuilder<Sqlite> {
+    match filter.q.as_deref().map(|q| (q, trigram_phrase(q))) {
+        None => QueryBuilder::new("select total from row_count where name = 'artist'"),
+        Some((_, Some(phrase))) => {
+            let mut qb =
+                QueryBuilder::new("select count(*) from artist_search where artist_search match ");
+            qb.push_bind(phrase);
+            qb
+        }
+        Some((_, None)) => {
+            let mut qb = QueryBuilder::new("select count(*) from artist where 1 = 1");
+            push_filter(&mut qb, filter);
+            qb
+        }
     }
 }
 
@@ -60,11 +86,12 @@ pub(super) async fn list(
     pool: &SqlitePool,
     query: &ListQuery<ArtistSortField, ArtistFilter>,
 ) -> StoreResult<Page<Artist>> {
-    fetch_page(
+    fetch_page_with_total(
         pool,
         "artist",
         COLUMNS,
         query,
+        total_query(&query.filter),
         |qb| push_filter(qb, &query.filter),
         column,
         from_row,

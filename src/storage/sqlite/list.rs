@@ -4,6 +4,12 @@
 //! predicate selects rows strictly after the cursor's values under that same order, so a
 //! page deep in the list costs what the first page costs (each sort has a `(column, id)`
 //! index).
+//!
+//! Totals and search (#11, migration 0006): `row_count` holds the number of artists and
+//! songs, kept by triggers in every writing transaction, so an unfiltered list reads its
+//! `total_items` instead of counting; `artist_search` and `song_search` are FTS5 trigram
+//! indexes over the folded `*_key` columns, kept by triggers too, which serve `q` of three
+//! or more characters ([`trigram_phrase`]); shorter `q` scans with `instr`.
 
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
@@ -160,6 +166,26 @@ pub(super) fn push_limit(qb: &mut QueryBuilder<Sqlite>, limit: u32, offset: u64)
     qb.push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
 }
 
+/// The FTS5 query for the rows whose folded text contains `q`, when the trigram index
+/// answers exactly what `instr(key, q) > 0` answers; `None` when the caller must scan with
+/// `instr` instead.
+///
+/// The trigram tokenizer indexes every window of three characters (no separators, no
+/// folding with `case_sensitive 1`), so a `q` of three or more characters is the phrase of
+/// its trigrams at consecutive positions: exactly a substring. Shorter text has no trigram
+/// and would match nothing, hence the scan. FTS5 reads U+FFFE and U+FFFF as U+FFFD, so a
+/// `q` holding any of the three could match text that `instr` tells apart: those scan
+/// too. (FTS5 also skips NUL, which stored keys cannot hold: API.md forbids control
+/// characters.) The phrase is quoted with `"` doubled, so every character of `q`, FTS5
+/// operators and `*` included, is text.
+pub(super) fn trigram_phrase(q: &str) -> Option<String> {
+    let indexable = q.chars().count() >= 3
+        && !q
+            .chars()
+            .any(|c| matches!(c, '\u{fffd}' | '\u{fffe}' | '\u{ffff}'));
+    indexable.then(|| format!("\"{}\"", q.replace('"', "\"\"")))
+}
+
 /// A list query on one table whose sort columns are never NULL: the count and the page in
 /// one read transaction (the same snapshot). `filter` appends ` and ...` conditions to
 /// both statements.
@@ -172,9 +198,25 @@ pub(super) async fn fetch_page<F: SortField, Filter, T>(
     column: impl Fn(F) -> SortColumn + Copy,
     from_row: impl Fn(&SqliteRow) -> StoreResult<T>,
 ) -> StoreResult<Page<T>> {
-    let mut tx = pool.begin().await.map_err(map_error)?;
     let mut count = QueryBuilder::<Sqlite>::new(format!("select count(*) from {from} where 1 = 1"));
     filter(&mut count);
+    fetch_page_with_total(pool, from, columns, query, count, filter, column, from_row).await
+}
+
+/// [`fetch_page`] with the statement that reads the total given by the caller (a
+/// maintained count, a count through an index) instead of `count(*)` over the filter.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn fetch_page_with_total<F: SortField, Filter, T>(
+    pool: &SqlitePool,
+    from: &'static str,
+    columns: &'static str,
+    query: &ListQuery<F, Filter>,
+    mut count: QueryBuilder<Sqlite>,
+    filter: impl Fn(&mut QueryBuilder<Sqlite>),
+    column: impl Fn(F) -> SortColumn + Copy,
+    from_row: impl Fn(&SqliteRow) -> StoreResult<T>,
+) -> StoreResult<Page<T>> {
+    let mut tx = pool.begin().await.map_err(map_error)?;
     let total: i64 = count
         .build_query_scalar()
         .fetch_one(&mut *tx)
@@ -196,4 +238,30 @@ pub(super) async fn fetch_page<F: SortField, Filter, T>(
     tx.commit().await.map_err(map_error)?;
     let items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
     Ok(into_page(items, total, query.page_size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trigram_phrase_quotes_text_and_leaves_short_or_lossy_q_to_the_scan() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("lo", None),
+            ("é", None),
+            ("ab\u{1F600}", Some("\"ab\u{1F600}\"")),
+            ("love", Some("\"love\"")),
+            ("a\"b", Some("\"a\"\"b\"")),
+            ("\"\"\"", Some("\"\"\"\"\"\"\"\"")),
+            ("x* or y", Some("\"x* or y\"")),
+            ("100%", Some("\"100%\"")),
+            ("ab\u{fffd}", None),
+            ("ab\u{fffe}c", None),
+            ("\u{ffff}abc", None),
+        ];
+
+        for (q, expected) in cases {
+            assert_eq!(trigram_phrase(q).as_deref(), *expected, "q={q:?}");
+        }
+    }
 }

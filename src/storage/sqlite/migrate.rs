@@ -39,6 +39,10 @@ pub const SQL: MigrationSql = [
         include_str!("../../../migrations/sqlite/0005_rename_reserved_columns.up.sql"),
         include_str!("../../../migrations/sqlite/0005_rename_reserved_columns.down.sql"),
     ),
+    (
+        include_str!("../../../migrations/sqlite/0006_add_search_index_and_counts.up.sql"),
+        include_str!("../../../migrations/sqlite/0006_add_search_index_and_counts.down.sql"),
+    ),
 ];
 
 /// The SQLite [`Migrator`].

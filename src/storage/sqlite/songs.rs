@@ -6,6 +6,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use super::idempotency::create_once;
 use super::list::{
     SortColumn, into_page, needs_null_tail, push_limit, push_null_tail, push_order_by, push_seek,
+    trigram_phrase,
 };
 use super::{check_expected, date_key, is_foreign_key_violation, map_error, now};
 use crate::domain::artist::ArtistSummary;
@@ -31,6 +32,17 @@ fn column(field: SongSortField) -> SortColumn {
         SongSortField::CreatedAt => ("s.created_at", false),
     };
     SortColumn { sql, is_nullable }
+}
+
+/// [`column`] where the search index drives the query: the id is the index's rowid.
+fn fts_column(field: SongSortField) -> SortColumn {
+    match field {
+        SongSortField::Id => SortColumn {
+            sql: "f.rowid",
+            is_nullable: false,
+        },
+        other => column(other),
+    }
 }
 
 fn out_of_range(what: &str, raw: i64) -> StoreError {
@@ -78,11 +90,23 @@ fn not_found(id: SongId) -> StoreError {
 
 fn push_filter(qb: &mut QueryBuilder<Sqlite>, filter: &SongFilter) {
     if let Some(q) = &filter.q {
-        // instr() on the folded column: `%`, `_` and quotes in q are plain text.
-        qb.push(" and instr(s.title_key, ");
-        qb.push_bind(q.clone());
-        qb.push(") > 0");
+        if let Some(phrase) = trigram_phrase(q) {
+            // The trigram index finds the same rows as the scan below (see trigram_phrase).
+            qb.push(" and s.id in (select rowid from song_search where song_search match ");
+            qb.push_bind(phrase);
+            qb.push(")");
+        } else {
+            // instr() on the folded column: `%`, `_` and quotes in q are plain text.
+            qb.push(" and instr(s.title_key, ");
+            qb.push_bind(q.clone());
+            qb.push(") > 0");
+        }
     }
+    push_filter_except_q(qb, filter);
+}
+
+/// The filters other than `q`.
+fn push_filter_except_q(qb: &mut QueryBuilder<Sqlite>, filter: &SongFilter) {
     if let Some(artist_id) = filter.artist_id {
         qb.push(" and s.artist_id = ");
         qb.push_bind(artist_id.get());
@@ -95,6 +119,31 @@ fn push_filter(qb: &mut QueryBuilder<Sqlite>, filter: &SongFilter) {
     if let Some(to) = filter.released_to {
         qb.push(" and s.release_date <= ");
         qb.push_bind(date_key(to));
+    }
+}
+
+/// The statement that reads the exact total of `filter`, never a count of the whole table:
+/// the maintained count without filters, the search index's count for an indexable `q`
+/// alone, otherwise a count that the filter's index covers (`(artist_id, id)`,
+/// `(release_date, id)`, the search index's rowids).
+fn total_query(filter: &SongFilter) -> QueryBuilder<Sqlite> {
+    let q_only = filter.artist_id.is_none()
+        && filter.released_from.is_none()
+        && filter.released_to.is_none();
+    let phrase = filter.q.as_deref().and_then(trigram_phrase);
+    match (&filter.q, phrase) {
+        (None, _) if q_only => QueryBuilder::new("select total from row_count where name = 'song'"),
+        (Some(_), Some(phrase)) if q_only => {
+            let mut qb =
+                QueryBuilder::new("select count(*) from song_search where song_search match ");
+            qb.push_bind(phrase);
+            qb
+        }
+        _ => {
+            let mut qb = QueryBuilder::new("select count(*) from song s where 1 = 1");
+            push_filter(&mut qb, filter);
+            qb
+        }
     }
 }
 
@@ -115,29 +164,78 @@ async fn select_page(
     limit: u32,
 ) -> StoreResult<Vec<Song>> {
     let include = query.filter.include_artist;
-    // include=artist: the artist comes from the same query (no per-item lookups).
-    let mut select = QueryBuilder::<Sqlite>::new(if include {
-        format!(
-            "{SELECT}, a.name as artist_name from song s left join artist a on a.id = s.artist_id where 1 = 1"
-        )
-    } else {
-        format!("{SELECT} from song s where 1 = 1")
-    });
-    push_filter(&mut select, &query.filter);
     let keys = query.sort.keys();
-    let offset = match part {
-        Part::Offset(offset) => offset,
+    let phrase = query.filter.q.as_deref().and_then(trigram_phrase);
+    // include=artist: the artist comes from the same query (no per-item lookups).
+    let join_artist = if include {
+        ", a.name as artist_name"
+    } else {
+        ""
+    };
+    let artist_join = if include {
+        " left join artist a on a.id = s.artist_id"
+    } else {
+        ""
+    };
+    if let (Some(phrase), [only]) = (phrase, keys)
+        && only.field == SongSortField::Id
+    {
+        // In id order the search index drives: FTS5 yields rowids in order (either
+        // direction, from a cursor's rowid on), so the page stops after `limit` matches
+        // instead of collecting every match first.
+        let mut select = QueryBuilder::<Sqlite>::new(format!(
+            "{SELECT}{join_artist} from song_search f cross join song s on s.id = f.rowid\
+             {artist_join} where f.song_search match "
+        ));
+        select.push_bind(phrase);
+        push_filter_except_q(&mut select, &query.filter);
+        let offset = match part {
+            Part::Offset(offset) => offset,
+            Part::After(values) => {
+                push_seek(&mut select, keys, values, fts_column);
+                0
+            }
+            // Ids are never NULL.
+            Part::NullTail => return Ok(Vec::new()),
+        };
+        push_order_by(&mut select, keys, fts_column);
+        push_limit(&mut select, limit, offset);
+        let rows = select.build().fetch_all(conn).await.map_err(map_error)?;
+        return rows.iter().map(|row| from_row(row, include)).collect();
+    }
+    let mut select = QueryBuilder::<Sqlite>::new(format!(
+        "{SELECT}{join_artist} from song s{artist_join} where 1 = 1"
+    ));
+    match part {
+        Part::Offset(offset) if offset > 0 => {
+            // A deep offset skips ids only, in an index that holds the sort key and the id
+            // (`song_id_idx` for the default order: the table's rows are wide), then reads
+            // the page's rows by id: the same rows in the same order, far fewer pages.
+            select.push(" and s.id in (select s.id from song s where 1 = 1");
+            push_filter(&mut select, &query.filter);
+            push_order_by(&mut select, keys, column);
+            push_limit(&mut select, limit, offset);
+            select.push(")");
+            push_order_by(&mut select, keys, column);
+        }
+        Part::Offset(offset) => {
+            push_filter(&mut select, &query.filter);
+            push_order_by(&mut select, keys, column);
+            push_limit(&mut select, limit, offset);
+        }
         Part::After(values) => {
+            push_filter(&mut select, &query.filter);
             push_seek(&mut select, keys, values, column);
-            0
+            push_order_by(&mut select, keys, column);
+            push_limit(&mut select, limit, 0);
         }
         Part::NullTail => {
+            push_filter(&mut select, &query.filter);
             push_null_tail(&mut select, keys, column);
-            0
+            push_order_by(&mut select, keys, column);
+            push_limit(&mut select, limit, 0);
         }
-    };
-    push_order_by(&mut select, keys, column);
-    push_limit(&mut select, limit, offset);
+    }
     let rows = select.build().fetch_all(conn).await.map_err(map_error)?;
     rows.iter().map(|row| from_row(row, include)).collect()
 }
@@ -148,9 +246,7 @@ pub(super) async fn list(
 ) -> StoreResult<Page<Song>> {
     // One read transaction: the count and the page see the same snapshot.
     let mut tx = pool.begin().await.map_err(map_error)?;
-    let mut count = QueryBuilder::<Sqlite>::new("select count(*) from song s where 1 = 1");
-    push_filter(&mut count, &query.filter);
-    let total: i64 = count
+    let total: i64 = total_query(&query.filter)
         .build_query_scalar()
         .fetch_one(&mut *tx)
         .await

@@ -1,0 +1,2 @@
+-- Nothing to revert: the up migration changes nothing.
+SELECT 1;

@@ -1,0 +1,2 @@
+-- Nothing to revert: the up migration changes nothing.
+select 1;

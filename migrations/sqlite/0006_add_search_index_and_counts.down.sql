@@ -1,0 +1,15 @@
+drop trigger song_search_update;
+drop trigger song_search_delete;
+drop trigger song_search_insert;
+drop trigger artist_search_update;
+drop trigger artist_search_delete;
+drop trigger artist_search_insert;
+drop table song_search;
+drop table artist_search;
+drop trigger song_count_delete;
+drop trigger song_count_insert;
+drop trigger artist_count_delete;
+drop trigger artist_count_insert;
+drop table row_count;
+drop index song_artist_id_release_date_idx;
+drop index song_id_idx;
