@@ -45,6 +45,22 @@ pub const SQL: MigrationSql = [
     ),
 ];
 
+impl SqliteMigrator {
+    /// Closes every idle connection of the pool, so the next ones open on the new schema.
+    /// A connection that had read the schema before migration 0006 (FTS5 external-content
+    /// tables and their triggers) intermittently failed a later insert with "no such
+    /// table: artist"; fresh connections never did. Connections in use at the time (none
+    /// at start-up) finish their request first.
+    fn retire_idle_connections(&self) {
+        for _ in 0..self.pool.num_idle() {
+            match self.pool.try_acquire() {
+                Some(mut conn) => conn.close_on_drop(),
+                None => break,
+            }
+        }
+    }
+}
+
 /// The SQLite [`Migrator`].
 pub(super) struct SqliteMigrator {
     pool: SqlitePool,
@@ -149,6 +165,10 @@ impl Migrator for SqliteMigrator {
             tx.commit().await?;
             done.push(migration.version);
         }
+        if !done.is_empty() {
+            conn.close_on_drop();
+            self.retire_idle_connections();
+        }
         Ok(done)
     }
 
@@ -176,6 +196,10 @@ impl Migrator for SqliteMigrator {
                 .await?;
             tx.commit().await?;
             done.push(migration.version);
+        }
+        if !done.is_empty() {
+            conn.close_on_drop();
+            self.retire_idle_connections();
         }
         Ok(done)
     }

@@ -79,7 +79,6 @@ impl Writer {
     /// # Errors
     /// The database cannot be opened.
     pub(super) async fn open(options: SqliteConnectOptions) -> anyhow::Result<Self> {
-        let conn = options.connect().await?;
         let filename = options.get_filename();
         let wal_path = (!filename.as_os_str().is_empty()
             && filename != std::path::Path::new(":memory:"))
@@ -90,7 +89,7 @@ impl Writer {
         });
         let shared = Arc::new(Shared {
             state: Arc::new(Mutex::new(State {
-                conn: Some(conn),
+                conn: None,
                 open_batch: None,
                 next_batch: 1,
                 poisoned: false,
