@@ -63,21 +63,23 @@ fn push_filter(qb: &mut QueryBuilder<Sqlite>, filter: &ArtistFilter) {
     }
 }
 
-/// The statement that reads the exact total of `filter`: the maintained count without a
-/// filter, the search index's count for an indexable `q`, the scan's count otherwise.
-fn total_query(filter: &ArtistFilter) -> QueryBuilder<Sqlite> {
+/// Pushes the expression that reads the exact total of `filter`: the maintained count
+/// without a filter, the search index's count for an indexable `q`, the scan's count
+/// otherwise.
+fn push_total(qb: &mut QueryBuilder<Sqlite>, filter: &ArtistFilter) {
     match filter.q.as_deref().map(|q| (q, trigram_phrase(q))) {
-        None => QueryBuilder::new("select total from row_count where name = 'artist'"),
+        None => {
+            qb.push("(select total from row_count where name = 'artist')");
+        }
         Some((_, Some(phrase))) => {
-            let mut qb =
-                QueryBuilder::new("select count(*) from artist_search where artist_search match ");
+            qb.push("(select count(*) from artist_search where artist_search match ");
             qb.push_bind(phrase);
-            qb
+            qb.push(")");
         }
         Some((_, None)) => {
-            let mut qb = QueryBuilder::new("select count(*) from artist where 1 = 1");
-            push_filter(&mut qb, filter);
-            qb
+            qb.push("(select count(*) from artist where 1 = 1");
+            push_filter(qb, filter);
+            qb.push(")");
         }
     }
 }
@@ -91,7 +93,7 @@ pub(super) async fn list(
         "artist",
         COLUMNS,
         query,
-        total_query(&query.filter),
+        |qb| push_total(qb, &query.filter),
         |qb| push_filter(qb, &query.filter),
         column,
         from_row,

@@ -12,7 +12,7 @@
 //! or more characters ([`trigram_phrase`]); shorter `q` scans with `instr`.
 
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Row as _, Sqlite, SqlitePool};
 
 use super::map_error;
 use crate::domain::list::{ListQuery, Page, Position, SortField, SortKey, SortValue};
@@ -198,44 +198,54 @@ pub(super) async fn fetch_page<F: SortField, Filter, T>(
     column: impl Fn(F) -> SortColumn + Copy,
     from_row: impl Fn(&SqliteRow) -> StoreResult<T>,
 ) -> StoreResult<Page<T>> {
-    let mut count = QueryBuilder::<Sqlite>::new(format!("select count(*) from {from} where 1 = 1"));
-    filter(&mut count);
-    fetch_page_with_total(pool, from, columns, query, count, filter, column, from_row).await
+    let total = |qb: &mut QueryBuilder<Sqlite>| {
+        qb.push(format!("(select count(*) from {from} where 1 = 1"));
+        filter(qb);
+        qb.push(")");
+    };
+    fetch_page_with_total(pool, from, columns, query, total, &filter, column, from_row).await
 }
 
-/// [`fetch_page`] with the statement that reads the total given by the caller (a
+/// [`fetch_page`] with the expression that reads the total given by the caller (a
 /// maintained count, a count through an index) instead of `count(*)` over the filter.
+///
+/// The total is a scalar subquery in the page's own `select`: one statement, so one
+/// snapshot and one round trip to the connection's thread, where a read transaction
+/// with a separate count took four (`begin`, count, page, `commit`). Only a page past
+/// the end, which has no row to carry it, reads the total on its own.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn fetch_page_with_total<F: SortField, Filter, T>(
     pool: &SqlitePool,
     from: &'static str,
     columns: &'static str,
     query: &ListQuery<F, Filter>,
-    mut count: QueryBuilder<Sqlite>,
+    total: impl Fn(&mut QueryBuilder<Sqlite>),
     filter: impl Fn(&mut QueryBuilder<Sqlite>),
     column: impl Fn(F) -> SortColumn + Copy,
     from_row: impl Fn(&SqliteRow) -> StoreResult<T>,
 ) -> StoreResult<Page<T>> {
-    let mut tx = pool.begin().await.map_err(map_error)?;
-    let total: i64 = count
-        .build_query_scalar()
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_error)?;
-    let mut select =
-        QueryBuilder::<Sqlite>::new(format!("select {columns} from {from} where 1 = 1"));
+    let mut select = QueryBuilder::<Sqlite>::new("select ");
+    total(&mut select);
+    select.push(format!(" as page_total, {columns} from {from} where 1 = 1"));
     filter(&mut select);
     if let Position::After(values) = &query.position {
         push_seek(&mut select, query.sort.keys(), values, column);
     }
     push_order_by(&mut select, query.sort.keys(), column);
     push_limit(&mut select, query.page_size + 1, query.offset());
-    let rows = select
-        .build()
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_error)?;
-    tx.commit().await.map_err(map_error)?;
+    let rows = select.build().fetch_all(pool).await.map_err(map_error)?;
+    let total: i64 = match rows.first() {
+        Some(row) => row.try_get("page_total").map_err(map_error)?,
+        None => {
+            let mut alone = QueryBuilder::<Sqlite>::new("select ");
+            total(&mut alone);
+            alone
+                .build_query_scalar()
+                .fetch_one(pool)
+                .await
+                .map_err(map_error)?
+        }
+    };
     let items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
     Ok(into_page(items, total, query.page_size))
 }
