@@ -74,10 +74,12 @@ struct State {
 }
 
 impl Writer {
-    /// Opens the writer's connection to the database `options` names.
+    /// The writer of the database `options` names. Its connection opens on the first
+    /// write, so after the start-up migrations: a connection that read the schema before
+    /// migration 0006 failed later inserts (see `SqliteMigrator::retire_idle_connections`).
     ///
     /// # Errors
-    /// The database cannot be opened.
+    /// None today (the connection opens later); kept so that opening can check more.
     pub(super) async fn open(options: SqliteConnectOptions) -> anyhow::Result<Self> {
         let filename = options.get_filename();
         let wal_path = (!filename.as_os_str().is_empty()
