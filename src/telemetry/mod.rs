@@ -2,13 +2,14 @@
 //! only on a terminal, filtered by `RUST_LOG` when set, else by `log.level`), Prometheus
 //! metrics ([`metrics`]) and error reporting ([`sentry`]).
 
+pub mod log_writer;
 pub mod metrics;
 pub mod sentry;
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use log_writer::{BatchedStderr, Flusher};
 use tracing_subscriber::EnvFilter;
 
 /// The crate version.
@@ -18,49 +19,40 @@ pub const GIT_SHA: &str = env!("STARSONGS_GIT_SHA");
 
 use crate::config::{LogFormat, LogSettings};
 
-/// Most log lines queued for the writer thread (about 2 MiB of JSON at worst). When the
-/// queue is full (the log's reader cannot keep up), further lines are dropped, never
-/// waited for, and counted in `log_lines_dropped_total`.
-pub const LOG_QUEUE_LINES: usize = 8192;
-
 /// Counts the lines the writer dropped, for `/metrics`.
-static DROPPED_LINES: OnceLock<ErrorCounter> = OnceLock::new();
+static WRITER: OnceLock<BatchedStderr> = OnceLock::new();
 
-/// Log lines dropped so far because the queue was full.
+/// Log lines dropped so far because the writer's buffer was full
+/// ([`log_writer::LOG_BUFFER_BYTES`]).
 pub fn dropped_log_lines() -> u64 {
-    DROPPED_LINES
-        .get()
-        .map_or(0, |counter| counter.dropped_lines() as u64)
+    WRITER.get().map_or(0, BatchedStderr::dropped)
 }
 
-/// Keeps the log writer thread; dropping it writes out every queued line. Hold it until
-/// the process ends.
+/// Keeps the log writer thread; dropping it writes out every buffered line. Hold it
+/// until the process ends.
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogGuard {
-    _worker: Option<WorkerGuard>,
+    _flusher: Option<Flusher>,
 }
 
 /// Installs the global subscriber. Lines are formatted on the calling thread and written
-/// to stderr by a writer thread, through a bounded queue ([`LOG_QUEUE_LINES`]), so that no
-/// request waits for the log's reader. A second call (tests) is ignored.
+/// to stderr in batches by a writer thread ([`log_writer`]), so that no request waits
+/// for the log's reader. A second call (tests) is ignored.
 pub fn init(settings: &LogSettings) -> LogGuard {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::stderr().is_terminal();
-    // Lines are buffered by the writer thread and flushed whenever its queue is empty.
-    let (writer, guard) = NonBlockingBuilder::default()
-        .buffered_lines_limit(LOG_QUEUE_LINES)
-        .lossy(true)
-        .thread_name("starsongs-log")
-        .finish(std::io::BufWriter::new(std::io::stderr()));
-    let counter = writer.error_counter();
+    let Ok((writer, flusher)) = BatchedStderr::start(std::io::stderr()) else {
+        eprintln!("cannot start the log writer thread; logging is off");
+        return LogGuard { _flusher: None };
+    };
     // Colour only for a person at a terminal: escape codes in a file or a pipe (systemd,
     // `2> dev.log`, `| less`) are noise that grep and log shippers choke on.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(writer);
+        .with_writer(writer.clone());
     let installed = match settings.format {
         LogFormat::Json => builder
             .json()
@@ -71,11 +63,11 @@ pub fn init(settings: &LogSettings) -> LogGuard {
         LogFormat::Pretty => builder.try_init(),
     };
     if installed.is_err() {
-        return LogGuard { _worker: None };
+        return LogGuard { _flusher: None };
     }
-    let _ = DROPPED_LINES.set(counter);
+    let _ = WRITER.set(writer);
     LogGuard {
-        _worker: Some(guard),
+        _flusher: Some(flusher),
     }
 }
 
