@@ -21,6 +21,7 @@
 //! random URLs cannot create series.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -68,6 +69,31 @@ struct Exporter {
 
 static EXPORTER: OnceLock<Exporter> = OnceLock::new();
 
+/// How often histogram samples are folded into their buckets.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Folds histogram samples into their buckets every [`UPKEEP_INTERVAL`], on a thread of
+/// its own (`starsongs-metrics`).
+///
+/// The recorder keeps every observation of a histogram until something drains it; only a
+/// scrape did, so a service nobody scraped grew by about 40 bytes per request, without
+/// bound (BENCHMARKS.md "SQLite at its limits", memory). `PrometheusBuilder::install`
+/// would run this upkeep, but it also starts its own listener, and `/metrics` is served
+/// by the admin router.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let started = std::thread::Builder::new()
+        .name("starsongs-metrics".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(error) = started {
+        tracing::warn!(%error, "cannot start the metrics upkeep thread; histograms are drained only by scrapes");
+    }
+}
+
 /// Installs the process-wide recorder once and returns its handle (later calls, e.g. from
 /// tests that start several apps in one process, share it).
 pub fn install() -> &'static PrometheusHandle {
@@ -80,6 +106,7 @@ pub fn install() -> &'static PrometheusHandle {
             let handle = recorder.handle();
             // Fails only when another recorder is installed; keep the handle either way.
             let _ = metrics::set_global_recorder(recorder);
+            spawn_upkeep(handle.clone());
             describe();
             // Unlabelled counters exist from the start, so alert rules on them have a
             // series to evaluate before the first event.
