@@ -58,6 +58,7 @@ impl SqliteStore {
     /// - `foreign_keys=ON`: SQLite enforces `song.artist_id` RESTRICT only when asked.
     /// - `busy_timeout`: wait for the write lock instead of failing at once.
     /// - `synchronous=FULL` (default): an acknowledged commit survives power loss.
+    /// - `cache_size` ([`CACHE_SIZE_PRAGMA`], 1 MiB): bounds each connection's page cache.
     /// - `journal_size_limit` (64 MiB): a WAL that was reset is truncated back to this
     ///   size; the writer also truncates it when it passes 32 MiB and once writes pause.
     /// - `optimize` (with `analysis_limit`) when a connection opens and closes: keeps the
@@ -83,6 +84,10 @@ impl SqliteStore {
                 "journal_size_limit",
                 writer::JOURNAL_SIZE_LIMIT_BYTES.to_string(),
             )
+            // 1 MiB of page cache per connection instead of SQLite's 2 MiB: with 11
+            // connections that is 11 MiB of the process's memory at most (OPERATIONS.md
+            // "Memory model"); pages beyond it come from the OS's file cache.
+            .pragma("cache_size", CACHE_SIZE_PRAGMA)
             .pragma("analysis_limit", "1000")
             .pragma("optimize", "0x10002")
             .optimize_on_close(true, 1000)
@@ -121,6 +126,9 @@ impl SqliteStore {
         })
     }
 }
+
+/// `pragma cache_size` of every connection: negative means KiB, here 1 MiB.
+pub const CACHE_SIZE_PRAGMA: &str = "-1024";
 
 /// Maps a driver error to a [`StoreError`].
 ///
@@ -189,7 +197,7 @@ impl Store for SqliteStore {
 
     async fn insert_artist(&self, new: &NewArtist) -> StoreResult<Artist> {
         self.writer
-            .write(new, |conn, new| Box::pin(artists::insert(conn, new)))
+            .write_statement(new, |conn, new| Box::pin(artists::insert(conn, new)))
             .await
     }
 
@@ -262,7 +270,7 @@ impl Store for SqliteStore {
 
     async fn insert_song(&self, new: &NewSong) -> StoreResult<Song> {
         self.writer
-            .write(new, |conn, new| Box::pin(songs::insert(conn, new)))
+            .write_statement(new, |conn, new| Box::pin(songs::insert(conn, new)))
             .await
     }
 

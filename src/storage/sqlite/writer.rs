@@ -125,7 +125,40 @@ impl Writer {
         I: Sync + ?Sized,
         T: Send,
     {
-        let mut section = Section::enter(&self.shared).await?;
+        self.run(Undo::Savepoint, input, op).await
+    }
+
+    /// [`Writer::write`] for an `op` that runs exactly one statement: SQLite undoes a
+    /// statement that fails (a constraint, a missing artist) by itself, so the savepoint
+    /// and its two round trips to the connection's thread are left out. Should `op` fail
+    /// after its statement succeeded (a row it cannot decode), the whole batch is rolled
+    /// back, since nothing else could undo that statement.
+    ///
+    /// # Errors
+    /// As [`Writer::write`].
+    pub(super) async fn write_statement<I, T>(
+        &self,
+        input: &I,
+        op: impl for<'c> FnOnce(&'c mut SqliteConnection, &'c I) -> WriteFuture<'c, T>,
+    ) -> StoreResult<T>
+    where
+        I: Sync + ?Sized,
+        T: Send,
+    {
+        self.run(Undo::Statement, input, op).await
+    }
+
+    async fn run<I, T>(
+        &self,
+        undo: Undo,
+        input: &I,
+        op: impl for<'c> FnOnce(&'c mut SqliteConnection, &'c I) -> WriteFuture<'c, T>,
+    ) -> StoreResult<T>
+    where
+        I: Sync + ?Sized,
+        T: Send,
+    {
+        let mut section = Section::enter(&self.shared, undo).await?;
         let batch = section.batch;
         let result = op(section.conn(), input).await;
         section.leave(&result).await?;
@@ -175,17 +208,28 @@ impl Drop for Writer {
     }
 }
 
-/// The lock held while one write runs inside its savepoint.
+/// How a failed write is undone without undoing the rest of its batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Undo {
+    /// The write runs inside its own savepoint, rolled back on failure.
+    Savepoint,
+    /// The write is one statement, which SQLite backs out itself when it fails.
+    Statement,
+}
+
+/// The lock held while one write runs (inside its savepoint, unless it is one statement).
 struct Section {
     guard: Option<OwnedMutexGuard<State>>,
     batch: u64,
+    undo: Undo,
     shared: Arc<Shared>,
 }
 
 impl Section {
     /// Takes the lock, rolls back a poisoned batch, reopens a failed connection, opens the
-    /// batch's transaction if none is open and starts a savepoint for this write.
-    async fn enter(shared: &Arc<Shared>) -> StoreResult<Self> {
+    /// batch's transaction if none is open and starts a savepoint for this write (unless
+    /// it is one statement).
+    async fn enter(shared: &Arc<Shared>, undo: Undo) -> StoreResult<Self> {
         let mut guard = shared.state.clone().lock_owned().await;
         guard.recover().await;
         if guard.conn.is_none() {
@@ -208,8 +252,12 @@ impl Section {
         let mut section = Self {
             guard: Some(guard),
             batch,
+            undo,
             shared: shared.clone(),
         };
+        if undo == Undo::Statement {
+            return Ok(section);
+        }
         let begun = sqlx::query("savepoint write")
             .execute(&mut *section.conn())
             .await;
@@ -235,14 +283,25 @@ impl Section {
     /// failure (I/O, disk full) may have rolled back the whole transaction already, so it
     /// fails the whole batch.
     async fn leave<T>(&mut self, result: &StoreResult<T>) -> StoreResult<()> {
-        let sql = match result {
-            Ok(_) => "release write",
-            Err(StoreError::Unavailable(error)) => {
+        let sql = match (result, self.undo) {
+            (Err(StoreError::Unavailable(error)), _) => {
                 let reason = format!("a write in the batch failed: {error}");
                 self.abort(&reason).await;
                 return Err(StoreError::Unavailable(anyhow::anyhow!(reason)));
             }
-            Err(_) => "rollback to write; release write",
+            // The statement may have written before the failure: only the batch's
+            // rollback can undo it.
+            (Err(StoreError::Other(error)), Undo::Statement) => {
+                let reason = format!("a write in the batch failed after its statement: {error}");
+                self.abort(&reason).await;
+                return Err(StoreError::Unavailable(anyhow::anyhow!(reason)));
+            }
+            (Ok(_) | Err(_), Undo::Statement) => {
+                drop(self.guard.take());
+                return Ok(());
+            }
+            (Ok(_), Undo::Savepoint) => "release write",
+            (Err(_), Undo::Savepoint) => "rollback to write; release write",
         };
         let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
             .execute(&mut *self.conn())
