@@ -3,11 +3,8 @@
 //! `deploy/prometheus/alerts.yml` must appear on the real `/metrics` of a running binary.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::harness::client;
 
@@ -57,32 +54,12 @@ async fn every_metric_in_the_dashboard_and_the_alerts_is_exported() {
     );
     // One login a minute on the auth routes: the second login is rejected, so the
     // rate-limit counter has a sample too.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_starsongs"))
-        .env_remove("RUST_LOG")
-        .env("STARSONGS_ENV", "test")
-        .env("DATABASE_URL", &url)
-        .env("STARSONGS__AUTH__JWT_SECRET", crate::harness::JWT_SECRET)
-        .env("STARSONGS__LOG__FORMAT", "json")
-        .env("STARSONGS__LOG__LEVEL", "info")
-        .env("STARSONGS__RATE_LIMIT__AUTH_REQUESTS_PER_MINUTE", "1")
-        .env("STARSONGS__RATE_LIMIT__AUTH_BURST", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(value) = serde_json::from_str::<Value>(&line)
-                && let (Some(a), Some(b)) =
-                    (value["address"].as_str(), value["admin_address"].as_str())
-            {
-                let _ = tx.send((a.to_owned(), b.to_owned()));
-            }
-        }
-    });
-    let (address, admin) = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    let mut service = crate::harness::ServiceProcess::spawn(
+        crate::harness::service_command(&url)
+            .env("STARSONGS__RATE_LIMIT__AUTH_REQUESTS_PER_MINUTE", "1")
+            .env("STARSONGS__RATE_LIMIT__AUTH_BURST", "1"),
+    );
+    let (address, admin) = (service.address.clone(), service.admin.clone());
     let http = client();
     for _ in 0..2 {
         http.post(format!("http://{address}/v1/auth/login"))
@@ -106,8 +83,8 @@ async fn every_metric_in_the_dashboard_and_the_alerts_is_exported() {
         .text()
         .await
         .unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    service.child.kill().unwrap();
+    service.child.wait().unwrap();
 
     let exported = exported_metrics(&exposition);
     for (file, text) in [("starsongs.json", &dashboard), ("alerts.yml", &alerts)] {

@@ -3,11 +3,9 @@
 //! was answered 2xx must be in the database afterwards, and the file must be intact.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use sqlx::ConnectOptions as _;
@@ -21,35 +19,9 @@ const PASSWORD: &str = "durability-test-password";
 
 /// `serve` in the test profile on a free port, with `synchronous=FULL` (the default).
 fn serve(database_url: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_starsongs"))
-        .env_remove("RUST_LOG")
-        .env("STARSONGS_ENV", "test")
-        .env("DATABASE_URL", database_url)
-        .env(
-            "STARSONGS__AUTH__JWT_SECRET",
-            "durability-test-jwt-secret-0123456789",
-        )
-        .env("STARSONGS__LOG__FORMAT", "json")
-        .env("STARSONGS__LOG__LEVEL", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(address) = serde_json::from_str::<Value>(&line)
-                .ok()
-                .and_then(|v| v["address"].as_str().map(str::to_owned))
-            {
-                let _ = tx.send(address);
-            }
-        }
-    });
-    let address = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the service logs its address");
+    let service =
+        crate::harness::ServiceProcess::spawn(&mut crate::harness::service_command(database_url));
+    let (child, address) = (service.child, service.address);
     (child, format!("http://{address}"))
 }
 

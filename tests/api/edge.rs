@@ -673,40 +673,23 @@ async fn the_plain_http_listener_only_redirects_to_https() {
 
 #[tokio::test]
 async fn the_binary_reloads_its_certificate_on_sighup() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Command;
 
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = write_certificate(dir.path(), "before hangup");
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("bin.db").display());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_starsongs"))
-        .env_remove("RUST_LOG")
-        .env("STARSONGS_ENV", "test")
-        .env("DATABASE_URL", url)
-        .env("STARSONGS__LOG__LEVEL", "info")
-        .env("STARSONGS__SERVER__TLS__CERT_FILE", &cert)
-        .env("STARSONGS__SERVER__TLS__KEY_FILE", &key)
-        // Long enough that only the signal can explain a reload.
-        .env("STARSONGS__SERVER__TLS__RELOAD_INTERVAL_SECS", "3600")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let address = loop {
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap();
-        if let Some(address) = serde_json::from_str::<Value>(&line)
-            .ok()
-            .and_then(|v| v["address"].as_str().map(str::to_owned))
-        {
-            break address;
-        }
-    };
+    let crate::harness::ServiceProcess {
+        mut child,
+        address,
+        lines,
+        ..
+    } = crate::harness::ServiceProcess::spawn(
+        crate::harness::service_command(&url)
+            .env("STARSONGS__SERVER__TLS__CERT_FILE", &cert)
+            .env("STARSONGS__SERVER__TLS__KEY_FILE", &key)
+            // Long enough that only the signal can explain a reload.
+            .env("STARSONGS__SERVER__TLS__RELOAD_INTERVAL_SECS", "3600"),
+    );
     let subject =
         |address: String| tokio::task::spawn_blocking(move || s_client(&address, &["-tls1_3"]).1);
     assert!(
@@ -724,8 +707,10 @@ async fn the_binary_reloads_its_certificate_on_sighup() {
     let mut reloaded = false;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if rx
-            .try_iter()
+        if lines
+            .lock()
+            .unwrap()
+            .iter()
             .any(|line| line.contains("TLS certificate reloaded") && line.contains("SIGHUP"))
         {
             reloaded = true;

@@ -513,3 +513,65 @@ pub async fn poll_until(http: &Client, url: &str, status: StatusCode) -> Respons
     }
     last
 }
+
+/// `starsongs serve` (the binary under test) in the test profile on free ports, with the
+/// suite's JWT secret and JSON logs at `info` on a piped stderr; add or override settings
+/// with `.env` before [`ServiceProcess::spawn`].
+pub fn service_command(database_url: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_starsongs"));
+    command
+        .env_remove("RUST_LOG")
+        .env("STARSONGS_ENV", "test")
+        .env("DATABASE_URL", database_url)
+        .env("STARSONGS__AUTH__JWT_SECRET", JWT_SECRET)
+        .env("STARSONGS__LOG__FORMAT", "json")
+        .env("STARSONGS__LOG__LEVEL", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
+/// A running service binary whose stderr a thread reads line by line into `lines`.
+pub struct ServiceProcess {
+    pub child: std::process::Child,
+    /// `host:port` of the API listener.
+    pub address: String,
+    /// `host:port` of the admin listener.
+    pub admin: String,
+    /// Every stderr line so far.
+    pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ServiceProcess {
+    /// Spawns `command` (stderr piped, JSON logs) and waits, 60 s at most, for the line
+    /// that logs the listeners' addresses.
+    pub fn spawn(command: &mut std::process::Command) -> Self {
+        use std::io::{BufRead, BufReader};
+
+        let mut child = command.spawn().expect("the binary starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str::<Value>(&line)
+                    && let (Some(a), Some(b)) =
+                        (value["address"].as_str(), value["admin_address"].as_str())
+                {
+                    let _ = tx.send((a.to_owned(), b.to_owned()));
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let (address, admin) = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the service logs its addresses");
+        Self {
+            child,
+            address,
+            admin,
+            lines,
+        }
+    }
+}

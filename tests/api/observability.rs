@@ -33,37 +33,16 @@ impl Service {
     fn start(extra: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("obs.db").display());
-        let mut command = Command::new(env!("CARGO_BIN_EXE_starsongs"));
-        command
-            .env_remove("RUST_LOG")
-            .env("STARSONGS_ENV", "test")
-            .env("DATABASE_URL", url)
-            .env("STARSONGS__LOG__LEVEL", "info")
-            .env("STARSONGS__AUTH__JWT_SECRET", crate::harness::JWT_SECRET)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null());
+        let mut command = crate::harness::service_command(&url);
         for (key, value) in extra {
             command.env(key, value);
         }
-        let mut child = command.spawn().unwrap();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(value) = serde_json::from_str::<Value>(&line)
-                    && let (Some(a), Some(b)) =
-                        (value["address"].as_str(), value["admin_address"].as_str())
-                {
-                    let _ = tx.send((a.to_owned(), b.to_owned()));
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let (address, admin) = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the service logs its addresses");
+        let crate::harness::ServiceProcess {
+            child,
+            address,
+            admin,
+            lines: logs,
+        } = crate::harness::ServiceProcess::spawn(&mut command);
         Self {
             child,
             base: format!("http://{address}"),
