@@ -157,12 +157,17 @@ fn push_value(qb: &mut QueryBuilder<Sqlite>, value: &SortValue) {
     };
 }
 
-/// Appends ` limit ? offset ?`; callers ask for one row more than the page to learn
+/// Appends ` limit <n> offset ?`; callers ask for one row more than the page to learn
 /// whether more follow.
+///
+/// The limit is written into the SQL as an integer literal, the one value of a list
+/// query that is not bound: SQLite reads a bound `LIMIT ?` while planning (to size the
+/// result), which marks the statement to be prepared again whenever that parameter is
+/// bound, so every execution re-parsed and re-planned the whole query (12 % of a cursor
+/// page's CPU time; BENCHMARKS.md). `limit` is a `u32` (the page size plus one, at most
+/// 101), so the text can only be digits; the cached statements are one per page size.
 pub(super) fn push_limit(qb: &mut QueryBuilder<Sqlite>, limit: u32, offset: u64) {
-    qb.push(" limit ");
-    qb.push_bind(i64::from(limit));
-    qb.push(" offset ");
+    qb.push(format_args!(" limit {limit} offset "));
     qb.push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
 }
 
