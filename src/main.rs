@@ -9,9 +9,10 @@ use starsongs::config::Settings;
 use starsongs::telemetry;
 
 /// mimalloc instead of glibc's malloc: a request allocates and frees many small objects
-/// across threads, which glibc served from growing per-thread arenas that it seldom
-/// returned (resident memory) and through its slower paths (a quarter of a point read's
-/// user time). BENCHMARKS.md has the figures.
+/// across threads, and glibc's allocator was a quarter of a point read's user time;
+/// with mimalloc the service answers 15-19 % more reads per second, for about 4-9 MiB
+/// more resident memory. Built without transparent huge pages (feature `no_thp`),
+/// which cost 30 MiB more. BENCHMARKS.md "SQLite at its limits (#11): second pass".
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

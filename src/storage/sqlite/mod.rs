@@ -106,7 +106,7 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             // A file has no peer that could have hung up: pinging an idle connection
             // before handing it out (sqlx's default) only costs a round trip to the
-            // connection's worker thread, a third of those a point read makes.
+            // connection's worker thread.
             .test_before_acquire(false)
             .max_connections(settings.max_connections)
             .min_connections(settings.min_connections)

@@ -4,7 +4,8 @@
 //! the WAL bounded. Reads never come here: they use the pool.
 //!
 //! How a batch forms: a write takes the lock, opens the batch's transaction if none is
-//! open, runs inside its own savepoint (so a failing write is undone alone), and releases
+//! open, runs inside its own savepoint (so a failing write is undone alone; a write that
+//! is a single statement needs none, see [`Writer::write_statement`]), and releases
 //! the lock. It then queues for the lock again, in a spawned task, to commit. The lock is
 //! fair, so the writes that were already waiting run first and join the same transaction;
 //! the first of them to come back commits for all, and the others find their batch
