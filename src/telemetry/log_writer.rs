@@ -10,8 +10,10 @@
 //! `FLUSH_INTERVAL` after it was logged, unless the reader is slower than the service.
 //!
 //! Written here rather than taken from `tracing-appender`: its writer thread is woken
-//! for every line and writes and flushes it alone whenever its queue runs empty, which on
-//! the request path cost about a fifth of a point read's CPU time (BENCHMARKS.md).
+//! for every line and writes and flushes it alone whenever its queue runs empty (a
+//! wake-up, an allocation and a `write` per line). Here a busy service pays one wake-up
+//! and one `write` per batch. On S1 the difference was within the noise (BENCHMARKS.md
+//! "second pass"): what a log line costs is its JSON formatting, not its writing.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
