@@ -2,6 +2,7 @@
 //! only on a terminal, filtered by `RUST_LOG` when set, else by `log.level`), Prometheus
 //! metrics ([`metrics`]) and error reporting ([`sentry`]).
 
+pub mod json;
 pub mod log_writer;
 pub mod metrics;
 pub mod sentry;
@@ -55,10 +56,8 @@ pub fn init(settings: &LogSettings) -> LogGuard {
         .with_writer(writer.clone());
     let installed = match settings.format {
         LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            .fmt_fields(json::JsonFields)
+            .event_format(json::JsonLines)
             .try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
