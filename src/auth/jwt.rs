@@ -16,6 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::AuthError;
+use super::verified::VerifiedTokens;
 use crate::config::{AuthSettings, JwtAlgorithm};
 use crate::domain::user::Role;
 
@@ -71,6 +72,8 @@ pub struct TokenKeys {
     ttl_secs: u64,
     /// The verification rules, built once.
     validation: Validation,
+    /// Tokens that passed them, so a repeated token is not verified again.
+    verified: VerifiedTokens,
 }
 
 /// The rules every token is verified by: the algorithm, issuer and audience pinned, every
@@ -208,6 +211,7 @@ impl TokenKeys {
             audience: audience.to_owned(),
             ttl_secs,
             validation: validation(algorithm, issuer, audience),
+            verified: VerifiedTokens::new(LEEWAY_SECS),
         };
         // Catch a mismatched pair at start-up rather than at the first request.
         let probe = keys
@@ -298,6 +302,7 @@ impl TokenKeys {
             audience: audience.to_owned(),
             ttl_secs,
             validation: validation(Algorithm::HS256, issuer, audience),
+            verified: VerifiedTokens::new(LEEWAY_SECS),
         })
     }
 
@@ -330,6 +335,10 @@ impl TokenKeys {
     /// # Errors
     /// [`AuthError::InvalidToken`] for any token that is not ours, current and intact.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, AuthError> {
+        let now = unix_now();
+        if let Some(claims) = self.verified.get(token, now) {
+            return Ok(claims);
+        }
         let validation = &self.validation;
         // The previous key gets exactly the same validation: only the key differs. It is
         // tried only for a signature the current key does not make: a malformed, expired
@@ -345,12 +354,14 @@ impl TokenKeys {
             .claims;
         let user_id = claims.sub.parse().map_err(|_| AuthError::InvalidToken)?;
         let role = Role::parse("role", &claims.role).map_err(|_| AuthError::InvalidToken)?;
-        Ok(AccessClaims {
+        let verified = AccessClaims {
             user_id,
             role,
             token_id: claims.jti,
             expires_at: claims.exp,
-        })
+        };
+        self.verified.put(token, &verified, claims.nbf, now);
+        Ok(verified)
     }
 }
 
@@ -433,6 +444,8 @@ mod tests {
             URL_SAFE_NO_PAD.encode(claims(json!({})).to_string())
         );
         let good = sign(&hs256, &claims(json!({})), SECRET);
+        // The baseline is now among the verified tokens: its signature on other claims
+        // (`tampered role claim`) must still be refused.
         assert!(
             keys.verify(&good).is_ok(),
             "the untampered baseline must verify"

@@ -1,5 +1,5 @@
 //! Authentication: password hashing, access tokens, opaque secrets (refresh tokens, API
-//! keys), the grant cache, and the account use cases in [`accounts::Accounts`]. Knows
+//! keys), the grant cache, the cache of verified tokens, and the account use cases in [`accounts::Accounts`]. Knows
 //! nothing of HTTP.
 
 pub mod accounts;
@@ -7,6 +7,7 @@ pub mod grants;
 pub mod jwt;
 pub mod password;
 pub mod secret;
+pub mod verified;
 
 /// Why an authentication step failed.
 #[derive(Debug, thiserror::Error)]
