@@ -360,6 +360,27 @@ impl Accounts {
         Ok(())
     }
 
+    /// The account an access token names, when its signature and claims verify: no
+    /// database read. The rate limiter keys a budget by it before any lookup (API.md: a
+    /// request the limiter refuses costs no database work).
+    pub fn token_user(&self, token: &str) -> Option<i64> {
+        self.keys.verify(token).ok().map(|claims| claims.user_id)
+    }
+
+    /// The id of an API key that this replica found in the database within the grant
+    /// cache's lifetime: no database read. `None` for a key not seen recently, unknown or
+    /// revoked (such a request is budgeted by its address, so made-up keys cannot buy
+    /// lookups beyond that budget).
+    pub fn known_api_key(&self, key: &str) -> Option<i64> {
+        if !key.starts_with(API_KEY_PREFIX) || key.len() > 128 {
+            return None;
+        }
+        match self.grants.get(&Subject::ApiKey(secret::digest(key))) {
+            Some(Some((id, _))) => Some(id),
+            _ => None,
+        }
+    }
+
     /// The principal of a bearer access token: the token must verify, and its account must
     /// still be active; the role is the lower of the token's and the account's current one.
     ///

@@ -118,11 +118,45 @@ pub struct ServerSettings {
     /// Requests served at once; above it new requests get 503 with `Retry-After` at once
     /// (load shedding). Health probes are exempt.
     pub max_in_flight: usize,
-    /// Peers (CIDRs, e.g. `10.0.0.0/8`) whose `X-Forwarded-For`, `Forwarded` and
-    /// `X-Forwarded-Proto` headers are believed.
+    /// Peers (CIDRs, e.g. `10.0.0.0/8`) whose `server.client_ip_header` and
+    /// `X-Forwarded-Proto` are believed. Production refuses a `/0` entry.
     pub trusted_proxies: Vec<String>,
+    /// The one forwarding header the client address is read from when the peer is a
+    /// trusted proxy; every other forwarding header is ignored.
+    pub client_ip_header: ClientIpHeader,
+    /// A connection that has not sent a complete request head within this many seconds
+    /// is closed (slow-loris). 1–300.
+    pub header_read_timeout_secs: u64,
+    /// A keep-alive connection idle between requests for longer than this is closed.
+    /// 1–3600.
+    pub keep_alive_timeout_secs: u64,
+    /// Open connections per listener; past it new connections wait in the accept backlog
+    /// until one closes. Must fit the process's open-file limit.
+    pub max_connections: usize,
     /// `[server.tls]`: in-process TLS.
     pub tls: TlsSettings,
+}
+
+/// Which forwarding header names the client behind a trusted proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ClientIpHeader {
+    /// `X-Forwarded-For` (ingress-nginx, Traefik, cloud load balancers): the proxy appends
+    /// the address it saw.
+    #[serde(rename = "x-forwarded-for")]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded` (`for=`), for proxies that append to it.
+    #[serde(rename = "forwarded")]
+    Forwarded,
+}
+
+impl ClientIpHeader {
+    /// The header's name, lowercase.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::XForwardedFor => "x-forwarded-for",
+            Self::Forwarded => "forwarded",
+        }
+    }
 }
 
 /// `[server.tls]`: TLS termination in the process (rustls; TLS 1.2 and 1.3 only).
@@ -160,6 +194,16 @@ impl ServerSettings {
     /// `shutdown_delay_secs` as a duration.
     pub fn shutdown_delay(&self) -> Duration {
         Duration::from_secs(self.shutdown_delay_secs)
+    }
+
+    /// `header_read_timeout_secs` as a duration.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+
+    /// `keep_alive_timeout_secs` as a duration.
+    pub fn keep_alive_timeout(&self) -> Duration {
+        Duration::from_secs(self.keep_alive_timeout_secs)
     }
 }
 
@@ -251,9 +295,14 @@ pub struct AuthSettings {
     /// development and test a random one is made at start-up when unset (tokens then do
     /// not survive a restart).
     pub jwt_secret: Option<SecretString>,
-    /// HS256 only: the secret being rotated out. Tokens it signed are still accepted (under
-    /// the same rules); nothing is signed with it. At least 32 bytes when set.
+    /// HS256 only: the secret being rotated out. Tokens it signed before
+    /// `auth.jwt_rotated_at` are still accepted (under the same rules) until they expire;
+    /// nothing is signed with it. At least 32 bytes, and not the current secret.
     pub jwt_previous_secret: Option<SecretString>,
+    /// When the current key replaced the previous one (RFC 3339, e.g.
+    /// `2026-12-07T10:00:00Z`). Required with a previous key: it verifies only tokens
+    /// issued before this instant, and none after `access_ttl_secs` (plus skew) past it.
+    pub jwt_rotated_at: Option<chrono::DateTime<chrono::Utc>>,
     /// PEM private key (PKCS#8) for EdDSA or RS256.
     pub jwt_private_key_file: Option<PathBuf>,
     /// PEM public key (SPKI) for EdDSA or RS256.
@@ -269,6 +318,9 @@ pub struct AuthSettings {
     pub access_ttl_secs: u64,
     /// Refresh-token lifetime (API.md: 7 days).
     pub refresh_ttl_secs: u64,
+    /// A login ends this long after its password sign-in, however often it is refreshed
+    /// (API.md: 30 days by default). At least `refresh_ttl_secs`.
+    pub session_max_secs: u64,
     /// Whether anyone, unauthenticated, may read the catalog.
     pub public_read: bool,
     /// Whether `POST /v1/auth/register` is open.
@@ -344,8 +396,9 @@ pub struct RateLimitSettings {
     pub redis_key_prefix: String,
     /// How long a Redis call may take before it counts as a failure.
     pub redis_timeout_ms: u64,
-    /// When Redis fails: `true` serves the request unlimited (logged), `false` answers 503.
-    pub fail_open: bool,
+    /// IPv6 clients are counted per network of this prefix length (64: one budget per
+    /// /64, what one host usually holds). 32–128.
+    pub ipv6_prefix_len: u8,
     /// Client addresses (CIDRs, e.g. `10.1.2.3/32`) that are never rate limited: trusted
     /// server-side callers such as a frontend that renders pages on its server. The address
     /// is the one `server.trusted_proxies` resolves; the login lockout still applies.

@@ -101,6 +101,21 @@ impl Settings {
                 "each entry must be an IP address or a CIDR such as `10.0.0.0/8`",
             );
         }
+        check(
+            (1..=300).contains(&server.header_read_timeout_secs),
+            "server.header_read_timeout_secs",
+            "must be between 1 and 300",
+        );
+        check(
+            (1..=3600).contains(&server.keep_alive_timeout_secs),
+            "server.keep_alive_timeout_secs",
+            "must be between 1 and 3600",
+        );
+        check(
+            server.max_connections >= 1,
+            "server.max_connections",
+            "must be at least 1",
+        );
         let tls = &server.tls;
         check(
             tls.cert_file.is_some() == tls.key_file.is_some(),
@@ -137,6 +152,11 @@ impl Settings {
             limits.redis_timeout_ms >= 1,
             "rate_limit.redis_timeout_ms",
             "must be at least 1",
+        );
+        check(
+            (32..=128).contains(&limits.ipv6_prefix_len),
+            "rate_limit.ipv6_prefix_len",
+            "must be between 32 and 128",
         );
         for client in &limits.exempt_clients {
             check(
@@ -177,6 +197,24 @@ impl Settings {
             "must be at least auth.access_ttl_secs and at most 7776000 (90 days)",
         );
         check(
+            auth.session_max_secs >= auth.refresh_ttl_secs && auth.session_max_secs <= 365 * 86_400,
+            "auth.session_max_secs",
+            "must be at least auth.refresh_ttl_secs and at most 31536000 (365 days)",
+        );
+        let has_previous_key =
+            auth.jwt_previous_secret.is_some() || auth.jwt_previous_public_key_file.is_some();
+        check(
+            !has_previous_key || auth.jwt_rotated_at.is_some(),
+            "auth.jwt_rotated_at",
+            "must be set (RFC 3339, the instant of the switch) when a previous key is configured",
+        );
+        check(
+            has_previous_key || auth.jwt_rotated_at.is_none(),
+            "auth.jwt_rotated_at",
+            "is only meaningful with auth.jwt_previous_secret or \
+             auth.jwt_previous_public_key_file",
+        );
+        check(
             (1..=60).contains(&auth.grant_cache_secs),
             "auth.grant_cache_secs",
             "must be between 1 and 60",
@@ -207,6 +245,16 @@ impl Settings {
                     "auth.jwt_previous_public_key_file",
                     "is for EdDSA and RS256 only (with HS256 use auth.jwt_previous_secret)",
                 );
+                check(
+                    match (&auth.jwt_secret, &auth.jwt_previous_secret) {
+                        (Some(current), Some(previous)) => {
+                            current.expose_secret() != previous.expose_secret()
+                        }
+                        _ => true,
+                    },
+                    "auth.jwt_previous_secret",
+                    "must differ from auth.jwt_secret",
+                );
             }
             JwtAlgorithm::EdDsa | JwtAlgorithm::Rs256 => {
                 check(
@@ -229,6 +277,20 @@ impl Settings {
                         .is_none_or(|p| p.is_file()),
                     "auth.jwt_previous_public_key_file",
                     "must name a readable PEM file when set",
+                );
+                check(
+                    match (
+                        &auth.jwt_public_key_file,
+                        &auth.jwt_previous_public_key_file,
+                    ) {
+                        (Some(current), Some(previous)) => {
+                            std::fs::read(current).ok() != std::fs::read(previous).ok()
+                                || !current.is_file()
+                        }
+                        _ => true,
+                    },
+                    "auth.jwt_previous_public_key_file",
+                    "must differ from auth.jwt_public_key_file",
                 );
                 check(
                     auth.jwt_previous_secret.is_none(),
@@ -277,6 +339,17 @@ impl Settings {
                 !db.seed_demo_data,
                 "database.seed_demo_data",
                 "must be false in production",
+            );
+            // A /0 trusted proxy lets every client choose its own address.
+            check(
+                !server
+                    .trusted_proxies
+                    .iter()
+                    .filter_map(|proxy| parse_cidr(proxy))
+                    .any(|net| net.prefix_len() == 0),
+                "server.trusted_proxies",
+                "must not contain 0.0.0.0/0 or ::/0 in production (every client could choose \
+                 its own address)",
             );
             // A /0 entry (0.0.0.0/0, ::/0) would switch rate limiting off for everyone.
             check(
@@ -458,6 +531,116 @@ mod tests {
     }
 
     #[test]
+    fn production_refuses_a_trusted_proxy_range_of_everyone() {
+        let production = |proxies: &str| {
+            load(&[
+                ("STARSONGS_ENV", "production"),
+                ("DATABASE_URL", "sqlite:///var/lib/starsongs/starsongs.db"),
+                (
+                    "STARSONGS__AUTH__JWT_SECRET",
+                    "a production secret of at least 32 bytes",
+                ),
+                ("STARSONGS__SERVER__TRUSTED_PROXIES", proxies),
+            ])
+        };
+
+        for everyone in ["0.0.0.0/0", "::/0", "10.0.0.0/8, ::/0"] {
+            let error = production(everyone).unwrap_err();
+            assert!(
+                error.contains("server.trusted_proxies: must not contain 0.0.0.0/0"),
+                "{everyone}: {error}"
+            );
+        }
+        assert!(production("10.0.0.0/8, fd00::/8").is_ok());
+        assert!(load(&[("STARSONGS__SERVER__TRUSTED_PROXIES", "0.0.0.0/0")]).is_ok());
+    }
+
+    #[test]
+    fn new_edge_settings_are_bounded() {
+        for (variable, value, setting) in [
+            (
+                "STARSONGS__RATE_LIMIT__IPV6_PREFIX_LEN",
+                "16",
+                "rate_limit.ipv6_prefix_len",
+            ),
+            (
+                "STARSONGS__RATE_LIMIT__IPV6_PREFIX_LEN",
+                "129",
+                "rate_limit.ipv6_prefix_len",
+            ),
+            (
+                "STARSONGS__SERVER__HEADER_READ_TIMEOUT_SECS",
+                "0",
+                "server.header_read_timeout_secs",
+            ),
+            (
+                "STARSONGS__SERVER__KEEP_ALIVE_TIMEOUT_SECS",
+                "0",
+                "server.keep_alive_timeout_secs",
+            ),
+            (
+                "STARSONGS__SERVER__MAX_CONNECTIONS",
+                "0",
+                "server.max_connections",
+            ),
+            (
+                "STARSONGS__AUTH__SESSION_MAX_SECS",
+                "60",
+                "auth.session_max_secs",
+            ),
+        ] {
+            let error = load(&[(variable, value)]).unwrap_err();
+            assert!(error.contains(setting), "{variable}={value}: {error}");
+        }
+        let header = load(&[("STARSONGS__SERVER__CLIENT_IP_HEADER", "x-real-ip")]).unwrap_err();
+        assert!(header.contains("client_ip_header"), "{header}");
+        assert!(load(&[("STARSONGS__SERVER__CLIENT_IP_HEADER", "forwarded")]).is_ok());
+    }
+
+    #[test]
+    fn a_previous_key_needs_the_rotation_instant_and_must_differ() {
+        let secret = "a development secret of at least 32 bytes";
+        let without_instant = load(&[
+            ("STARSONGS__AUTH__JWT_SECRET", secret),
+            (
+                "STARSONGS__AUTH__JWT_PREVIOUS_SECRET",
+                "the previous secret, also at least 32 bytes",
+            ),
+        ])
+        .unwrap_err();
+        let same_key = load(&[
+            ("STARSONGS__AUTH__JWT_SECRET", secret),
+            ("STARSONGS__AUTH__JWT_PREVIOUS_SECRET", secret),
+            ("STARSONGS__AUTH__JWT_ROTATED_AT", "2026-12-07T10:00:00Z"),
+        ])
+        .unwrap_err();
+        let instant_alone =
+            load(&[("STARSONGS__AUTH__JWT_ROTATED_AT", "2026-12-07T10:00:00Z")]).unwrap_err();
+        let rotation = load(&[
+            ("STARSONGS__AUTH__JWT_SECRET", secret),
+            (
+                "STARSONGS__AUTH__JWT_PREVIOUS_SECRET",
+                "the previous secret, also at least 32 bytes",
+            ),
+            ("STARSONGS__AUTH__JWT_ROTATED_AT", "2026-12-07T10:00:00Z"),
+        ]);
+
+        assert!(
+            without_instant.contains("auth.jwt_rotated_at: must be set"),
+            "{without_instant}"
+        );
+        assert!(
+            same_key.contains("auth.jwt_previous_secret: must differ"),
+            "{same_key}"
+        );
+        assert!(
+            instant_alone.contains("auth.jwt_rotated_at"),
+            "{instant_alone}"
+        );
+        assert!(rotation.is_ok(), "{rotation:?}");
+    }
+
+    #[test]
     fn origins_must_be_bare_origins() {
         for (origin, ok) in [
             ("https://app.example.com", true),
@@ -536,10 +719,13 @@ mod tests {
         let file = dir.path().join("jwt-previous");
         std::fs::write(&file, "an old file secret, at least 32 bytes\n").unwrap();
 
-        let settings = load(&[(
-            "STARSONGS__AUTH__JWT_PREVIOUS_SECRET_FILE",
-            file.to_str().unwrap(),
-        )])
+        let settings = load(&[
+            (
+                "STARSONGS__AUTH__JWT_PREVIOUS_SECRET_FILE",
+                file.to_str().unwrap(),
+            ),
+            ("STARSONGS__AUTH__JWT_ROTATED_AT", "2026-12-07T10:00:00Z"),
+        ])
         .unwrap();
 
         assert_eq!(

@@ -3,8 +3,10 @@
 //!
 //! Memory is bounded: a client whose budget is full again holds no information, so such
 //! entries are dropped every [`SWEEP_EVERY`] checks; and the map never holds more than
-//! [`MAX_KEYS`] clients (a new client beyond that is let through unlimited, with a
-//! warning, rather than evicting clients that are being limited).
+//! [`MAX_KEYS`] clients. When it is full of clients still being limited, the least
+//! recently seen tenth is forgotten to make room: a new client is always limited, never
+//! let through free (a flood of fresh addresses can only make old, quiet clients start
+//! over with a full budget).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,6 +20,8 @@ use super::{Decision, Limiter, LimiterUnavailable, Quota, gcra};
 pub const MAX_KEYS: usize = 100_000;
 /// Checks between two sweeps of idle clients.
 pub const SWEEP_EVERY: u64 = 4096;
+/// Share of the clients forgotten at once when the map is full of live budgets.
+const EVICT_DIVISOR: usize = 10;
 
 /// The in-process limiter.
 #[derive(Debug)]
@@ -28,9 +32,9 @@ pub struct MemoryLimiter {
 
 #[derive(Debug, Default)]
 struct State {
-    tats: HashMap<String, f64>,
+    /// Client key → (theoretical arrival time, last seen), both in ms.
+    tats: HashMap<String, (f64, f64)>,
     checks: u64,
-    last_sweep: f64,
 }
 
 impl Default for MemoryLimiter {
@@ -59,40 +63,61 @@ impl MemoryLimiter {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The synchronous check, now.
+    pub fn check_now(&self, key: &str, quota: Quota) -> Decision {
+        let now = self.started.elapsed().as_secs_f64() * 1000.0;
+        self.check_at(key, quota, now)
+    }
+
     /// The synchronous check, at `now` ms since this limiter started.
     pub fn check_at(&self, key: &str, quota: Quota, now: f64) -> Decision {
         let mut state = self.lock();
         state.checks += 1;
-        let full = state.tats.len() >= MAX_KEYS && now - state.last_sweep >= 1000.0;
-        if state.checks.is_multiple_of(SWEEP_EVERY) || full {
+        if state.checks.is_multiple_of(SWEEP_EVERY) {
             // A time in the past means a full budget: nothing worth keeping.
-            state.tats.retain(|_, tat| *tat > now);
-            state.last_sweep = now;
+            state.tats.retain(|_, (tat, _)| *tat > now);
         }
-        let known = state.tats.get(key).copied();
+        let known = state.tats.get(key).map(|(tat, _)| *tat);
         let (next, decision) = gcra(known, now, quota);
-        if let Some(next) = next {
-            if let Some(tat) = state.tats.get_mut(key) {
-                // A known client: no new key allocated.
+        if let Some((tat, seen)) = state.tats.get_mut(key) {
+            // A known client: no new key allocated.
+            if let Some(next) = next {
                 *tat = next;
-            } else if state.tats.len() < MAX_KEYS {
-                state.tats.insert(key.to_owned(), next);
-            } else {
-                tracing::warn!(
-                    rate_limit.max_keys = MAX_KEYS,
-                    "rate limiter is tracking its maximum number of clients; a new client is not limited"
-                );
             }
+            *seen = now;
+        } else if let Some(next) = next {
+            if state.tats.len() >= MAX_KEYS {
+                make_room(&mut state, now);
+            }
+            state.tats.insert(key.to_owned(), (next, now));
         }
         decision
     }
 }
 
+/// Drops the clients whose budget is full again; if that frees nothing, the least
+/// recently seen tenth.
+fn make_room(state: &mut State, now: f64) {
+    state.tats.retain(|_, (tat, _)| *tat > now);
+    if state.tats.len() < MAX_KEYS {
+        return;
+    }
+    let mut seen: Vec<f64> = state.tats.values().map(|(_, seen)| *seen).collect();
+    let cut = seen.len() / EVICT_DIVISOR;
+    let (_, newest_dropped, _) = seen.select_nth_unstable_by(cut, f64::total_cmp);
+    let newest_dropped = *newest_dropped;
+    // Ties at the cut go too, so something is always freed.
+    state.tats.retain(|_, (_, seen)| *seen > newest_dropped);
+    tracing::warn!(
+        rate_limit.max_keys = MAX_KEYS,
+        "rate limiter was tracking its maximum number of clients; forgot the least recently seen"
+    );
+}
+
 #[async_trait]
 impl Limiter for MemoryLimiter {
     async fn check(&self, key: &str, quota: Quota) -> Result<Decision, LimiterUnavailable> {
-        let now = self.started.elapsed().as_secs_f64() * 1000.0;
-        Ok(self.check_at(key, quota, now))
+        Ok(self.check_now(key, quota))
     }
 }
 
@@ -132,5 +157,23 @@ mod tests {
         }
 
         assert_eq!(limiter.len(), 1);
+    }
+
+    #[test]
+    fn a_full_limiter_still_limits_new_clients_and_forgets_the_quietest() {
+        let limiter = MemoryLimiter::default();
+        for i in 0..MAX_KEYS {
+            limiter.check_at(&format!("client-{i}"), QUOTA, 0.0);
+        }
+        // The first client is seen again, so it is not among the least recently seen.
+        limiter.check_at("client-0", QUOTA, 1.0);
+
+        let fresh: Vec<bool> = (0..3)
+            .map(|_| limiter.check_at("fresh", QUOTA, 2.0).allowed)
+            .collect();
+
+        assert_eq!(fresh, [true, true, false]);
+        assert!(limiter.len() <= MAX_KEYS, "{}", limiter.len());
+        assert!(!limiter.check_at("client-0", QUOTA, 3.0).allowed);
     }
 }

@@ -13,8 +13,8 @@ pub mod redis;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use ipnet::IpNet;
@@ -131,11 +131,16 @@ pub struct RateLimits {
     pub api: Quota,
     /// `/v1/auth` budget.
     pub auth: Quota,
-    /// Serve unlimited (true) or refuse with 503 (false) when the limiter fails.
-    pub fail_open: bool,
+    /// Budgets kept in this process while the configured limiter does not answer (a
+    /// Redis outage): each replica then limits on its own, never unlimited.
+    fallback: memory::MemoryLimiter,
+    /// Whether the configured limiter is failing (an outage is logged once, not per
+    /// request).
+    in_outage: AtomicBool,
     /// Client networks that are never limited (`rate_limit.exempt_clients`).
     exempt: Vec<IpNet>,
-    last_failure_log: AtomicU64,
+    /// IPv6 clients are counted per network of this prefix length.
+    ipv6_prefix_len: u8,
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -144,7 +149,7 @@ impl std::fmt::Debug for RateLimits {
             .field("enabled", &self.enabled)
             .field("api", &self.api)
             .field("auth", &self.auth)
-            .field("fail_open", &self.fail_open)
+            .field("ipv6_prefix_len", &self.ipv6_prefix_len)
             .field("exempt", &self.exempt)
             .finish_non_exhaustive()
     }
@@ -178,14 +183,15 @@ impl RateLimits {
                 per_minute: settings.auth_requests_per_minute,
                 burst: settings.auth_burst,
             },
-            fail_open: settings.fail_open,
+            fallback: memory::MemoryLimiter::default(),
+            in_outage: AtomicBool::new(false),
+            ipv6_prefix_len: settings.ipv6_prefix_len,
             // Entries were validated at start-up; nothing unparsable is left to drop.
             exempt: settings
                 .exempt_clients
                 .iter()
                 .filter_map(|client| parse_cidr(client))
                 .collect(),
-            last_failure_log: AtomicU64::new(0),
         })
     }
 
@@ -207,25 +213,44 @@ impl RateLimits {
         }
     }
 
-    /// Logs a limiter failure at error level, at most once every 10 seconds (a Redis
-    /// outage would otherwise log once per request).
-    pub fn report_failure(&self, error: &LimiterUnavailable) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let last = self.last_failure_log.load(Ordering::Relaxed);
-        if now >= last + 10
-            && self
-                .last_failure_log
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            tracing::error!(
-                error = ?error.0,
-                rate_limit.fail_open = self.fail_open,
-                "rate limiter unavailable; requests are {}",
-                if self.fail_open { "served unlimited" } else { "refused with 503" }
-            );
+    /// The budget client of an address: IPv4 as it is, IPv6 by its network of
+    /// `rate_limit.ipv6_prefix_len` bits (one host usually holds a whole /64, so counting
+    /// per /128 would give it unlimited fresh budgets).
+    pub fn client_network(&self, client: IpAddr) -> IpAddr {
+        match client {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => ipnet::Ipv6Net::new(v6, self.ipv6_prefix_len)
+                    .map_or(client, |net| IpAddr::V6(net.network())),
+            },
+            v4 => v4,
+        }
+    }
+
+    /// Spends one request of `key`'s budget under `quota`: with the configured limiter,
+    /// or, while it does not answer, with this replica's own budgets. An outage is logged
+    /// once when it starts and once when it ends; every failed check is counted on
+    /// `rate_limit_backend_errors_total`.
+    pub async fn check(&self, key: &str, quota: Quota) -> Decision {
+        match self.limiter.check(key, quota).await {
+            Ok(decision) => {
+                if self.in_outage.swap(false, Ordering::Relaxed) {
+                    tracing::warn!("rate limiter answers again; shared budgets are back");
+                }
+                decision
+            }
+            Err(error) => {
+                metrics::counter!(crate::telemetry::metrics::RATE_LIMIT_BACKEND_ERRORS_TOTAL)
+                    .increment(1);
+                if !self.in_outage.swap(true, Ordering::Relaxed) {
+                    tracing::error!(
+                        error = ?error.0,
+                        "rate limiter unavailable; each replica limits with its own budgets \
+                         until it answers"
+                    );
+                }
+                self.fallback.check_now(key, quota)
+            }
         }
     }
 }

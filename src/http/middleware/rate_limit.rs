@@ -27,7 +27,7 @@ use crate::http::auth;
 use crate::http::error::ApiError;
 use crate::ratelimit::{Decision, RateLimits, Scope};
 use crate::state::AppState;
-use crate::telemetry::metrics::{RATE_LIMIT_BACKEND_ERRORS_TOTAL, RATE_LIMIT_REJECTIONS_TOTAL};
+use crate::telemetry::metrics::RATE_LIMIT_REJECTIONS_TOTAL;
 
 const HEADERS: [(&str, &str); 3] = [
     ("ratelimit-limit", "x-ratelimit-limit"),
@@ -197,36 +197,21 @@ where
         .filter(|p| *p != Principal::Anonymous);
     let req = Request::from_parts(parts, body);
     let key = budget_key(scope, principal, ip);
-    match limits.limiter.check(&key, limits.quota(scope)).await {
-        Ok(decision) if decision.allowed => {
-            let mut response = inner.call(req).await?;
-            add_headers(response.headers_mut(), &decision);
-            Ok(response)
-        }
-        Ok(decision) => {
-            tracing::info!(rate_limit.scope = scope.as_str(), "rate limit exceeded");
-            metrics::counter!(RATE_LIMIT_REJECTIONS_TOTAL, "scope" => scope.as_str()).increment(1);
-            let mut response = ApiError::too_many_requests(
-                "Too many requests; slow down and retry after the time in Retry-After",
-                decision.retry_after_secs,
-            )
-            .into_response();
-            add_headers(response.headers_mut(), &decision);
-            Ok(response)
-        }
-        Err(error) => {
-            metrics::counter!(RATE_LIMIT_BACKEND_ERRORS_TOTAL).increment(1);
-            limits.report_failure(&error);
-            if limits.fail_open {
-                inner.call(req).await
-            } else {
-                Ok(
-                    ApiError::unavailable("Rate limiting is unavailable; retry shortly", 1)
-                        .into_response(),
-                )
-            }
-        }
+    let decision = limits.check(&key, limits.quota(scope)).await;
+    if decision.allowed {
+        let mut response = inner.call(req).await?;
+        add_headers(response.headers_mut(), &decision);
+        return Ok(response);
     }
+    tracing::info!(rate_limit.scope = scope.as_str(), "rate limit exceeded");
+    metrics::counter!(RATE_LIMIT_REJECTIONS_TOTAL, "scope" => scope.as_str()).increment(1);
+    let mut response = ApiError::too_many_requests(
+        "Too many requests; slow down and retry after the time in Retry-After",
+        decision.retry_after_secs,
+    )
+    .into_response();
+    add_headers(response.headers_mut(), &decision);
+    Ok(response)
 }
 
 #[cfg(test)]
