@@ -81,10 +81,10 @@ async fn fixture() -> Fixture {
     )
     .unwrap();
     let user = state.accounts.create_user(&user).await.unwrap();
-    let token = state.accounts.keys().issue(user.id, Role::Admin).unwrap();
+    let pair = state.accounts.start_session(&user).await.unwrap();
     Fixture {
         router: http::router(state),
-        token: token.token.expose_secret().to_owned(),
+        token: pair.access_token.expose_secret().to_owned(),
         artist_id: artist_id / 2,
         _dir: dir,
     }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::AuthError;
-use super::grants::{Grant, GrantCache, Subject};
+use super::grants::{Grant, GrantCache, SessionCache, Subject};
 use super::jwt::TokenKeys;
 use super::password::PasswordHasher;
 use super::secret::{self, API_KEY_PREFIX, API_KEY_SHOWN_CHARS, REFRESH_TOKEN_PREFIX};
@@ -27,6 +27,11 @@ fn attempt(outcome: &'static str) {
 /// too long to be valid).
 fn failure_key(username: &str) -> UsernameKey {
     UsernameKey::fold(username)
+}
+
+/// `secs` as a chrono duration (validated settings are far below the bound).
+fn seconds(secs: u64) -> chrono::Duration {
+    chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
 }
 
 /// Who is making a request.
@@ -128,7 +133,9 @@ pub struct Accounts {
     hasher: PasswordHasher,
     keys: Arc<TokenKeys>,
     grants: Arc<GrantCache>,
+    sessions: Arc<SessionCache>,
     refresh_ttl: chrono::Duration,
+    session_max: chrono::Duration,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -153,9 +160,11 @@ impl Accounts {
             grants: Arc::new(GrantCache::new(std::time::Duration::from_secs(
                 auth.grant_cache_secs,
             ))),
-            refresh_ttl: chrono::Duration::seconds(
-                i64::try_from(auth.refresh_ttl_secs).unwrap_or(i64::MAX / 1000),
-            ),
+            sessions: Arc::new(SessionCache::new(std::time::Duration::from_secs(
+                auth.grant_cache_secs,
+            ))),
+            refresh_ttl: seconds(auth.refresh_ttl_secs),
+            session_max: seconds(auth.session_max_secs),
         })
     }
 
@@ -172,7 +181,10 @@ impl Accounts {
     /// Signs in with a username and password. Every outcome but a lockout costs one
     /// Argon2 verification, so an unknown user looks like a wrong password, in body and in
     /// time. Five failures for one username within 15 minutes lock it for 15 minutes after
-    /// the last failure; a success clears the count.
+    /// the last failure; a success clears the count. The attempt is counted before the
+    /// password is checked, atomically in the database, so concurrent attempts and other
+    /// replicas share the count: of any burst at most five passwords are checked, and a
+    /// correct one is refused too while the lockout lasts.
     ///
     /// # Errors
     /// [`LoginError`].
@@ -183,7 +195,9 @@ impl Accounts {
         password: &SecretString,
     ) -> Result<TokenPair, LoginError> {
         let key = failure_key(username);
-        if let LoginGate::LockedUntil(until) = self.store.login_gate(&key, Utc::now()).await? {
+        if let LoginGate::LockedUntil(until) =
+            self.store.claim_login_attempt(&key, Utc::now()).await?
+        {
             attempt("login_locked");
             return Err(LoginError::Locked(until));
         }
@@ -202,25 +216,33 @@ impl Accounts {
                 Ok(pair)
             }
             _ => {
-                self.store.record_login_failure(&key, Utc::now()).await?;
+                // Already counted when the attempt was claimed.
                 attempt("login_failure");
                 Err(LoginError::BadCredentials)
             }
         }
     }
 
-    /// Issues a token pair for `user`, starting a new refresh-token family.
-    async fn start_session(&self, user: &User) -> Result<TokenPair, LoginError> {
+    /// Starts a login for `user` without a password (the password sign-in above, and
+    /// tools and tests that act for an account): a new refresh-token family, whose id the
+    /// access token carries as `sid`.
+    ///
+    /// # Errors
+    /// Storage or signing failure.
+    pub async fn start_session(&self, user: &User) -> Result<TokenPair, LoginError> {
         let refresh = secret::generate(REFRESH_TOKEN_PREFIX).map_err(StoreError::Other)?;
+        let family_id = uuid::Uuid::new_v4().to_string();
+        let started = Utc::now();
         self.store
             .insert_refresh_token(&NewRefreshToken {
                 token_hash: refresh.digest,
-                family_id: uuid::Uuid::new_v4().to_string(),
+                family_id: family_id.clone(),
                 user_id: user.id,
-                expires_at: Utc::now() + self.refresh_ttl,
+                expires_at: (started + self.refresh_ttl).min(started + self.session_max),
+                session_started_at: started,
             })
             .await?;
-        let access = self.keys.issue(user.id, user.role)?;
+        let access = self.keys.issue(user.id, user.role, &family_id)?;
         Ok(TokenPair {
             access_token: access.token,
             refresh_token: refresh.secret,
@@ -229,11 +251,14 @@ impl Accounts {
     }
 
     /// Exchanges a refresh token for a new pair; the presented token is spent. Presenting
-    /// a spent token revokes every token of its login.
+    /// a spent token revokes every token of its login, its access tokens included (at
+    /// once on this replica, within the grant cache's lifetime on the others). A login
+    /// ends `auth.session_max_secs` after its password sign-in, however often it is
+    /// refreshed.
     ///
     /// # Errors
-    /// [`CredentialError::Invalid`] for an unknown, spent, expired or revoked token, or an
-    /// inactive account.
+    /// [`CredentialError::Invalid`] for an unknown, spent, expired or revoked token, a
+    /// login past its maximum age, or an inactive account.
     #[tracing::instrument(name = "auth.refresh", skip_all)]
     pub async fn refresh(&self, token: &SecretString) -> Result<TokenPair, CredentialError> {
         let next = secret::generate(REFRESH_TOKEN_PREFIX).map_err(StoreError::Other)?;
@@ -243,19 +268,21 @@ impl Accounts {
                 &secret::digest_secret(token),
                 &next.digest,
                 Utc::now() + self.refresh_ttl,
+                self.session_max,
             )
             .await?;
         match rotation {
-            Rotation::Rotated(user) => {
+            Rotation::Rotated { user, family_id } => {
                 attempt("refresh_success");
-                let access = self.keys.issue(user.id, user.role)?;
+                let access = self.keys.issue(user.id, user.role, &family_id)?;
                 Ok(TokenPair {
                     access_token: access.token,
                     refresh_token: next.secret,
                     expires_in: access.expires_in,
                 })
             }
-            Rotation::Reused => {
+            Rotation::Reused { family_id } => {
+                self.sessions.forget(&family_id);
                 attempt("refresh_reuse");
                 tracing::warn!("a spent refresh token was presented again; its family is revoked");
                 Err(CredentialError::Invalid)
@@ -267,21 +294,21 @@ impl Accounts {
         }
     }
 
-    /// Ends the login of a refresh token: its whole family is revoked.
+    /// Ends the login of a refresh token: its whole family is revoked, and the login's
+    /// access tokens are refused (at once on this replica, within the grant cache's
+    /// lifetime on the others). Other logins of the user go on.
     ///
     /// # Errors
     /// [`CredentialError::Invalid`] for a token this service never issued (or long pruned).
     #[tracing::instrument(name = "auth.logout", skip_all)]
     pub async fn logout(&self, token: &SecretString) -> Result<(), CredentialError> {
-        if self
+        let family = self
             .store
             .revoke_refresh_family(&secret::digest_secret(token))
             .await?
-        {
-            Ok(())
-        } else {
-            Err(CredentialError::Invalid)
-        }
+            .ok_or(CredentialError::Invalid)?;
+        self.sessions.forget(&family);
+        Ok(())
     }
 
     /// Creates an account (registration with role viewer, or an admin's choice).
@@ -312,6 +339,9 @@ impl Accounts {
         };
         let user = self.store.update_user(id, changes, hash.as_deref()).await?;
         self.grants.forget(&Subject::User(id));
+        if changes.revokes_sessions() {
+            self.sessions.forget_user(id);
+        }
         Ok(user)
     }
 
@@ -323,6 +353,7 @@ impl Accounts {
     pub async fn delete_user(&self, id: i64) -> Result<(), StoreError> {
         self.store.delete_user(id).await?;
         self.grants.forget(&Subject::User(id));
+        self.sessions.forget_user(id);
         Ok(())
     }
 
@@ -381,8 +412,11 @@ impl Accounts {
         }
     }
 
-    /// The principal of a bearer access token: the token must verify, and its account must
-    /// still be active; the role is the lower of the token's and the account's current one.
+    /// The principal of a bearer access token: the token must verify, its account must
+    /// still be active, and its login must still go on (not logged out, not revoked by
+    /// reuse of a spent refresh token, a password change or deactivation); the role is the
+    /// lower of the token's and the account's current one. Both facts are read at most
+    /// once per grant-cache lifetime per replica.
     ///
     /// # Errors
     /// [`CredentialError::Invalid`], or a storage failure while reading the account.
@@ -405,6 +439,17 @@ impl Accounts {
             }
         };
         let (id, current) = grant.ok_or(CredentialError::Invalid)?;
+        let is_active = match self.sessions.get(&claims.session_id) {
+            Some(is_active) => is_active,
+            None => {
+                let is_active = self.store.is_session_active(&claims.session_id).await?;
+                self.sessions.put(&claims.session_id, id, is_active);
+                is_active
+            }
+        };
+        if !is_active {
+            return Err(CredentialError::Invalid);
+        }
         Ok(Principal::User {
             id,
             role: current.min(claims.role),

@@ -12,6 +12,10 @@
 //! a flood of junk keys evicts only other junk, never a real grant. Only signed tokens and
 //! real keys create grant entries, so their number is that of real accounts and keys.
 //!
+//! [`SessionCache`] does the same for logins (refresh-token families): whether the login an
+//! access token names still goes on, so logout, reuse of a spent refresh token and a
+//! password change end that login's access tokens within the same bound.
+//!
 //! Written here rather than taken from a cache crate: it needs a map, a TTL and two bounds
 //! (about 150 lines with tests), and `moka` would add a dozen crates to the build for that.
 
@@ -165,6 +169,74 @@ impl GrantCache {
     }
 }
 
+/// One shard of [`SessionCache`]: `(read at, owner, active)` by family id.
+type SessionShard = HashMap<Box<str>, (Instant, i64, bool)>;
+
+/// Whether each login still goes on, as last read. Only verified tokens name a login, so
+/// the entries are real logins.
+#[derive(Debug)]
+pub struct SessionCache {
+    ttl: Duration,
+    hasher: RandomState,
+    shards: Box<[Mutex<SessionShard>]>,
+}
+
+impl SessionCache {
+    /// A cache whose entries live `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    fn shard(&self, family_id: &str) -> MutexGuard<'_, SessionShard> {
+        let index = (self.hasher.hash_one(family_id) % SHARDS as u64) as usize;
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether the login is active, if read within the TTL.
+    pub fn get(&self, family_id: &str) -> Option<bool> {
+        let shard = self.shard(family_id);
+        shard
+            .get(family_id)
+            .filter(|(at, _, _)| at.elapsed() < self.ttl)
+            .map(|(_, _, active)| *active)
+    }
+
+    /// Remembers whether the login `family_id` of `user_id` is active.
+    pub fn put(&self, family_id: &str, user_id: i64, active: bool) {
+        let ttl = self.ttl;
+        let mut shard = self.shard(family_id);
+        if shard.len() >= MAX_ENTRIES / SHARDS && !shard.contains_key(family_id) {
+            shard.retain(|_, (at, _, _)| at.elapsed() < ttl);
+            if shard.len() >= MAX_ENTRIES / SHARDS {
+                shard.clear();
+            }
+        }
+        shard.insert(family_id.into(), (Instant::now(), user_id, active));
+    }
+
+    /// Forgets one login (it ended on this replica).
+    pub fn forget(&self, family_id: &str) {
+        self.shard(family_id).remove(family_id);
+    }
+
+    /// Forgets every login of `user_id` (a password change or deactivation on this
+    /// replica).
+    pub fn forget_user(&self, user_id: i64) {
+        for shard in &self.shards {
+            shard
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .retain(|_, (_, owner, _)| *owner != user_id);
+        }
+    }
+}
+
 fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     shard
         .lock()
@@ -252,6 +324,38 @@ mod tests {
         assert_eq!(
             cache.get(&Subject::User(newest)),
             Some(Some((newest, Role::Viewer)))
+        );
+    }
+
+    #[test]
+    fn sessions_are_remembered_until_forgotten_by_login_or_by_user() {
+        let cache = SessionCache::new(Duration::from_secs(60));
+        cache.put("family-a", 7, true);
+        cache.put("family-b", 7, true);
+        cache.put("family-c", 8, true);
+
+        cache.forget("family-a");
+        assert_eq!(cache.get("family-a"), None);
+        assert_eq!(cache.get("family-b"), Some(true));
+        cache.forget_user(7);
+
+        assert_eq!(cache.get("family-b"), None);
+        assert_eq!(cache.get("family-c"), Some(true));
+    }
+
+    #[test]
+    fn the_session_cache_stays_bounded() {
+        let cache = SessionCache::new(Duration::from_secs(60));
+
+        for n in 0..(3 * MAX_ENTRIES) {
+            cache.put(&format!("family-{n}"), 1, true);
+        }
+
+        let kept: usize = cache.shards.iter().map(|s| s.lock().unwrap().len()).sum();
+        assert!(kept <= MAX_ENTRIES, "{kept}");
+        assert_eq!(
+            cache.get(&format!("family-{}", 3 * MAX_ENTRIES - 1)),
+            Some(true)
         );
     }
 }

@@ -1,15 +1,21 @@
-//! Access tokens: JWTs with the claims `sub, role, iat, nbf, exp, iss, aud, jti` (API.md),
-//! signed with exactly one algorithm. Verification pins that algorithm, the issuer and the
-//! audience, requires every time claim, and allows 30 s of clock skew; anything else is
+//! Access tokens: JWTs with the claims `sub, role, iat, nbf, exp, iss, aud, jti` (API.md)
+//! and `sid`, the login (refresh-token family) the token belongs to, signed with exactly
+//! one algorithm. Verification pins that algorithm, the issuer and the audience, requires
+//! every time claim, allows 30 s of clock skew, and refuses a lifetime (`exp - iat`) longer
+//! than the configured one plus that skew, whatever key signed it; anything else is
 //! [`AuthError::InvalidToken`]. During a key rotation a second, verification-only key (the
-//! previous one) is tried after the current one, under the same rules; it never signs.
+//! previous one) is tried after the current one, under the same rules, and only for
+//! tokens issued before the rotation: once those have all expired it verifies nothing
+//! more. It never signs.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use secrecy::{ExposeSecret, SecretString};
@@ -36,6 +42,7 @@ struct Claims {
     iss: String,
     aud: String,
     jti: String,
+    sid: String,
 }
 
 /// What a verified access token says.
@@ -47,8 +54,19 @@ pub struct AccessClaims {
     pub role: Role,
     /// Unique token id.
     pub token_id: String,
+    /// The login (refresh-token family) the token was issued for.
+    pub session_id: String,
     /// Expiry, seconds since the Unix epoch.
     pub expires_at: u64,
+}
+
+/// The key being rotated out: verifies tokens issued before the rotation, never signs.
+struct PreviousKey {
+    key: DecodingKey,
+    /// The rotation instant (`auth.jwt_rotated_at`), seconds since the Unix epoch.
+    rotated_at: u64,
+    /// Whether the "previous key no longer needed" warning was logged.
+    retired_logged: AtomicBool,
 }
 
 /// A freshly issued access token.
@@ -66,7 +84,7 @@ pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     /// The key being rotated out: verifies, never signs.
-    previous: Option<DecodingKey>,
+    previous: Option<PreviousKey>,
     issuer: String,
     audience: String,
     ttl_secs: u64,
@@ -82,7 +100,7 @@ fn validation(algorithm: Algorithm, issuer: &str, audience: &str) -> Validation 
     let mut validation = Validation::new(algorithm);
     validation.set_issuer(&[issuer]);
     validation.set_audience(&[audience]);
-    validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+    validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub", "sid"]);
     validation.validate_exp = true;
     validation.validate_nbf = true;
     validation.leeway = LEEWAY_SECS;
@@ -128,7 +146,7 @@ impl TokenKeys {
                     )?
                 };
                 match &auth.jwt_previous_secret {
-                    Some(previous) => keys.with_previous_secret(previous),
+                    Some(previous) => keys.with_previous_secret(previous, rotated_at(auth)?),
                     None => Ok(keys),
                 }
             }
@@ -162,7 +180,7 @@ impl TokenKeys {
                     Some(path) => {
                         let previous = std::fs::read(path)
                             .context("reading auth.jwt_previous_public_key_file")?;
-                        keys.with_previous_public_key(&previous)
+                        keys.with_previous_public_key(&previous, rotated_at(auth)?)
                     }
                     None => Ok(keys),
                 }
@@ -215,7 +233,7 @@ impl TokenKeys {
         };
         // Catch a mismatched pair at start-up rather than at the first request.
         let probe = keys
-            .issue(0, Role::Viewer)
+            .issue(0, Role::Viewer, "probe")
             .context("signing a probe token")?;
         keys.verify(probe.token.expose_secret()).map_err(|_| {
             anyhow::anyhow!(
@@ -226,12 +244,17 @@ impl TokenKeys {
     }
 
     /// These keys, also accepting HS256 tokens signed with `previous` (the secret being
-    /// rotated out; at least 32 bytes). Tokens are still signed with the current secret.
+    /// rotated out; at least 32 bytes) and issued before `rotated_at`. Tokens are still
+    /// signed with the current secret.
     ///
     /// # Errors
-    /// Keys that are not HS256, or a previous secret shorter than [`MIN_SECRET_BYTES`]; the
-    /// message names the setting, never the secret.
-    pub fn with_previous_secret(mut self, previous: &SecretString) -> anyhow::Result<Self> {
+    /// Keys that are not HS256, a previous secret shorter than [`MIN_SECRET_BYTES`], or the
+    /// current secret again; the message names the setting, never the secret.
+    pub fn with_previous_secret(
+        self,
+        previous: &SecretString,
+        rotated_at: DateTime<Utc>,
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(
             self.algorithm == Algorithm::HS256,
             "auth.jwt_previous_secret is for HS256 only"
@@ -241,30 +264,67 @@ impl TokenKeys {
             bytes.len() >= MIN_SECRET_BYTES,
             "auth.jwt_previous_secret must be at least {MIN_SECRET_BYTES} bytes"
         );
-        self.previous = Some(DecodingKey::from_secret(bytes));
-        tracing::info!("auth: also accepting access tokens signed with the previous key");
+        self.with_previous(
+            DecodingKey::from_secret(bytes),
+            rotated_at,
+            "auth.jwt_previous_secret",
+        )
+    }
+
+    /// Adds `key` as the previous key after checking that it is not the current one (it
+    /// must not verify a token the current key signs).
+    fn with_previous(
+        mut self,
+        key: DecodingKey,
+        rotated_at: DateTime<Utc>,
+        setting: &str,
+    ) -> anyhow::Result<Self> {
+        let probe = self
+            .issue(0, Role::Viewer, "probe")
+            .context("signing a probe token")?;
+        anyhow::ensure!(
+            decode::<Claims>(probe.token.expose_secret(), &key, &self.validation).is_err(),
+            "{setting} must differ from the current key"
+        );
+        let rotated_at = u64::try_from(rotated_at.timestamp()).unwrap_or_default();
+        let retires_at = rotated_at + self.ttl_secs + LEEWAY_SECS;
+        tracing::info!(
+            auth.jwt_rotated_at = rotated_at,
+            auth.previous_key_retires_at = retires_at,
+            "auth: also accepting access tokens signed with the previous key before the rotation"
+        );
+        self.previous = Some(PreviousKey {
+            key,
+            rotated_at,
+            retired_logged: AtomicBool::new(false),
+        });
         Ok(self)
     }
 
     /// These keys, also accepting tokens signed by the private key whose PEM (SPKI) public
-    /// key is `previous_pem` (the pair being rotated out), with the same algorithm.
+    /// key is `previous_pem` (the pair being rotated out), with the same algorithm, and
+    /// issued before `rotated_at`.
     ///
     /// # Errors
-    /// HS256 keys, or a PEM that is not a public key for this algorithm.
-    pub fn with_previous_public_key(mut self, previous_pem: &[u8]) -> anyhow::Result<Self> {
+    /// HS256 keys, a PEM that is not a public key for this algorithm, or the current
+    /// public key again.
+    pub fn with_previous_public_key(
+        self,
+        previous_pem: &[u8],
+        rotated_at: DateTime<Utc>,
+    ) -> anyhow::Result<Self> {
         let algorithm = self.algorithm;
         let decoding = match algorithm {
             Algorithm::EdDSA => DecodingKey::from_ed_pem(previous_pem),
             Algorithm::RS256 => DecodingKey::from_rsa_pem(previous_pem),
             _ => anyhow::bail!("auth.jwt_previous_public_key_file is for EdDSA and RS256 only"),
         };
-        self.previous = Some(decoding.map_err(|_| {
+        let key = decoding.map_err(|_| {
             anyhow::anyhow!(
                 "auth.jwt_previous_public_key_file is not a PEM public key for {algorithm:?}"
             )
-        })?);
-        tracing::info!("auth: also accepting access tokens signed with the previous key");
-        Ok(self)
+        })?;
+        self.with_previous(key, rotated_at, "auth.jwt_previous_public_key_file")
     }
 
     /// The signing algorithm.
@@ -306,11 +366,17 @@ impl TokenKeys {
         })
     }
 
-    /// Issues a token for `user_id` with `role`, valid from now for the configured lifetime.
+    /// Issues a token for `user_id` with `role` in the login `session_id`, valid from now
+    /// for the configured lifetime.
     ///
     /// # Errors
     /// [`AuthError::Signing`] if signing fails (a misconfigured key).
-    pub fn issue(&self, user_id: i64, role: Role) -> Result<IssuedToken, AuthError> {
+    pub fn issue(
+        &self,
+        user_id: i64,
+        role: Role,
+        session_id: &str,
+    ) -> Result<IssuedToken, AuthError> {
         let now = unix_now();
         let claims = Claims {
             sub: user_id.to_string(),
@@ -321,6 +387,7 @@ impl TokenKeys {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             jti: uuid::Uuid::new_v4().to_string(),
+            sid: session_id.to_owned(),
         };
         let token = encode(&Header::new(self.algorithm), &claims, &self.encoding)
             .map_err(|e| AuthError::Signing(e.into()))?;
@@ -343,26 +410,60 @@ impl TokenKeys {
         // The previous key gets exactly the same validation: only the key differs. It is
         // tried only for a signature the current key does not make: a malformed, expired
         // or otherwise invalid token is not verified a second time.
-        let claims = decode::<Claims>(token, &self.decoding, validation)
-            .or_else(|error| match (&self.previous, error.kind()) {
-                (Some(previous), ErrorKind::InvalidSignature) => {
-                    decode::<Claims>(token, previous, validation)
-                }
-                _ => Err(error),
-            })
-            .map_err(|_| AuthError::InvalidToken)?
-            .claims;
+        let claims = match decode::<Claims>(token, &self.decoding, validation) {
+            Ok(data) => data.claims,
+            Err(error) if *error.kind() == ErrorKind::InvalidSignature => {
+                self.verify_with_previous(token, now)?
+            }
+            Err(_) => return Err(AuthError::InvalidToken),
+        };
+        // A token signed with a real key may still claim a lifetime this service never
+        // issues (API.md): refused, whichever key signed it.
+        if claims.exp.saturating_sub(claims.iat) > self.ttl_secs + LEEWAY_SECS {
+            return Err(AuthError::InvalidToken);
+        }
         let user_id = claims.sub.parse().map_err(|_| AuthError::InvalidToken)?;
         let role = Role::parse("role", &claims.role).map_err(|_| AuthError::InvalidToken)?;
         let verified = AccessClaims {
             user_id,
             role,
             token_id: claims.jti,
+            session_id: claims.sid,
             expires_at: claims.exp,
         };
         self.verified.put(token, &verified, claims.nbf, now);
         Ok(verified)
     }
+
+    /// The claims of a token the previous key signed before the rotation, while such
+    /// tokens can still be current; once they have all expired the previous key verifies
+    /// nothing, and one warning says it can be removed.
+    fn verify_with_previous(&self, token: &str, now: u64) -> Result<Claims, AuthError> {
+        let previous = self.previous.as_ref().ok_or(AuthError::InvalidToken)?;
+        if now > previous.rotated_at + self.ttl_secs + LEEWAY_SECS {
+            if !previous.retired_logged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "auth: every token the previous key signed has expired; it verifies nothing \
+                     more: remove auth.jwt_previous_secret / auth.jwt_previous_public_key_file \
+                     and auth.jwt_rotated_at"
+                );
+            }
+            return Err(AuthError::InvalidToken);
+        }
+        let claims = decode::<Claims>(token, &previous.key, &self.validation)
+            .map_err(|_| AuthError::InvalidToken)?
+            .claims;
+        if claims.iat >= previous.rotated_at {
+            return Err(AuthError::InvalidToken);
+        }
+        Ok(claims)
+    }
+}
+
+/// `auth.jwt_rotated_at`, which validation requires with a previous key.
+fn rotated_at(auth: &AuthSettings) -> anyhow::Result<DateTime<Utc>> {
+    auth.jwt_rotated_at
+        .context("auth.jwt_rotated_at must be set when a previous key is configured")
 }
 
 fn unix_now() -> u64 {
@@ -390,6 +491,11 @@ mod tests {
         .unwrap()
     }
 
+    /// A rotation instant just ahead, so tokens issued now count as issued before it.
+    fn in_a_second() -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::seconds(1)
+    }
+
     fn sign(header: &Header, claims: &serde_json::Value, secret: &str) -> String {
         encode(header, claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
     }
@@ -398,7 +504,7 @@ mod tests {
         let now = unix_now();
         let mut base = json!({
             "sub": "7", "role": "editor", "iat": now, "nbf": now, "exp": now + 900,
-            "iss": "starsongs", "aud": "starsongs-api", "jti": "t-1"
+            "iss": "starsongs", "aud": "starsongs-api", "jti": "t-1", "sid": "s-1"
         });
         for (key, value) in overrides.as_object().unwrap() {
             if value.is_null() {
@@ -414,7 +520,7 @@ mod tests {
     fn issued_tokens_verify_with_all_claims() {
         let keys = keys();
 
-        let issued = keys.issue(42, Role::Admin).unwrap();
+        let issued = keys.issue(42, Role::Admin, "s-1").unwrap();
         let verified = keys.verify(issued.token.expose_secret()).unwrap();
 
         assert_eq!((verified.user_id, verified.role), (42, Role::Admin));
@@ -428,7 +534,9 @@ mod tests {
             .to_owned();
         let decoded: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
-        for claim in ["sub", "role", "iat", "nbf", "exp", "iss", "aud", "jti"] {
+        for claim in [
+            "sub", "role", "iat", "nbf", "exp", "iss", "aud", "jti", "sid",
+        ] {
             assert!(decoded.get(claim).is_some(), "{claim} missing");
         }
     }
@@ -499,6 +607,18 @@ mod tests {
                 sign(&hs256, &claims(json!({"sub": "admin"})), SECRET),
             ),
             ("tampered role claim", escalated),
+            (
+                "no session",
+                sign(&hs256, &claims(json!({"sid": null})), SECRET),
+            ),
+            (
+                "lifetime of 30 days",
+                sign(&hs256, &claims(json!({"exp": now + 30 * 86_400})), SECRET),
+            ),
+            (
+                "lifetime just over the ttl and skew",
+                sign(&hs256, &claims(json!({"exp": now + 900 + 31})), SECRET),
+            ),
             ("garbage", "not.a.jwt".to_owned()),
         ];
 
@@ -533,7 +653,7 @@ mod tests {
 
     #[test]
     fn key_pairs_sign_with_their_algorithm_and_refuse_others() {
-        let hs256_token = keys().issue(1, Role::Admin).unwrap();
+        let hs256_token = keys().issue(1, Role::Admin, "s-1").unwrap();
         for (algorithm, private, public) in [
             (
                 Algorithm::EdDSA,
@@ -552,7 +672,7 @@ mod tests {
             )
             .unwrap();
 
-            let issued = keys.issue(9, Role::Editor).unwrap();
+            let issued = keys.issue(9, Role::Editor, "s-1").unwrap();
             let header = jsonwebtoken::decode_header(issued.token.expose_secret()).unwrap();
             assert_eq!(header.alg, algorithm);
             assert_eq!(
@@ -615,17 +735,17 @@ mod tests {
 
     #[test]
     fn the_previous_secret_verifies_but_never_signs() {
-        let old = keys().issue(5, Role::Editor).unwrap();
+        let old = keys().issue(5, Role::Editor, "s-1").unwrap();
         let new_secret = SecretString::from("the new secret, also at least 32 bytes".to_owned());
         let rotating = TokenKeys::hs256(&new_secret, "starsongs", "starsongs-api", 900)
             .unwrap()
-            .with_previous_secret(&SecretString::from(SECRET.to_owned()))
+            .with_previous_secret(&SecretString::from(SECRET.to_owned()), in_a_second())
             .unwrap();
         let rotated = TokenKeys::hs256(&new_secret, "starsongs", "starsongs-api", 900).unwrap();
         let now = unix_now();
         let hs256 = Header::new(Algorithm::HS256);
 
-        let issued = rotating.issue(6, Role::Viewer).unwrap();
+        let issued = rotating.issue(6, Role::Viewer, "s-1").unwrap();
 
         assert_eq!(
             rotating.verify(old.token.expose_secret()).unwrap().user_id,
@@ -666,7 +786,10 @@ mod tests {
     #[test]
     fn short_previous_secrets_and_wrong_algorithms_are_refused() {
         let short = keys()
-            .with_previous_secret(&SecretString::from("short-previous".to_owned()))
+            .with_previous_secret(
+                &SecretString::from("short-previous".to_owned()),
+                in_a_second(),
+            )
             .unwrap_err()
             .to_string();
         let eddsa = TokenKeys::key_pair(
@@ -683,12 +806,12 @@ mod tests {
         assert!(!short.contains("short-previous"), "{short}");
         assert!(
             keys()
-                .with_previous_public_key(&fixture("ed25519-public.pem"))
+                .with_previous_public_key(&fixture("ed25519-public.pem"), in_a_second())
                 .is_err()
         );
         assert!(
             eddsa
-                .with_previous_public_key(&fixture("rsa-public.pem"))
+                .with_previous_public_key(&fixture("rsa-public.pem"), in_a_second())
                 .is_err()
         );
     }
@@ -710,10 +833,10 @@ mod tests {
             "ed25519-previous-private.pem",
             "ed25519-previous-public.pem",
         )
-        .issue(3, Role::Admin)
+        .issue(3, Role::Admin, "s-1")
         .unwrap();
         let rotating = pair("ed25519-private.pem", "ed25519-public.pem")
-            .with_previous_public_key(&fixture("ed25519-previous-public.pem"))
+            .with_previous_public_key(&fixture("ed25519-previous-public.pem"), in_a_second())
             .unwrap();
         let rotated = pair("ed25519-private.pem", "ed25519-public.pem");
 
@@ -724,9 +847,101 @@ mod tests {
         assert!(rotated.verify(old.token.expose_secret()).is_err());
         assert!(
             rotating
-                .verify(keys().issue(3, Role::Admin).unwrap().token.expose_secret())
+                .verify(
+                    keys()
+                        .issue(3, Role::Admin, "s-1")
+                        .unwrap()
+                        .token
+                        .expose_secret()
+                )
                 .is_err(),
             "an HS256 token must not pass as EdDSA"
         );
+    }
+
+    #[test]
+    fn a_lifetime_up_to_the_ttl_and_skew_is_accepted() {
+        let keys = keys();
+        let now = unix_now();
+
+        let longest = sign(
+            &Header::new(Algorithm::HS256),
+            &claims(json!({"exp": now + 900 + 30})),
+            SECRET,
+        );
+
+        assert!(keys.verify(&longest).is_ok());
+    }
+
+    #[test]
+    fn the_previous_key_verifies_only_tokens_issued_before_the_rotation() {
+        let now = unix_now();
+        let hs256 = Header::new(Algorithm::HS256);
+        let new_secret = SecretString::from("the new secret, also at least 32 bytes".to_owned());
+        let rotated_at = Utc::now() - chrono::Duration::seconds(60);
+        let rotating = TokenKeys::hs256(&new_secret, "starsongs", "starsongs-api", 900)
+            .unwrap()
+            .with_previous_secret(&SecretString::from(SECRET.to_owned()), rotated_at)
+            .unwrap();
+        let before = sign(
+            &hs256,
+            &claims(json!({"iat": now - 120, "nbf": now - 120, "exp": now + 700})),
+            SECRET,
+        );
+        // Minted with the old key after the switch: whoever still holds it is not us.
+        let after = sign(&hs256, &claims(json!({})), SECRET);
+
+        assert!(rotating.verify(&before).is_ok());
+        assert!(matches!(
+            rotating.verify(&after),
+            Err(AuthError::InvalidToken)
+        ));
+    }
+
+    #[test]
+    fn the_previous_key_verifies_nothing_once_its_tokens_have_expired() {
+        let now = unix_now();
+        let new_secret = SecretString::from("the new secret, also at least 32 bytes".to_owned());
+        // 900 s lifetime + 30 s skew: every token the old key signed before this is gone.
+        let rotated_at = Utc::now() - chrono::Duration::seconds(931);
+        let rotating = TokenKeys::hs256(&new_secret, "starsongs", "starsongs-api", 900)
+            .unwrap()
+            .with_previous_secret(&SecretString::from(SECRET.to_owned()), rotated_at)
+            .unwrap();
+        // Even a token whose own claims would still pass.
+        let old = sign(
+            &Header::new(Algorithm::HS256),
+            &claims(json!({"iat": now - 1000, "nbf": now - 1000, "exp": now + 10})),
+            SECRET,
+        );
+
+        assert!(matches!(
+            rotating.verify(&old),
+            Err(AuthError::InvalidToken)
+        ));
+    }
+
+    #[test]
+    fn the_previous_key_may_not_be_the_current_one() {
+        let same = keys()
+            .with_previous_secret(&SecretString::from(SECRET.to_owned()), in_a_second())
+            .unwrap_err()
+            .to_string();
+        let eddsa = TokenKeys::key_pair(
+            Algorithm::EdDSA,
+            &fixture("ed25519-private.pem"),
+            &fixture("ed25519-public.pem"),
+            "i",
+            "a",
+            60,
+        )
+        .unwrap()
+        .with_previous_public_key(&fixture("ed25519-public.pem"), in_a_second())
+        .unwrap_err()
+        .to_string();
+
+        assert!(same.contains("must differ"), "{same}");
+        assert!(!same.contains(SECRET), "{same}");
+        assert!(eddsa.contains("must differ"), "{eddsa}");
     }
 }

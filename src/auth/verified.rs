@@ -2,8 +2,9 @@
 //! pays for its signature and claims once (#11: verification was 7 % of the CPU of
 //! `GET /v1/artists/{id}`).
 //!
-//! Only a token whose signature and claims verified is kept, keyed by the whole token: a
-//! hit is an exact match, as strong as the verification it stands for. Its time claims
+//! Only a token whose signature and claims verified is kept, keyed by the SHA-256 digest
+//! of the whole token (the tokens themselves, bearer credentials, are not kept in
+//! memory): a hit is an exact match, as strong as the verification it stands for. Its time claims
 //! are checked again on every hit, under the same leeway, so an expired token is refused
 //! as before. Made-up tokens never enter, so the entries are tokens this service issued
 //! and that are still in use, at most [`MAX_ENTRIES`]. What a token may do now (the
@@ -23,8 +24,16 @@ pub const MAX_ENTRIES: usize = 4_096;
 /// Independently locked parts.
 const SHARDS: usize = 16;
 
-/// One shard: verified tokens by their whole text.
-type Shard = HashMap<Box<str>, Verified>;
+/// The SHA-256 digest of a token.
+type TokenDigest = [u8; 32];
+
+/// One shard: verified tokens by the digest of their whole text.
+type Shard = HashMap<TokenDigest, Verified>;
+
+fn digest(token: &str) -> TokenDigest {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes()).into()
+}
 
 /// A verified token's claims and the window in which they hold.
 #[derive(Debug)]
@@ -62,15 +71,17 @@ impl VerifiedTokens {
     /// The claims of `token` if it was verified before and is current at `now` (seconds
     /// since the Unix epoch).
     pub fn get(&self, token: &str, now: u64) -> Option<AccessClaims> {
-        let shard = self.shard(token);
-        let verified = shard.get(token)?;
+        let key = digest(token);
+        let shard = self.shard(&key);
+        let verified = shard.get(&key)?;
         self.is_current(verified, now)
             .then(|| verified.claims.clone())
     }
 
     /// Remembers that `token` verified with `claims`, valid from `not_before`.
     pub fn put(&self, token: &str, claims: &AccessClaims, not_before: u64, now: u64) {
-        let mut shard = self.shard(token);
+        let key = digest(token);
+        let mut shard = self.shard(&key);
         if shard.len() >= MAX_ENTRIES / SHARDS {
             shard.retain(|_, verified| self.is_current(verified, now));
             if shard.len() >= MAX_ENTRIES / SHARDS {
@@ -78,7 +89,7 @@ impl VerifiedTokens {
             }
         }
         shard.insert(
-            token.into(),
+            key,
             Verified {
                 claims: claims.clone(),
                 not_before,
@@ -93,12 +104,12 @@ impl VerifiedTokens {
             && verified.not_before <= now.saturating_add(self.leeway_secs)
     }
 
-    fn shard(&self, token: &str) -> MutexGuard<'_, Shard> {
+    fn shard(&self, key: &TokenDigest) -> MutexGuard<'_, Shard> {
         #[allow(
             clippy::cast_possible_truncation,
             reason = "only the low bits pick a shard"
         )]
-        let index = self.hasher.hash_one(token) as usize % SHARDS;
+        let index = self.hasher.hash_one(key) as usize % SHARDS;
         // A panic while a shard was locked leaves a map that is still consistent.
         self.shards[index]
             .lock()
@@ -116,6 +127,7 @@ mod tests {
             user_id: 7,
             role: Role::Editor,
             token_id: "jti-1".to_owned(),
+            session_id: "s-1".to_owned(),
             expires_at,
         }
     }

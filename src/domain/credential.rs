@@ -138,24 +138,36 @@ pub struct NewRefreshToken {
     pub user_id: i64,
     /// After this the token is refused.
     pub expires_at: DateTime<Utc>,
+    /// When the login began (its password sign-in), copied to every token of the family:
+    /// the login ends `auth.session_max_secs` after it, however often it is refreshed.
+    pub session_started_at: DateTime<Utc>,
 }
 
 /// What exchanging a refresh token did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rotation {
-    /// The token was current: it is now spent and the new one is stored. Carries the
-    /// owner's current account.
-    Rotated(super::user::User),
+    /// The token was current: it is now spent and the new one is stored.
+    Rotated {
+        /// The owner's current account.
+        user: super::user::User,
+        /// The login (refresh family) the new token continues.
+        family_id: String,
+    },
     /// The token had been spent before: its whole family is now revoked.
-    Reused,
-    /// Unknown, expired, revoked, or the account is inactive or gone.
+    Reused {
+        /// The revoked login.
+        family_id: String,
+    },
+    /// Unknown, expired, revoked, past the login's maximum age, or the account is
+    /// inactive or gone.
     Rejected,
 }
 
-/// The failed-login state of one username at one moment.
+/// The failed-login state of one username at one moment, or the outcome of claiming an
+/// attempt (see `Store::claim_login_attempt`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginGate {
-    /// Attempts are allowed.
+    /// Attempts are allowed (when claiming: this attempt was counted and may be checked).
     Open,
     /// Locked until this instant (15 minutes after the last failure).
     LockedUntil(DateTime<Utc>),

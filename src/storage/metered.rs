@@ -223,16 +223,17 @@ impl Store for MeteredStore {
         presented: &SecretDigest,
         next_hash: &SecretDigest,
         next_expires_at: DateTime<Utc>,
+        session_max: chrono::Duration,
     ) -> StoreResult<Rotation> {
         timed(
             "rotate_refresh_token",
             self.inner
-                .rotate_refresh_token(presented, next_hash, next_expires_at),
+                .rotate_refresh_token(presented, next_hash, next_expires_at, session_max),
         )
         .await
     }
 
-    async fn revoke_refresh_family(&self, presented: &SecretDigest) -> StoreResult<bool> {
+    async fn revoke_refresh_family(&self, presented: &SecretDigest) -> StoreResult<Option<String>> {
         timed(
             "revoke_refresh_family",
             self.inner.revoke_refresh_family(presented),
@@ -240,26 +241,22 @@ impl Store for MeteredStore {
         .await
     }
 
+    async fn is_session_active(&self, family_id: &str) -> StoreResult<bool> {
+        timed("is_session_active", self.inner.is_session_active(family_id)).await
+    }
+
     async fn prune_credentials(&self, at: DateTime<Utc>) -> StoreResult<u64> {
         timed("prune_credentials", self.inner.prune_credentials(at)).await
     }
 
-    async fn login_gate(
-        &self,
-        username_key: &UsernameKey,
-        at: DateTime<Utc>,
-    ) -> StoreResult<LoginGate> {
-        timed("login_gate", self.inner.login_gate(username_key, at)).await
-    }
-
-    async fn record_login_failure(
+    async fn claim_login_attempt(
         &self,
         username_key: &UsernameKey,
         at: DateTime<Utc>,
     ) -> StoreResult<LoginGate> {
         timed(
-            "record_login_failure",
-            self.inner.record_login_failure(username_key, at),
+            "claim_login_attempt",
+            self.inner.claim_login_attempt(username_key, at),
         )
         .await
     }

@@ -8,7 +8,7 @@ use sqlx::migrate::{Migration, MigrationType};
 use super::StoreResult;
 
 /// How many migrations exist; every backend has one up and one down file for each.
-pub const COUNT: usize = 6;
+pub const COUNT: usize = 7;
 
 /// Every migration, oldest first: version and description. The same number means the same
 /// change in every `migrations/<backend>/` folder (`NNNN_description_words.{up,down}.sql`);
@@ -20,6 +20,7 @@ pub const MIGRATIONS: [(i64, &str); COUNT] = [
     (4, "create credentials"),
     (5, "rename reserved columns"),
     (6, "add search index and counts"),
+    (7, "add session started at"),
 ];
 
 /// sqlx's bookkeeping table, used by every backend (the SQL Server runner keeps the same

@@ -254,27 +254,34 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a new refresh token (the first of a family, at login).
     async fn insert_refresh_token(&self, token: &NewRefreshToken) -> StoreResult<()>;
     /// Exchanges the refresh token whose digest is `presented` for a new one in the same
-    /// family (see [`Rotation`]). A spent token revokes its whole family.
+    /// family (see [`Rotation`]). A spent token revokes its whole family. A login whose
+    /// password sign-in is `session_max` or more in the past is [`Rotation::Rejected`],
+    /// and the new token never outlives that bound (its expiry is the earlier of
+    /// `next_expires_at` and the login's end).
     async fn rotate_refresh_token(
         &self,
         presented: &SecretDigest,
         next_hash: &SecretDigest,
         next_expires_at: DateTime<Utc>,
+        session_max: chrono::Duration,
     ) -> StoreResult<Rotation>;
-    /// Revokes the family of the refresh token whose digest is `presented`; false when
-    /// no such token exists.
-    async fn revoke_refresh_family(&self, presented: &SecretDigest) -> StoreResult<bool>;
+    /// Revokes the family of the refresh token whose digest is `presented`; the family's
+    /// id, or `None` when no such token exists.
+    async fn revoke_refresh_family(&self, presented: &SecretDigest) -> StoreResult<Option<String>>;
+    /// Whether the login (refresh family) `family_id` still goes on: some token of it is
+    /// not revoked. Logout, reuse of a spent token, a password change and deactivation
+    /// revoke; deleting the account deletes.
+    async fn is_session_active(&self, family_id: &str) -> StoreResult<bool>;
     /// Deletes expired and long-revoked refresh tokens and stale failed-login counters.
     async fn prune_credentials(&self, at: DateTime<Utc>) -> StoreResult<u64>;
 
-    /// Whether logins for `username_key` are locked at `at`.
-    async fn login_gate(
-        &self,
-        username_key: &UsernameKey,
-        at: DateTime<Utc>,
-    ) -> StoreResult<LoginGate>;
-    /// Counts a failed login for `username_key` and returns the gate after it.
-    async fn record_login_failure(
+    /// Claims one login attempt for `username_key` at `at`, atomically, before the
+    /// password is checked: unless the name is locked, the attempt is counted as a
+    /// failure at once ([`LoginGate::Open`]; a successful login then clears the count).
+    /// While 5 failures within the window lock it, nothing is counted and the answer is
+    /// [`LoginGate::LockedUntil`]. Concurrent requests and replicas share the count, so
+    /// of any burst at most 5 attempts are checked per window.
+    async fn claim_login_attempt(
         &self,
         username_key: &UsernameKey,
         at: DateTime<Utc>,

@@ -63,6 +63,39 @@ async fn invalid_token(response: Response, context: &str) {
     problem(response, StatusCode::UNAUTHORIZED).await;
 }
 
+/// A rotation instant just ahead (RFC 3339), so tokens issued now count as issued before.
+fn in_a_second() -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339()
+}
+
+/// The claims of a token, unverified (the test only reads what the service put there).
+fn claims_of(token: &str) -> Value {
+    serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Polls `GET /v1/auth/me` with `token` until it is refused (401), for at most 10 s.
+async fn until_refused(app: &TestApp, token: &str, context: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = me(app, token).await;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            invalid_token(response, context).await;
+            return;
+        }
+        assert_eq!(response.status(), StatusCode::OK, "{context}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{context}: still accepted after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -89,7 +122,9 @@ async fn login_with_json_returns_a_working_token_pair_that_is_never_cached() {
             .unwrap(),
     )
     .unwrap();
-    for claim in ["sub", "role", "iat", "nbf", "exp", "iss", "aud", "jti"] {
+    for claim in [
+        "sub", "role", "iat", "nbf", "exp", "iss", "aud", "jti", "sid",
+    ] {
         assert!(claims.get(claim).is_some(), "{claim} missing: {claims}");
     }
     assert_eq!(claims["sub"], id.to_string());
@@ -154,7 +189,8 @@ async fn forged_expired_and_tampered_access_tokens_are_refused() {
     let claims = |overrides: Value| {
         let mut base = json!({
             "sub": id.to_string(), "role": "admin", "iat": now, "nbf": now, "exp": now + 600,
-            "iss": "starsongs", "aud": "starsongs-api", "jti": "forged"
+            "iss": "starsongs", "aud": "starsongs-api", "jti": "forged",
+            "sid": claims_of(&viewer)["sid"]
         });
         for (key, value) in overrides.as_object().unwrap() {
             if value.is_null() {
@@ -392,7 +428,7 @@ async fn another_replica_notices_a_deactivation_within_its_cache_time() {
 }
 
 #[tokio::test]
-async fn a_demoted_users_old_token_carries_only_the_new_role() {
+async fn a_role_change_ends_the_users_logins_and_a_new_login_has_the_new_role() {
     let app = TestApp::spawn().await;
     let (id, editor) = app.account("demoted", Role::Editor).await;
 
@@ -404,15 +440,17 @@ async fn a_demoted_users_old_token_carries_only_the_new_role() {
         )
         .await;
     assert_eq!(patched.status(), StatusCode::OK);
+    invalid_token(me(&app, &editor).await, "token of the ended login").await;
+    let (viewer, _) = pair(login(&app, "demoted", PASSWORD).await).await;
     let write = app
-        .client_for(&editor)
+        .client_for(&viewer)
         .post(app.url("/v1/artists"))
         .json(&json!({"name": "Not Any More"}))
         .send()
         .await
         .unwrap();
     let read = app
-        .client_for(&editor)
+        .client_for(&viewer)
         .get(app.url("/v1/artists"))
         .send()
         .await
@@ -616,7 +654,7 @@ async fn eddsa_keys_from_files_sign_tokens_others_can_verify_with_the_public_key
     let hs256 = encode(
         &Header::new(Algorithm::HS256),
         &json!({"sub": "1", "role": "admin", "iat": now(), "nbf": now(), "exp": now() + 60,
-                "iss": "starsongs", "aud": "starsongs-api", "jti": "x"}),
+                "iss": "starsongs", "aud": "starsongs-api", "jti": "x", "sid": "s"}),
         &EncodingKey::from_secret(&std::fs::read(&public).unwrap()),
     )
     .unwrap();
@@ -641,7 +679,8 @@ fn hs256_token(user_id: i64, secret: &str) -> String {
     encode(
         &Header::new(Algorithm::HS256),
         &json!({"sub": user_id.to_string(), "role": "viewer", "iat": now(), "nbf": now(),
-                "exp": now() + 600, "iss": "starsongs", "aud": "starsongs-api", "jti": "k"}),
+                "exp": now() + 600, "iss": "starsongs", "aud": "starsongs-api", "jti": "k",
+                "sid": "s"}),
         &EncodingKey::from_secret(secret.as_bytes()),
     )
     .unwrap()
@@ -660,6 +699,7 @@ async fn tokens_signed_with_the_previous_secret_work_until_it_is_removed() {
         .replica(&[
             ("STARSONGS__AUTH__JWT_SECRET", NEW_SECRET),
             ("STARSONGS__AUTH__JWT_PREVIOUS_SECRET", JWT_SECRET),
+            ("STARSONGS__AUTH__JWT_ROTATED_AT", &in_a_second()),
         ])
         .await;
     let rotated = old
@@ -700,6 +740,7 @@ async fn tokens_of_the_previous_key_pair_work_until_its_public_key_is_removed() 
             ("STARSONGS__AUTH__JWT_PRIVATE_KEY_FILE", &new_private),
             ("STARSONGS__AUTH__JWT_PUBLIC_KEY_FILE", &new_public),
             ("STARSONGS__AUTH__JWT_PREVIOUS_PUBLIC_KEY_FILE", &old_public),
+            ("STARSONGS__AUTH__JWT_ROTATED_AT", &in_a_second()),
         ])
         .await;
     let rotated = old
@@ -717,4 +758,186 @@ async fn tokens_of_the_previous_key_pair_work_until_its_public_key_is_removed() 
     )
     .await;
     invalid_token(me(&rotated, &old_token).await, "old pair, previous removed").await;
+}
+
+#[tokio::test]
+async fn parallel_guesses_check_at_most_five_passwords_then_even_the_right_one_waits() {
+    let app = TestApp::spawn().await;
+    app.account("target", Role::Viewer).await;
+
+    let guesses =
+        futures_util::future::join_all((0..30).map(|_| login(&app, "target", "wrong password!")))
+            .await;
+    let statuses: Vec<StatusCode> = guesses.iter().map(Response::status).collect();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+
+    assert_eq!((refused, limited), (5, 25), "{statuses:?}");
+    // The name is locked now, for the right password too.
+    problem(
+        login(&app, "target", PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn logout_ends_that_logins_access_tokens_and_only_that_login() {
+    let app = TestApp::spawn_with(&[("STARSONGS__AUTH__GRANT_CACHE_SECS", "1")]).await;
+    let replica = app
+        .replica(&[("STARSONGS__AUTH__GRANT_CACHE_SECS", "1")])
+        .await;
+    app.account("ziggy", Role::Viewer).await;
+    let (access, refresh) = pair(login(&app, "ziggy", PASSWORD).await).await;
+    let (other_access, _) = pair(login(&app, "ziggy", PASSWORD).await).await;
+    assert_eq!(me(&app, &access).await.status(), StatusCode::OK);
+    assert_eq!(me(&replica, &access).await.status(), StatusCode::OK);
+
+    let logout = post_token(&app, "/v1/auth/logout", &refresh).await;
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+
+    // At once on the replica that made the change...
+    invalid_token(me(&app, &access).await, "same replica").await;
+    // ...and within the cache time on another.
+    until_refused(&replica, &access, "other replica").await;
+    assert_eq!(me(&app, &other_access).await.status(), StatusCode::OK);
+    assert_eq!(me(&replica, &other_access).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_reused_refresh_token_ends_the_access_tokens_of_its_family() {
+    let app = TestApp::spawn().await;
+    app.account("ziggy", Role::Viewer).await;
+    let (first_access, first) = pair(login(&app, "ziggy", PASSWORD).await).await;
+    let (second_access, _) = pair(post_token(&app, "/v1/auth/refresh", &first).await).await;
+    assert_eq!(me(&app, &second_access).await.status(), StatusCode::OK);
+
+    // The thief replays the stolen, spent token.
+    invalid_token(post_token(&app, "/v1/auth/refresh", &first).await, "reuse").await;
+
+    invalid_token(me(&app, &first_access).await, "first access token").await;
+    invalid_token(me(&app, &second_access).await, "current access token").await;
+}
+
+#[tokio::test]
+async fn a_password_reset_ends_every_login_of_the_user() {
+    let app = TestApp::spawn().await;
+    let (id, harness_token) = app.account("compromised", Role::Editor).await;
+    let (access, refresh) = pair(login(&app, "compromised", PASSWORD).await).await;
+    let (bystander_id, bystander) = app.account("bystander", Role::Editor).await;
+    assert_ne!(id, bystander_id);
+
+    let reset = app
+        .send_json(
+            reqwest::Method::PATCH,
+            &format!("/v1/admin/users/{id}"),
+            &json!({"password": "a brand new long password"}),
+        )
+        .await;
+    assert_eq!(reset.status(), StatusCode::OK);
+
+    invalid_token(me(&app, &access).await, "login after reset").await;
+    invalid_token(me(&app, &harness_token).await, "other login after reset").await;
+    invalid_token(
+        post_token(&app, "/v1/auth/refresh", &refresh).await,
+        "refresh after reset",
+    )
+    .await;
+    assert_eq!(me(&app, &bystander).await.status(), StatusCode::OK);
+    assert_eq!(
+        login(&app, "compromised", "a brand new long password")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_login_ends_at_its_maximum_age_however_often_it_is_refreshed() {
+    let app = TestApp::spawn().await;
+    app.account("ziggy", Role::Viewer).await;
+    let (_, first) = pair(login(&app, "ziggy", PASSWORD).await).await;
+    let (_, second) = pair(post_token(&app, "/v1/auth/refresh", &first).await).await;
+    // Move the sign-in 30 days into the past instead of waiting.
+    app.execute_sql("update refresh_token set session_started_at = '2000-01-01T00:00:00.000000Z'")
+        .await;
+
+    invalid_token(
+        post_token(&app, "/v1/auth/refresh", &second).await,
+        "past auth.session_max_secs",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_token_signed_with_the_real_key_may_not_claim_a_longer_life() {
+    let app = TestApp::spawn().await;
+    app.account("ziggy", Role::Viewer).await;
+    let (access, _) = pair(login(&app, "ziggy", PASSWORD).await).await;
+    let real = claims_of(&access);
+    let forge = |lifetime: u64| {
+        let mut claims = real.clone();
+        claims["exp"] = json!(real["iat"].as_u64().unwrap() + lifetime);
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+
+    invalid_token(me(&app, &forge(30 * 86_400)).await, "30 days").await;
+    invalid_token(me(&app, &forge(900 + 31)).await, "just over").await;
+    assert_eq!(me(&app, &forge(900)).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_previous_key_verifies_only_tokens_issued_before_the_rotation() {
+    const NEW_SECRET: &str = "test-only new HS256 secret after rotation";
+    let old = TestApp::spawn().await;
+    let (_, old_token) = old.account("rotated", Role::Viewer).await;
+    let mut minted = claims_of(&old_token);
+    let rotated_at = chrono::Utc::now() - chrono::Duration::seconds(30);
+    let rotating = old
+        .replica(&[
+            ("STARSONGS__AUTH__JWT_SECRET", NEW_SECRET),
+            ("STARSONGS__AUTH__JWT_PREVIOUS_SECRET", JWT_SECRET),
+            ("STARSONGS__AUTH__JWT_ROTATED_AT", &rotated_at.to_rfc3339()),
+        ])
+        .await;
+    let backdated = {
+        let mut claims = minted.clone();
+        let issued = u64::try_from(rotated_at.timestamp()).unwrap() - 60;
+        claims["iat"] = json!(issued);
+        claims["nbf"] = json!(issued);
+        claims["exp"] = json!(issued + 900);
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    // Whoever still holds the old key mints a token after the switch.
+    minted["jti"] = json!("minted-after-the-rotation");
+    let after = encode(
+        &Header::new(Algorithm::HS256),
+        &minted,
+        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap();
+
+    assert_eq!(me(&rotating, &backdated).await.status(), StatusCode::OK);
+    invalid_token(me(&rotating, &after).await, "minted after the rotation").await;
+    invalid_token(
+        me(&rotating, &old_token).await,
+        "issued after the rotation instant",
+    )
+    .await;
 }

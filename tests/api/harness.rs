@@ -360,8 +360,8 @@ pub async fn create_account(state: &AppState, username: &str, role: Role) -> (i6
     )
     .unwrap();
     let user = state.accounts.create_user(&new).await.unwrap();
-    let token = state.accounts.keys().issue(user.id, role).unwrap();
-    (user.id, token.token.expose_secret().to_owned())
+    let pair = state.accounts.start_session(&user).await.unwrap();
+    (user.id, pair.access_token.expose_secret().to_owned())
 }
 
 /// A client whose every request carries `token`.

@@ -17,7 +17,7 @@ use starsongs::domain::list::{
     Sortable,
 };
 use starsongs::domain::song::{NewSong, Patch, SongChanges, SongFields, SongPatchFields};
-use starsongs::domain::user::{Email, NewUser, Role, UserChanges, UsernameKey};
+use starsongs::domain::user::{Email, NewUser, Password, Role, UserChanges, UsernameKey};
 use starsongs::domain::validation::search_key;
 use starsongs::storage::{ConflictKind, Entity, Store, StoreError};
 
@@ -795,8 +795,12 @@ fn refresh(hash: &str, family: &str, user_id: i64, ttl_minutes: i64) -> NewRefre
         family_id: family.to_owned(),
         user_id,
         expires_at: Utc::now() + Duration::minutes(ttl_minutes),
+        session_started_at: Utc::now(),
     }
 }
+
+/// The longest a login lasts in these cases, unless a case says otherwise.
+const SESSION_MAX: Duration = Duration::days(30);
 
 pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: &dyn Store) {
     let user = store
@@ -810,24 +814,32 @@ pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: &dyn
     let later = Utc::now() + Duration::minutes(60);
 
     let rotated = store
-        .rotate_refresh_token(&digest("t1"), &digest("t2"), later)
+        .rotate_refresh_token(&digest("t1"), &digest("t2"), later, SESSION_MAX)
         .await
         .unwrap();
     let reused = store
-        .rotate_refresh_token(&digest("t1"), &digest("t3"), later)
+        .rotate_refresh_token(&digest("t1"), &digest("t3"), later, SESSION_MAX)
         .await
         .unwrap();
     let after_reuse = store
-        .rotate_refresh_token(&digest("t2"), &digest("t4"), later)
+        .rotate_refresh_token(&digest("t2"), &digest("t4"), later, SESSION_MAX)
         .await
         .unwrap();
     let unknown = store
-        .rotate_refresh_token(&digest("nope"), &digest("t5"), later)
+        .rotate_refresh_token(&digest("nope"), &digest("t5"), later, SESSION_MAX)
         .await
         .unwrap();
 
-    assert!(matches!(rotated, Rotation::Rotated(u) if u.id == user.id));
-    assert_eq!(reused, Rotation::Reused);
+    assert!(
+        matches!(&rotated, Rotation::Rotated { user: u, family_id } if u.id == user.id && family_id == "fam"),
+        "{rotated:?}"
+    );
+    assert_eq!(
+        reused,
+        Rotation::Reused {
+            family_id: "fam".to_owned()
+        }
+    );
     assert_eq!(after_reuse, Rotation::Rejected);
     assert_eq!(unknown, Rotation::Rejected);
 }
@@ -845,15 +857,16 @@ pub async fn concurrent_refreshes_of_one_token_succeed_once(store: &dyn Store) {
 
     let presented = digest("t1");
     let next: Vec<SecretDigest> = (0..8).map(|i| digest(&format!("next-{i}"))).collect();
-    let outcomes = futures_util::future::join_all(
-        next.iter()
-            .map(|hash| store.rotate_refresh_token(&presented, hash, later).boxed()),
-    )
+    let outcomes = futures_util::future::join_all(next.iter().map(|hash| {
+        store
+            .rotate_refresh_token(&presented, hash, later, SESSION_MAX)
+            .boxed()
+    }))
     .await;
 
     let rotated = outcomes
         .iter()
-        .filter(|o| matches!(o, Ok(Rotation::Rotated(_))))
+        .filter(|o| matches!(o, Ok(Rotation::Rotated { .. })))
         .count();
     assert_eq!(rotated, 1, "{outcomes:?}");
 }
@@ -878,12 +891,15 @@ pub async fn expired_revoked_and_inactive_refreshes_are_rejected(store: &dyn Sto
         .unwrap();
 
     let expired = store
-        .rotate_refresh_token(&digest("old"), &digest("n1"), later)
+        .rotate_refresh_token(&digest("old"), &digest("n1"), later, SESSION_MAX)
         .await
         .unwrap();
-    assert!(store.revoke_refresh_family(&digest("out")).await.unwrap());
+    assert_eq!(
+        store.revoke_refresh_family(&digest("out")).await.unwrap(),
+        Some("f2".to_owned())
+    );
     let revoked = store
-        .rotate_refresh_token(&digest("out"), &digest("n2"), later)
+        .rotate_refresh_token(&digest("out"), &digest("n2"), later, SESSION_MAX)
         .await
         .unwrap();
     let deactivate = UserChanges {
@@ -892,7 +908,7 @@ pub async fn expired_revoked_and_inactive_refreshes_are_rejected(store: &dyn Sto
     };
     store.update_user(user.id, &deactivate, None).await.unwrap();
     let inactive = store
-        .rotate_refresh_token(&digest("mine"), &digest("n3"), later)
+        .rotate_refresh_token(&digest("mine"), &digest("n3"), later, SESSION_MAX)
         .await
         .unwrap();
     let pruned = store.prune_credentials(Utc::now()).await.unwrap();
@@ -901,39 +917,37 @@ pub async fn expired_revoked_and_inactive_refreshes_are_rejected(store: &dyn Sto
         (expired, revoked, inactive),
         (Rotation::Rejected, Rotation::Rejected, Rotation::Rejected)
     );
-    assert!(!store.revoke_refresh_family(&digest("never")).await.unwrap());
+    assert_eq!(
+        store.revoke_refresh_family(&digest("never")).await.unwrap(),
+        None
+    );
     assert!(pruned >= 1, "the expired token is pruned");
 }
 
-pub async fn login_failures_lock_after_five_and_clear(store: &dyn Store) {
+pub async fn login_attempts_lock_after_five_and_clear(store: &dyn Store) {
     // Stored times have microsecond precision.
     let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
-    for _ in 0..4 {
+    for _ in 0..5 {
         assert_eq!(
-            store
-                .record_login_failure(&key("ziggy"), now)
-                .await
-                .unwrap(),
+            store.claim_login_attempt(&key("ziggy"), now).await.unwrap(),
             LoginGate::Open
         );
     }
-    let fifth = store
-        .record_login_failure(&key("ziggy"), now)
-        .await
-        .unwrap();
-    let gate = store.login_gate(&key("ziggy"), now).await.unwrap();
-    let other = store.login_gate(&key("bowie"), now).await.unwrap();
+    let sixth = store.claim_login_attempt(&key("ziggy"), now).await.unwrap();
+    let seventh = store.claim_login_attempt(&key("ziggy"), now).await.unwrap();
+    let other = store.claim_login_attempt(&key("bowie"), now).await.unwrap();
     let after_window = store
-        .login_gate(&key("ziggy"), now + Duration::minutes(15))
+        .claim_login_attempt(&key("ziggy"), now + Duration::minutes(15))
         .await
         .unwrap();
     store.clear_login_failures(&key("ziggy")).await.unwrap();
-    let cleared = store.login_gate(&key("ziggy"), now).await.unwrap();
+    let cleared = store.claim_login_attempt(&key("ziggy"), now).await.unwrap();
 
     let until = now + Duration::minutes(15);
     assert_eq!(
-        (fifth, gate),
-        (LoginGate::LockedUntil(until), LoginGate::LockedUntil(until))
+        (sixth, seventh),
+        (LoginGate::LockedUntil(until), LoginGate::LockedUntil(until)),
+        "refused attempts are not counted and do not move the lockout"
     );
     assert_eq!(
         (other, after_window, cleared),
@@ -941,21 +955,122 @@ pub async fn login_failures_lock_after_five_and_clear(store: &dyn Store) {
     );
 }
 
-pub async fn failures_outside_the_window_start_a_new_count(store: &dyn Store) {
+pub async fn concurrent_login_attempts_claim_at_most_five(store: &dyn Store) {
+    let now = Utc::now();
+    let burst = key("burst");
+
+    let outcomes = futures_util::future::join_all(
+        (0..30).map(|_| store.claim_login_attempt(&burst, now).boxed()),
+    )
+    .await;
+
+    let claimed = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(LoginGate::Open)))
+        .count();
+    let locked = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(LoginGate::LockedUntil(_))))
+        .count();
+    assert_eq!((claimed, locked), (5, 25), "{outcomes:?}");
+}
+
+pub async fn attempts_outside_the_window_start_a_new_count(store: &dyn Store) {
     let start = Utc::now() - Duration::minutes(40);
     for _ in 0..4 {
         store
-            .record_login_failure(&key("slow"), start)
+            .claim_login_attempt(&key("slow"), start)
             .await
             .unwrap();
     }
 
     let later = store
-        .record_login_failure(&key("slow"), start + Duration::minutes(16))
+        .claim_login_attempt(&key("slow"), start + Duration::minutes(16))
         .await
         .unwrap();
 
     assert_eq!(later, LoginGate::Open);
+}
+
+pub async fn a_login_ends_at_its_maximum_age_however_often_refreshed(store: &dyn Store) {
+    let user = store
+        .insert_user(&new_user("ziggy", "z@example.com", Role::Viewer), "h")
+        .await
+        .unwrap();
+    let started = Utc::now() - Duration::days(29);
+    store
+        .insert_refresh_token(&NewRefreshToken {
+            session_started_at: started,
+            ..refresh("t1", "fam", user.id, 60)
+        })
+        .await
+        .unwrap();
+    let a_week = Utc::now() + Duration::days(7);
+
+    let rotated = store
+        .rotate_refresh_token(&digest("t1"), &digest("t2"), a_week, SESSION_MAX)
+        .await
+        .unwrap();
+    let past_the_end = store
+        .rotate_refresh_token(&digest("t2"), &digest("t3"), a_week, Duration::days(29))
+        .await
+        .unwrap();
+
+    assert!(matches!(rotated, Rotation::Rotated { .. }), "{rotated:?}");
+    assert_eq!(past_the_end, Rotation::Rejected);
+}
+
+pub async fn sessions_end_with_logout_reuse_and_password_change(store: &dyn Store) {
+    let user = store
+        .insert_user(&new_user("ziggy", "z@example.com", Role::Viewer), "h")
+        .await
+        .unwrap();
+    for (hash, family) in [("a1", "fa"), ("b1", "fb"), ("c1", "fc"), ("d1", "fd")] {
+        store
+            .insert_refresh_token(&refresh(hash, family, user.id, 60))
+            .await
+            .unwrap();
+    }
+    let later = Utc::now() + Duration::minutes(60);
+    let active = |family: &'static str| store.is_session_active(family);
+
+    assert!(active("fa").await.unwrap());
+    store.revoke_refresh_family(&digest("a1")).await.unwrap();
+    store
+        .rotate_refresh_token(&digest("b1"), &digest("b2"), later, SESSION_MAX)
+        .await
+        .unwrap();
+    let rotated_is_active = active("fb").await.unwrap();
+    store
+        .rotate_refresh_token(&digest("b1"), &digest("b3"), later, SESSION_MAX)
+        .await
+        .unwrap();
+    let (logged_out, reused, untouched) = (
+        active("fa").await.unwrap(),
+        active("fb").await.unwrap(),
+        active("fc").await.unwrap(),
+    );
+    let new_password = UserChanges {
+        password: Some(
+            Password::parse(
+                &secrecy::SecretString::from("another long password".to_owned()),
+                "ziggy",
+                "z@example.com",
+            )
+            .unwrap(),
+        ),
+        ..UserChanges::default()
+    };
+    store
+        .update_user(user.id, &new_password, Some("h2"))
+        .await
+        .unwrap();
+
+    assert!(rotated_is_active);
+    assert_eq!((logged_out, reused, untouched), (false, false, true));
+    assert!(!active("fc").await.unwrap());
+    assert!(!active("fd").await.unwrap());
+    assert!(!active("never").await.unwrap());
 }
 
 pub async fn users_change_and_the_last_admin_stays(store: &dyn Store) {
@@ -990,6 +1105,7 @@ pub async fn users_change_and_the_last_admin_stays(store: &dyn Store) {
             &digest("t1"),
             &digest("t2"),
             Utc::now() + Duration::minutes(5),
+            SESSION_MAX,
         )
         .await
         .unwrap();

@@ -34,8 +34,11 @@ macro_rules! contract_suite {
             refresh_tokens_rotate_once_and_reuse_revokes_the_family,
             concurrent_refreshes_of_one_token_succeed_once,
             expired_revoked_and_inactive_refreshes_are_rejected,
-            login_failures_lock_after_five_and_clear,
-            failures_outside_the_window_start_a_new_count,
+            login_attempts_lock_after_five_and_clear,
+            concurrent_login_attempts_claim_at_most_five,
+            attempts_outside_the_window_start_a_new_count,
+            a_login_ends_at_its_maximum_age_however_often_refreshed,
+            sessions_end_with_logout_reuse_and_password_change,
             users_change_and_the_last_admin_stays,
             api_keys_are_found_by_digest_and_deleted,
             text_sorts_by_code_point_and_cursors_walk_it,
@@ -121,7 +124,7 @@ async fn migration_0006_backfills_search_and_counts_and_its_down_removes_them() 
 
     let applied = store.migrator().up().await.unwrap();
 
-    assert_eq!(applied, [6]);
+    assert_eq!(applied, [6, 7]);
     cases::assert_search_matches_brute_force(store, &["lo", "love", "ove", "straße", "\""], None)
         .await;
     cases::assert_search_matches_brute_force(store, &["love", "é"], Some(first)).await;
@@ -183,4 +186,62 @@ async fn search_for_characters_fts5_reads_as_replacement_stays_exact() {
         None,
     )
     .await;
+}
+
+/// Not a contract case: SQLite only, because it writes rows in the schema before 0007 with
+/// raw SQL. Existing logins must keep working after the upgrade and end
+/// `auth.session_max_secs` after the first token of their family, not after the latest.
+#[tokio::test]
+async fn migration_0007_dates_each_login_from_the_first_token_of_its_family() {
+    let backend = backends::sqlite().await.unwrap();
+    let store = backend.store.as_ref();
+    let url = backends::sqlite_url(&backend);
+    let user = store
+        .insert_user(
+            &starsongs::domain::user::NewUser::parse(
+                "ziggy",
+                "z@example.com",
+                &secrecy::SecretString::from("correct horse battery".to_owned()),
+                starsongs::domain::user::Role::Viewer,
+            )
+            .unwrap(),
+            "h",
+        )
+        .await
+        .unwrap();
+    store.migrator().down_to(6).await.unwrap();
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query(
+        "insert into refresh_token \
+           (token_hash, family_id, user_id, expires_at, created_at, spent_at) values \
+         ('a', 'fam', ?1, '2999-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', \
+          '2026-01-02T00:00:00.000000Z'), \
+         ('b', 'fam', ?1, '2999-01-01T00:00:00.000000Z', '2026-01-02T00:00:00.000000Z', null), \
+         ('c', 'other', ?1, '2999-01-01T00:00:00.000000Z', '2026-01-03T00:00:00.000000Z', null)",
+    )
+    .bind(user.id)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let applied = store.migrator().up().await.unwrap();
+
+    assert_eq!(applied, [7]);
+    let started: Vec<(String, String)> = sqlx::query_as(
+        "select token_hash, session_started_at from refresh_token order by token_hash",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        started,
+        [
+            ("a".to_owned(), "2026-01-01T00:00:00.000000Z".to_owned()),
+            ("b".to_owned(), "2026-01-01T00:00:00.000000Z".to_owned()),
+            ("c".to_owned(), "2026-01-03T00:00:00.000000Z".to_owned()),
+        ]
+    );
+    assert!(store.is_session_active("fam").await.unwrap());
 }

@@ -8,8 +8,8 @@ use super::pool::Conn;
 use super::sql::{Sql, begin, finish};
 use super::{Pool, is_unique_violation, map_error, now};
 use crate::domain::credential::{
-    ApiKey, ApiKeySortField, LOGIN_FAILURE_WINDOW, LoginGate, NewApiKey, NewRefreshToken, Rotation,
-    SecretDigest,
+    ApiKey, ApiKeySortField, LOGIN_FAILURE_WINDOW, LoginGate, MAX_LOGIN_FAILURES, NewApiKey,
+    NewRefreshToken, Rotation, SecretDigest,
 };
 use crate::domain::list::{ListQuery, Page};
 use crate::domain::user::{Role, UsernameKey};
@@ -17,35 +17,39 @@ use crate::domain::validation::search_key;
 use crate::storage::{Entity, StoreError, StoreResult};
 
 const INSERT_REFRESH: &str = "INSERT INTO dbo.refresh_token (token_hash, family_id, user_id, \
-     expires_at, created_at) VALUES (@P1, @P2, @P3, @P4, @P5)";
+     expires_at, created_at, session_started_at) VALUES (@P1, @P2, @P3, @P4, @P5, @P6)";
 const REVOKE_FAMILY: &str = "UPDATE dbo.refresh_token SET revoked_at = @P1 \
      WHERE family_id = @P2 AND revoked_at IS NULL";
 /// `UPDLOCK, ROWLOCK` on the presented token: of two concurrent exchanges of one token
 /// (on any replicas) the second waits and then sees it spent.
 const SELECT_PRESENTED: &str = "SELECT t.id, t.family_id, t.user_id, t.expires_at, t.spent_at, \
-     t.revoked_at, u.is_active FROM dbo.refresh_token t WITH (UPDLOCK, ROWLOCK) \
+     t.revoked_at, t.session_started_at, u.is_active FROM dbo.refresh_token t WITH (UPDLOCK, ROWLOCK) \
      JOIN dbo.app_user u ON u.id = t.user_id WHERE t.token_hash = @P1";
 const SPEND: &str = "UPDATE dbo.refresh_token SET spent_at = @P1 WHERE id = @P2";
 const FAMILY_OF: &str = "SELECT family_id FROM dbo.refresh_token WHERE token_hash = @P1";
+const SESSION_ACTIVE: &str = "SELECT CASE WHEN EXISTS (SELECT 1 FROM dbo.refresh_token \
+     WHERE family_id = @P1 AND revoked_at IS NULL) THEN 1 ELSE 0 END AS active";
 const PRUNE_TOKENS: &str =
     "DELETE FROM dbo.refresh_token WHERE expires_at <= @P1 OR revoked_at <= @P2";
 const PRUNE_FAILURES: &str = "DELETE FROM dbo.login_failure WHERE last_failure_at <= @P1";
-const GATE: &str = "SELECT failures, last_failure_at FROM dbo.login_failure \
-     WHERE username_key = @P1";
-/// Counts a failure on an existing counter. `UPDLOCK, HOLDLOCK` lock the key (even when
-/// no row has it yet) until the transaction ends, so a concurrent first failure for the
-/// same name (on any replica) waits and then updates the row this one inserts.
-const COUNT_FAILURE: &str = "UPDATE dbo.login_failure WITH (UPDLOCK, HOLDLOCK) SET \
+/// Claims an attempt on an existing counter unless the name is locked. `UPDLOCK,
+/// HOLDLOCK` lock the key (even when no row has it yet, or the row is locked out) until
+/// the transaction ends, so concurrent attempts for one name (on any replica) take turns.
+const CLAIM_ATTEMPT: &str = "UPDATE dbo.login_failure WITH (UPDLOCK, HOLDLOCK) SET \
      failures = CASE WHEN window_started_at <= @P3 THEN 1 ELSE failures + 1 END, \
      window_started_at = CASE WHEN window_started_at <= @P3 THEN @P2 \
        ELSE window_started_at END, \
      last_failure_at = @P2 \
-     OUTPUT INSERTED.failures, INSERTED.last_failure_at \
-     WHERE username_key = @P1";
-/// The first failure of a name (in the same transaction, under the key lock).
+     OUTPUT INSERTED.failures \
+     WHERE username_key = @P1 AND NOT (failures >= @P4 AND last_failure_at > @P3)";
+/// The counter of a name that was not claimed (locked out, or no row yet), under the key
+/// lock taken above.
+const GATE: &str = "SELECT failures, last_failure_at FROM dbo.login_failure \
+     WITH (UPDLOCK, HOLDLOCK) WHERE username_key = @P1";
+/// The first attempt of a name (in the same transaction, under the key lock).
 const FIRST_FAILURE: &str = "INSERT INTO dbo.login_failure \
      (username_key, failures, window_started_at, last_failure_at) \
-     OUTPUT INSERTED.failures, INSERTED.last_failure_at VALUES (@P1, 1, @P2, @P2)";
+     VALUES (@P1, 1, @P2, @P2)";
 const CLEAR_FAILURES: &str = "DELETE FROM dbo.login_failure WHERE username_key = @P1";
 const INSERT_KEY: &str = "INSERT INTO dbo.api_key (name, name_key, key_hash, prefix, role, \
      created_at) OUTPUT INSERTED.id, INSERTED.name, INSERTED.prefix, INSERTED.role, \
@@ -62,10 +66,11 @@ pub(super) const STATEMENTS: &[&str] = &[
     SELECT_PRESENTED,
     SPEND,
     FAMILY_OF,
+    SESSION_ACTIVE,
     PRUNE_TOKENS,
     PRUNE_FAILURES,
+    CLAIM_ATTEMPT,
     GATE,
-    COUNT_FAILURE,
     FIRST_FAILURE,
     CLEAR_FAILURES,
     INSERT_KEY,
@@ -88,6 +93,7 @@ async fn insert_refresh_with(conn: &mut Conn, token: &NewRefreshToken) -> StoreR
             Box::new(token.user_id),
             Box::new(token.expires_at.fixed_offset()),
             Box::new(now().fixed_offset()),
+            Box::new(token.session_started_at.fixed_offset()),
         ],
     )
     .execute(conn)
@@ -120,10 +126,18 @@ pub(super) async fn rotate_refresh(
     presented: &SecretDigest,
     next_hash: &SecretDigest,
     next_expires_at: DateTime<Utc>,
+    session_max: chrono::Duration,
 ) -> StoreResult<Rotation> {
     let mut conn = pool.get().await.map_err(map_error)?;
     begin(&mut conn).await?;
-    let result = rotate_in(&mut conn, presented, next_hash, next_expires_at).await;
+    let result = rotate_in(
+        &mut conn,
+        presented,
+        next_hash,
+        next_expires_at,
+        session_max,
+    )
+    .await;
     finish(&mut conn, result).await
 }
 
@@ -132,6 +146,7 @@ async fn rotate_in(
     presented: &SecretDigest,
     next_hash: &SecretDigest,
     next_expires_at: DateTime<Utc>,
+    session_max: chrono::Duration,
 ) -> StoreResult<Rotation> {
     let row = Sql::with(
         SELECT_PRESENTED,
@@ -170,10 +185,12 @@ async fn rotate_in(
         // A spent token presented again: it was stolen, or a client replayed it. Either
         // way nobody may go on with this login.
         revoke_family(conn, &family_id).await?;
-        return Ok(Rotation::Reused);
+        return Ok(Rotation::Reused { family_id });
     }
     let expired = stamp("expires_at")?.is_none_or(|expires| expires <= at);
-    if expired || !is_active {
+    let started = stamp("session_started_at")?.ok_or_else(|| missing("session_started_at"))?;
+    let session_ends = started + session_max;
+    if expired || !is_active || session_ends <= at {
         return Ok(Rotation::Rejected);
     }
     Sql::with(SPEND, vec![Box::new(at.fixed_offset()), Box::new(token_id)])
@@ -183,18 +200,23 @@ async fn rotate_in(
         conn,
         &NewRefreshToken {
             token_hash: next_hash.clone(),
-            family_id,
+            family_id: family_id.clone(),
             user_id,
-            expires_at: next_expires_at,
+            expires_at: next_expires_at.min(session_ends),
+            session_started_at: started,
         },
     )
     .await?;
     let user = super::users::get_in(conn, user_id, false).await?;
-    Ok(Rotation::Rotated(user))
+    Ok(Rotation::Rotated { user, family_id })
 }
 
-/// Revokes the family of the token with digest `presented`; false if no such token.
-pub(super) async fn revoke_refresh(pool: &Pool, presented: &SecretDigest) -> StoreResult<bool> {
+/// Revokes the family of the token with digest `presented`; its id, or `None` if no such
+/// token.
+pub(super) async fn revoke_refresh(
+    pool: &Pool,
+    presented: &SecretDigest,
+) -> StoreResult<Option<String>> {
     let mut conn = pool.get().await.map_err(map_error)?;
     begin(&mut conn).await?;
     let result = async {
@@ -206,13 +228,25 @@ pub(super) async fn revoke_refresh(pool: &Pool, presented: &SecretDigest) -> Sto
             .and_then(|r| r.try_get::<&str, _>("family_id").ok().flatten())
             .map(str::to_owned)
         else {
-            return Ok(false);
+            return Ok(None);
         };
         revoke_family(&mut conn, &family).await?;
-        Ok(true)
+        Ok(Some(family))
     }
     .await;
     finish(&mut conn, result).await
+}
+
+/// Whether some token of the family `family_id` is not revoked.
+pub(super) async fn is_session_active(pool: &Pool, family_id: &str) -> StoreResult<bool> {
+    let mut conn = pool.get().await.map_err(map_error)?;
+    let row = Sql::with(SESSION_ACTIVE, vec![Box::new(family_id.to_owned())])
+        .row(&mut conn)
+        .await?;
+    Ok(row
+        .as_ref()
+        .and_then(|r| r.try_get::<i32, _>("active").ok().flatten())
+        == Some(1))
 }
 
 /// Deletes expired refresh tokens, tokens revoked over a day ago, and failure counters
@@ -263,19 +297,10 @@ fn gate_from_row(row: Option<&Row>, at: DateTime<Utc>) -> StoreResult<LoginGate>
     ))
 }
 
-pub(super) async fn login_gate(
-    pool: &Pool,
-    username_key: &UsernameKey,
-    at: DateTime<Utc>,
-) -> StoreResult<LoginGate> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    let row = Sql::with(GATE, vec![Box::new(username_key.as_str().to_owned())])
-        .row(&mut conn)
-        .await?;
-    gate_from_row(row.as_ref(), at)
-}
-
-pub(super) async fn record_login_failure(
+/// Claims one attempt (see `Store::claim_login_attempt`) in one transaction under the
+/// name's key lock. Failures are counted in a window that starts at the first failure
+/// and lasts [`LOGIN_FAILURE_WINDOW`]; an attempt after the window starts a new count.
+pub(super) async fn claim_login_attempt(
     pool: &Pool,
     username_key: &UsernameKey,
     at: DateTime<Utc>,
@@ -283,31 +308,36 @@ pub(super) async fn record_login_failure(
     let mut conn = pool.get().await.map_err(map_error)?;
     begin(&mut conn).await?;
     let result = async {
-        let counted = Sql::with(
-            COUNT_FAILURE,
+        let claimed = Sql::with(
+            CLAIM_ATTEMPT,
             vec![
                 Box::new(username_key.as_str().to_owned()),
                 Box::new(at.fixed_offset()),
                 Box::new((at - LOGIN_FAILURE_WINDOW).fixed_offset()),
+                Box::new(i32::try_from(MAX_LOGIN_FAILURES).unwrap_or(i32::MAX)),
             ],
         )
         .row(&mut conn)
         .await?;
-        let row = match counted {
-            Some(row) => Some(row),
-            None => {
-                Sql::with(
-                    FIRST_FAILURE,
-                    vec![
-                        Box::new(username_key.as_str().to_owned()),
-                        Box::new(at.fixed_offset()),
-                    ],
-                )
-                .row(&mut conn)
-                .await?
-            }
-        };
-        gate_from_row(row.as_ref(), at)
+        if claimed.is_some() {
+            return Ok(LoginGate::Open);
+        }
+        let row = Sql::with(GATE, vec![Box::new(username_key.as_str().to_owned())])
+            .row(&mut conn)
+            .await?;
+        if row.is_some() {
+            return gate_from_row(row.as_ref(), at);
+        }
+        Sql::with(
+            FIRST_FAILURE,
+            vec![
+                Box::new(username_key.as_str().to_owned()),
+                Box::new(at.fixed_offset()),
+            ],
+        )
+        .execute(&mut conn)
+        .await?;
+        Ok(LoginGate::Open)
     }
     .await;
     finish(&mut conn, result).await

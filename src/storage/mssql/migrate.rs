@@ -48,6 +48,10 @@ pub const SQL: MigrationSql = [
         include_str!("../../../migrations/mssql/0006_add_search_index_and_counts.up.sql"),
         include_str!("../../../migrations/mssql/0006_add_search_index_and_counts.down.sql"),
     ),
+    (
+        include_str!("../../../migrations/mssql/0007_add_session_started_at.up.sql"),
+        include_str!("../../../migrations/mssql/0007_add_session_started_at.down.sql"),
+    ),
 ];
 
 const ENSURE_TABLE: &str = "IF OBJECT_ID(N'dbo._sqlx_migrations', N'U') IS NULL \

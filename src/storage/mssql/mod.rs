@@ -444,15 +444,27 @@ impl Store for MssqlStore {
         presented: &SecretDigest,
         next_hash: &SecretDigest,
         next_expires_at: DateTime<Utc>,
+        session_max: chrono::Duration,
     ) -> StoreResult<Rotation> {
         self.bounded(retry(|| {
-            credentials::rotate_refresh(&self.pool, presented, next_hash, next_expires_at)
+            credentials::rotate_refresh(
+                &self.pool,
+                presented,
+                next_hash,
+                next_expires_at,
+                session_max,
+            )
         }))
         .await
     }
 
-    async fn revoke_refresh_family(&self, presented: &SecretDigest) -> StoreResult<bool> {
+    async fn revoke_refresh_family(&self, presented: &SecretDigest) -> StoreResult<Option<String>> {
         self.bounded(retry(|| credentials::revoke_refresh(&self.pool, presented)))
+            .await
+    }
+
+    async fn is_session_active(&self, family_id: &str) -> StoreResult<bool> {
+        self.bounded(credentials::is_session_active(&self.pool, family_id))
             .await
     }
 
@@ -461,22 +473,13 @@ impl Store for MssqlStore {
             .await
     }
 
-    async fn login_gate(
-        &self,
-        username_key: &UsernameKey,
-        at: DateTime<Utc>,
-    ) -> StoreResult<LoginGate> {
-        self.bounded(credentials::login_gate(&self.pool, username_key, at))
-            .await
-    }
-
-    async fn record_login_failure(
+    async fn claim_login_attempt(
         &self,
         username_key: &UsernameKey,
         at: DateTime<Utc>,
     ) -> StoreResult<LoginGate> {
         self.bounded(retry(|| {
-            credentials::record_login_failure(&self.pool, username_key, at)
+            credentials::claim_login_attempt(&self.pool, username_key, at)
         }))
         .await
     }

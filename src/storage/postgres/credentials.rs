@@ -7,8 +7,8 @@ use sqlx::{PgConnection, PgPool, Row};
 use super::list::{SortColumn, fetch_page};
 use super::{is_unique_violation, map_error, now};
 use crate::domain::credential::{
-    ApiKey, ApiKeySortField, LOGIN_FAILURE_WINDOW, LoginGate, NewApiKey, NewRefreshToken, Rotation,
-    SecretDigest,
+    ApiKey, ApiKeySortField, LOGIN_FAILURE_WINDOW, LoginGate, MAX_LOGIN_FAILURES, NewApiKey,
+    NewRefreshToken, Rotation, SecretDigest,
 };
 use crate::domain::list::{ListQuery, Page};
 use crate::domain::user::{Role, UsernameKey};
@@ -19,14 +19,16 @@ use crate::storage::{Entity, StoreError, StoreResult};
 
 async fn insert_refresh_with(conn: &mut PgConnection, token: &NewRefreshToken) -> StoreResult<()> {
     sqlx::query(
-        "insert into refresh_token (token_hash, family_id, user_id, expires_at, created_at) \
-         values ($1, $2, $3, $4, $5)",
+        "insert into refresh_token \
+           (token_hash, family_id, user_id, expires_at, created_at, session_started_at) \
+         values ($1, $2, $3, $4, $5, $6)",
     )
     .bind(token.token_hash.as_str())
     .bind(&token.family_id)
     .bind(token.user_id)
     .bind(token.expires_at)
     .bind(now())
+    .bind(token.session_started_at)
     .execute(conn)
     .await
     .map(|_| ())
@@ -58,11 +60,12 @@ pub(super) async fn rotate_refresh(
     presented: &SecretDigest,
     next_hash: &SecretDigest,
     next_expires_at: DateTime<Utc>,
+    session_max: chrono::Duration,
 ) -> StoreResult<Rotation> {
     let mut tx = pool.begin().await.map_err(map_error)?;
     let row = sqlx::query(
         "select t.id, t.family_id, t.user_id, t.expires_at, t.spent_at, t.revoked_at, \
-         u.is_active from refresh_token t join app_user u on u.id = t.user_id \
+         t.session_started_at, u.is_active from refresh_token t join app_user u on u.id = t.user_id \
          where t.token_hash = $1 for update of t",
     )
     .bind(presented.as_str())
@@ -87,10 +90,12 @@ pub(super) async fn rotate_refresh(
         // way nobody may go on with this login.
         revoke_family(&mut tx, &family_id).await?;
         tx.commit().await.map_err(map_error)?;
-        return Ok(Rotation::Reused);
+        return Ok(Rotation::Reused { family_id });
     }
     let expired = stamp("expires_at")?.is_none_or(|expires| expires <= at);
-    if expired || !is_active {
+    let started: DateTime<Utc> = row.try_get("session_started_at").map_err(map_error)?;
+    let session_ends = started + session_max;
+    if expired || !is_active || session_ends <= at {
         return Ok(Rotation::Rejected);
     }
     sqlx::query("update refresh_token set spent_at = $1 where id = $2")
@@ -103,19 +108,24 @@ pub(super) async fn rotate_refresh(
         &mut tx,
         &NewRefreshToken {
             token_hash: next_hash.clone(),
-            family_id,
+            family_id: family_id.clone(),
             user_id,
-            expires_at: next_expires_at,
+            expires_at: next_expires_at.min(session_ends),
+            session_started_at: started,
         },
     )
     .await?;
     let user = super::users::get_in(&mut tx, user_id, false).await?;
     tx.commit().await.map_err(map_error)?;
-    Ok(Rotation::Rotated(user))
+    Ok(Rotation::Rotated { user, family_id })
 }
 
-/// Revokes the family of the token with digest `presented`; false if no such token.
-pub(super) async fn revoke_refresh(pool: &PgPool, presented: &SecretDigest) -> StoreResult<bool> {
+/// Revokes the family of the token with digest `presented`; its id, or `None` if no such
+/// token.
+pub(super) async fn revoke_refresh(
+    pool: &PgPool,
+    presented: &SecretDigest,
+) -> StoreResult<Option<String>> {
     let mut tx = pool.begin().await.map_err(map_error)?;
     let family: Option<String> =
         sqlx::query_scalar("select family_id from refresh_token where token_hash = $1")
@@ -124,11 +134,22 @@ pub(super) async fn revoke_refresh(pool: &PgPool, presented: &SecretDigest) -> S
             .await
             .map_err(map_error)?;
     let Some(family) = family else {
-        return Ok(false);
+        return Ok(None);
     };
     revoke_family(&mut tx, &family).await?;
     tx.commit().await.map_err(map_error)?;
-    Ok(true)
+    Ok(Some(family))
+}
+
+/// Whether some token of the family `family_id` is not revoked.
+pub(super) async fn is_session_active(pool: &PgPool, family_id: &str) -> StoreResult<bool> {
+    sqlx::query_scalar::<_, bool>(
+        "select exists (select 1 from refresh_token where family_id = $1 and revoked_at is null)",
+    )
+    .bind(family_id)
+    .fetch_one(pool)
+    .await
+    .map_err(map_error)
 }
 
 /// Deletes expired refresh tokens, tokens revoked over a day ago, and failure counters
@@ -168,29 +189,17 @@ fn gate_from_row(row: Option<&PgRow>, at: DateTime<Utc>) -> StoreResult<LoginGat
     ))
 }
 
-pub(super) async fn login_gate(
+/// Claims one attempt (see `Store::claim_login_attempt`) in one atomic upsert: the row
+/// lock of `on conflict do update` serialises concurrent attempts on every replica, and
+/// its `where` clause leaves a locked name alone (no row returned). Failures are counted
+/// in a window that starts at the first failure and lasts [`LOGIN_FAILURE_WINDOW`]; an
+/// attempt after the window starts a new count.
+pub(super) async fn claim_login_attempt(
     pool: &PgPool,
     username_key: &UsernameKey,
     at: DateTime<Utc>,
 ) -> StoreResult<LoginGate> {
-    let row =
-        sqlx::query("select failures, last_failure_at from login_failure where username_key = $1")
-            .bind(username_key.as_str())
-            .fetch_optional(pool)
-            .await
-            .map_err(map_error)?;
-    gate_from_row(row.as_ref(), at)
-}
-
-/// Counts one failure in one atomic upsert (replicas share the count). Failures are
-/// counted in a window that starts at the first failure and lasts
-/// [`LOGIN_FAILURE_WINDOW`]; a failure after the window starts a new count.
-pub(super) async fn record_login_failure(
-    pool: &PgPool,
-    username_key: &UsernameKey,
-    at: DateTime<Utc>,
-) -> StoreResult<LoginGate> {
-    let row = sqlx::query(
+    let claimed = sqlx::query(
         "insert into login_failure as f \
            (username_key, failures, window_started_at, last_failure_at) \
          values ($1, 1, $2, $2) \
@@ -199,15 +208,26 @@ pub(super) async fn record_login_failure(
            window_started_at = case when f.window_started_at <= $3 then $2 \
              else f.window_started_at end, \
            last_failure_at = $2 \
-         returning failures, last_failure_at",
+         where not (f.failures >= $4 and f.last_failure_at > $3) \
+         returning failures",
     )
     .bind(username_key.as_str())
     .bind(at)
     .bind(at - LOGIN_FAILURE_WINDOW)
-    .fetch_one(pool)
+    .bind(i32::try_from(MAX_LOGIN_FAILURES).unwrap_or(i32::MAX))
+    .fetch_optional(pool)
     .await
     .map_err(map_error)?;
-    gate_from_row(Some(&row), at)
+    if claimed.is_some() {
+        return Ok(LoginGate::Open);
+    }
+    let row =
+        sqlx::query("select failures, last_failure_at from login_failure where username_key = $1")
+            .bind(username_key.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(map_error)?;
+    gate_from_row(row.as_ref(), at)
 }
 
 pub(super) async fn clear_login_failures(

@@ -39,6 +39,10 @@ pub const SQL: MigrationSql = [
         include_str!("../../../migrations/postgres/0006_add_search_index_and_counts.up.sql"),
         include_str!("../../../migrations/postgres/0006_add_search_index_and_counts.down.sql"),
     ),
+    (
+        include_str!("../../../migrations/postgres/0007_add_session_started_at.up.sql"),
+        include_str!("../../../migrations/postgres/0007_add_session_started_at.down.sql"),
+    ),
 ];
 
 /// How often a migration run that lost a deadlock or serialization race against live

@@ -346,33 +346,38 @@ impl Store for PgStore {
         presented: &SecretDigest,
         next_hash: &SecretDigest,
         next_expires_at: DateTime<Utc>,
+        session_max: chrono::Duration,
     ) -> StoreResult<Rotation> {
-        retry(|| credentials::rotate_refresh(&self.pool, presented, next_hash, next_expires_at))
-            .await
+        retry(|| {
+            credentials::rotate_refresh(
+                &self.pool,
+                presented,
+                next_hash,
+                next_expires_at,
+                session_max,
+            )
+        })
+        .await
     }
 
-    async fn revoke_refresh_family(&self, presented: &SecretDigest) -> StoreResult<bool> {
+    async fn revoke_refresh_family(&self, presented: &SecretDigest) -> StoreResult<Option<String>> {
         retry(|| credentials::revoke_refresh(&self.pool, presented)).await
+    }
+
+    async fn is_session_active(&self, family_id: &str) -> StoreResult<bool> {
+        credentials::is_session_active(&self.pool, family_id).await
     }
 
     async fn prune_credentials(&self, at: DateTime<Utc>) -> StoreResult<u64> {
         retry(|| credentials::prune(&self.pool, at)).await
     }
 
-    async fn login_gate(
+    async fn claim_login_attempt(
         &self,
         username_key: &UsernameKey,
         at: DateTime<Utc>,
     ) -> StoreResult<LoginGate> {
-        credentials::login_gate(&self.pool, username_key, at).await
-    }
-
-    async fn record_login_failure(
-        &self,
-        username_key: &UsernameKey,
-        at: DateTime<Utc>,
-    ) -> StoreResult<LoginGate> {
-        retry(|| credentials::record_login_failure(&self.pool, username_key, at)).await
+        retry(|| credentials::claim_login_attempt(&self.pool, username_key, at)).await
     }
 
     async fn clear_login_failures(&self, username_key: &UsernameKey) -> StoreResult<()> {

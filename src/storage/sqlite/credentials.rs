@@ -9,8 +9,8 @@ use super::timestamp_key;
 use super::users::is_unique_violation;
 use super::{map_error, now};
 use crate::domain::credential::{
-    ApiKey, ApiKeySortField, LOGIN_FAILURE_WINDOW, LoginGate, NewApiKey, NewRefreshToken, Rotation,
-    SecretDigest,
+    ApiKey, ApiKeySortField, LOGIN_FAILURE_WINDOW, LoginGate, MAX_LOGIN_FAILURES, NewApiKey,
+    NewRefreshToken, Rotation, SecretDigest,
 };
 use crate::domain::list::{ListQuery, Page};
 use crate::domain::user::{Role, UsernameKey};
@@ -24,14 +24,16 @@ pub(super) async fn insert_refresh(
     token: &NewRefreshToken,
 ) -> StoreResult<()> {
     sqlx::query(
-        "insert into refresh_token (token_hash, family_id, user_id, expires_at, created_at) \
-         values (?, ?, ?, ?, ?)",
+        "insert into refresh_token \
+           (token_hash, family_id, user_id, expires_at, created_at, session_started_at) \
+         values (?, ?, ?, ?, ?, ?)",
     )
     .bind(token.token_hash.as_str())
     .bind(&token.family_id)
     .bind(token.user_id)
     .bind(timestamp_key(&token.expires_at))
     .bind(now())
+    .bind(timestamp_key(&token.session_started_at))
     .execute(conn)
     .await
     .map(|_| ())
@@ -57,9 +59,11 @@ pub(super) async fn rotate_refresh(
     presented: &SecretDigest,
     next_hash: &SecretDigest,
     next_expires_at: DateTime<Utc>,
+    session_max: chrono::Duration,
 ) -> StoreResult<Rotation> {
     let row = sqlx::query(
-        "select t.id, t.family_id, t.user_id, t.expires_at, t.spent_at, t.revoked_at, u.is_active \
+        "select t.id, t.family_id, t.user_id, t.expires_at, t.spent_at, t.revoked_at, \
+           coalesce(t.session_started_at, t.created_at) as session_started_at, u.is_active \
          from refresh_token t join app_user u on u.id = t.user_id where t.token_hash = ?",
     )
     .bind(presented.as_str())
@@ -82,10 +86,12 @@ pub(super) async fn rotate_refresh(
         // A spent token presented again: it was stolen, or a client replayed it. Either
         // way nobody may go on with this login.
         revoke_family(conn, &family_id).await?;
-        return Ok(Rotation::Reused);
+        return Ok(Rotation::Reused { family_id });
     }
     let expired = get("expires_at")?.is_none_or(|at| at <= stamp);
-    if expired || !is_active {
+    let started: DateTime<Utc> = row.try_get("session_started_at").map_err(map_error)?;
+    let session_ends = started + session_max;
+    if expired || !is_active || timestamp_key(&session_ends) <= stamp {
         return Ok(Rotation::Rejected);
     }
     sqlx::query("update refresh_token set spent_at = ? where id = ?")
@@ -98,21 +104,23 @@ pub(super) async fn rotate_refresh(
         &mut *conn,
         &NewRefreshToken {
             token_hash: next_hash.clone(),
-            family_id,
+            family_id: family_id.clone(),
             user_id,
-            expires_at: next_expires_at,
+            expires_at: next_expires_at.min(session_ends),
+            session_started_at: started,
         },
     )
     .await?;
     let user = super::users::get_in(conn, user_id).await?;
-    Ok(Rotation::Rotated(user))
+    Ok(Rotation::Rotated { user, family_id })
 }
 
-/// Revokes the family of the token with digest `presented`; false if no such token.
+/// Revokes the family of the token with digest `presented`; its id, or `None` if no such
+/// token.
 pub(super) async fn revoke_refresh(
     conn: &mut SqliteConnection,
     presented: &SecretDigest,
-) -> StoreResult<bool> {
+) -> StoreResult<Option<String>> {
     let family: Option<String> =
         sqlx::query_scalar("select family_id from refresh_token where token_hash = ?")
             .bind(presented.as_str())
@@ -120,10 +128,22 @@ pub(super) async fn revoke_refresh(
             .await
             .map_err(map_error)?;
     let Some(family) = family else {
-        return Ok(false);
+        return Ok(None);
     };
     revoke_family(conn, &family).await?;
-    Ok(true)
+    Ok(Some(family))
+}
+
+/// Whether some token of the family `family_id` is not revoked.
+pub(super) async fn is_session_active(pool: &SqlitePool, family_id: &str) -> StoreResult<bool> {
+    sqlx::query_scalar::<_, i64>(
+        "select exists (select 1 from refresh_token where family_id = ? and revoked_at is null)",
+    )
+    .bind(family_id)
+    .fetch_one(pool)
+    .await
+    .map(|found| found != 0)
+    .map_err(map_error)
 }
 
 /// Deletes expired refresh tokens, tokens revoked over a day ago, and failure counters
@@ -163,45 +183,44 @@ fn gate_from_row(row: Option<&SqliteRow>, at: DateTime<Utc>) -> StoreResult<Logi
     ))
 }
 
-pub(super) async fn login_gate(
-    pool: &SqlitePool,
-    username_key: &UsernameKey,
-    at: DateTime<Utc>,
-) -> StoreResult<LoginGate> {
-    let row =
-        sqlx::query("select failures, last_failure_at from login_failure where username_key = ?")
-            .bind(username_key.as_str())
-            .fetch_optional(pool)
-            .await
-            .map_err(map_error)?;
-    gate_from_row(row.as_ref(), at)
-}
-
-/// Counts one failure. Failures are counted in a window that starts at the first failure
-/// and lasts [`LOGIN_FAILURE_WINDOW`]; a failure after the window starts a new count.
-pub(super) async fn record_login_failure(
+/// Claims one attempt (see `Store::claim_login_attempt`) in one upsert on the writer's
+/// connection. Failures are counted in a window that starts at the first failure and
+/// lasts [`LOGIN_FAILURE_WINDOW`]; an attempt after the window starts a new count. While
+/// the name is locked the `where` clause leaves the row alone and nothing is returned.
+pub(super) async fn claim_login_attempt(
     conn: &mut SqliteConnection,
     username_key: &UsernameKey,
     at: DateTime<Utc>,
 ) -> StoreResult<LoginGate> {
     let stamp = timestamp_key(&at);
     let window_start = timestamp_key(&(at - LOGIN_FAILURE_WINDOW));
-    let row = sqlx::query(
+    let claimed = sqlx::query(
         "insert into login_failure (username_key, failures, window_started_at, last_failure_at) \
          values (?1, 1, ?2, ?2) \
          on conflict (username_key) do update set \
            failures = case when window_started_at <= ?3 then 1 else failures + 1 end, \
            window_started_at = case when window_started_at <= ?3 then ?2 else window_started_at end, \
            last_failure_at = ?2 \
-         returning failures, last_failure_at",
+         where not (failures >= ?4 and last_failure_at > ?3) \
+         returning failures",
     )
     .bind(username_key.as_str())
     .bind(&stamp)
     .bind(&window_start)
-    .fetch_one(conn)
+    .bind(i64::from(MAX_LOGIN_FAILURES))
+    .fetch_optional(&mut *conn)
     .await
     .map_err(map_error)?;
-    gate_from_row(Some(&row), at)
+    if claimed.is_some() {
+        return Ok(LoginGate::Open);
+    }
+    let row =
+        sqlx::query("select failures, last_failure_at from login_failure where username_key = ?")
+            .bind(username_key.as_str())
+            .fetch_optional(conn)
+            .await
+            .map_err(map_error)?;
+    gate_from_row(row.as_ref(), at)
 }
 
 pub(super) async fn clear_login_failures(

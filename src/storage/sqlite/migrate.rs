@@ -43,6 +43,10 @@ pub const SQL: MigrationSql = [
         include_str!("../../../migrations/sqlite/0006_add_search_index_and_counts.up.sql"),
         include_str!("../../../migrations/sqlite/0006_add_search_index_and_counts.down.sql"),
     ),
+    (
+        include_str!("../../../migrations/sqlite/0007_add_session_started_at.up.sql"),
+        include_str!("../../../migrations/sqlite/0007_add_session_started_at.down.sql"),
+    ),
 ];
 
 impl SqliteMigrator {

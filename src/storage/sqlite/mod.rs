@@ -388,23 +388,25 @@ impl Store for SqliteStore {
         presented: &SecretDigest,
         next_hash: &SecretDigest,
         next_expires_at: DateTime<Utc>,
+        session_max: chrono::Duration,
     ) -> StoreResult<Rotation> {
         self.writer
             .write(
-                &(presented, next_hash, next_expires_at),
-                |conn, &(presented, next_hash, next_expires_at)| {
+                &(presented, next_hash, next_expires_at, session_max),
+                |conn, &(presented, next_hash, next_expires_at, session_max)| {
                     Box::pin(credentials::rotate_refresh(
                         conn,
                         presented,
                         next_hash,
                         next_expires_at,
+                        session_max,
                     ))
                 },
             )
             .await
     }
 
-    async fn revoke_refresh_family(&self, presented: &SecretDigest) -> StoreResult<bool> {
+    async fn revoke_refresh_family(&self, presented: &SecretDigest) -> StoreResult<Option<String>> {
         self.writer
             .write(presented, |conn, presented| {
                 Box::pin(credentials::revoke_refresh(conn, presented))
@@ -418,22 +420,18 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn login_gate(
-        &self,
-        username_key: &UsernameKey,
-        at: DateTime<Utc>,
-    ) -> StoreResult<LoginGate> {
-        credentials::login_gate(&self.pool, username_key, at).await
+    async fn is_session_active(&self, family_id: &str) -> StoreResult<bool> {
+        credentials::is_session_active(&self.pool, family_id).await
     }
 
-    async fn record_login_failure(
+    async fn claim_login_attempt(
         &self,
         username_key: &UsernameKey,
         at: DateTime<Utc>,
     ) -> StoreResult<LoginGate> {
         self.writer
             .write(&(username_key, at), |conn, &(username_key, at)| {
-                Box::pin(credentials::record_login_failure(conn, username_key, at))
+                Box::pin(credentials::claim_login_attempt(conn, username_key, at))
             })
             .await
     }

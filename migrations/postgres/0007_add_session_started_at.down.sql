@@ -1,0 +1,1 @@
+alter table refresh_token drop column session_started_at;
