@@ -697,6 +697,61 @@ async fn an_unreachable_redis_still_limits_and_is_logged_once_and_counted() {
     assert!(messages(&lines, OUTAGE_ENDS).is_empty());
 }
 
+#[tokio::test]
+async fn a_redis_that_never_answers_is_asked_once_a_second_not_per_request() {
+    // Accepts connections, records what it is sent, never answers.
+    let blackhole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}/", blackhole.local_addr().unwrap());
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (sink, accepted) = (received.clone(), connections.clone());
+    let hole = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = blackhole.accept().await {
+            accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let mut buffer = [0_u8; 4096];
+                while let Ok(n) = socket.read(&mut buffer).await {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock().unwrap().extend_from_slice(&buffer[..n]);
+                }
+            });
+        }
+    });
+    let settings = redis_limited(&url, "starsongs-test:");
+    let app = TestApp::spawn_with(&as_overrides(&settings)).await;
+
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(app.get("/v1/songs").await.status());
+    }
+    let sent = String::from_utf8_lossy(&received.lock().unwrap()).to_uppercase();
+    let scripts = sent.matches("EVAL").count();
+    let connected = connections.load(std::sync::atomic::Ordering::Relaxed);
+    hole.abort();
+
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    // Asked per request, Redis would have seen six connections or six scripts. Six
+    // requests take about one Redis timeout (200 ms) here, well within one probe
+    // interval (1 s); two probes are allowed for a slow machine.
+    assert!(
+        connected + scripts <= 4,
+        "Redis was asked per request: {connected} connections, {scripts} scripts: {sent}"
+    );
+}
+
 /// Forwards every connection to `127.0.0.1:port` to `target` until dropped.
 async fn forward(port: u16, target: String) -> tokio::task::JoinHandle<()> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
