@@ -180,6 +180,8 @@ refuses() {
     'terminationGracePeriodSeconds: 20|terminationGracePeriodSeconds (20) must be greater'
     'config: {auth: {jwt_secret: x}}|jwt_secret'
     'secret: {existingSecret: "", create: true, databaseUrl: "sqlite:///data/x.db", jwtSecret: lint-only-not-a-secret-0123456789abcdef, previousJwtSecret: true, jwtPreviousSecret: short}|secret.jwtPreviousSecret must be at least 32 bytes'
+    'secret: {previousJwtSecret: true}|config.auth.jwt_rotated_at (RFC 3339'
+    'config: {server: {trusted_proxies: ["10.0.0.0/8", "0.0.0.0/0"]}}|config.server.trusted_proxies must not contain'
   )
   local i=0 case out
   for case in "${cases[@]}"; do
@@ -199,10 +201,11 @@ refuses() {
 check "helm template refuses unsafe values" refuses
 rotation() {
   # During a signing-key rotation the pods read the previous secret from its file.
-  printf 'secret:\n  previousJwtSecret: true\n' > "$WORK/rotation-values.yaml"
+  printf 'secret:\n  previousJwtSecret: true\nconfig:\n  auth:\n    jwt_rotated_at: "2026-12-07T10:00:00Z"\n' > "$WORK/rotation-values.yaml"
   render rotation "$CHART/values-production.yaml" "$WORK/rotation-values.yaml" \
     && grep -q "STARSONGS__AUTH__JWT_PREVIOUS_SECRET_FILE" "$WORK/rotation.yaml" \
-    && grep -q "/run/secrets/starsongs/jwt-previous-secret" "$WORK/rotation.yaml"
+    && grep -q "/run/secrets/starsongs/jwt-previous-secret" "$WORK/rotation.yaml" \
+    && grep -q 'STARSONGS__AUTH__JWT_ROTATED_AT: "2026-12-07T10:00:00Z"' "$WORK/rotation.yaml"
 }
 check "helm template passes the previous signing key during a rotation" rotation
 check "chart alert rules identical to deploy/prometheus/alerts.yml" \

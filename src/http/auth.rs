@@ -71,14 +71,25 @@ pub fn auth_error(error: AuthError) -> ApiError {
     ApiError::internal(error.into())
 }
 
-/// Marks a request whose credential was already refused as invalid, so the extractor
-/// does not verify it a second time after the rate limiter did.
+/// The token of an `Authorization: Bearer <token>` value (`None` for another scheme or
+/// an empty token). The rate limiter and [`resolve`] read the header the same way.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    authorization
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
+/// Marks a request whose credential was already refused as invalid, so a second extractor
+/// does not verify it again.
 #[derive(Debug, Clone, Copy)]
 struct Refused;
 
 /// Resolves (once per request) who is calling; the result, or the refusal of an invalid
-/// credential, is kept in the request's extensions, so the extractors and the rate
-/// limiter share one lookup.
+/// credential, is kept in the request's extensions, so the extractors share one lookup.
+/// Only requests the rate limiter let through get here: it keys its budgets without any
+/// lookup.
 ///
 /// # Errors
 /// 400 for ambiguous credentials, 401 for invalid ones, 503 when the store is down.
@@ -98,17 +109,12 @@ pub async fn resolve(parts: &mut Parts, accounts: &Accounts) -> Result<Principal
             ));
         }
         (Some(value), None) => {
-            let token = value
-                .split_once(' ')
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, token)| token.trim())
-                .filter(|token| !token.is_empty())
-                .ok_or_else(|| {
-                    ApiError::unauthorized(
-                        "Authorization must be `Bearer <access token>`",
-                        Some("invalid_request"),
-                    )
-                })?;
+            let token = bearer_token(value).ok_or_else(|| {
+                ApiError::unauthorized(
+                    "Authorization must be `Bearer <access token>`",
+                    Some("invalid_request"),
+                )
+            })?;
             accounts.authenticate_token(token).await
         }
         (None, Some(key)) => accounts.authenticate_api_key(key.trim()).await,

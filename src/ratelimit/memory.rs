@@ -4,7 +4,7 @@
 //! Memory is bounded: a client whose budget is full again holds no information, so such
 //! entries are dropped every [`SWEEP_EVERY`] checks; and the map never holds more than
 //! [`MAX_KEYS`] clients. When it is full of clients still being limited, the least
-//! recently seen tenth is forgotten to make room: a new client is always limited, never
+//! recently seen are forgotten until a tenth is free: a new client is always limited, never
 //! let through free (a flood of fresh addresses can only make old, quiet clients start
 //! over with a full budget).
 
@@ -20,7 +20,7 @@ use super::{Decision, Limiter, LimiterUnavailable, Quota, gcra};
 pub const MAX_KEYS: usize = 100_000;
 /// Checks between two sweeps of idle clients.
 pub const SWEEP_EVERY: u64 = 4096;
-/// Share of the clients forgotten at once when the map is full of live budgets.
+/// When the map is full, room is made for `MAX_KEYS / EVICT_DIVISOR` new clients.
 const EVICT_DIVISOR: usize = 10;
 
 /// The in-process limiter.
@@ -95,18 +95,20 @@ impl MemoryLimiter {
     }
 }
 
-/// Drops the clients whose budget is full again; if that frees nothing, the least
-/// recently seen tenth.
+/// Drops the clients whose budget is full again; if that leaves the map above nine tenths
+/// of [`MAX_KEYS`], also the least recently seen down to that mark. Freeing a tenth at once
+/// keeps this O(n) pass rare (once per `MAX_KEYS / 10` new clients at most), even under a
+/// flood of fresh addresses.
 fn make_room(state: &mut State, now: f64) {
     state.tats.retain(|_, (tat, _)| *tat > now);
-    if state.tats.len() < MAX_KEYS {
+    let mark = MAX_KEYS - MAX_KEYS / EVICT_DIVISOR;
+    let Some(excess) = state.tats.len().checked_sub(mark).filter(|n| *n > 0) else {
         return;
-    }
+    };
     let mut seen: Vec<f64> = state.tats.values().map(|(_, seen)| *seen).collect();
-    let cut = seen.len() / EVICT_DIVISOR;
-    let (_, newest_dropped, _) = seen.select_nth_unstable_by(cut, f64::total_cmp);
+    let (_, newest_dropped, _) = seen.select_nth_unstable_by(excess - 1, f64::total_cmp);
     let newest_dropped = *newest_dropped;
-    // Ties at the cut go too, so something is always freed.
+    // Ties at the cut go too, so at least `excess` are freed.
     state.tats.retain(|_, (_, seen)| *seen > newest_dropped);
     tracing::warn!(
         rate_limit.max_keys = MAX_KEYS,
@@ -175,5 +177,11 @@ mod tests {
         assert_eq!(fresh, [true, true, false]);
         assert!(limiter.len() <= MAX_KEYS, "{}", limiter.len());
         assert!(!limiter.check_at("client-0", QUOTA, 3.0).allowed);
+        // A tenth was freed at once, so the next new clients need no second pass.
+        assert!(
+            limiter.len() <= MAX_KEYS - MAX_KEYS / 10 + 1,
+            "{}",
+            limiter.len()
+        );
     }
 }

@@ -13,13 +13,18 @@ pub mod redis;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ipnet::IpNet;
 
 use crate::config::{RateLimitBackend, RateLimitSettings, parse_cidr};
+
+/// While the configured limiter fails, it is asked again at most this often; the checks
+/// in between are decided by this replica's own budgets at once, so a Redis that does not
+/// answer does not add `rate_limit.redis_timeout_ms` to every request.
+pub const OUTAGE_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A budget: `burst` requests at once, `per_minute` sustained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +142,11 @@ pub struct RateLimits {
     /// Whether the configured limiter is failing (an outage is logged once, not per
     /// request).
     in_outage: AtomicBool,
+    /// During an outage: when (ms after `started`) the configured limiter may be asked
+    /// again.
+    next_probe_ms: AtomicU64,
+    /// The clock of `next_probe_ms`.
+    started: Instant,
     /// Client networks that are never limited (`rate_limit.exempt_clients`).
     exempt: Vec<IpNet>,
     /// IPv6 clients are counted per network of this prefix length.
@@ -185,6 +195,8 @@ impl RateLimits {
             },
             fallback: memory::MemoryLimiter::default(),
             in_outage: AtomicBool::new(false),
+            next_probe_ms: AtomicU64::new(0),
+            started: Instant::now(),
             ipv6_prefix_len: settings.ipv6_prefix_len,
             // Entries were validated at start-up; nothing unparsable is left to drop.
             exempt: settings
@@ -228,10 +240,15 @@ impl RateLimits {
     }
 
     /// Spends one request of `key`'s budget under `quota`: with the configured limiter,
-    /// or, while it does not answer, with this replica's own budgets. An outage is logged
-    /// once when it starts and once when it ends; every failed check is counted on
-    /// `rate_limit_backend_errors_total`.
+    /// or, while it does not answer, with this replica's own budgets (never unlimited,
+    /// never refused for that reason). During an outage the configured limiter is asked
+    /// again once per [`OUTAGE_PROBE_INTERVAL`]. An outage is logged once when it starts
+    /// (error) and once when it ends (warning); every check it did not decide is counted
+    /// on `rate_limit_backend_errors_total`.
     pub async fn check(&self, key: &str, quota: Quota) -> Decision {
+        if self.in_outage.load(Ordering::Relaxed) && !self.may_probe() {
+            return self.fall_back(key, quota);
+        }
         match self.limiter.check(key, quota).await {
             Ok(decision) => {
                 if self.in_outage.swap(false, Ordering::Relaxed) {
@@ -240,8 +257,10 @@ impl RateLimits {
                 decision
             }
             Err(error) => {
-                metrics::counter!(crate::telemetry::metrics::RATE_LIMIT_BACKEND_ERRORS_TOTAL)
-                    .increment(1);
+                self.next_probe_ms.store(
+                    self.now_ms().saturating_add(probe_interval_ms()),
+                    Ordering::Relaxed,
+                );
                 if !self.in_outage.swap(true, Ordering::Relaxed) {
                     tracing::error!(
                         error = ?error.0,
@@ -249,10 +268,39 @@ impl RateLimits {
                          until it answers"
                     );
                 }
-                self.fallback.check_now(key, quota)
+                self.fall_back(key, quota)
             }
         }
     }
+
+    /// Whether this check may ask the failing limiter again (one check per interval wins).
+    fn may_probe(&self) -> bool {
+        let now = self.now_ms();
+        let due = self.next_probe_ms.load(Ordering::Relaxed);
+        now >= due
+            && self
+                .next_probe_ms
+                .compare_exchange(
+                    due,
+                    now.saturating_add(probe_interval_ms()),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
+    fn fall_back(&self, key: &str, quota: Quota) -> Decision {
+        metrics::counter!(crate::telemetry::metrics::RATE_LIMIT_BACKEND_ERRORS_TOTAL).increment(1);
+        self.fallback.check_now(key, quota)
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+fn probe_interval_ms() -> u64 {
+    u64::try_from(OUTAGE_PROBE_INTERVAL.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -319,6 +367,66 @@ mod tests {
         ] {
             assert_eq!(limits.is_exempt(ip(client)), exempt, "{client}");
         }
+    }
+
+    /// A limiter that always fails, counting how often it was asked.
+    #[derive(Default)]
+    struct Failing(std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl Limiter for Failing {
+        async fn check(&self, _: &str, _: Quota) -> Result<Decision, LimiterUnavailable> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Err(LimiterUnavailable(anyhow::anyhow!("connection refused")))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_limiter_is_replaced_by_local_budgets_and_asked_once_per_interval() {
+        let settings = crate::config::Settings::load_from(&std::collections::HashMap::new())
+            .unwrap()
+            .rate_limit;
+        let mut limits = RateLimits::from_settings(&settings).unwrap();
+        let failing = Arc::new(Failing::default());
+        limits.limiter = failing.clone() as Arc<dyn Limiter>;
+
+        let mut allowed = Vec::new();
+        for _ in 0..4 {
+            allowed.push(limits.check("api:ip:192.0.2.1", QUOTA).await.allowed);
+        }
+        let other = limits.check("api:ip:192.0.2.2", QUOTA).await.allowed;
+
+        assert_eq!(allowed, [true, true, true, false], "limited, not unlimited");
+        assert!(other, "clients keep separate budgets");
+        // The whole test runs well within one probe interval.
+        assert_eq!(failing.0.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_network_and_ipv4_as_they_are() {
+        let settings = crate::config::Settings::load_from(&std::collections::HashMap::new())
+            .unwrap()
+            .rate_limit;
+        let limits = RateLimits::from_settings(&settings).unwrap();
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+
+        assert_eq!(
+            limits.client_network(ip("2001:db8:1:2:aaaa::1")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            limits.client_network(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            ip("2001:db8:1:2::")
+        );
+        assert_ne!(
+            limits.client_network(ip("2001:db8:1:3::1")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(limits.client_network(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(
+            limits.client_network(ip("::ffff:192.0.2.7")),
+            ip("192.0.2.7")
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! Every call is bounded by `rate_limit.redis_timeout_ms`; the connection is made on first
 //! use and re-made by the connection manager after a failure, so the service starts and
-//! keeps serving while Redis is away (the caller decides between failing open and closed).
+//! keeps serving while Redis is away ([`super::RateLimits::check`] then limits with this
+//! replica's own budgets).
 
 use std::time::Duration;
 

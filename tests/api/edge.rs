@@ -9,7 +9,8 @@ use starsongs::domain::user::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{TestApp, problem};
+use crate::client_ip::{Binary, access_line};
+use crate::harness::{TestApp, client, problem};
 
 fn header(response: &reqwest::Response, name: &str) -> Option<String> {
     response
@@ -217,6 +218,199 @@ async fn a_spoofed_x_forwarded_for_does_not_buy_a_new_budget() {
     );
 }
 
+/// Behind a trusted proxy on loopback, a public catalog with a burst of 3 (slow refill);
+/// plus `extra`.
+async fn public_behind_proxy(extra: &[(&'static str, &'static str)]) -> TestApp {
+    let mut overrides = vec![
+        ("STARSONGS__SERVER__TRUSTED_PROXIES", "127.0.0.1/32"),
+        ("STARSONGS__AUTH__PUBLIC_READ", "true"),
+        ("STARSONGS__RATE_LIMIT__BURST", "3"),
+        ("STARSONGS__RATE_LIMIT__REQUESTS_PER_MINUTE", "1"),
+        ("STARSONGS__RATE_LIMIT__AUTH_BURST", "2"),
+        ("STARSONGS__RATE_LIMIT__AUTH_REQUESTS_PER_MINUTE", "1"),
+    ];
+    overrides.extend_from_slice(extra);
+    TestApp::spawn_with(&overrides).await
+}
+
+/// A catalog read from the client the proxy names in X-Forwarded-For.
+async fn read_as(app: &TestApp, client: &str) -> reqwest::Response {
+    app.anonymous
+        .get(app.url("/v1/songs"))
+        .header("x-forwarded-for", client)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn addresses_of_one_ipv6_64_share_a_budget_but_exemption_is_per_address() {
+    let app = public_behind_proxy(&[(
+        "STARSONGS__RATE_LIMIT__EXEMPT_CLIENTS",
+        "2001:db8:1:2::ee/128",
+    )])
+    .await;
+
+    let mut same_host = Vec::new();
+    for client in [
+        "2001:db8:1:2::1",
+        "2001:db8:1:2::2",
+        "2001:db8:1:2:aaaa:bbbb:cccc:dddd",
+        "2001:db8:1:2:ffff:ffff:ffff:ffff",
+    ] {
+        same_host.push(read_as(&app, client).await.status());
+    }
+    let next_network = read_as(&app, "2001:db8:1:3::1").await;
+    let exempt = read_as(&app, "2001:db8:1:2::ee").await;
+
+    assert_eq!(
+        same_host,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    assert_eq!(next_network.status(), StatusCode::OK);
+    assert_eq!(exempt.status(), StatusCode::OK);
+    assert!(header(&exempt, "ratelimit-limit").is_none(), "not limited");
+}
+
+#[tokio::test]
+async fn the_auth_budget_is_per_address_whatever_credential_the_request_carries() {
+    let app = public_behind_proxy(&[]).await;
+    let mut tokens = Vec::new();
+    for name in ["auth-budget-a", "auth-budget-b", "auth-budget-c"] {
+        tokens.push(app.account(name, Role::Viewer).await.1);
+    }
+
+    let mut statuses = Vec::new();
+    for token in &tokens {
+        let response = app
+            .anonymous
+            .post(app.url("/v1/auth/login"))
+            .bearer_auth(token)
+            .json(&json!({"username": "auth-budget-a", "password": "not the password"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status());
+    }
+    let refresh = app
+        .anonymous
+        .post(app.url("/v1/auth/refresh"))
+        .header(
+            "x-api-key",
+            "ssk_made-up-key-of-the-right-shape-1234567890abc",
+        )
+        .json(&json!({"refresh_token": "ssr_not-a-real-one"}))
+        .send()
+        .await
+        .unwrap();
+    // Another client behind the same proxy still has its whole auth budget.
+    let other_client = app
+        .anonymous
+        .post(app.url("/v1/auth/login"))
+        .header("x-forwarded-for", "198.51.100.9")
+        .json(&json!({"username": "auth-budget-a", "password": "not the password"}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    assert_eq!(refresh.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(other_client.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_known_api_key_spends_its_own_budget_and_an_unknown_one_the_addresss() {
+    let app = public_behind_proxy(&[]).await;
+    let created: Value = app
+        .post(
+            "/v1/admin/api-keys",
+            &json!({"name": "importer", "role": "viewer"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let with_key = |key: &str| {
+        app.anonymous
+            .get(app.url("/v1/songs"))
+            .header("x-forwarded-for", "198.51.100.20")
+            .header("x-api-key", key.to_owned())
+            .send()
+    };
+
+    // The first use finds the key in the database; from then on this replica knows it.
+    let first = with_key(&key).await.unwrap();
+    let mut anonymous = Vec::new();
+    for _ in 0..4 {
+        anonymous.push(read_as(&app, "198.51.100.20").await.status());
+    }
+    let known = with_key(&key).await.unwrap();
+    let made_up = with_key("ssk_made-up-key-of-the-right-shape-1234567890abc")
+        .await
+        .unwrap();
+
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(
+        anonymous.last(),
+        Some(&StatusCode::TOO_MANY_REQUESTS),
+        "{anonymous:?}"
+    );
+    assert_eq!(known.status(), StatusCode::OK, "the key's own budget");
+    assert_eq!(
+        made_up.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the address's budget, refused before any lookup"
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_made_up_api_keys_costs_at_most_the_budget_in_lookups() {
+    let binary = Binary::start(&[
+        ("STARSONGS__RATE_LIMIT__BURST", "5"),
+        ("STARSONGS__RATE_LIMIT__REQUESTS_PER_MINUTE", "1"),
+    ])
+    .await;
+    let lookups = r#"db_query_duration_seconds_count{operation="find_api_key"}"#;
+    let before = binary.metric(lookups).await;
+
+    let mut statuses = Vec::new();
+    for _ in 0..50 {
+        let key = format!("ssk_{}", uuid::Uuid::new_v4().simple());
+        let response = client()
+            .get(binary.url("/v1/songs"))
+            .header("x-api-key", key)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status());
+    }
+    let after = binary.metric(lookups).await;
+
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    let unauthorized = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert_eq!((unauthorized, refused), (5, 45), "{statuses:?}");
+    assert!(after - before <= 5.0, "{} lookups", after - before);
+}
+
 /// The Next.js frontend's pattern, as it renders one page on its server: the song list,
 /// then one artist per song. Returns every status it got.
 async fn frontend_page_view(app: &TestApp) -> Vec<StatusCode> {
@@ -391,7 +585,6 @@ async fn two_instances_share_one_budget_in_redis() {
         ("STARSONGS__RATE_LIMIT__BACKEND", "redis"),
         ("STARSONGS__RATE_LIMIT__REDIS_URL", url.as_str()),
         ("STARSONGS__RATE_LIMIT__REDIS_KEY_PREFIX", prefix.as_str()),
-        ("STARSONGS__RATE_LIMIT__FAIL_OPEN", "false"),
     ]);
     let a = TestApp::spawn_with(&overrides).await;
     let b = a.replica(&overrides).await;
@@ -418,26 +611,208 @@ async fn two_instances_share_one_budget_in_redis() {
     assert_eq!(b.get("/v1/songs").await.status(), StatusCode::OK);
 }
 
-#[tokio::test]
-async fn an_unreachable_redis_fails_open_or_closed_as_configured() {
-    let unreachable = [
+/// A loopback port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A public catalog with a burst of 3 and a slow refill, its budgets in Redis at
+/// `redis_url`.
+fn redis_limited(redis_url: &str, prefix: &str) -> Vec<(String, String)> {
+    [
+        ("STARSONGS__AUTH__PUBLIC_READ", "true"),
+        ("STARSONGS__RATE_LIMIT__BURST", "3"),
+        ("STARSONGS__RATE_LIMIT__REQUESTS_PER_MINUTE", "1"),
         ("STARSONGS__RATE_LIMIT__BACKEND", "redis"),
-        ("STARSONGS__RATE_LIMIT__REDIS_URL", "redis://127.0.0.1:1/"),
+        ("STARSONGS__RATE_LIMIT__REDIS_URL", redis_url),
+        ("STARSONGS__RATE_LIMIT__REDIS_KEY_PREFIX", prefix),
         ("STARSONGS__RATE_LIMIT__REDIS_TIMEOUT_MS", "200"),
-    ];
-    let open = TestApp::spawn_with(&unreachable).await;
-    let mut closed_settings = unreachable.to_vec();
-    closed_settings.push(("STARSONGS__RATE_LIMIT__FAIL_OPEN", "false"));
-    let closed = TestApp::spawn_with(&closed_settings).await;
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
 
-    let served = open.get("/v1/songs").await;
-    let refused = closed.get("/v1/songs").await;
+fn as_overrides(owned: &[(String, String)]) -> Vec<(&str, &str)> {
+    owned
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
 
-    assert_eq!(served.status(), StatusCode::OK);
-    assert!(header(&served, "ratelimit-limit").is_none());
-    assert_eq!(header(&refused, "retry-after").as_deref(), Some("1"));
-    problem(refused, StatusCode::SERVICE_UNAVAILABLE).await;
-    assert_eq!(closed.get("/health/live").await.status(), StatusCode::OK);
+fn messages<'a>(lines: &'a [Value], text: &str) -> Vec<&'a Value> {
+    lines
+        .iter()
+        .filter(|l| l["message"].as_str().is_some_and(|m| m.contains(text)))
+        .collect()
+}
+
+const OUTAGE_STARTS: &str = "rate limiter unavailable";
+const OUTAGE_ENDS: &str = "rate limiter answers again";
+
+#[tokio::test]
+async fn an_unreachable_redis_still_limits_and_is_logged_once_and_counted() {
+    let url = format!("redis://127.0.0.1:{}/", closed_port());
+    let settings = redis_limited(&url, "starsongs-test:");
+    let binary = Binary::start(&as_overrides(&settings)).await;
+
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let response = client()
+            .get(binary.url("/v1/songs"))
+            .header("x-request-id", format!("outage-{i}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status());
+    }
+    let live = client()
+        .get(binary.url("/health/live"))
+        .send()
+        .await
+        .unwrap();
+    let errors = binary.metric("rate_limit_backend_errors_total").await;
+    let lines = binary
+        .wait_for_logs(|lines| access_line(lines, "outage-5").is_some())
+        .await;
+
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS
+        ],
+        "limited by the replica's own budget, never unlimited, never 503"
+    );
+    assert_eq!(live.status(), StatusCode::OK);
+    assert_eq!(errors, 6.0, "every check Redis did not decide is counted");
+    let outage = messages(&lines, OUTAGE_STARTS);
+    assert_eq!(outage.len(), 1, "logged once, not per request: {outage:?}");
+    assert_eq!(outage[0]["level"], "ERROR");
+    assert!(messages(&lines, OUTAGE_ENDS).is_empty());
+}
+
+#[tokio::test]
+async fn a_redis_that_never_answers_is_asked_once_a_second_not_per_request() {
+    // Accepts connections, records what it is sent, never answers.
+    let blackhole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}/", blackhole.local_addr().unwrap());
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (sink, accepted) = (received.clone(), connections.clone());
+    let hole = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = blackhole.accept().await {
+            accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let mut buffer = [0_u8; 4096];
+                while let Ok(n) = socket.read(&mut buffer).await {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock().unwrap().extend_from_slice(&buffer[..n]);
+                }
+            });
+        }
+    });
+    let settings = redis_limited(&url, "starsongs-test:");
+    let app = TestApp::spawn_with(&as_overrides(&settings)).await;
+
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(app.get("/v1/songs").await.status());
+    }
+    let sent = String::from_utf8_lossy(&received.lock().unwrap()).to_uppercase();
+    let scripts = sent.matches("EVAL").count();
+    let connected = connections.load(std::sync::atomic::Ordering::Relaxed);
+    hole.abort();
+
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    // Asked per request, Redis would have seen six connections or six scripts. Six
+    // requests take about one Redis timeout (200 ms) here, well within one probe
+    // interval (1 s); two probes are allowed for a slow machine.
+    assert!(
+        connected + scripts <= 4,
+        "Redis was asked per request: {connected} connections, {scripts} scripts: {sent}"
+    );
+}
+
+/// Forwards every connection to `127.0.0.1:port` to `target` until dropped.
+async fn forward(port: u16, target: String) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_redis_outage_is_logged_when_it_starts_and_when_it_ends() {
+    let Some(real) = redis_url() else {
+        return;
+    };
+    let real = url::Url::parse(&real).unwrap();
+    let target = format!(
+        "{}:{}",
+        real.host_str().unwrap(),
+        real.port().unwrap_or(6379)
+    );
+    let port = closed_port();
+    let mut through_proxy = real.clone();
+    through_proxy.set_host(Some("127.0.0.1")).unwrap();
+    through_proxy.set_port(Some(port)).unwrap();
+    let prefix = format!("starsongs-test:{}:", uuid::Uuid::new_v4());
+    let settings = redis_limited(through_proxy.as_str(), &prefix);
+    let binary = Binary::start(&as_overrides(&settings)).await;
+    let get = || client().get(binary.url("/v1/songs")).send();
+
+    // Redis is away: served from this replica's budget.
+    let during = get().await.unwrap().status();
+    let proxy = forward(port, target).await;
+    // Back: the next probe (once a second) finds it. Bounded: 10 s at most.
+    let mut lines = binary.logs();
+    for _ in 0..100 {
+        if !messages(&lines, OUTAGE_ENDS).is_empty() {
+            break;
+        }
+        assert_ne!(
+            get().await.unwrap().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        lines = binary.logs();
+    }
+    let starts = messages(&lines, OUTAGE_STARTS);
+    let ends = messages(&lines, OUTAGE_ENDS);
+    proxy.abort();
+
+    assert_eq!(during, StatusCode::OK);
+    assert_eq!(starts.len(), 1, "{starts:?}");
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!(ends[0]["level"], "WARN");
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod artists;
 mod auth;
 mod browser;
 mod cli;
+mod client_ip;
 mod dashboards;
 mod docs;
 mod durability;

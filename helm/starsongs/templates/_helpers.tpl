@@ -182,7 +182,13 @@ quietly misbehave), so a bad release fails in `helm upgrade`, not in CrashLoopBa
 {{- if and (include "starsongs.redisEnabled" .) (not $v.secret.redisUrl) }}{{ fail "secret.redisUrl is required when config.rate_limit.backend is redis" }}{{ end }}
 {{- if and $v.sentry.enabled (not $v.secret.sentryDsn) }}{{ fail "secret.sentryDsn is required when sentry.enabled" }}{{ end }}
 {{- end }}
+{{- if and (or $v.secret.previousJwtSecret $v.config.auth.jwt_previous_public_key_file) (not $v.config.auth.jwt_rotated_at) }}
+{{- fail "config.auth.jwt_rotated_at (RFC 3339: when the current key replaced the previous one) is required with a previous key (secret.previousJwtSecret or config.auth.jwt_previous_public_key_file)" }}
+{{- end }}
 {{- if eq $v.environment "production" }}
+{{- range $v.config.server.trusted_proxies }}
+{{- if hasSuffix "/0" (trim (toString .)) }}{{ fail "config.server.trusted_proxies must not contain 0.0.0.0/0 or ::/0 in production: every client could choose its own address" }}{{ end }}
+{{- end }}
 {{- if has "*" $v.config.cors.allowed_origins }}{{ fail "config.cors.allowed_origins must not contain \"*\" in production" }}{{ end }}
 {{- if $v.config.database.seed_demo_data }}{{ fail "config.database.seed_demo_data must be false in production" }}{{ end }}
 {{- if $v.config.auth.create_dev_admin }}{{ fail "config.auth.create_dev_admin must be false in production" }}{{ end }}

@@ -40,11 +40,12 @@ pub use request_id::RequestId;
 ///
 /// Every layer is a plain `tower::Layer` holding only what it needs (STYLE §3): no layer
 /// clones the application state or boxes a future per request, except the rate limiter,
-/// whose check may wait for the database or Redis.
+/// whose check may wait for Redis.
 pub fn apply(router: Router, state: &AppState) -> Router {
     let settings = &state.settings;
     let client_ip = client_ip::ClientIpLayer::new(client_ip::ClientIpConfig::new(
         &settings.server.trusted_proxies,
+        settings.server.client_ip_header,
         settings.server.tls.is_enabled(),
     ));
     let sentry_on = settings.sentry.dsn.is_some();
@@ -82,6 +83,7 @@ pub fn apply(router: Router, state: &AppState) -> Router {
 pub fn apply_admin(router: Router, state: &AppState) -> Router {
     let client_ip = client_ip::ClientIpLayer::new(client_ip::ClientIpConfig::new(
         &state.settings.server.trusted_proxies,
+        state.settings.server.client_ip_header,
         false,
     ));
     let sentry_on = state.settings.sentry.dsn.is_some();

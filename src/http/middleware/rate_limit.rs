@@ -1,10 +1,22 @@
-//! Per-client rate limiting on `/v1` (API.md "Cross-cutting headers"). The client is the
-//! authenticated principal when the request carries a valid credential (so one user has
-//! one budget wherever they connect from), otherwise the client IP. `/v1/auth/*` has its
-//! own, stricter budget. Health, docs and the OpenAPI document are not limited, and
-//! neither is any request from a client address in `rate_limit.exempt_clients` (trusted
-//! server-side callers); the per-username login lockout is not a rate limit and still
-//! applies to them.
+//! Per-client rate limiting on `/v1` (API.md "Cross-cutting headers"). Health, docs and
+//! the OpenAPI document are not limited, and neither is any request from a client address
+//! in `rate_limit.exempt_clients` (trusted server-side callers); the per-username login
+//! lockout is not a rate limit and still applies to them.
+//!
+//! Whose budget a request spends is decided before any credential lookup, without the
+//! database, so a request the limiter refuses costs no database work:
+//!
+//! - `/v1/auth/*` (login, registration, refresh; the stricter budget): always the client
+//!   address, whatever credential the request carries;
+//! - elsewhere, an `Authorization: Bearer` token whose signature verifies: its account
+//!   (one user has one budget wherever they connect from); an `X-API-Key` this replica
+//!   found in the database within the grant cache's lifetime: that key; anything else (no
+//!   credential, a made-up or uncached key, a bad token): the client address.
+//!
+//! The client address is counted by network: IPv4 as it is, IPv6 per
+//! `rate_limit.ipv6_prefix_len` bits (a /64 by default), since one host usually holds a
+//! whole /64. The exemption and the access log use the full address. The extractors
+//! resolve the principal afterwards, only for requests let through.
 //!
 //! Limited responses carry `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`
 //! and their `X-RateLimit-*` twins; a refused request gets 429 with `Retry-After`.
@@ -16,13 +28,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::client_ip::ClientIp;
-use crate::auth::accounts::{Accounts, Principal};
+use crate::auth::accounts::Accounts;
 use crate::http::auth;
 use crate::http::error::ApiError;
 use crate::ratelimit::{Decision, RateLimits, Scope};
@@ -48,23 +60,58 @@ fn add_headers(headers: &mut HeaderMap, decision: &Decision) {
     }
 }
 
-/// The budget key of a request: `<scope>:<principal>` (`api:user:7`, `api:api_key:3`) for
-/// a valid credential, `<scope>:ip:<address>` otherwise, built in one allocation.
-fn budget_key(scope: Scope, principal: Option<Principal>, ip: Option<IpAddr>) -> String {
+/// Whose budget a request spends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Client {
+    /// The account of a verified access token.
+    User(i64),
+    /// An API key known to this replica's grant cache.
+    ApiKey(i64),
+    /// A client network ([`RateLimits::client_network`]).
+    Network(IpAddr),
+    /// No client address (no socket peer: only in tests that call the router directly).
+    Unknown,
+}
+
+/// The budget key of `client` in `scope` (`api:user:7`, `api:api_key:3`,
+/// `auth:ip:2001:db8::`), built in one allocation.
+fn budget_key(scope: Scope, client: Client) -> String {
     use std::fmt::Write as _;
 
     let mut key = String::with_capacity(48);
     key.push_str(scope.as_str());
-    let _ = match (principal, ip) {
-        (Some(Principal::User { id, .. }), _) => write!(key, ":user:{id}"),
-        (Some(Principal::ApiKey { id, .. }), _) => write!(key, ":api_key:{id}"),
-        (_, Some(ip)) => write!(key, ":ip:{ip}"),
-        (_, None) => write!(key, ":ip:unknown"),
+    let _ = match client {
+        Client::User(id) => write!(key, ":user:{id}"),
+        Client::ApiKey(id) => write!(key, ":api_key:{id}"),
+        Client::Network(network) => write!(key, ":ip:{network}"),
+        Client::Unknown => write!(key, ":ip:unknown"),
     };
     key
 }
 
-/// What the rate limiter needs: the budgets and the credential lookup.
+/// The account or API key a request's credential names, when that is known without a
+/// lookup: a bearer token whose signature and claims verify, or an API key in this
+/// replica's grant cache. A request carrying both is refused later (400); the token is
+/// used here.
+fn credential_client(accounts: &Accounts, headers: &HeaderMap) -> Option<Client> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        return value
+            .to_str()
+            .ok()
+            .and_then(auth::bearer_token)
+            .and_then(|token| accounts.token_user(token))
+            .map(Client::User);
+    }
+    headers
+        .get(&auth::X_API_KEY)?
+        .to_str()
+        .ok()
+        .and_then(|key| accounts.known_api_key(key.trim()))
+        .map(Client::ApiKey)
+}
+
+/// What the rate limiter needs: the budgets, and the accounts for lookup-free credential
+/// checks.
 struct Shared {
     limits: Arc<RateLimits>,
     accounts: Accounts,
@@ -140,12 +187,22 @@ where
                 inner: self.inner.call(req),
             };
         }
+        let credential = match scope {
+            Scope::Auth => None,
+            Scope::Api => credential_client(&self.shared.accounts, req.headers()),
+        };
+        let client = credential.unwrap_or_else(|| {
+            ip.map_or(Client::Unknown, |ip| {
+                Client::Network(limits.client_network(ip))
+            })
+        });
+        let key = budget_key(scope, client);
         // The inner service is ready; a fresh clone takes its place for the next call.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
         Limited::Checked {
-            checked: Box::pin(check(shared, inner, req, scope, ip)),
+            checked: Box::pin(check(shared, inner, req, scope, key)),
         }
     }
 }
@@ -182,21 +239,12 @@ async fn check<S>(
     mut inner: S,
     req: Request,
     scope: Scope,
-    ip: Option<IpAddr>,
+    key: String,
 ) -> Result<Response, Infallible>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
     let limits = &shared.limits;
-    let (mut parts, body) = req.into_parts();
-    // An invalid credential is keyed by IP here and refused by the extractor later (the
-    // refusal is remembered in the request, so the token is not verified twice).
-    let principal = auth::resolve(&mut parts, &shared.accounts)
-        .await
-        .ok()
-        .filter(|p| *p != Principal::Anonymous);
-    let req = Request::from_parts(parts, body);
-    let key = budget_key(scope, principal, ip);
     let decision = limits.check(&key, limits.quota(scope)).await;
     if decision.allowed {
         let mut response = inner.call(req).await?;
@@ -217,27 +265,22 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::user::Role;
 
     #[test]
     fn budget_keys_name_the_scope_and_the_client() {
-        let user = Principal::User {
-            id: 7,
-            role: Role::Editor,
-        };
-        let key = Principal::ApiKey {
-            id: 3,
-            role: Role::Viewer,
-        };
         let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        let network: IpAddr = "2001:db8:1:2::".parse().unwrap();
 
-        assert_eq!(budget_key(Scope::Api, Some(user), Some(ip)), "api:user:7");
-        assert_eq!(budget_key(Scope::Auth, Some(key), None), "auth:api_key:3");
-        assert_eq!(budget_key(Scope::Api, None, Some(ip)), "api:ip:203.0.113.9");
-        assert_eq!(budget_key(Scope::Api, None, None), "api:ip:unknown");
+        assert_eq!(budget_key(Scope::Api, Client::User(7)), "api:user:7");
+        assert_eq!(budget_key(Scope::Auth, Client::ApiKey(3)), "auth:api_key:3");
         assert_eq!(
-            budget_key(Scope::Api, Some(user), None),
-            format!("api:{}", user.scope())
+            budget_key(Scope::Api, Client::Network(ip)),
+            "api:ip:203.0.113.9"
         );
+        assert_eq!(
+            budget_key(Scope::Auth, Client::Network(network)),
+            "auth:ip:2001:db8:1:2::"
+        );
+        assert_eq!(budget_key(Scope::Api, Client::Unknown), "api:ip:unknown");
     }
 }
