@@ -556,6 +556,13 @@ mod tests {
     }
 
     #[test]
+    fn the_removed_fail_open_setting_stops_start_up_by_name() {
+        let error = load(&[("STARSONGS__RATE_LIMIT__FAIL_OPEN", "true")]).unwrap_err();
+
+        assert!(error.contains("fail_open"), "{error}");
+    }
+
+    #[test]
     fn new_edge_settings_are_bounded() {
         for (variable, value, setting) in [
             (
