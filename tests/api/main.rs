@@ -9,6 +9,7 @@ mod artists;
 mod auth;
 mod browser;
 mod cli;
+mod connections;
 mod dashboards;
 mod docs;
 mod durability;
