@@ -10,21 +10,36 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{ServiceProcess, service_command};
+use crate::harness::{ServiceProcess, TestBackend, backend, service_command};
+use crate::server_db::{POSTGRES_URL_VAR, TestDatabase, server_url};
 
 /// How long a test waits, at most, for a connection the service should close.
 const CLOSE_BOUND: Duration = Duration::from_secs(20);
 
-/// The service binary on its own SQLite file, stopped when dropped.
+/// The service binary on its own database (a SQLite file, or a fresh PostgreSQL database
+/// in the suite's PostgreSQL pass), stopped when dropped.
 struct Service {
     process: ServiceProcess,
     _dir: tempfile::TempDir,
+    _database: Option<TestDatabase>,
 }
 
 impl Service {
-    fn spawn(settings: &[(&str, &str)]) -> Self {
+    async fn spawn(settings: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("conn.db").display());
+        let database = match backend() {
+            TestBackend::Postgres => {
+                let admin_url = server_url(POSTGRES_URL_VAR, "postgres").expect(
+                    "STARSONGS_TEST_API_BACKEND=postgres needs STARSONGS_TEST_POSTGRES_URL",
+                );
+                Some(TestDatabase::create(&admin_url).await)
+            }
+            TestBackend::Sqlite | TestBackend::Mssql => None,
+        };
+        let url = database.as_ref().map_or_else(
+            || format!("sqlite://{}?mode=rwc", dir.path().join("conn.db").display()),
+            |db| db.url.clone(),
+        );
         let mut command = service_command(&url);
         for (key, value) in settings {
             command.env(key, value);
@@ -32,6 +47,7 @@ impl Service {
         Self {
             process: ServiceProcess::spawn(&mut command),
             _dir: dir,
+            _database: database,
         }
     }
 
@@ -117,7 +133,7 @@ fn still_waiting(stream: &TcpStream) -> bool {
 
 #[tokio::test]
 async fn a_half_sent_head_is_closed_after_header_read_timeout_secs_on_both_listeners() {
-    let service = Service::spawn(&[("STARSONGS__SERVER__HEADER_READ_TIMEOUT_SECS", "1")]);
+    let service = Service::spawn(&[("STARSONGS__SERVER__HEADER_READ_TIMEOUT_SECS", "1")]).await;
     let mut public = TcpStream::connect(service.public()).await.unwrap();
     let mut admin = TcpStream::connect(service.admin()).await.unwrap();
     let mut silent = TcpStream::connect(service.public()).await.unwrap();
@@ -148,7 +164,8 @@ async fn an_idle_keep_alive_connection_is_closed_after_keep_alive_timeout_secs()
     let service = Service::spawn(&[
         ("STARSONGS__SERVER__HEADER_READ_TIMEOUT_SECS", "1"),
         ("STARSONGS__SERVER__KEEP_ALIVE_TIMEOUT_SECS", "2"),
-    ]);
+    ])
+    .await;
     let mut public = TcpStream::connect(service.public()).await.unwrap();
     let mut admin = TcpStream::connect(service.admin()).await.unwrap();
 
@@ -170,7 +187,8 @@ async fn a_slow_but_steady_client_within_the_limits_is_not_cut() {
     let service = Service::spawn(&[
         ("STARSONGS__SERVER__HEADER_READ_TIMEOUT_SECS", "3"),
         ("STARSONGS__SERVER__KEEP_ALIVE_TIMEOUT_SECS", "10"),
-    ]);
+    ])
+    .await;
     for (address, path) in [
         (service.public(), "/health/live"),
         (service.admin(), "/metrics"),
@@ -194,7 +212,8 @@ async fn a_slow_but_steady_client_within_the_limits_is_not_cut() {
 #[tokio::test]
 async fn two_thousand_half_sent_heads_do_not_stop_a_normal_client() {
     const STALLED: usize = 2000;
-    let service = Service::spawn(&[("STARSONGS__SERVER__HEADER_READ_TIMEOUT_SECS", "5")]);
+    // The default settings: a 10 s header timeout, 4096 connections per listener.
+    let service = Service::spawn(&[]).await;
     let started = Instant::now();
     let mut stalled = Vec::with_capacity(STALLED);
     for _ in 0..STALLED {
@@ -236,7 +255,7 @@ async fn two_thousand_half_sent_heads_do_not_stop_a_normal_client() {
 
 #[tokio::test]
 async fn past_max_connections_a_new_connection_is_served_only_when_one_closes() {
-    let service = Service::spawn(&[("STARSONGS__SERVER__MAX_CONNECTIONS", "2")]);
+    let service = Service::spawn(&[("STARSONGS__SERVER__MAX_CONNECTIONS", "2")]).await;
     for (address, path) in [
         (service.public().to_owned(), "/health/live"),
         (service.admin().to_owned(), "/metrics"),
@@ -272,19 +291,29 @@ async fn past_max_connections_a_new_connection_is_served_only_when_one_closes() 
 
 #[tokio::test]
 async fn the_cap_is_per_listener_so_a_full_public_listener_leaves_metrics_scrapeable() {
-    let service = Service::spawn(&[("STARSONGS__SERVER__MAX_CONNECTIONS", "1")]);
+    let service = Service::spawn(&[("STARSONGS__SERVER__MAX_CONNECTIONS", "1")]).await;
     let mut held = TcpStream::connect(service.public()).await.unwrap();
     assert!(
         exchange(&mut held, "/health/live")
             .await
             .starts_with("HTTP/1.1 200")
     );
+    let mut waiting = TcpStream::connect(service.public()).await.unwrap();
+    waiting
+        .write_all(full_request("/health/live").as_bytes())
+        .await
+        .unwrap();
+    let early = tokio::time::timeout(Duration::from_secs(1), waiting.read(&mut [0_u8; 1])).await;
 
     let mut admin = TcpStream::connect(service.admin()).await.unwrap();
     let scrape = tokio::time::timeout(CLOSE_BOUND, exchange(&mut admin, "/metrics"))
         .await
         .expect("the admin listener answers while the public one is full");
 
+    assert!(
+        early.is_err(),
+        "the public listener was not full: {early:?}"
+    );
     assert!(scrape.starts_with("HTTP/1.1 200"), "{scrape}");
 }
 
@@ -394,7 +423,8 @@ async fn tls_and_redirect_listeners_apply_the_same_timeouts() {
         ("STARSONGS__SERVER__TLS__REDIRECT_HTTP_PORT", &redirect_port),
         ("STARSONGS__SERVER__HEADER_READ_TIMEOUT_SECS", "1"),
         ("STARSONGS__SERVER__KEEP_ALIVE_TIMEOUT_SECS", "2"),
-    ]);
+    ])
+    .await;
     let mut half = TlsClient::start(service.public(), &half_head("/health/live"));
     let mut idle = TlsClient::start(service.public(), &full_request("/health/live"));
     let mut no_handshake = TcpStream::connect(service.public()).await.unwrap();
