@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+use axum_server::{Handle, Server};
 use chrono::Utc;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
 use crate::domain::idempotency::expiry_cutoff;
+use crate::http::conn::{self, ConnAcceptor, ConnLimits, PeerAddr};
 use crate::state::AppState;
 use crate::storage::DynStore;
 use crate::tls::TlsFiles;
@@ -25,6 +26,7 @@ pub struct App {
     admin_listener: TcpListener,
     redirect_listener: Option<TcpListener>,
     tls: Option<(TlsFiles, RustlsConfig)>,
+    limits: ConnLimits,
     router: Router,
     state: AppState,
 }
@@ -78,6 +80,9 @@ impl App {
             ),
             None => None,
         };
+        let listeners = 2 + usize::from(redirect_listener.is_some());
+        let budget = conn::fit_to_file_limit(&settings, listeners);
+        let limits = ConnLimits::new(&settings, budget.per_listener);
         let state = AppState::new(store, settings)?;
         if state.settings.auth.create_dev_admin {
             announce_dev_admin(&state).await?;
@@ -88,6 +93,7 @@ impl App {
             admin_listener,
             redirect_listener,
             tls,
+            limits,
             router,
             state,
         })
@@ -147,9 +153,10 @@ impl App {
         let settings = self.state.settings.clone();
         let readiness = self.state.readiness.clone();
         let https_port = self.local_port()?;
-        let handle: Handle<SocketAddr> = Handle::new();
-        let redirect_handle: Handle<SocketAddr> = Handle::new();
-        let admin_handle: Handle<SocketAddr> = Handle::new();
+        let handle: Handle<PeerAddr> = Handle::new();
+        let redirect_handle: Handle<PeerAddr> = Handle::new();
+        let admin_handle: Handle<PeerAddr> = Handle::new();
+        let limits = self.limits;
         let delay = settings.server.shutdown_delay();
         let grace = settings.server.shutdown_grace();
         let stop = {
@@ -175,16 +182,20 @@ impl App {
         // hyper's own buffer is the backstop; `server.max_header_bytes` is enforced by
         // middleware first, so an oversized head gets a problem document.
         let buffer = (settings.server.max_header_bytes + 64 * 1024).max(8192);
-        let listener = self.listener.into_std().context("preparing the listener")?;
+        let server = limited(self.listener, "public", limits, handle.clone())
+            .context("preparing the listener")?;
         let serve: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match self.tls {
             Some((files, config)) => {
                 let watcher = tokio::spawn(files.watch(
                     config.clone(),
                     Duration::from_secs(settings.server.tls.reload_interval_secs),
                 ));
-                let mut server = axum_server::tls_rustls::from_tcp_rustls(listener, config)
-                    .context("preparing the TLS listener")?
-                    .handle(handle.clone());
+                // The watchdog sits below TLS: the handshake counts toward the first head.
+                let mut server = server.map(|conn| {
+                    RustlsAcceptor::new(config)
+                        .handshake_timeout(limits.header_read)
+                        .acceptor(conn)
+                });
                 server.http_builder().http1().max_buf_size(buffer);
                 Box::pin(async move {
                     let served = server.serve(service).await;
@@ -205,16 +216,14 @@ impl App {
                         tracing::info!("SIGHUP ignored: no TLS certificate to reload");
                     }
                 });
-                let mut server = axum_server::from_tcp(listener)
-                    .context("preparing the listener")?
-                    .handle(handle.clone());
+                let mut server = server;
                 server.http_builder().http1().max_buf_size(buffer);
                 Box::pin(server.serve(service))
             }
         };
         let redirect = match self.redirect_listener {
             Some(listener) => {
-                let server = axum_server::from_tcp(listener.into_std()?)?.handle(redirect_handle);
+                let server = limited(listener, "redirect", limits, redirect_handle)?;
                 let router = crate::tls::redirect_router(https_port);
                 Some(tokio::spawn(server.serve(router.into_make_service())))
             }
@@ -222,8 +231,7 @@ impl App {
         };
         let admin = {
             let router = http::admin::router(self.state.clone());
-            let server = axum_server::from_tcp(self.admin_listener.into_std()?)?
-                .handle(admin_handle.clone());
+            let server = limited(self.admin_listener, "admin", limits, admin_handle.clone())?;
             tokio::spawn(server.serve(router.into_make_service_with_connect_info::<SocketAddr>()))
         };
         let served = serve.await;
@@ -239,6 +247,32 @@ impl App {
         tracing::info!("shutdown complete");
         served.context("server failed")
     }
+}
+
+/// A server on `listener` that applies `limits` (`http::conn`): the cap on open
+/// connections, the header-read and keep-alive timeouts. hyper's own header timeout stays
+/// off: its timer also runs while a keep-alive connection waits, so it would cut idle
+/// connections at the header timeout.
+fn limited(
+    listener: TcpListener,
+    name: &'static str,
+    limits: ConnLimits,
+    handle: Handle<PeerAddr>,
+) -> anyhow::Result<Server<PeerAddr, ConnAcceptor>> {
+    let listener = conn::Listener::new(listener.into_std()?, name, limits)?;
+    let mut server = Server::<PeerAddr>::from_listener(listener)
+        .acceptor(ConnAcceptor)
+        .handle(handle)
+        .accept_error_handler(move |peer, error| match peer {
+            // accept(2) failed (for example EMFILE); axum-server retries after 50 ms.
+            None => {
+                tracing::warn!(listener = name, error = %error, "accepting a connection failed")
+            }
+            // A TLS handshake that failed or timed out.
+            Some(_) => tracing::debug!(listener = name, error = %error, "connection refused"),
+        });
+    server.http_builder().http1().header_read_timeout(None);
+    Ok(server)
 }
 
 /// Development only: creates the first admin and prints its password once, on stdout

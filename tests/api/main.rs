@@ -10,6 +10,7 @@ mod auth;
 mod browser;
 mod cli;
 mod client_ip;
+mod connections;
 mod dashboards;
 mod docs;
 mod durability;
