@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 use sqlx::PgPool;
 use sqlx::migrate::{MigrateError, Migrator as SqlxMigrator};
+use sqlx::postgres::PgPoolOptions;
 
 use super::map_error;
 use crate::storage::StoreResult;
@@ -95,6 +96,18 @@ impl PgMigrator {
         Ok(rows)
     }
 
+    /// A one-connection pool without the service's `statement_timeout`: a migration (an
+    /// index built over a large table) may take longer than any request should, and a
+    /// cancelled migration stops start-up. The request pool keeps its bound.
+    fn unbounded_pool(&self) -> PgPool {
+        let options = (*self.pool.connect_options())
+            .clone()
+            .options([("statement_timeout", "0")]);
+        PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options)
+    }
+
     fn known_ups(&self) -> impl Iterator<Item = &sqlx::migrate::Migration> {
         self.inner
             .iter()
@@ -122,8 +135,9 @@ impl Migrator for PgMigrator {
         check_applied(self.inner.migrations.as_ref(), &before)?;
         // sqlx creates the bookkeeping table under the lock as well (two `create table if
         // not exists` at once can collide in the catalog).
+        let pool = self.unbounded_pool();
         let mut runs = 1;
-        while let Err(error) = self.inner.run(&self.pool).await {
+        while let Err(error) = self.inner.run(&pool).await {
             if runs == MAX_RUNS || !lost_a_race(&error) {
                 return Err(error.into());
             }
@@ -133,6 +147,7 @@ impl Migrator for PgMigrator {
             );
             runs += 1;
         }
+        pool.close().await;
         let after = self.applied().await?;
         Ok(after
             .iter()
@@ -144,8 +159,9 @@ impl Migrator for PgMigrator {
     async fn down_to(&self, target: i64) -> anyhow::Result<Vec<i64>> {
         let before = self.applied().await?;
         check_applied(self.inner.migrations.as_ref(), &before)?;
+        let pool = self.unbounded_pool();
         let mut runs = 1;
-        while let Err(error) = self.inner.undo(&self.pool, target).await {
+        while let Err(error) = self.inner.undo(&pool, target).await {
             if runs == MAX_RUNS || !lost_a_race(&error) {
                 return Err(error.into());
             }
@@ -155,6 +171,7 @@ impl Migrator for PgMigrator {
             );
             runs += 1;
         }
+        pool.close().await;
         let after = self.applied().await?;
         let mut reverted: Vec<i64> = before
             .iter()
