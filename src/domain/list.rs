@@ -3,7 +3,7 @@
 //! Parsing lives here so every backend receives the same validated request; the cursor's
 //! wire encoding lives in `http::cursor`.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 use super::ids::ArtistId;
 use super::song::parse_date;
@@ -17,6 +17,9 @@ pub const MAX_PAGE_SIZE: u32 = 100;
 pub const MAX_PAGE: u32 = i32::MAX as u32;
 /// Longest search text accepted in `q`, in characters.
 pub const MAX_QUERY_CHARS: usize = 256;
+/// Longest text sort value a cursor may carry, in characters (stored names, titles and
+/// username keys are at most 64).
+pub const MAX_CURSOR_TEXT_CHARS: usize = 256;
 
 /// A value of one sort key of one item, as carried in a cursor.
 ///
@@ -55,17 +58,25 @@ pub enum SortKind {
 }
 
 impl SortKind {
-    /// Whether `value` can be a value of a field of this kind.
+    /// Whether `value` can be a value of a field of this kind, and one that every backend
+    /// accepts as a parameter. A cursor's checksum is not a secret, so a client can write
+    /// any values into one: text must have no NUL byte (PostgreSQL refuses one in `text`)
+    /// and at most [`MAX_CURSOR_TEXT_CHARS`] characters, and a date must have a four-digit
+    /// year, as every date the API accepts has (PostgreSQL's `date` ends in 5874897).
     pub fn admits(self, value: &SortValue) -> bool {
-        matches!(
-            (self, value),
-            (Self::Int, SortValue::Int(_))
-                | (Self::Text, SortValue::Text(_))
-                | (Self::Timestamp, SortValue::Timestamp(_))
-                | (Self::NullableDate, SortValue::Date(_))
-                | (Self::NullableFloat, SortValue::Float(_))
-                | (Self::NullableDate | Self::NullableFloat, SortValue::Null)
-        )
+        match (self, value) {
+            (Self::Text, SortValue::Text(text)) => {
+                !text.contains('\0') && text.chars().count() <= MAX_CURSOR_TEXT_CHARS
+            }
+            (Self::NullableDate, SortValue::Date(date)) => (0..=9999).contains(&date.year()),
+            _ => matches!(
+                (self, value),
+                (Self::Int, SortValue::Int(_))
+                    | (Self::Timestamp, SortValue::Timestamp(_))
+                    | (Self::NullableFloat, SortValue::Float(_))
+                    | (Self::NullableDate | Self::NullableFloat, SortValue::Null)
+            ),
+        }
     }
 
     /// Whether the column may hold NULL.
@@ -592,5 +603,22 @@ mod tests {
         assert!(sort.admits(&[SortValue::Null, SortValue::Int(1)]));
         assert!(!sort.admits(&[SortValue::Text("x".into()), SortValue::Int(1)]));
         assert!(!sort.admits(&[SortValue::Int(1)]));
+    }
+
+    #[test]
+    fn cursor_values_a_backend_would_refuse_are_not_admitted() {
+        let by_title = Sort::<SongSortField>::parse(Some("title")).unwrap();
+        let by_date = Sort::<SongSortField>::parse(Some("release_date")).unwrap();
+        let date = |y, m, d| SortValue::Date(NaiveDate::from_ymd_opt(y, m, d).unwrap());
+        let text = |t: &str| SortValue::Text(t.to_owned());
+
+        assert!(by_title.admits(&[text("Starman"), SortValue::Int(1)]));
+        assert!(by_title.admits(&[text(&"é".repeat(256)), SortValue::Int(1)]));
+        assert!(!by_title.admits(&[text("a\0b"), SortValue::Int(1)]));
+        assert!(!by_title.admits(&[text(&"x".repeat(257)), SortValue::Int(1)]));
+        assert!(by_date.admits(&[date(0, 1, 1), SortValue::Int(1)]));
+        assert!(by_date.admits(&[date(9999, 12, 31), SortValue::Int(1)]));
+        assert!(!by_date.admits(&[date(10_000, 1, 1), SortValue::Int(1)]));
+        assert!(!by_date.admits(&[date(-1, 12, 31), SortValue::Int(1)]));
     }
 }

@@ -59,6 +59,14 @@ impl fmt::Display for Role {
     }
 }
 
+/// Whether `raw` follows the username rule: 3–32 characters of `[A-Za-z0-9_.-]`.
+fn is_username(raw: &str) -> bool {
+    (3..=32).contains(&raw.len())
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 /// A username: 3–32 characters of `[A-Za-z0-9_.-]`. Unique regardless of case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(String);
@@ -69,11 +77,7 @@ impl Username {
     /// # Errors
     /// A [`FieldError`] on `username`.
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
-        let is_valid = (3..=32).contains(&raw.len())
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if is_valid {
+        if is_username(raw) {
             Ok(Self(raw.to_owned()))
         } else {
             Err(FieldError::new(
@@ -94,22 +98,24 @@ impl Username {
     }
 }
 
-/// Longest folded name kept as-is in a [`UsernameKey`]; longer (never valid) names are
-/// kept as their digest, so junk input cannot grow a table's rows.
-const MAX_USERNAME_KEY_CHARS: usize = 64;
-
 /// The case-folded form of a presented username, the one place case folding of usernames
 /// happens: unique keys, lookups and failed-login counters all use it, on every backend.
+///
+/// Only a name that could be a valid [`Username`] is kept as text; any other (too short or
+/// long, or with a character outside `[A-Za-z0-9_.-]`: a NUL byte, a control character,
+/// non-ASCII) is kept as its digest, so junk input can neither grow a table's rows nor
+/// reach a database as text it refuses (PostgreSQL refuses a NUL byte in `text`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UsernameKey(String);
 
 impl UsernameKey {
     /// Folds any presented name, valid or not (ASCII lowercase: valid usernames are ASCII).
-    /// A name longer than 64 bytes becomes `sha256:<hex>` of its folded form.
+    /// A name that cannot be a valid username becomes `sha256:<hex>` of its folded form:
+    /// 71 bytes of `[0-9a-z:]`, which no valid username folds to (they have no `:`).
     pub fn fold(raw: &str) -> Self {
         use sha2::{Digest, Sha256};
         let folded = raw.to_ascii_lowercase();
-        if folded.len() <= MAX_USERNAME_KEY_CHARS {
+        if is_username(raw) {
             Self(folded)
         } else {
             let hex: String = Sha256::digest(folded.as_bytes())
@@ -371,6 +377,41 @@ mod tests {
             assert_eq!(Username::parse(raw).is_ok(), ok, "{raw}");
         }
         assert_eq!(Username::parse("Admin").unwrap().key().as_str(), "admin");
+    }
+
+    #[test]
+    fn names_that_cannot_be_usernames_fold_to_a_digest_of_safe_characters() {
+        let long = "x".repeat(65);
+        for raw in [
+            "a\0b",
+            "a\u{1}b",
+            "ab",
+            "has space",
+            "ünï",
+            "a:b",
+            "",
+            long.as_str(),
+        ] {
+            let key = UsernameKey::fold(raw);
+
+            let hex = key.as_str().strip_prefix("sha256:").unwrap_or_default();
+            assert_eq!(hex.len(), 64, "{raw:?} folded to {key:?}");
+            assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()), "{key:?}");
+        }
+        assert_eq!(UsernameKey::fold("A\0B"), UsernameKey::fold("a\0b"));
+        assert_ne!(UsernameKey::fold("a\0b"), UsernameKey::fold("a\0c"));
+        assert_eq!(UsernameKey::fold("Ziggy.Star").as_str(), "ziggy.star");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_folded_key_is_short_printable_ascii(raw in "\\PC{0,80}|[\\x00-\\x1f a-zA-Z._-]{0,40}") {
+            let key = UsernameKey::fold(&raw);
+
+            proptest::prop_assert!(key.as_str().len() <= 71);
+            proptest::prop_assert!(key.as_str().bytes().all(|b| b.is_ascii_graphic()));
+            proptest::prop_assert_eq!(key.as_str().starts_with("sha256:"), Username::parse(&raw).is_err());
+        }
     }
 
     #[test]

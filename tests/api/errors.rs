@@ -3,6 +3,9 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use starsongs::domain::list::SortValue;
+use starsongs::domain::user::Role;
+use starsongs::http::cursor;
 
 use crate::harness::{TestApp, error_fields, problem};
 
@@ -375,4 +378,324 @@ async fn a_request_over_the_timeout_is_504() {
     sqlx::query("rollback").execute(&mut lock).await.unwrap();
     // Reads were never blocked (WAL), and the service still answers.
     assert_eq!(app.get("/v1/artists").await.status(), StatusCode::OK);
+}
+
+// Text a database refuses (#19): PostgreSQL refuses a NUL byte in `text` (and a date past
+// its range), so a value the domain let through would be a 500 there and a 401 or 200 on
+// SQLite. Every such value is answered before it reaches a backend: 401 for a login, 422
+// elsewhere, 400 for JSON that is not valid Unicode. These run on every backend (the
+// suite's PostgreSQL pass).
+
+/// Sends a form-encoded login.
+async fn form_login(app: &TestApp, form: &str) -> reqwest::Response {
+    app.anonymous
+        .post(app.url("/v1/auth/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_login_name_with_a_nul_byte_or_any_name_no_account_can_have_is_401() {
+    let app = TestApp::spawn().await;
+    let long = "n".repeat(10_000);
+
+    for username in [
+        "a\0b",
+        "\0",
+        "tab\there",
+        "bell\u{7}",
+        "ünï",
+        "a:b",
+        long.as_str(),
+    ] {
+        let response = app
+            .anonymous
+            .post(app.url("/v1/auth/login"))
+            .json(&json!({"username": username, "password": "any long password"}))
+            .send()
+            .await
+            .unwrap();
+
+        let body = problem(response, StatusCode::UNAUTHORIZED).await;
+        assert_eq!(
+            body["detail"], "Invalid username or password",
+            "{username:?}"
+        );
+    }
+    for form in [
+        "username=a%00b&password=any+long+password",
+        "grant_type=password&username=%00%00&password=x",
+        "username=%ED%A0%80&password=any+long+password",
+        "username=%FF%FE&password=any+long+password",
+    ] {
+        problem(form_login(&app, form).await, StatusCode::UNAUTHORIZED).await;
+    }
+}
+
+#[tokio::test]
+async fn a_name_with_a_nul_byte_is_counted_and_locked_out_like_any_other() {
+    let app = TestApp::spawn().await;
+
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let response = form_login(&app, "username=ghost%00name&password=wrong+password+1").await;
+        statuses.push(response.status());
+    }
+
+    assert_eq!(statuses[..5], [StatusCode::UNAUTHORIZED; 5]);
+    assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS);
+    let other = form_login(&app, "username=ghost%00other&password=wrong+password+1").await;
+    problem(other, StatusCode::UNAUTHORIZED).await;
+}
+
+#[tokio::test]
+async fn query_text_a_database_would_refuse_is_422_naming_the_parameter() {
+    let app = TestApp::spawn().await;
+    let artist = app.create_artist("Kept").await;
+    let long_q = "q".repeat(257);
+    let long_cursor = "c".repeat(10_000);
+    let cases = [
+        ("/v1/artists?q=a%00b".to_owned(), "q"),
+        ("/v1/songs?q=%00".to_owned(), "q"),
+        (format!("/v1/artists/{}/songs?q=a%00", artist["id"]), "q"),
+        (format!("/v1/artists?q={long_q}"), "q"),
+        ("/v1/songs?q=a%0Ab".to_owned(), "q"),
+        ("/v1/artists?sort=name%00".to_owned(), "sort"),
+        ("/v1/songs?sort=%00title".to_owned(), "sort"),
+        ("/v1/admin/users?sort=username%00".to_owned(), "sort"),
+        ("/v1/admin/api-keys?sort=%00".to_owned(), "sort"),
+        ("/v1/artists?cursor=%00".to_owned(), "cursor"),
+        (format!("/v1/songs?cursor={long_cursor}.x"), "cursor"),
+        ("/v1/admin/users?cursor=a%00.b".to_owned(), "cursor"),
+        (
+            "/v1/songs?released_from=2020-01-01%00".to_owned(),
+            "released_from",
+        ),
+        ("/v1/songs?artist_id=1%00".to_owned(), "artist_id"),
+        ("/v1/songs?include=artist%00".to_owned(), "include"),
+    ];
+
+    for (path, field) in &cases {
+        let body = problem(app.get(path).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(error_fields(&body), [*field], "{path}: {body}");
+    }
+}
+
+/// A cursor as a client can write one: the checksum is over public data, so any values
+/// can be put in it. The service's own encoder stands in for the client's.
+fn forged_cursor(endpoint: &str, sort: &str, filters: &str, values: &[SortValue]) -> String {
+    let scope = cursor::scope(endpoint, sort, filters);
+    cursor::encode(&scope, values)
+}
+
+#[tokio::test]
+async fn a_forged_cursor_with_values_a_database_would_refuse_is_422() {
+    let app = TestApp::spawn().await;
+    app.create_artist("Kept").await;
+    let far_date = chrono::NaiveDate::from_ymd_opt(-100_000, 1, 1).unwrap();
+    let cases = [
+        (
+            "/v1/artists?sort=name",
+            forged_cursor(
+                "artists",
+                "name,id",
+                "q=",
+                &[SortValue::Text("a\0b".into()), SortValue::Int(1)],
+            ),
+        ),
+        (
+            "/v1/artists?sort=name",
+            forged_cursor(
+                "artists",
+                "name,id",
+                "q=",
+                &[SortValue::Text("x".repeat(1000)), SortValue::Int(1)],
+            ),
+        ),
+        (
+            "/v1/songs?sort=title",
+            forged_cursor(
+                "songs",
+                "title,id",
+                "q=&artist_id=&from=&to=",
+                &[SortValue::Text("\0".into()), SortValue::Int(1)],
+            ),
+        ),
+        (
+            "/v1/songs?sort=release_date",
+            forged_cursor(
+                "songs",
+                "release_date,id",
+                "q=&artist_id=&from=&to=",
+                &[SortValue::Date(far_date), SortValue::Int(1)],
+            ),
+        ),
+        (
+            "/v1/admin/api-keys?sort=name",
+            forged_cursor(
+                "admin/api-keys",
+                "name,id",
+                "",
+                &[SortValue::Text("k\0".into()), SortValue::Int(1)],
+            ),
+        ),
+    ];
+
+    for (path, token) in &cases {
+        let response = app.get(&format!("{path}&cursor={token}")).await;
+
+        let body = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(error_fields(&body), ["cursor"], "{path}: {body}");
+    }
+    // The same forgery with values a backend takes is a position like any other.
+    let fair = forged_cursor(
+        "artists",
+        "name,id",
+        "q=",
+        &[SortValue::Text("A".into()), SortValue::Int(1)],
+    );
+    let page = app
+        .get(&format!("/v1/artists?sort=name&cursor={fair}"))
+        .await;
+    assert_eq!(page.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn body_text_a_database_would_refuse_is_422_naming_each_field() {
+    let app = TestApp::spawn().await;
+    let (user_id, _) = app.account("patched", Role::Viewer).await;
+    let long = "x".repeat(65);
+    let cases = [
+        (
+            Method::POST,
+            "/v1/artists".to_owned(),
+            json!({"name": "a\u{0}b"}),
+            vec!["name"],
+        ),
+        (
+            Method::POST,
+            "/v1/artists".to_owned(),
+            json!({"name": long}),
+            vec!["name"],
+        ),
+        (
+            Method::POST,
+            "/v1/songs".to_owned(),
+            json!({"title": "\u{0}", "url": "https://example.com/a\u{0}b"}),
+            vec!["title", "url"],
+        ),
+        (
+            Method::POST,
+            "/v1/songs".to_owned(),
+            json!({"title": "t", "url": format!("https://example.com/{}", "p".repeat(1100))}),
+            vec!["url"],
+        ),
+        (
+            Method::POST,
+            "/v1/auth/register".to_owned(),
+            json!({"username": "nul\u{0}name", "email": "nul\u{0}@example.com", "password": "a long passphrase!"}),
+            vec!["username", "email"],
+        ),
+        (
+            Method::POST,
+            "/v1/admin/users".to_owned(),
+            json!({"username": "x\u{0}y", "email": format!("{}@example.com", "e".repeat(250)), "password": "a long passphrase!", "role": "viewer"}),
+            vec!["username", "email"],
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/admin/users/{user_id}"),
+            json!({"email": "a\u{0}b@example.com"}),
+            vec!["email"],
+        ),
+        (
+            Method::POST,
+            "/v1/admin/api-keys".to_owned(),
+            json!({"name": "key\u{0}", "role": "viewer"}),
+            vec!["name"],
+        ),
+        (
+            Method::POST,
+            "/v1/admin/api-keys".to_owned(),
+            json!({"name": long, "role": "viewer"}),
+            vec!["name"],
+        ),
+    ];
+
+    for (method, path, body, fields) in &cases {
+        let response = app.send_json(method.clone(), path, body).await;
+
+        let problem = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(
+            error_fields(&problem),
+            *fields,
+            "{method} {path}: {problem}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_idempotency_key_outside_visible_ascii_or_too_long_is_400_and_creates_nothing() {
+    let app = TestApp::spawn().await;
+
+    // A malformed key is a 400 (API.md "Concurrency and retries"); a NUL byte cannot
+    // be sent at all (HTTP refuses it in a header), bytes above 0x7F can.
+    for key in [
+        reqwest::header::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+        reqwest::header::HeaderValue::from_str(&"k".repeat(256)).unwrap(),
+    ] {
+        let response = app
+            .request(Method::POST, "/v1/artists")
+            .header("idempotency-key", key)
+            .json(&json!({"name": "Once"}))
+            .send()
+            .await
+            .unwrap();
+
+        problem(response, StatusCode::BAD_REQUEST).await;
+    }
+    let list: serde_json::Value = app.get("/v1/artists").await.json().await.unwrap();
+    assert_eq!(list["pagination"]["total_items"], 0);
+}
+
+#[tokio::test]
+async fn json_with_a_lone_surrogate_is_400_before_any_backend() {
+    let app = TestApp::spawn().await;
+
+    for (path, raw) in [
+        ("/v1/artists", r#"{"name": "a\ud800b"}"#),
+        ("/v1/songs", r#"{"title": "\udfff"}"#),
+        (
+            "/v1/auth/login",
+            r#"{"username": "\ud800", "password": "any long password"}"#,
+        ),
+        (
+            "/v1/admin/api-keys",
+            r#"{"name": "\ud83d", "role": "viewer"}"#,
+        ),
+    ] {
+        let response = app
+            .request(Method::POST, path)
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+
+        let body = problem(response, StatusCode::BAD_REQUEST).await;
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("The request body is not valid JSON"),
+            "{path}: {body}"
+        );
+    }
+    let surrogate_pair = app
+        .post("/v1/artists", &json!({"name": "Star \u{1F31F}"}))
+        .await;
+    assert_eq!(surrogate_pair.status(), StatusCode::CREATED);
 }

@@ -621,6 +621,189 @@ async fn a_panic_becomes_a_500_problem_and_a_tagged_sentry_event_and_the_service
     assert!(exception.contains("deliberate panic"), "{event}");
 }
 
+/// Every envelope item received so far, in arrival order, as (type, payload). The SDK
+/// sends envelopes one at a time, each after the previous one was answered, so arrival
+/// order is sending order.
+fn envelope_items(received: &Arc<Mutex<Vec<Vec<u8>>>>) -> Vec<(String, Value)> {
+    received
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|envelope| {
+            let text = String::from_utf8_lossy(envelope).into_owned();
+            let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            lines
+                .windows(2)
+                .filter_map(|pair| {
+                    let header: Value = serde_json::from_str(&pair[0]).ok()?;
+                    let payload: Value = serde_json::from_str(&pair[1]).ok()?;
+                    let kind = header["type"].as_str()?.to_owned();
+                    Some((kind, payload))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Polls until the items received satisfy `done` (10 s at most); returns them.
+async fn wait_for_items(
+    received: &Arc<Mutex<Vec<Vec<u8>>>>,
+    done: impl Fn(&[(String, Value)]) -> bool,
+) -> Vec<(String, Value)> {
+    for _ in 0..100 {
+        let items = envelope_items(received);
+        if done(&items) {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    envelope_items(received)
+}
+
+/// A client's trace header asking to be sampled (`-1`) or not (`-0`).
+const CLIENT_TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+fn client_trace(sampled: char) -> String {
+    format!("{CLIENT_TRACE_ID}-00f067aa0ba902b7-{sampled}")
+}
+
+#[tokio::test]
+async fn a_client_trace_header_cannot_make_the_service_send_transactions_at_rate_0() {
+    let (dsn, received) = ingest().await;
+    let service = Service::start(&[
+        ("STARSONGS__SENTRY__DSN", dsn.as_str()),
+        ("STARSONGS__SENTRY__TRACES_SAMPLE_RATE", "0"),
+        ("STARSONGS__ADMIN__DEBUG_ENDPOINTS", "true"),
+        ("STARSONGS__AUTH__PUBLIC_READ", "true"),
+    ]);
+    let http = client();
+
+    let traced = http
+        .get(service.url("/v1/artists"))
+        .header("sentry-trace", client_trace('1'))
+        .header(
+            "baggage",
+            format!("sentry-trace_id={CLIENT_TRACE_ID},sentry-sampled=true,sentry-sample_rate=1"),
+        )
+        .send()
+        .await
+        .unwrap();
+    // A marker sent after the traced request: an event, which the SDK sends after
+    // anything queued before it.
+    let marker = http
+        .post(format!("{}/debug/panic", service.admin))
+        .header("x-request-id", "marker-after-trace")
+        .send()
+        .await
+        .unwrap();
+    let items = wait_for_items(&received, |items| {
+        items
+            .iter()
+            .any(|(kind, e)| kind == "event" && e["tags"]["request_id"] == "marker-after-trace")
+    })
+    .await;
+
+    assert_eq!(traced.status(), StatusCode::OK);
+    assert_eq!(marker.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let kinds: Vec<&str> = items.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert!(
+        kinds.contains(&"event"),
+        "the marker event arrived: {kinds:?}"
+    );
+    assert!(
+        !kinds.contains(&"transaction"),
+        "a transaction was sent at traces_sample_rate 0: {items:?}"
+    );
+}
+
+#[tokio::test]
+async fn transactions_at_rate_1_ignore_the_client_decision_and_carry_no_personal_data() {
+    let (dsn, received) = ingest().await;
+    let service = Service::start(&[
+        ("STARSONGS__SENTRY__DSN", dsn.as_str()),
+        ("STARSONGS__SENTRY__TRACES_SAMPLE_RATE", "1.0"),
+    ]);
+    let token = service.editor_token("traced").await;
+    let http = client();
+
+    // A signed-in search with everything personal a request can carry, asking (`-0`)
+    // not to be traced; then an unknown API key on a path the client made up.
+    let searched = http
+        .get(service.url("/v1/artists?q=private-search-term&access_token=url-token-secret#frag"))
+        .bearer_auth(&token)
+        .header("sentry-trace", client_trace('0'))
+        .header("user-agent", "personal-agent/1.0")
+        .header("x-forwarded-for", "198.51.100.77")
+        .header("forwarded", "for=198.51.100.78")
+        .header("x-real-ip", "198.51.100.79")
+        .header("cookie", "session=cookie-secret")
+        .header("x-request-id", "traced-search-1")
+        .send()
+        .await
+        .unwrap();
+    let keyed = http
+        .get(service.url("/v1/key-ssk_madeUpSecretInPath?api_key=ssk_query-secret"))
+        .header("x-api-key", "ssk_header-secret-key")
+        .header("user-agent", "personal-agent/1.0")
+        .header("x-request-id", "traced-key-1")
+        .send()
+        .await
+        .unwrap();
+    let traced = |items: &[(String, Value)], id: &str| {
+        items
+            .iter()
+            .any(|(kind, t)| kind == "transaction" && t["tags"]["request_id"] == id)
+    };
+    let items = wait_for_items(&received, |items| {
+        traced(items, "traced-search-1") && traced(items, "traced-key-1")
+    })
+    .await;
+
+    assert_eq!(searched.status(), StatusCode::OK);
+    assert!(keyed.status().is_client_error(), "{}", keyed.status());
+    let transactions: Vec<&Value> = items
+        .iter()
+        .filter(|(kind, _)| kind == "transaction")
+        .map(|(_, payload)| payload)
+        .collect();
+    let search = transactions
+        .iter()
+        .find(|t| t["tags"]["request_id"] == "traced-search-1")
+        .expect("the search was traced although the client sent -0");
+    assert_eq!(search["transaction"], "GET /v1/artists", "{search}");
+    assert_eq!(search["tags"]["route"], "/v1/artists");
+    let url = search["request"]["url"].as_str().unwrap_or_default();
+    assert!(url.ends_with("/v1/artists"), "{url}");
+    let made_up = transactions
+        .iter()
+        .find(|t| t["tags"]["request_id"] == "traced-key-1")
+        .expect("the unknown path was traced");
+    assert_eq!(made_up["transaction"], "GET unmatched", "{made_up}");
+    for transaction in transactions {
+        let text = transaction.to_string();
+        for personal in [
+            "private-search-term",
+            "url-token-secret",
+            "access_token",
+            "ssk_",
+            "personal-agent",
+            "198.51.100.",
+            "cookie-secret",
+            "Bearer",
+            token.as_str(),
+            "user-agent",
+            "x-forwarded-for",
+            "forwarded",
+        ] {
+            assert!(
+                !text.contains(personal),
+                "{personal} was sent: {transaction}"
+            );
+        }
+        assert!(transaction["user"].is_null(), "{transaction}");
+    }
+}
+
 #[tokio::test]
 async fn slow_statements_are_logged_at_warn_without_their_values() {
     let service = Service::start(&[("STARSONGS__DATABASE__SLOW_QUERY_MS", "0")]);

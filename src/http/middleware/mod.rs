@@ -22,7 +22,7 @@ use axum::http::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use pin_project_lite::pin_project;
-use sentry_tower::{NewSentryLayer, SentryHttpLayer};
+use sentry_tower::NewSentryLayer;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -55,7 +55,7 @@ pub fn apply(router: Router, state: &AppState) -> Router {
         .layer(trace::TraceLayer)
         // A hub per request only when Sentry is on: it costs an allocation per request.
         .option_layer(sentry_on.then(NewSentryLayer::<Request<Body>>::new_from_top))
-        .option_layer(sentry_on.then(|| SentryHttpLayer::new().enable_transaction()))
+        .option_layer(sentry_on.then(|| crate::telemetry::sentry::http_layer(settings)))
         .option_layer(sentry_on.then_some(crate::telemetry::sentry::TagRequestLayer))
         .layer(metrics::MetricsLayer)
         .layer(security_headers::SecurityHeadersLayer)

@@ -42,8 +42,9 @@ pub struct AdminListParams {
     /// Items per page, 1–100 (default 10).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub page_size: Option<String>,
-    /// Users: `id`, `username`, `created_at`; API keys: `id`, `name`, `created_at`; `-`
-    /// prefix for descending.
+    /// Each list documents its own `sort` (the fields differ): see `list_users` and
+    /// `list_api_keys`.
+    #[param(ignore)]
     pub sort: Option<String>,
     /// `next_cursor` of a previous response with the same `sort`.
     #[param(pattern = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")]
@@ -173,7 +174,11 @@ fn created(location: String, body: impl Serialize) -> Response {
 }
 
 /// Lists accounts.
-#[utoipa::path(get, path = "/v1/admin/users", tag = "admin", params(AdminListParams),
+#[utoipa::path(get, path = "/v1/admin/users", tag = "admin",
+    params(AdminListParams,
+        ("sort" = Option<String>, Query, nullable = false, example = "-created_at",
+            description = "Comma-separated fields from `id`, `username`, `created_at`, each at most once, no spaces; `-` prefix for descending. Ties are broken by `id` ascending. Usernames sort ignoring case (ASCII).",
+            pattern = r"^(?!(.*,)?-?(id|username|created_at)(,.*)?,-?\2(,|$))-?(id|username|created_at)(,-?(id|username|created_at))*$")),
     responses(
         (status = 200, description = "A page of accounts", body = ListEnvelope<UserOut>),
         (status = 422, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
@@ -340,7 +345,11 @@ async fn delete_user(
 }
 
 /// Lists API keys (never their secrets).
-#[utoipa::path(get, path = "/v1/admin/api-keys", tag = "admin", params(AdminListParams),
+#[utoipa::path(get, path = "/v1/admin/api-keys", tag = "admin",
+    params(AdminListParams,
+        ("sort" = Option<String>, Query, nullable = false, example = "-created_at",
+            description = "Comma-separated fields from `id`, `name`, `created_at`, each at most once, no spaces; `-` prefix for descending. Ties are broken by `id` ascending. Names sort ignoring case.",
+            pattern = r"^(?!(.*,)?-?(id|name|created_at)(,.*)?,-?\2(,|$))-?(id|name|created_at)(,-?(id|name|created_at))*$")),
     responses(
         (status = 200, description = "A page of API keys", body = ListEnvelope<ApiKeyOut>),
         (status = 422, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
