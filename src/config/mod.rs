@@ -885,4 +885,68 @@ mod tests {
         assert!(files.len() > 3, "{files:?}");
         assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
+
+    /// The dotted keys of the leaves under `config:` in a Helm values file, read by
+    /// indentation (the chart writes plain `key: value` lines, two spaces a level).
+    fn chart_config_keys(values: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut path: Vec<String> = Vec::new();
+        let mut inside = false;
+        for line in values.lines() {
+            let trimmed = line.trim_start();
+            if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('-') {
+                continue;
+            }
+            let indent = line.len() - trimmed.len();
+            if indent == 0 {
+                inside = trimmed.starts_with("config:");
+                path.clear();
+                continue;
+            }
+            let Some((key, value)) = trimmed.split_once(':') else {
+                continue;
+            };
+            if !inside
+                || !key
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                continue;
+            }
+            path.truncate(indent / 2 - 1);
+            path.push(key.to_owned());
+            if !value.trim().is_empty() {
+                keys.push(path.join("."));
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn the_charts_config_names_only_real_settings_and_has_the_edge_settings() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let settings: Vec<String> = code_settings().into_iter().map(|(s, _)| s).collect();
+        let values = std::fs::read_to_string(format!("{root}/helm/starsongs/values.yaml")).unwrap();
+        let keys = chart_config_keys(&values);
+
+        let unknown: Vec<&String> = keys.iter().filter(|k| !settings.contains(k)).collect();
+        assert!(keys.len() > 10, "{keys:?}");
+        assert!(unknown.is_empty(), "not settings: {unknown:?}");
+        for edge in [
+            "server.client_ip_header",
+            "server.trusted_proxies",
+            "server.header_read_timeout_secs",
+            "server.keep_alive_timeout_secs",
+            "server.max_connections",
+            "rate_limit.ipv6_prefix_len",
+            "rate_limit.exempt_clients",
+            "auth.session_max_secs",
+            "auth.jwt_rotated_at",
+        ] {
+            assert!(
+                keys.iter().any(|k| k == edge),
+                "{edge} missing from values.yaml"
+            );
+        }
+    }
 }
