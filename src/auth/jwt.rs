@@ -643,6 +643,19 @@ mod tests {
         assert!(keys.verify(&almost_valid).is_ok());
     }
 
+    /// EdDSA keys from the fixture pair, issuer `i`, audience `a`, a minute's lifetime.
+    fn eddsa_keys() -> TokenKeys {
+        TokenKeys::key_pair(
+            Algorithm::EdDSA,
+            &fixture("ed25519-private.pem"),
+            &fixture("ed25519-public.pem"),
+            "i",
+            "a",
+            60,
+        )
+        .unwrap()
+    }
+
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(format!(
             "{}/tests/fixtures/jwt/{name}",
@@ -792,15 +805,7 @@ mod tests {
             )
             .unwrap_err()
             .to_string();
-        let eddsa = TokenKeys::key_pair(
-            Algorithm::EdDSA,
-            &fixture("ed25519-private.pem"),
-            &fixture("ed25519-public.pem"),
-            "i",
-            "a",
-            60,
-        )
-        .unwrap();
+        let eddsa = eddsa_keys();
 
         assert!(short.contains("auth.jwt_previous_secret"), "{short}");
         assert!(!short.contains("short-previous"), "{short}");
@@ -873,16 +878,23 @@ mod tests {
         assert!(keys.verify(&longest).is_ok());
     }
 
+    /// Keys with a new secret, and [`SECRET`] as the previous one, rotated `secs` ago.
+    fn rotating_since(secs: i64) -> TokenKeys {
+        let new_secret = SecretString::from("the new secret, also at least 32 bytes".to_owned());
+        TokenKeys::hs256(&new_secret, "starsongs", "starsongs-api", 900)
+            .unwrap()
+            .with_previous_secret(
+                &SecretString::from(SECRET.to_owned()),
+                Utc::now() - chrono::Duration::seconds(secs),
+            )
+            .unwrap()
+    }
+
     #[test]
     fn the_previous_key_verifies_only_tokens_issued_before_the_rotation() {
         let now = unix_now();
         let hs256 = Header::new(Algorithm::HS256);
-        let new_secret = SecretString::from("the new secret, also at least 32 bytes".to_owned());
-        let rotated_at = Utc::now() - chrono::Duration::seconds(60);
-        let rotating = TokenKeys::hs256(&new_secret, "starsongs", "starsongs-api", 900)
-            .unwrap()
-            .with_previous_secret(&SecretString::from(SECRET.to_owned()), rotated_at)
-            .unwrap();
+        let rotating = rotating_since(60);
         let before = sign(
             &hs256,
             &claims(json!({"iat": now - 120, "nbf": now - 120, "exp": now + 700})),
@@ -901,13 +913,8 @@ mod tests {
     #[test]
     fn the_previous_key_verifies_nothing_once_its_tokens_have_expired() {
         let now = unix_now();
-        let new_secret = SecretString::from("the new secret, also at least 32 bytes".to_owned());
         // 900 s lifetime + 30 s skew: every token the old key signed before this is gone.
-        let rotated_at = Utc::now() - chrono::Duration::seconds(931);
-        let rotating = TokenKeys::hs256(&new_secret, "starsongs", "starsongs-api", 900)
-            .unwrap()
-            .with_previous_secret(&SecretString::from(SECRET.to_owned()), rotated_at)
-            .unwrap();
+        let rotating = rotating_since(931);
         // Even a token whose own claims would still pass.
         let old = sign(
             &Header::new(Algorithm::HS256),
@@ -927,18 +934,10 @@ mod tests {
             .with_previous_secret(&SecretString::from(SECRET.to_owned()), in_a_second())
             .unwrap_err()
             .to_string();
-        let eddsa = TokenKeys::key_pair(
-            Algorithm::EdDSA,
-            &fixture("ed25519-private.pem"),
-            &fixture("ed25519-public.pem"),
-            "i",
-            "a",
-            60,
-        )
-        .unwrap()
-        .with_previous_public_key(&fixture("ed25519-public.pem"), in_a_second())
-        .unwrap_err()
-        .to_string();
+        let eddsa = eddsa_keys()
+            .with_previous_public_key(&fixture("ed25519-public.pem"), in_a_second())
+            .unwrap_err()
+            .to_string();
 
         assert!(same.contains("must differ"), "{same}");
         assert!(!same.contains(SECRET), "{same}");

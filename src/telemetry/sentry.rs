@@ -98,20 +98,25 @@ pub fn http_layer(settings: &Settings) -> SentryHttpLayer {
 /// in the logs.
 pub fn scrub(mut event: sentry::protocol::Event<'static>) -> sentry::protocol::Event<'static> {
     if let Some(request) = event.request.as_mut() {
-        request.headers.clear();
-        request.query_string = None;
-        request.cookies = None;
-        request.data = None;
-        request.env.clear();
-        if let Some(url) = request.url.as_mut() {
-            url.set_query(None);
-            url.set_fragment(None);
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-        }
+        scrub_request(request);
     }
     event.user = None;
     event
+}
+
+/// Keeps only a request's method and its URL without query, fragment or user info.
+fn scrub_request(request: &mut sentry::protocol::Request) {
+    request.headers.clear();
+    request.query_string = None;
+    request.cookies = None;
+    request.data = None;
+    request.env.clear();
+    if let Some(url) = request.url.as_mut() {
+        url.set_query(None);
+        url.set_fragment(None);
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+    }
 }
 
 /// Reduces a transaction to what performance monitoring needs: its name becomes
@@ -130,17 +135,7 @@ pub fn scrub_transaction(
         if route.as_deref() == Some(super::metrics::UNMATCHED_ROUTE) {
             request.url = None;
         }
-        request.headers.clear();
-        request.query_string = None;
-        request.cookies = None;
-        request.data = None;
-        request.env.clear();
-        if let Some(url) = request.url.as_mut() {
-            url.set_query(None);
-            url.set_fragment(None);
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-        }
+        scrub_request(request);
     }
     transaction.user = None;
     transaction.extra.clear();
