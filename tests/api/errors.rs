@@ -37,6 +37,26 @@ async fn malformed_json_is_400() {
     }
 }
 
+/// Sends `raw` as a JSON body and asserts the 400 problem for a body that is not JSON.
+async fn assert_not_json(app: &TestApp, method: Method, path: &str, raw: &'static str) {
+    let response = app
+        .request(method.clone(), path)
+        .header("content-type", "application/json")
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+
+    let body = problem(response, StatusCode::BAD_REQUEST).await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("The request body is not valid JSON"),
+        "{method} {path} {raw}: {body}"
+    );
+}
+
 #[tokio::test]
 async fn truncated_json_is_400_whatever_its_first_values_on_every_json_body() {
     let app = TestApp::spawn().await;
@@ -65,22 +85,7 @@ async fn truncated_json_is_400_whatever_its_first_values_on_every_json_body() {
         "[] x",
     ] {
         for (method, path) in &targets {
-            let response = app
-                .request(method.clone(), path)
-                .header("content-type", "application/json")
-                .body(raw)
-                .send()
-                .await
-                .unwrap();
-
-            let body = problem(response, StatusCode::BAD_REQUEST).await;
-            assert!(
-                body["detail"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with("The request body is not valid JSON"),
-                "{method} {path} {raw}: {body}"
-            );
+            assert_not_json(&app, method.clone(), path, raw).await;
         }
     }
 
@@ -677,22 +682,7 @@ async fn json_with_a_lone_surrogate_is_400_before_any_backend() {
             r#"{"name": "\ud83d", "role": "viewer"}"#,
         ),
     ] {
-        let response = app
-            .request(Method::POST, path)
-            .header("content-type", "application/json")
-            .body(raw)
-            .send()
-            .await
-            .unwrap();
-
-        let body = problem(response, StatusCode::BAD_REQUEST).await;
-        assert!(
-            body["detail"]
-                .as_str()
-                .unwrap()
-                .starts_with("The request body is not valid JSON"),
-            "{path}: {body}"
-        );
+        assert_not_json(&app, Method::POST, path, raw).await;
     }
     let surrogate_pair = app
         .post("/v1/artists", &json!({"name": "Star \u{1F31F}"}))
