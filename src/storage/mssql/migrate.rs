@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use sqlx::migrate::Migration;
 
 use super::pool::Conn;
-use super::sql::{Sql, begin, finish};
+use super::sql::{Sql, applock, begin, finish, settle};
 use super::{Pool, map_error};
 use crate::storage::StoreResult;
 use crate::storage::migrate::{
@@ -67,8 +67,11 @@ const HAS_TABLE: &str = "SELECT CASE WHEN OBJECT_ID(N'dbo._sqlx_migrations', N'U
 const APPLIED: &str =
     "SELECT version, checksum, success FROM dbo._sqlx_migrations ORDER BY version";
 /// Waits as long as it takes (`@LockTimeout` -1 is bound): another replica is migrating.
-const LOCK: &str = "EXEC sp_getapplock @Resource = N'starsongs_migrations', \
-     @LockMode = N'Exclusive', @LockOwner = N'Session', @LockTimeout = @P1";
+/// Returns `sp_getapplock`'s return code (granted: 0 or 1).
+const LOCK: &str = "DECLARE @granted INT; \
+     EXEC @granted = sp_getapplock @Resource = N'starsongs_migrations', \
+     @LockMode = N'Exclusive', @LockOwner = N'Session', @LockTimeout = @P1; \
+     SELECT @granted";
 /// Whether this session holds the lock: a refused `sp_getapplock` raises no error.
 const HELD: &str = "SELECT APPLOCK_MODE(N'public', N'starsongs_migrations', N'Session')";
 const UNLOCK: &str =
@@ -203,12 +206,8 @@ async fn read_applied(conn: &mut Conn) -> StoreResult<Applied> {
 async fn run_batches(conn: &mut Conn, sql: &str) -> anyhow::Result<()> {
     for batch in split_batches(sql) {
         conn.start();
-        conn.client
-            .simple_query(batch)
-            .await?
-            .into_results()
-            .await?;
-        conn.finish();
+        let done = async { conn.client.simple_query(batch).await?.into_results().await }.await;
+        settle(conn, done)?;
     }
     Ok(())
 }
@@ -273,9 +272,7 @@ impl MssqlMigrator {
         >,
     ) -> anyhow::Result<T> {
         let mut conn = self.pool.get().await.map_err(map_error)?;
-        Sql::with(LOCK, vec![Box::new(-1_i32)])
-            .execute(&mut conn)
-            .await?;
+        applock(&mut conn, &Sql::with(LOCK, vec![Box::new(-1_i32)])).await?;
         let mode = Sql::new(HELD)
             .row(&mut conn)
             .await?

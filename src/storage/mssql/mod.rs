@@ -64,6 +64,11 @@ pub struct MssqlStore {
 /// - an ADO.NET connection string (`Server=tcp:host,1433;Database=db;User Id=u;
 ///   Password=p;Encrypt=True;TrustServerCertificate=False`), as Azure SQL shows it.
 ///
+/// The application name the server shows for the service's sessions (`program_name` in
+/// `sys.dm_exec_sessions`) unless the URL names one (`application_name=` or
+/// `Application Name=`).
+pub const DEFAULT_APPLICATION_NAME: &str = "starsongs";
+
 /// # Errors
 /// A malformed value or an unknown parameter. No error carries the URL or its password.
 pub fn parse_url(raw: &str) -> anyhow::Result<Config> {
@@ -71,8 +76,13 @@ pub fn parse_url(raw: &str) -> anyhow::Result<Config> {
         .get(..8)
         .is_some_and(|s| s.eq_ignore_ascii_case("mssql://"))
     {
-        return Config::from_ado_string(raw)
-            .map_err(|_| anyhow::anyhow!("database.url is not a valid ADO.NET connection string"));
+        let mut config = Config::from_ado_string(raw).map_err(|_| {
+            anyhow::anyhow!("database.url is not a valid ADO.NET connection string")
+        })?;
+        if !ado_names_application(raw) {
+            config.application_name(DEFAULT_APPLICATION_NAME);
+        }
+        return Ok(config);
     }
     let url = url::Url::parse(raw)
         .map_err(|_| anyhow::anyhow!("database.url is not a valid mssql:// URL"))?;
@@ -97,6 +107,7 @@ pub fn parse_url(raw: &str) -> anyhow::Result<Config> {
         ));
     }
     config.encryption(EncryptionLevel::Required);
+    config.application_name(DEFAULT_APPLICATION_NAME);
     for (key, value) in url.query_pairs() {
         match (key.as_ref(), value.as_ref()) {
             ("encrypt", "true") => config.encryption(EncryptionLevel::Required),
@@ -113,6 +124,19 @@ pub fn parse_url(raw: &str) -> anyhow::Result<Config> {
         }
     }
     Ok(config)
+}
+
+/// Whether an ADO.NET connection string sets the application name (`Application Name` or
+/// `ApplicationName`, any case: the keys tiberius reads). A value that itself contains
+/// `;key=` would need quoting and is not looked into.
+fn ado_names_application(raw: &str) -> bool {
+    raw.split(';').any(|pair| {
+        pair.split_once('=').is_some_and(|(key, _)| {
+            let key = key.trim();
+            key.eq_ignore_ascii_case("application name")
+                || key.eq_ignore_ascii_case("applicationname")
+        })
+    })
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -140,8 +164,7 @@ impl MssqlStore {
     /// A malformed URL, or a server that cannot be reached or refuses the login.
     pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
         let url = settings.url.as_ref().context("database.url is not set")?;
-        let mut config = parse_url(url.expose_secret())?;
-        config.application_name("starsongs");
+        let config = parse_url(url.expose_secret())?;
         let manager = pool::Manager::new(config, settings.statement_timeout_ms);
         let nonzero = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
         let pool = bb8::Pool::builder()
@@ -155,6 +178,7 @@ impl MssqlStore {
             .await
             // tiberius's errors name the server and the SQL Server error, never the password.
             .context("connecting to the SQL Server database")?;
+        warn_without_row_versioning(&pool).await;
         Ok(Self {
             migrator: migrate::MssqlMigrator::new(pool.clone()),
             max_connections: settings.max_connections.max(1),
@@ -162,6 +186,18 @@ impl MssqlStore {
             operation_timeout: (settings.statement_timeout_ms > 0)
                 .then(|| Duration::from_millis(settings.statement_timeout_ms)),
         })
+    }
+
+    /// Runs one use case within the operation bound, again after a lost deadlock
+    /// ([`retry`]): reads too, since without `READ_COMMITTED_SNAPSHOT` they take shared
+    /// locks and can be chosen as deadlock victims. Each attempt is a whole statement or
+    /// transaction, rolled back when it lost, so running it again is safe.
+    async fn run<T, F, Fut>(&self, attempt: F) -> StoreResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        self.bounded(retry(attempt)).await
     }
 
     /// Runs one use case within the operation bound.
@@ -177,6 +213,29 @@ impl MssqlStore {
     }
 }
 
+/// Whether the database reads row versions at READ COMMITTED (`READ_COMMITTED_SNAPSHOT`).
+const READS_ROW_VERSIONS: &str = "SELECT CAST(is_read_committed_snapshot_on AS INT) \
+     FROM sys.databases WHERE database_id = DB_ID()";
+
+/// Logs one WARN at start-up when the database has `READ_COMMITTED_SNAPSHOT` off (an
+/// installed SQL Server's default): reads then take shared locks, wait for writers and
+/// may be chosen as deadlock victims (retried, then 503). OPERATIONS.md says how to turn
+/// it on; the service cannot, since it needs the database to itself.
+async fn warn_without_row_versioning(pool: &Pool) {
+    let setting = async {
+        let mut conn = pool.get().await.map_err(map_error)?;
+        let row = sql::Sql::new(READS_ROW_VERSIONS).row(&mut conn).await?;
+        Ok::<_, StoreError>(row.and_then(|r| r.try_get::<i32, _>(0).ok().flatten()))
+    }
+    .await;
+    if let Ok(Some(0)) = setting {
+        tracing::warn!(
+            "the database has READ_COMMITTED_SNAPSHOT off: reads wait for writers' locks and \
+             may be chosen as deadlock victims; turn it on (OPERATIONS.md, SQL Server)"
+        );
+    }
+}
+
 /// What went wrong talking to SQL Server: a driver error or no connection in time.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DbError {
@@ -186,6 +245,46 @@ pub(crate) enum DbError {
     /// No pooled connection within `database.acquire_timeout_secs`.
     #[error("no database connection available in time")]
     PoolTimedOut,
+    /// `sp_getapplock` did not grant an application lock (it reports that as a return
+    /// code, not an error).
+    #[error("the application lock {0}")]
+    Applock(ApplockRefusal),
+}
+
+/// Why `sp_getapplock` refused a lock, from its return code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ApplockRefusal {
+    /// -1: not granted within the lock timeout.
+    #[error("was not granted in time")]
+    TimedOut,
+    /// -2: the request was cancelled.
+    #[error("request was cancelled")]
+    Cancelled,
+    /// -3: chosen as deadlock victim.
+    #[error("request was chosen as deadlock victim")]
+    Deadlock,
+    /// -999 or anything else: a parameter or call error.
+    #[error("call failed (return code {0})")]
+    Failed(i32),
+}
+
+impl ApplockRefusal {
+    /// `Ok` for a granted lock (0 at once, 1 after waiting), the refusal otherwise.
+    pub(crate) fn check(code: i32) -> Result<(), Self> {
+        match code {
+            0 | 1 => Ok(()),
+            -1 => Err(Self::TimedOut),
+            -2 => Err(Self::Cancelled),
+            -3 => Err(Self::Deadlock),
+            other => Err(Self::Failed(other)),
+        }
+    }
+
+    /// A timeout or deadlock is the database being busy (503, a deadlock retried first);
+    /// anything else is a bug.
+    fn is_unavailable(self) -> bool {
+        matches!(self, Self::TimedOut | Self::Deadlock)
+    }
 }
 
 impl From<bb8::RunError<tiberius::error::Error>> for DbError {
@@ -205,18 +304,33 @@ fn error_number(error: &DbError) -> Option<u32> {
     }
 }
 
+/// Server errors that mean "the database cannot serve this now; try again later" (503),
+/// not a bug (500):
+///
+/// | error | meaning |
+/// |---|---|
+/// | 1205 | chosen as deadlock victim (retried up to [`super::MAX_ATTEMPTS`] times by [`retry`] first) |
+/// | 1222 | `LOCK_TIMEOUT` exceeded |
+/// | 4060, 18456 | database unavailable to this login, login failed |
+/// | 4221 | Azure SQL geo-replica: login to the read-only secondary failed during redo |
+/// | 18401 | server in script-upgrade mode (after patching): logins refused for a while |
+/// | 10928, 10929 | Azure SQL resource limit (workers, sessions) reached |
+/// | 40143, 40197, 40501, 40540, 40613 | Azure SQL: replica failing over, service error, service busy, database being reconfigured, database unavailable |
+/// | 42108, 42109 | Azure SQL serverless: the database is resuming or paused |
+/// | 49918, 49919, 49920 | Azure SQL: too many operations in progress |
+pub(crate) const UNAVAILABLE_ERRORS: &[u32] = &[
+    1205, 1222, 4060, 4221, 10928, 10929, 18401, 18456, 40143, 40197, 40501, 40540, 40613, 42108,
+    42109, 49918, 49919, 49920,
+];
+
 /// Maps a driver error to a [`StoreError`].
 ///
-/// | error | meaning | mapped to |
-/// |---|---|---|
-/// | 2627, 2601 | unique or primary key violation | handled by the use case (conflict); `Other` if not |
-/// | 547 | foreign key (or check) constraint | handled by the use case (not found, conflict); `Other` if not |
-/// | 1205 | chosen as deadlock victim | retried up to [`super::MAX_ATTEMPTS`] times by [`retry`], then `Unavailable` |
-/// | 1222 | `LOCK_TIMEOUT` exceeded | `Unavailable` |
-/// | 4060, 18456 | database unavailable to this login, login failed | `Unavailable` |
-/// | 40613, 40501, 40197, 49918-49920, 10928, 10929 | Azure SQL: database unavailable, busy, failing over, resource limits | `Unavailable` |
-/// | I/O, TLS, routing, pool timeout | no usable connection | `Unavailable` |
-/// | anything else | a bug | `Other` |
+/// | error | mapped to |
+/// |---|---|
+/// | 2627, 2601 (unique or primary key), 547 (foreign key or check) | handled by the use case (conflict, not found); `Other` if not |
+/// | a server error in [`UNAVAILABLE_ERRORS`] | `Unavailable` (503) |
+/// | I/O, TLS, routing, no pooled connection in time | `Unavailable` |
+/// | anything else | `Other` (a bug: 500) |
 fn map_error(error: impl Into<DbError>) -> StoreError {
     let error = error.into();
     let unavailable = match &error {
@@ -226,21 +340,11 @@ fn map_error(error: impl Into<DbError>) -> StoreError {
             | tiberius::error::Error::Tls(_)
             | tiberius::error::Error::Routing { .. },
         ) => true,
-        DbError::Driver(tiberius::error::Error::Server(token)) => matches!(
-            token.code(),
-            1205 | 1222
-                | 4060
-                | 18456
-                | 40613
-                | 40501
-                | 40197
-                | 49918
-                | 49919
-                | 49920
-                | 10928
-                | 10929
-        ),
+        DbError::Driver(tiberius::error::Error::Server(token)) => {
+            UNAVAILABLE_ERRORS.contains(&token.code())
+        }
         DbError::Driver(_) => false,
+        DbError::Applock(outcome) => outcome.is_unavailable(),
     };
     if unavailable {
         StoreError::Unavailable(error.into())
@@ -264,10 +368,11 @@ fn is_retryable(error: &StoreError) -> bool {
     let StoreError::Unavailable(source) = error else {
         return false;
     };
-    source
-        .downcast_ref::<DbError>()
-        .and_then(error_number)
-        .is_some_and(|code| code == 1205)
+    match source.downcast_ref::<DbError>() {
+        Some(DbError::Applock(ApplockRefusal::Deadlock)) => true,
+        Some(other) => error_number(other) == Some(1205),
+        None => false,
+    }
 }
 
 /// Runs the transaction `attempt` again after a lost race ([`is_retryable`]), at most
@@ -291,15 +396,15 @@ impl Store for MssqlStore {
         &self,
         query: &ListQuery<ArtistSortField, ArtistFilter>,
     ) -> StoreResult<Page<Artist>> {
-        self.bounded(artists::list(&self.pool, query)).await
+        self.run(|| artists::list(&self.pool, query)).await
     }
 
     async fn get_artist(&self, id: ArtistId) -> StoreResult<Artist> {
-        self.bounded(artists::get(&self.pool, id)).await
+        self.run(|| artists::get(&self.pool, id)).await
     }
 
     async fn insert_artist(&self, new: &NewArtist) -> StoreResult<Artist> {
-        self.bounded(artists::insert(&self.pool, new)).await
+        self.run(|| artists::insert(&self.pool, new)).await
     }
 
     async fn insert_artist_once(
@@ -307,7 +412,7 @@ impl Store for MssqlStore {
         new: &NewArtist,
         idempotency: &Idempotency<'_, Artist>,
     ) -> StoreResult<Created<Artist>> {
-        self.bounded(retry(|| artists::insert_once(&self.pool, new, idempotency)))
+        self.run(|| artists::insert_once(&self.pool, new, idempotency))
             .await
     }
 
@@ -317,7 +422,7 @@ impl Store for MssqlStore {
         new: &NewArtist,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Artist> {
-        self.bounded(artists::replace(&self.pool, id, new, expected))
+        self.run(|| artists::replace(&self.pool, id, new, expected))
             .await
     }
 
@@ -327,7 +432,7 @@ impl Store for MssqlStore {
         changes: &ArtistChanges,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Artist> {
-        self.bounded(retry(|| artists::patch(&self.pool, id, changes, expected)))
+        self.run(|| artists::patch(&self.pool, id, changes, expected))
             .await
     }
 
@@ -337,7 +442,7 @@ impl Store for MssqlStore {
         cascade: bool,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<()> {
-        self.bounded(retry(|| artists::delete(&self.pool, id, cascade, expected)))
+        self.run(|| artists::delete(&self.pool, id, cascade, expected))
             .await
     }
 
@@ -345,15 +450,15 @@ impl Store for MssqlStore {
         &self,
         query: &ListQuery<SongSortField, SongFilter>,
     ) -> StoreResult<Page<Song>> {
-        self.bounded(songs::list(&self.pool, query)).await
+        self.run(|| songs::list(&self.pool, query)).await
     }
 
     async fn get_song(&self, id: SongId) -> StoreResult<Song> {
-        self.bounded(songs::get(&self.pool, id)).await
+        self.run(|| songs::get(&self.pool, id)).await
     }
 
     async fn insert_song(&self, new: &NewSong) -> StoreResult<Song> {
-        self.bounded(songs::insert(&self.pool, new)).await
+        self.run(|| songs::insert(&self.pool, new)).await
     }
 
     async fn insert_song_once(
@@ -361,7 +466,7 @@ impl Store for MssqlStore {
         new: &NewSong,
         idempotency: &Idempotency<'_, Song>,
     ) -> StoreResult<Created<Song>> {
-        self.bounded(retry(|| songs::insert_once(&self.pool, new, idempotency)))
+        self.run(|| songs::insert_once(&self.pool, new, idempotency))
             .await
     }
 
@@ -371,7 +476,7 @@ impl Store for MssqlStore {
         new: &NewSong,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Song> {
-        self.bounded(songs::replace(&self.pool, id, new, expected))
+        self.run(|| songs::replace(&self.pool, id, new, expected))
             .await
     }
 
@@ -381,7 +486,7 @@ impl Store for MssqlStore {
         changes: &SongChanges,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Song> {
-        self.bounded(retry(|| songs::patch(&self.pool, id, changes, expected)))
+        self.run(|| songs::patch(&self.pool, id, changes, expected))
             .await
     }
 
@@ -390,11 +495,11 @@ impl Store for MssqlStore {
         id: SongId,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<()> {
-        self.bounded(songs::delete(&self.pool, id, expected)).await
+        self.run(|| songs::delete(&self.pool, id, expected)).await
     }
 
     async fn insert_user(&self, new: &NewUser, password_hash: &str) -> StoreResult<User> {
-        self.bounded(users::insert(&self.pool, new, password_hash))
+        self.run(|| users::insert(&self.pool, new, password_hash))
             .await
     }
 
@@ -402,16 +507,16 @@ impl Store for MssqlStore {
         &self,
         username: &UsernameKey,
     ) -> StoreResult<Option<(User, String)>> {
-        self.bounded(users::find_by_username(&self.pool, username))
+        self.run(|| users::find_by_username(&self.pool, username))
             .await
     }
 
     async fn get_user(&self, id: i64) -> StoreResult<User> {
-        self.bounded(users::get(&self.pool, id)).await
+        self.run(|| users::get(&self.pool, id)).await
     }
 
     async fn list_users(&self, query: &ListQuery<UserSortField, ()>) -> StoreResult<Page<User>> {
-        self.bounded(users::list(&self.pool, query)).await
+        self.run(|| users::list(&self.pool, query)).await
     }
 
     async fn update_user(
@@ -420,22 +525,20 @@ impl Store for MssqlStore {
         changes: &UserChanges,
         password_hash: Option<&str>,
     ) -> StoreResult<User> {
-        self.bounded(retry(|| {
-            users::update(&self.pool, id, changes, password_hash)
-        }))
-        .await
+        self.run(|| users::update(&self.pool, id, changes, password_hash))
+            .await
     }
 
     async fn delete_user(&self, id: i64) -> StoreResult<()> {
-        self.bounded(retry(|| users::delete(&self.pool, id))).await
+        self.run(|| users::delete(&self.pool, id)).await
     }
 
     async fn has_active_admin(&self) -> StoreResult<bool> {
-        self.bounded(users::has_active_admin(&self.pool)).await
+        self.run(|| users::has_active_admin(&self.pool)).await
     }
 
     async fn insert_refresh_token(&self, token: &NewRefreshToken) -> StoreResult<()> {
-        self.bounded(credentials::insert_refresh(&self.pool, token))
+        self.run(|| credentials::insert_refresh(&self.pool, token))
             .await
     }
 
@@ -446,7 +549,7 @@ impl Store for MssqlStore {
         next_expires_at: DateTime<Utc>,
         session_max: chrono::Duration,
     ) -> StoreResult<Rotation> {
-        self.bounded(retry(|| {
+        self.run(|| {
             credentials::rotate_refresh(
                 &self.pool,
                 presented,
@@ -454,23 +557,22 @@ impl Store for MssqlStore {
                 next_expires_at,
                 session_max,
             )
-        }))
+        })
         .await
     }
 
     async fn revoke_refresh_family(&self, presented: &SecretDigest) -> StoreResult<Option<String>> {
-        self.bounded(retry(|| credentials::revoke_refresh(&self.pool, presented)))
+        self.run(|| credentials::revoke_refresh(&self.pool, presented))
             .await
     }
 
     async fn is_session_active(&self, family_id: &str) -> StoreResult<bool> {
-        self.bounded(credentials::is_session_active(&self.pool, family_id))
+        self.run(|| credentials::is_session_active(&self.pool, family_id))
             .await
     }
 
     async fn prune_credentials(&self, at: DateTime<Utc>) -> StoreResult<u64> {
-        self.bounded(retry(|| credentials::prune(&self.pool, at)))
-            .await
+        self.run(|| credentials::prune(&self.pool, at)).await
     }
 
     async fn claim_login_attempt(
@@ -478,14 +580,12 @@ impl Store for MssqlStore {
         username_key: &UsernameKey,
         at: DateTime<Utc>,
     ) -> StoreResult<LoginGate> {
-        self.bounded(retry(|| {
-            credentials::claim_login_attempt(&self.pool, username_key, at)
-        }))
-        .await
+        self.run(|| credentials::claim_login_attempt(&self.pool, username_key, at))
+            .await
     }
 
     async fn clear_login_failures(&self, username_key: &UsernameKey) -> StoreResult<()> {
-        self.bounded(credentials::clear_login_failures(&self.pool, username_key))
+        self.run(|| credentials::clear_login_failures(&self.pool, username_key))
             .await
     }
 
@@ -495,32 +595,30 @@ impl Store for MssqlStore {
         key_hash: &SecretDigest,
         prefix: &str,
     ) -> StoreResult<ApiKey> {
-        self.bounded(credentials::insert_api_key(
-            &self.pool, new, key_hash, prefix,
-        ))
-        .await
+        self.run(|| credentials::insert_api_key(&self.pool, new, key_hash, prefix))
+            .await
     }
 
     async fn list_api_keys(
         &self,
         query: &ListQuery<ApiKeySortField, ()>,
     ) -> StoreResult<Page<ApiKey>> {
-        self.bounded(credentials::list_api_keys(&self.pool, query))
+        self.run(|| credentials::list_api_keys(&self.pool, query))
             .await
     }
 
     async fn find_api_key(&self, key_hash: &SecretDigest) -> StoreResult<Option<ApiKey>> {
-        self.bounded(credentials::find_api_key(&self.pool, key_hash))
+        self.run(|| credentials::find_api_key(&self.pool, key_hash))
             .await
     }
 
     async fn delete_api_key(&self, id: i64) -> StoreResult<()> {
-        self.bounded(credentials::delete_api_key(&self.pool, id))
+        self.run(|| credentials::delete_api_key(&self.pool, id))
             .await
     }
 
     async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> StoreResult<u64> {
-        self.bounded(idempotency::prune(&self.pool, created_before))
+        self.run(|| idempotency::prune(&self.pool, created_before))
             .await
     }
 
@@ -569,7 +667,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn both_url_forms_parse_and_errors_never_echo_the_password() {
+    fn busy_and_transient_server_errors_are_unavailable_and_others_are_bugs() {
+        // The Azure SQL transient errors of its retry guidance, the lock and login errors.
+        for code in [
+            1205, 1222, 4060, 4221, 10928, 10929, 18401, 18456, 40143, 40197, 40501, 40540, 40613,
+            42108, 42109, 49918, 49919, 49920,
+        ] {
+            assert!(UNAVAILABLE_ERRORS.contains(&code), "{code}");
+        }
+        // Constraint violations are the use case's to map; conversion, syntax and
+        // permission errors are bugs.
+        for code in [547, 2601, 2627, 245, 102, 229, 1934, 8114] {
+            assert!(!UNAVAILABLE_ERRORS.contains(&code), "{code}");
+        }
+        let io = tiberius::error::Error::Io {
+            kind: std::io::ErrorKind::ConnectionReset,
+            message: "reset".into(),
+        };
+        assert!(matches!(map_error(io), StoreError::Unavailable(_)));
+        assert!(matches!(
+            map_error(DbError::PoolTimedOut),
+            StoreError::Unavailable(_)
+        ));
+        let conversion = tiberius::error::Error::Conversion("year 0".into());
+        assert!(matches!(map_error(conversion), StoreError::Other(_)));
+    }
+
+    #[test]
+    fn an_applock_refusal_is_an_error_and_a_deadlock_is_retried() {
+        assert_eq!(ApplockRefusal::check(0), Ok(()));
+        assert_eq!(ApplockRefusal::check(1), Ok(()), "granted after waiting");
+        let refused = |code| map_error(DbError::Applock(ApplockRefusal::check(code).unwrap_err()));
+
+        let timed_out = refused(-1);
+        assert!(matches!(timed_out, StoreError::Unavailable(_)));
+        assert!(!is_retryable(&timed_out), "a lock timeout is not retried");
+        let deadlock = refused(-3);
+        assert!(matches!(deadlock, StoreError::Unavailable(_)));
+        assert!(is_retryable(&deadlock));
+        assert!(matches!(refused(-999), StoreError::Other(_)));
+        assert!(matches!(refused(-2), StoreError::Other(_)));
+    }
+
+    #[test]
+    fn both_url_forms_parse_keep_their_application_name_and_never_echo_the_password() {
         let url = parse_url(
             "mssql://app%40user:s%3Dcr3t@db.example.com:14330/starsongs?encrypt=true&trust_server_certificate=false",
         )
@@ -586,6 +727,29 @@ mod tests {
             "h:1433",
             "1433 by default"
         );
+
+        for (url, name) in [
+            ("mssql://u:p@h/db", "starsongs"),
+            ("mssql://u:p@h/db?application_name=catalog-eu", "catalog-eu"),
+            (
+                "Server=tcp:h,1433;Database=db;User Id=u;Password=p",
+                "starsongs",
+            ),
+            (
+                "Server=tcp:h,1433;Database=db;User Id=u;Password=p;Application Name=reports",
+                "reports",
+            ),
+            (
+                "Server=tcp:h,1433;Database=db;User Id=u;Password=p;applicationname=etl",
+                "etl",
+            ),
+        ] {
+            let debug = format!("{:?}", parse_url(url).unwrap());
+            assert!(
+                debug.contains(&format!("application_name: Some(\"{name}\")")),
+                "{url}: {debug}"
+            );
+        }
 
         for bad in [
             "mssql://u:hunter2@h/db?sslmode=require",

@@ -32,26 +32,41 @@ impl Conn {
     }
 }
 
+/// The session options every connection sets before its first statement, whatever the
+/// server's `user options` or the database's defaults say:
+/// - `NOCOUNT OFF`: the idempotency claim and the demo-data marker read the row counts
+///   of DONE tokens; a server configured with NOCOUNT would report none.
+/// - `ANSI_NULLS`, `ANSI_PADDING`, `ANSI_WARNINGS`, `ARITHABORT`, `CONCAT_NULL_YIELDS_NULL`,
+///   `QUOTED_IDENTIFIER` ON and `NUMERIC_ROUNDABORT` OFF: the options SQL Server requires
+///   for any write to a table with an index on a computed column (`dbo.Song`), or it
+///   refuses the write (Msg 1934).
+/// - `XACT_ABORT ON`: any statement error rolls the whole transaction back, so a
+///   connection never goes back to the pool inside a broken transaction.
+/// - `IMPLICIT_TRANSACTIONS OFF`, `TRANSACTION ISOLATION LEVEL READ COMMITTED`: each
+///   statement commits on its own unless the code began a transaction, at the isolation
+///   level the SQL was written for (row versioned when the database has
+///   `READ_COMMITTED_SNAPSHOT` on, as OPERATIONS.md asks).
+/// - `DATEFORMAT ymd`, `LANGUAGE us_english`: no statement depends on them (dates are
+///   bound, not parsed), but messages and any cast stay the same on every server.
+pub(crate) const SESSION_OPTIONS: &str = "SET NOCOUNT OFF; SET ANSI_NULLS ON; \
+     SET ANSI_PADDING ON; SET ANSI_WARNINGS ON; SET ARITHABORT ON; \
+     SET CONCAT_NULL_YIELDS_NULL ON; SET QUOTED_IDENTIFIER ON; SET NUMERIC_ROUNDABORT OFF; \
+     SET XACT_ABORT ON; SET IMPLICIT_TRANSACTIONS OFF; \
+     SET TRANSACTION ISOLATION LEVEL READ COMMITTED; SET DATEFORMAT ymd; \
+     SET LANGUAGE us_english;";
+
 /// Opens connections from one tiberius [`Config`].
 pub(crate) struct Manager {
     config: Config,
-    /// Sent on every new connection: `SET LOCK_TIMEOUT`, `SET XACT_ABORT ON`.
+    /// Sent on every new connection: [`SESSION_OPTIONS`] and `SET LOCK_TIMEOUT`.
     session_setup: String,
 }
 
 impl Manager {
     pub(crate) fn new(config: Config, lock_timeout_ms: u64) -> Self {
-        // A lock wait longer than the statement bound fails with 1222 (a 503) instead of
-        // holding the request; XACT_ABORT rolls a transaction back on any statement
-        // error, so a connection never goes back to the pool inside a broken transaction.
-        let lock_timeout = if lock_timeout_ms == 0 {
-            "-1".to_owned()
-        } else {
-            lock_timeout_ms.to_string()
-        };
         Self {
             config,
-            session_setup: format!("SET LOCK_TIMEOUT {lock_timeout}; SET XACT_ABORT ON;"),
+            session_setup: session_setup(lock_timeout_ms),
         }
     }
 
@@ -60,6 +75,18 @@ impl Manager {
         stream.set_nodelay(true)?;
         Client::connect(config, stream.compat_write()).await
     }
+}
+
+/// The batch a new connection runs: [`SESSION_OPTIONS`], then the lock timeout. A lock
+/// wait longer than the statement bound fails with 1222 (a 503) instead of holding the
+/// request; 0 (no bound) waits as long as it takes.
+pub(crate) fn session_setup(lock_timeout_ms: u64) -> String {
+    let lock_timeout = if lock_timeout_ms == 0 {
+        "-1".to_owned()
+    } else {
+        lock_timeout_ms.to_string()
+    };
+    format!("{SESSION_OPTIONS} SET LOCK_TIMEOUT {lock_timeout};")
 }
 
 impl bb8::ManageConnection for Manager {

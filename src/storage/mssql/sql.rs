@@ -1,13 +1,15 @@
 //! Statements with bound `@Pn` parameters, run on a pooled connection, and the
 //! transaction helpers. Every statement of the backend goes through [`Sql`], so a
-//! statement abandoned half-way (a timed-out request) marks its connection broken.
+//! statement abandoned half-way (a timed-out request) marks its connection broken, while
+//! one the server refused (a duplicate, a missing artist, a lock timeout) leaves it in
+//! the pool: tiberius reads such a response to its end before it returns the error.
 
 use std::fmt::Write as _;
 
 use tiberius::{Row, ToSql};
 
 use super::pool::Conn;
-use super::{DbError, map_error};
+use super::{ApplockRefusal, DbError, map_error};
 use crate::storage::StoreResult;
 
 /// The cheapest round trip, for readiness.
@@ -64,6 +66,12 @@ impl Sql {
         &self.text
     }
 
+    /// How many parameters the statement binds, for tests.
+    #[cfg(test)]
+    pub(super) fn param_count(&self) -> usize {
+        self.params.len()
+    }
+
     fn args(&self) -> Vec<&dyn ToSql> {
         self.params
             .iter()
@@ -83,10 +91,8 @@ impl Sql {
                 .into_first_result()
                 .await
         }
-        .await
-        .map_err(map_error)?;
-        conn.finish();
-        Ok(rows)
+        .await;
+        settle(conn, rows).map_err(map_error)
     }
 
     /// Runs the statement; returns its first row, if any.
@@ -104,9 +110,8 @@ impl Sql {
         tracing::debug!(db.statement = self.text.as_str(), "sql");
         conn.start();
         let args = self.args();
-        let done = conn.client.execute(self.text.as_str(), &args).await?;
-        conn.finish();
-        Ok(done.total())
+        let done = conn.client.execute(self.text.as_str(), &args).await;
+        Ok(settle(conn, done)?.total())
     }
 
     /// As [`Sql::rows`], keeping the driver error so the caller can read its number.
@@ -114,22 +119,54 @@ impl Sql {
         tracing::debug!(db.statement = self.text.as_str(), "sql");
         conn.start();
         let args = self.args();
-        let rows = conn
-            .client
-            .query(self.text.as_str(), &args)
-            .await?
-            .into_first_result()
-            .await?;
-        conn.finish();
-        Ok(rows)
+        let rows = async {
+            conn.client
+                .query(self.text.as_str(), &args)
+                .await?
+                .into_first_result()
+                .await
+        }
+        .await;
+        Ok(settle(conn, rows)?)
     }
+}
+
+/// Ends the statement `conn` started: the connection is reusable after a result or a
+/// server error (see [`leaves_connection_clean`]); after anything else it stays marked
+/// busy, and the pool drops it.
+pub(super) fn settle<T>(conn: &mut Conn, result: tiberius::Result<T>) -> tiberius::Result<T> {
+    match &result {
+        Err(error) if !leaves_connection_clean(error) => {}
+        _ => conn.finish(),
+    }
+    result
+}
+
+/// Whether the connection is in a known state after `error`. A server error (constraint,
+/// deadlock victim, lock timeout, a refused statement) arrives as an ERROR token inside a
+/// response tiberius reads to its final DONE before it returns the error; an I/O, TLS or
+/// protocol error, or anything else, leaves the stream in doubt.
+pub(super) fn leaves_connection_clean(error: &tiberius::error::Error) -> bool {
+    matches!(error, tiberius::error::Error::Server(_))
 }
 
 async fn batch(conn: &mut Conn, text: &str) -> Result<(), DbError> {
     conn.start();
-    conn.client.simple_query(text).await?.into_results().await?;
-    conn.finish();
+    let done = async { conn.client.simple_query(text).await?.into_results().await }.await;
+    settle(conn, done)?;
     Ok(())
+}
+
+/// Runs `lock`, a batch that ends `SELECT` of `sp_getapplock`'s return code, and fails
+/// unless the lock was granted: `sp_getapplock` reports a timeout (-1), a cancellation
+/// (-2) or a deadlock (-3) as a return code, not as an error.
+pub(super) async fn applock(conn: &mut Conn, lock: &Sql) -> StoreResult<()> {
+    let code = lock
+        .row(conn)
+        .await?
+        .and_then(|row| row.try_get::<i32, _>(0).ok().flatten())
+        .unwrap_or(-999);
+    ApplockRefusal::check(code).map_err(|refusal| map_error(DbError::Applock(refusal)))
 }
 
 /// Starts a transaction on `conn`.
@@ -158,7 +195,7 @@ pub(super) async fn finish<T>(conn: &mut Conn, result: StoreResult<T>) -> StoreR
 /// sort, filter and position shape, for the parse test.
 #[cfg(test)]
 pub(super) fn all_statements() -> Vec<String> {
-    let mut all: Vec<String> = [PING, BEGIN, COMMIT, ROLLBACK]
+    let mut all: Vec<String> = [PING, BEGIN, COMMIT, ROLLBACK, super::READS_ROW_VERSIONS]
         .iter()
         .chain(super::artists::STATEMENTS)
         .chain(super::songs::STATEMENTS)
@@ -213,6 +250,7 @@ mod tests {
         "'\\'",
         "N'U'",
         "N'dbo._sqlx_migrations'",
+        "N','",
     ];
 
     /// The literal values in `text` beyond the allowed fixed words; panics when it does
@@ -228,6 +266,9 @@ mod tests {
             }
             None => text.to_owned(),
         };
+        // Nor does it read `EXEC @status = procedure ...` (the return code of
+        // sp_getapplock): parse the call without the assignment.
+        let parsable = parsable.replace("EXEC @granted = ", "EXEC ");
         let parsed = Parser::parse_sql(&MsSqlDialect {}, &parsable)
             .unwrap_or_else(|e| panic!("does not parse as T-SQL: {e}\n{text}"));
         let mut literals = Literals(Vec::new());
@@ -257,6 +298,31 @@ mod tests {
             ["N'Queen'", "5"]
         );
         assert!(spliced_literals("SELECT id FROM dbo.Artist WHERE id = @P1").is_empty());
+    }
+
+    #[test]
+    fn every_connection_pins_the_options_its_statements_depend_on() {
+        let setup = super::super::pool::session_setup(5000);
+        Parser::parse_sql(&MsSqlDialect {}, &setup)
+            .unwrap_or_else(|e| panic!("does not parse as T-SQL: {e}\n{setup}"));
+
+        for option in [
+            "SET NOCOUNT OFF;",
+            "SET ANSI_NULLS ON;",
+            "SET ANSI_PADDING ON;",
+            "SET ANSI_WARNINGS ON;",
+            "SET ARITHABORT ON;",
+            "SET CONCAT_NULL_YIELDS_NULL ON;",
+            "SET QUOTED_IDENTIFIER ON;",
+            "SET NUMERIC_ROUNDABORT OFF;",
+            "SET XACT_ABORT ON;",
+            "SET IMPLICIT_TRANSACTIONS OFF;",
+            "SET TRANSACTION ISOLATION LEVEL READ COMMITTED;",
+            "SET LOCK_TIMEOUT 5000;",
+        ] {
+            assert!(setup.contains(option), "{option} missing from {setup}");
+        }
+        assert!(super::super::pool::session_setup(0).ends_with("SET LOCK_TIMEOUT -1;"));
     }
 
     #[test]

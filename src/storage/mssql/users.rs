@@ -24,9 +24,12 @@ const SELECT_ONE: &str = "SELECT id, username, email, role, is_active, created_a
 const SELECT_ONE_LOCKED: &str = "SELECT id, username, email, role, is_active, created_at, \
      updated_at FROM dbo.app_user WITH (UPDLOCK, ROWLOCK) WHERE id = @P1";
 /// Serialises every change that could remove an active admin (on any replica), so two
-/// concurrent demotions cannot both see the other admin and leave none.
-const LOCK_ADMINS: &str = "EXEC sp_getapplock @Resource = N'starsongs_admins', \
-     @LockMode = N'Exclusive', @LockOwner = N'Transaction'";
+/// concurrent demotions cannot both see the other admin and leave none. Waits up to the
+/// session's `LOCK_TIMEOUT`; the return code says whether the lock was granted.
+const LOCK_ADMINS: &str = "DECLARE @granted INT; \
+     EXEC @granted = sp_getapplock @Resource = N'starsongs_admins', \
+     @LockMode = N'Exclusive', @LockOwner = N'Transaction'; \
+     SELECT @granted";
 const OTHER_ADMINS: &str = "SELECT COUNT_BIG(*) FROM dbo.app_user \
      WHERE role = 'admin' AND is_active = 1 AND id <> @P1";
 const UPDATE: &str = "UPDATE dbo.app_user SET version = version + 1, updated_at = @P1, \
@@ -187,7 +190,7 @@ pub(super) async fn list(
 }
 
 async fn ensure_other_admin(conn: &mut Conn, id: i64) -> StoreResult<()> {
-    Sql::new(LOCK_ADMINS).execute(conn).await?;
+    super::sql::applock(conn, &Sql::new(LOCK_ADMINS)).await?;
     let others = super::list::count(conn, &Sql::with(OTHER_ADMINS, vec![Box::new(id)])).await?;
     if others == 0 {
         return Err(StoreError::Conflict(ConflictKind::LastAdmin));
