@@ -29,23 +29,29 @@ impl fmt::Display for EntityTag {
 
 /// The row versions a write may replace: what an `If-Match` means to a store. A write
 /// whose row has another version changes nothing and fails with a precondition error.
+///
+/// The versions are distinct and in ascending order, however often a client repeated a
+/// tag: an `If-Match` of thousands of copies of one tag is one version, not thousands of
+/// bound parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpectedVersions(Vec<i64>);
 
 impl ExpectedVersions {
-    /// Exactly these versions.
-    pub fn new(versions: Vec<i64>) -> Self {
+    /// Exactly these versions (repeats dropped).
+    pub fn new(mut versions: Vec<i64>) -> Self {
+        versions.sort_unstable();
+        versions.dedup();
         Self(versions)
     }
 
-    /// The accepted versions (possibly none).
+    /// The accepted versions (possibly none), distinct, ascending.
     pub fn versions(&self) -> &[i64] {
         &self.0
     }
 
     /// Whether `version` is accepted.
     pub fn admits(&self, version: i64) -> bool {
-        self.0.contains(&version)
+        self.0.binary_search(&version).is_ok()
     }
 }
 
@@ -119,7 +125,7 @@ impl Precondition {
     pub fn expected_versions(&self, id: i64) -> Option<ExpectedVersions> {
         match self {
             Self::Any => None,
-            Self::Tags(tags) => Some(ExpectedVersions(
+            Self::Tags(tags) => Some(ExpectedVersions::new(
                 tags.iter()
                     .filter_map(|tag| {
                         let (tag_id, version) =
@@ -198,6 +204,17 @@ mod tests {
             Some(ExpectedVersions::new(vec![]))
         );
         assert_eq!(Precondition::Any.expected_versions(7), None);
+    }
+
+    #[test]
+    fn a_tag_repeated_thousands_of_times_is_one_version() {
+        let header = vec![r#""7.3""#; 3000].join(", ") + r#", "7.1", "7.3""#;
+        let precondition = Precondition::parse(&header).unwrap();
+
+        let expected = precondition.expected_versions(7).unwrap();
+
+        assert_eq!(expected.versions(), [1, 3]);
+        assert!(expected.admits(3) && expected.admits(1) && !expected.admits(2));
     }
 
     #[test]

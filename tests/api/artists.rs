@@ -540,3 +540,60 @@ async fn if_match_lists_may_hold_tags_with_commas_and_empty_elements() {
         "Current"
     );
 }
+
+/// An `If-Match` as long as the head limit allows: thousands of copies of one tag, or
+/// thousands of distinct tags (more than SQL Server's 2,100 parameters a statement), is
+/// answered 412 or 2xx like a short one, never 5xx.
+#[tokio::test]
+async fn an_if_match_of_thousands_of_tags_is_answered_like_a_short_one() {
+    // An operator may raise the head limit; 64 KiB holds over 3,000 distinct tags.
+    let app = TestApp::spawn_with(&[("STARSONGS__SERVER__MAX_HEADER_BYTES", "65536")]).await;
+    let artist = app.create_artist("Queen").await;
+    let id = artist["id"].as_i64().unwrap();
+    let path = format!("/v1/artists/{id}");
+    let current = etag(&app.get(&path).await);
+    // 2,600 copies of a stale tag fit in the default 16 KiB head, as a client may send.
+    let copies = vec![format!(r#""{id}.9""#); 2_600].join(",");
+    let distinct = (2..3_200)
+        .map(|version| format!(r#""{id}.{version}""#))
+        .collect::<Vec<_>>()
+        .join(",");
+    let send = |if_match: String, name: &str| {
+        app.request(Method::PUT, &path)
+            .header("content-type", "application/json")
+            .header("if-match", if_match)
+            .body(json!({"name": name}).to_string())
+            .send()
+    };
+
+    let copied = send(copies, "Copies").await.unwrap();
+    let stale = send(distinct.clone(), "Stale").await.unwrap();
+    let patch = app
+        .request(Method::PATCH, &path)
+        .header("content-type", "application/merge-patch+json")
+        .header("if-match", &distinct)
+        .body(json!({"name": "Stale"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let delete = app
+        .request(Method::DELETE, &path)
+        .header("if-match", &distinct)
+        .send()
+        .await
+        .unwrap();
+    problem(copied, StatusCode::PRECONDITION_FAILED).await;
+    problem(stale, StatusCode::PRECONDITION_FAILED).await;
+    problem(patch, StatusCode::PRECONDITION_FAILED).await;
+    problem(delete, StatusCode::PRECONDITION_FAILED).await;
+    let matching = send(format!("{distinct},{current}"), "Queen II")
+        .await
+        .unwrap();
+
+    assert_eq!(matching.status(), StatusCode::OK);
+    let now: serde_json::Value = app.get(&path).await.json().await.unwrap();
+    assert_eq!(
+        now["name"], "Queen II",
+        "only the matching write changed it"
+    );
+}

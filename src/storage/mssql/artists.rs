@@ -174,21 +174,30 @@ fn update_statement(id: ArtistId, next: &NewArtist, expected: Option<&ExpectedVe
     sql
 }
 
-/// Appends ` AND version IN (...)` (or a condition nothing meets, for no versions).
+/// Appends the `If-Match` condition: the row's version is one of `expected`, passed as
+/// ONE parameter (`,3,9,`) whatever the number of tags, since SQL Server takes at most
+/// 2,100 parameters a statement and a header may list thousands of distinct versions.
+/// The row is found by its key first, so the text search costs nothing measurable.
+/// No versions is a condition nothing meets.
 pub(super) fn push_versions(sql: &mut Sql, expected: Option<&ExpectedVersions>) {
     let Some(expected) = expected else { return };
     if expected.versions().is_empty() {
         sql.push(" AND 1 = 0");
         return;
     }
-    sql.push(" AND version IN (");
-    for (i, version) in expected.versions().iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.bind(*version);
+    sql.push(" AND CHARINDEX(CONCAT(N',', version, N','), ")
+        .bind(version_list(expected))
+        .push(") > 0");
+}
+
+/// The versions as `,v1,v2,...,`, so that `,v,` finds exactly one of them.
+fn version_list(expected: &ExpectedVersions) -> String {
+    let mut list = String::from(",");
+    for version in expected.versions() {
+        list.push_str(&version.to_string());
+        list.push(',');
     }
-    sql.push(")");
+    list
 }
 
 /// Replaces the artist in one conditional statement. No row updated means absent (404)
@@ -307,4 +316,30 @@ pub(super) fn sample_statements() -> Vec<String> {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_binds_one_parameter_whatever_the_number_of_tags() {
+        let new = NewArtist::parse("Sample").unwrap();
+        let id = ArtistId::try_from(1).unwrap();
+        // More distinct versions than SQL Server's 2,100 parameters a statement.
+        let many = ExpectedVersions::new((1..=5_000).collect());
+
+        let sql = update_statement(id, &new, Some(&many));
+
+        assert_eq!(sql.param_count(), 5, "four values and one version list");
+        assert!(
+            sql.text()
+                .ends_with("AND CHARINDEX(CONCAT(N',', version, N','), @P5) > 0")
+        );
+        assert_eq!(
+            version_list(&ExpectedVersions::new(vec![12, 3, 12])),
+            ",3,12,",
+            "`,2,` cannot match inside `,12,`"
+        );
+    }
 }
