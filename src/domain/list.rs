@@ -3,10 +3,10 @@
 //! Parsing lives here so every backend receives the same validated request; the cursor's
 //! wire encoding lives in `http::cursor`.
 
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::ids::ArtistId;
-use super::song::parse_date;
+use super::song::{is_storable_date, parse_date};
 use super::validation::{FieldError, ValidationErrors, search_key};
 
 /// Page size when the client gives none.
@@ -68,7 +68,7 @@ impl SortKind {
             (Self::Text, SortValue::Text(text)) => {
                 !text.contains('\0') && text.chars().count() <= MAX_CURSOR_TEXT_CHARS
             }
-            (Self::NullableDate, SortValue::Date(date)) => (0..=9999).contains(&date.year()),
+            (Self::NullableDate, SortValue::Date(date)) => is_storable_date(*date),
             _ => matches!(
                 (self, value),
                 (Self::Int, SortValue::Int(_))
@@ -616,8 +616,12 @@ mod tests {
         assert!(by_title.admits(&[text(&"é".repeat(256)), SortValue::Int(1)]));
         assert!(!by_title.admits(&[text("a\0b"), SortValue::Int(1)]));
         assert!(!by_title.admits(&[text(&"x".repeat(257)), SortValue::Int(1)]));
-        assert!(by_date.admits(&[date(0, 1, 1), SortValue::Int(1)]));
+        assert!(by_date.admits(&[date(1, 1, 1), SortValue::Int(1)]));
         assert!(by_date.admits(&[date(9999, 12, 31), SortValue::Int(1)]));
+        assert!(
+            !by_date.admits(&[date(0, 12, 31), SortValue::Int(1)]),
+            "SQL Server's date starts at 0001"
+        );
         assert!(!by_date.admits(&[date(10_000, 1, 1), SortValue::Int(1)]));
         assert!(!by_date.admits(&[date(-1, 12, 31), SortValue::Int(1)]));
     }

@@ -1,7 +1,7 @@
 //! Songs: field rules, the values a write carries, merge-patch application and the stored
 //! resource.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 use super::artist::ArtistSummary;
 use super::etag::EntityTag;
@@ -121,10 +121,21 @@ impl SongUrl {
     }
 }
 
-/// Parses a `YYYY-MM-DD` calendar date; `field` names it in the error.
+/// The years a date may have (API.md): 0001–9999, what every backend stores. SQL Server's
+/// `date` starts at 0001-01-01; the form `YYYY-MM-DD` ends at 9999.
+pub const YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
+
+/// Whether every backend can store `date` (its year is in [`YEARS`]).
+pub fn is_storable_date(date: NaiveDate) -> bool {
+    YEARS.contains(&date.year())
+}
+
+/// Parses a `YYYY-MM-DD` calendar date of a year in [`YEARS`]; `field` names it in the
+/// error.
 ///
 /// # Errors
-/// A [`FieldError`] on `field` for anything but an existing date in that exact form.
+/// A [`FieldError`] on `field` for anything but an existing date in that exact form and
+/// range.
 pub fn parse_date(field: &str, raw: &str) -> Result<NaiveDate, FieldError> {
     let is_shaped = raw.len() == 10
         && raw.bytes().enumerate().all(|(i, b)| {
@@ -137,7 +148,13 @@ pub fn parse_date(field: &str, raw: &str) -> Result<NaiveDate, FieldError> {
     is_shaped
         .then(|| NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok())
         .flatten()
-        .ok_or_else(|| FieldError::new(field, "must be a valid date in the form YYYY-MM-DD"))
+        .filter(|date| is_storable_date(*date))
+        .ok_or_else(|| {
+            FieldError::new(
+                field,
+                "must be a valid date in the form YYYY-MM-DD, from 0001-01-01 to 9999-12-31",
+            )
+        })
 }
 
 /// Checks that a distance is a finite number.
@@ -446,6 +463,10 @@ mod tests {
             ("11/07/1969", false),
             ("+1969-07-11", false),
             ("", false),
+            ("0001-01-01", true),
+            ("9999-12-31", true),
+            ("0000-01-01", false),
+            ("0000-12-31", false),
         ] {
             assert_eq!(parse_date("release_date", raw).is_ok(), ok, "{raw}");
         }

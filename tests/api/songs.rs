@@ -182,6 +182,10 @@ async fn song_field_rules_are_enforced() {
             json!({"title": "ok", "release_date": 19690711}),
             "release_date",
         ),
+        (
+            json!({"title": "ok", "release_date": "0000-01-01"}),
+            "release_date",
+        ),
         (json!({"title": "ok", "url": "ftp://example.com"}), "url"),
         (json!({"title": "ok", "url": "javascript:alert(1)"}), "url"),
         (json!({"title": "ok", "url": "/relative"}), "url"),
@@ -373,4 +377,65 @@ async fn an_artist_id_written_as_a_number_without_a_fraction_is_that_integer() {
         body["errors"],
         json!([{"field": "artist_id", "message": "must be an integer in range"}])
     );
+}
+
+/// Years 0001–9999 on every backend (API.md): year 0000 is refused wherever a date is
+/// read, and the first and last storable days round-trip and sort.
+#[tokio::test]
+async fn year_0000_is_refused_everywhere_and_0001_and_9999_are_stored() {
+    let app = TestApp::spawn().await;
+    let first = app
+        .create_song(&json!({"title": "First day", "release_date": "0001-01-01"}))
+        .await;
+    let last = app
+        .create_song(&json!({"title": "Last day", "release_date": "9999-12-31"}))
+        .await;
+    let path = format!("/v1/songs/{}", first["id"]);
+
+    let patch = app
+        .request(Method::PATCH, &path)
+        .header("content-type", "application/merge-patch+json")
+        .body(json!({"release_date": "0000-12-31"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let put = app
+        .send_json(
+            Method::PUT,
+            &path,
+            &json!({"title": "First day", "release_date": "0000-01-01"}),
+        )
+        .await;
+    let from = app.get("/v1/songs?released_from=0000-01-01").await;
+    let to = app.get("/v1/songs?released_to=0000-06-30").await;
+    for response in [patch, put, from, to] {
+        let body = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+        let fields = error_fields(&body);
+        assert_eq!(fields.len(), 1, "{body}");
+        assert!(
+            ["release_date", "released_from", "released_to"].contains(&fields[0].as_str()),
+            "{body}"
+        );
+    }
+
+    assert_eq!(first["release_date"], "0001-01-01");
+    assert_eq!(last["release_date"], "9999-12-31");
+    let stored: Value = app.get(&path).await.json().await.unwrap();
+    assert_eq!(
+        stored["release_date"], "0001-01-01",
+        "unchanged by the refusals"
+    );
+    let sorted: Value = app
+        .get("/v1/songs?sort=-release_date")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let dates: Vec<&str> = sorted["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|song| song["release_date"].as_str().unwrap())
+        .collect();
+    assert_eq!(dates, ["9999-12-31", "0001-01-01"]);
 }

@@ -112,7 +112,7 @@ pub struct SongInput {
     /// An existing artist's id, or null.
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 2147483647)]
     pub artist_id: Option<JsonInteger>,
-    /// `YYYY-MM-DD`, or null.
+    /// `YYYY-MM-DD` (years 0001–9999), or null.
     #[schema(value_type = Option<String>, format = Date)]
     pub release_date: Option<String>,
     /// An http or https URL with a host name or an IPv4 address (no user info or IPv6
@@ -162,7 +162,7 @@ pub struct SongReplace {
     /// An existing artist's id, or null.
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 2147483647)]
     pub artist_id: Option<JsonInteger>,
-    /// `YYYY-MM-DD`, or null.
+    /// `YYYY-MM-DD` (years 0001–9999), or null.
     #[schema(value_type = Option<String>, format = Date)]
     pub release_date: Option<String>,
     /// An http or https URL with a host name or an IPv4 address (no user info or IPv6
@@ -209,7 +209,7 @@ pub struct SongPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 2147483647)]
     pub artist_id: Option<Option<JsonInteger>>,
-    /// New release date, or null.
+    /// New release date (`YYYY-MM-DD`, years 0001–9999), or null.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, format = Date)]
     pub release_date: Option<Option<String>>,
@@ -266,10 +266,12 @@ pub struct SongListParams {
     /// Only this artist's songs.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 2147483647)]
     pub artist_id: Option<String>,
-    /// Released on or after this date (`YYYY-MM-DD`); excludes songs without a date.
+    /// Released on or after this date (`YYYY-MM-DD`, years 0001–9999); excludes songs
+    /// without a date.
     #[param(value_type = Option<String>, format = Date)]
     pub released_from: Option<String>,
-    /// Released on or before this date (`YYYY-MM-DD`); excludes songs without a date.
+    /// Released on or before this date (`YYYY-MM-DD`, years 0001–9999); excludes songs
+    /// without a date.
     #[param(value_type = Option<String>, format = Date)]
     pub released_to: Option<String>,
     /// `artist` embeds each song's artist (`{id, name}` or null), read in the same query;
