@@ -88,21 +88,40 @@ async fn old_database_and_pool_probes_answer_unauthenticated_like_readiness() {
         (db_status, db_type.as_str()),
         (StatusCode::OK, "application/json")
     );
-    assert_eq!(db["status"], "up");
-    assert!(db["latency_ms"].is_u64(), "{db}");
+    // The Python API's fields, which its monitors read, with the new figure beside them.
+    assert_eq!(db["status"], "healthy", "{db}");
+    assert_eq!(db["database"], "connected", "{db}");
+    assert!(
+        db["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{db}"
+    );
     assert_eq!(
-        db, ready["checks"]["database"],
+        db["latency_ms"], ready["checks"]["database"]["latency_ms"],
         "the readiness check itself"
     );
     assert_eq!(
         (pool_status, pool_type.as_str()),
         (StatusCode::OK, "application/json")
     );
-    assert_eq!(pool.as_object().unwrap().len(), 4, "{pool}");
-    for key in ["size", "idle", "in_use", "max"] {
+    for key in [
+        "pool_size",
+        "checked_out",
+        "overflow",
+        "total_connections",
+        "size",
+        "idle",
+        "in_use",
+        "max",
+    ] {
         assert!(pool[key].is_u64(), "{key}: {pool}");
     }
+    assert_eq!(pool["pool_size"], 10, "database.max_connections");
     assert_eq!(pool["max"], 10);
+    assert_eq!(
+        pool["total_connections"].as_u64(),
+        Some(pool["checked_out"].as_u64().unwrap() + pool["overflow"].as_u64().unwrap())
+    );
+    assert_eq!(pool["status"], "healthy", "{pool}");
 }
 
 #[tokio::test]
@@ -158,14 +177,15 @@ async fn the_old_database_probe_is_503_while_the_database_does_not_answer() {
 
     assert_eq!(down_status, StatusCode::SERVICE_UNAVAILABLE, "{down_body}");
     assert_eq!(down_type, "application/json");
-    assert_eq!(down_body["status"], "down");
+    assert_eq!(down_body["status"], "unhealthy", "{down_body}");
+    assert_eq!(down_body["database"], "disconnected", "{down_body}");
     assert!(retry_after.is_some(), "a 503 carries Retry-After");
     assert_eq!(
         pool_status,
         StatusCode::OK,
         "the pool figures need no database"
     );
-    assert!(pool_body["max"].is_u64(), "{pool_body}");
+    assert!(pool_body["pool_size"].is_u64(), "{pool_body}");
     assert_eq!(
         back.status(),
         StatusCode::OK,

@@ -327,6 +327,18 @@ async fn an_outage_is_503_without_hanging_and_service_resumes_by_itself() {
     let ready = bounded.get(app.url("/health/ready")).send().await.unwrap();
     let ready_status = ready.status();
     let ready_body: Value = ready.json().await.unwrap();
+    // The Python API's probes, which its monitors read by field.
+    let old_db = bounded.get(app.url("/health/db")).send().await.unwrap();
+    let old_db_status = old_db.status();
+    let old_db_body: Value = old_db.json().await.unwrap();
+    let old_pool: Value = bounded
+        .get(app.url("/health/pool"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
 
     let cluster = tokio::task::spawn_blocking(move || {
         cluster.pg_ctl("start");
@@ -356,6 +368,10 @@ async fn an_outage_is_503_without_hanging_and_service_resumes_by_itself() {
     assert_eq!(write_status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready_status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready_body["status"], "not_ready", "{ready_body}");
+    assert_eq!(old_db_status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(old_db_body["status"], "unhealthy", "{old_db_body}");
+    assert_eq!(old_db_body["database"], "disconnected", "{old_db_body}");
+    assert!(old_pool["pool_size"].is_u64(), "{old_pool}");
     assert_eq!(back.status(), StatusCode::OK, "service resumed");
     assert_eq!(back.json::<Value>().await.unwrap()["name"], "Survivor");
     drop(cluster);

@@ -1,7 +1,8 @@
 //! Probes: `/health` (legacy), `/health/live` (process only) and `/health/ready`
 //! (database round trip within 1 s, schema current, not shutting down), plus the Python
-//! API's `/health/db` and `/health/pool`, kept for old monitors: the same database check
-//! and pool figures as readiness.
+//! API's `/health/db` and `/health/pool`, kept for old monitors with that API's fields
+//! (API.md): the same database check and pool figures as readiness, in the old shape,
+//! with this service's figures beside them.
 
 use std::time::{Duration, Instant};
 
@@ -82,6 +83,51 @@ pub struct PoolOut {
     pub max: u32,
 }
 
+/// The Python API's `/health/db` document, with the round-trip time beside its fields.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "status": "healthy", "database": "connected",
+    "message": "Database connection successful", "latency_ms": 1
+}))]
+pub struct LegacyDatabaseOut {
+    /// `healthy` or `unhealthy` (the old API's words; monitors read them).
+    pub status: &'static str,
+    /// `connected` or `disconnected`.
+    pub database: &'static str,
+    /// A sentence for people; never carries a connection string or a server's error text.
+    pub message: &'static str,
+    /// Round-trip time in milliseconds (new).
+    pub latency_ms: u64,
+}
+
+/// The Python API's `/health/pool` document (SQLAlchemy's pool figures), with the
+/// readiness pool figures beside its fields.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "pool_size": 10, "checked_out": 1, "overflow": 0, "total_connections": 1,
+    "status": "healthy", "size": 2, "idle": 1, "in_use": 1, "max": 10
+}))]
+pub struct LegacyPoolOut {
+    /// Connections the pool may hold (`database.max_connections`).
+    pub pool_size: u32,
+    /// Connections in use by requests.
+    pub checked_out: u32,
+    /// Connections beyond `pool_size`: always 0 here, the pool never overflows its size.
+    pub overflow: u32,
+    /// `checked_out` + `overflow`.
+    pub total_connections: u32,
+    /// `healthy`, or `degraded` while every connection is in use.
+    pub status: &'static str,
+    /// Open connections (new).
+    pub size: u32,
+    /// Open and idle (new).
+    pub idle: u32,
+    /// Open and in use (new; the same figure as `checked_out`).
+    pub in_use: u32,
+    /// Configured maximum (new; the same figure as `pool_size`).
+    pub max: u32,
+}
+
 /// The readiness document.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -114,30 +160,63 @@ pub async fn live() -> Json<HealthStatus> {
     Json(HealthStatus { status: "alive" })
 }
 
-/// Legacy database probe (the Python API's): the readiness database check alone. 200 while
-/// the database answers within 1 s, 503 (with `Retry-After`) while it does not.
+/// Legacy database probe (the Python API's fields): the readiness database check alone.
+/// 200 `healthy`/`connected` while the database answers within 1 s; 503
+/// `unhealthy`/`disconnected` (with `Retry-After`) while it does not. (The Python API
+/// answered 200 even when down; a monitor that reads the body works with both.)
 #[utoipa::path(get, path = "/health/db", tag = "operations",
     responses(
-        (status = 200, description = "The database answers", body = CheckOut),
-        (status = 503, description = "The database does not answer within 1 s", body = CheckOut,
+        (status = 200, description = "The database answers", body = LegacyDatabaseOut),
+        (status = 503, description = "The database does not answer within 1 s", body = LegacyDatabaseOut,
             headers(("Retry-After" = u32, description = "Seconds before probing again"))),
     ))]
 pub async fn health_db(State(state): State<AppState>) -> Response {
     let check = database_check(&state).await;
-    let body = CheckOut::from(&check);
     if check.is_up {
+        let body = LegacyDatabaseOut {
+            status: "healthy",
+            database: "connected",
+            message: "Database connection successful",
+            latency_ms: check.latency_ms,
+        };
         (StatusCode::OK, Json(body)).into_response()
     } else {
-        unavailable(body)
+        unavailable(LegacyDatabaseOut {
+            status: "unhealthy",
+            database: "disconnected",
+            message: "The database did not answer within 1 s",
+            latency_ms: check.latency_ms,
+        })
     }
 }
 
-/// Legacy pool probe (the Python API's): the readiness pool figures. Always 200: the
-/// figures are read from the pool, not the database, and matter most while it is down.
+/// Legacy pool probe (the Python API's fields, with the readiness pool figures beside
+/// them). Always 200: the figures are read from the pool, not the database, and matter
+/// most while it is down.
 #[utoipa::path(get, path = "/health/pool", tag = "operations",
-    responses((status = 200, description = "Connection pool figures", body = PoolOut)))]
-pub async fn health_pool(State(state): State<AppState>) -> Json<PoolOut> {
-    Json(pool_figures(&state))
+    responses((status = 200, description = "Connection pool figures", body = LegacyPoolOut)))]
+pub async fn health_pool(State(state): State<AppState>) -> Json<LegacyPoolOut> {
+    Json(LegacyPoolOut::from(pool_figures(&state)))
+}
+
+impl From<PoolOut> for LegacyPoolOut {
+    fn from(pool: PoolOut) -> Self {
+        Self {
+            pool_size: pool.max,
+            checked_out: pool.in_use,
+            overflow: 0,
+            total_connections: pool.in_use,
+            status: if pool.in_use >= pool.max {
+                "degraded"
+            } else {
+                "healthy"
+            },
+            size: pool.size,
+            idle: pool.idle,
+            in_use: pool.in_use,
+            max: pool.max,
+        }
+    }
 }
 
 /// Readiness: 200 when the database answers within 1 s, the schema is current and shutdown
@@ -231,4 +310,28 @@ fn unavailable(body: impl Serialize) -> Response {
         .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     response.extensions_mut().insert(OwnBody);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_old_pool_probe_is_degraded_while_every_connection_is_in_use() {
+        let figures = |in_use| PoolOut {
+            size: 4,
+            idle: 4 - in_use,
+            in_use,
+            max: 4,
+        };
+
+        let busy = LegacyPoolOut::from(figures(3));
+        let full = LegacyPoolOut::from(figures(4));
+
+        assert_eq!(
+            (busy.status, busy.checked_out, busy.pool_size),
+            ("healthy", 3, 4)
+        );
+        assert_eq!((full.status, full.total_connections), ("degraded", 4));
+    }
 }
