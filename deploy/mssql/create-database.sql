@@ -5,6 +5,14 @@
 IF DB_ID(N'starsongs') IS NULL
     CREATE DATABASE starsongs;
 GO
+-- Row-versioned reads (as Azure SQL has by default): lists, gets, readiness and
+-- `migrate status` read the last committed rows instead of waiting for writers' locks or
+-- being chosen as deadlock victims. It cannot be set inside a transaction (so not in a
+-- migration), and it needs the database to itself for a moment: ROLLBACK IMMEDIATE ends
+-- other sessions' open transactions, so run this before the service starts.
+IF EXISTS (SELECT 1 FROM sys.databases WHERE name = N'starsongs' AND is_read_committed_snapshot_on = 0)
+    ALTER DATABASE starsongs SET READ_COMMITTED_SNAPSHOT ON WITH ROLLBACK IMMEDIATE;
+GO
 IF SUSER_ID(N'starsongs') IS NULL
     CREATE LOGIN starsongs WITH PASSWORD = N'$(STARSONGS_DB_PASSWORD)', CHECK_POLICY = ON;
 ELSE
