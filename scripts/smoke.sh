@@ -101,15 +101,23 @@ db_password_decoded="$(printf '%b' "${db_password//%/\\x}")"
 umask 077
 dir="$(mktemp -d "${TMPDIR:-/tmp}/starsongs-smoke.XXXXXX")"
 pid=""
+# Set by the script's own exits (finish, refuse); any other exit is a failure of the script
+# itself, and must not look like a refusal (2).
+deliberate_exit=false
 # shellcheck disable=SC2329 # run by the EXIT trap (shellcheck 0.11 misses it when the script calls exit)
 cleanup() {
+  local rc=$?
   if [ -n "$pid" ] && kill -0 "$pid" 2> /dev/null; then
     kill -TERM "$pid" 2> /dev/null || true
     for _ in $(seq 1 50); do kill -0 "$pid" 2> /dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2> /dev/null || true
-    wait "$pid" 2> /dev/null || true
+    { wait "$pid"; } 2> /dev/null || true
   fi
   rm -rf "$dir"
+  if [ "$deliberate_exit" = false ] && [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ]; then
+    echo "smoke: stopped by an unexpected failure (exit $rc): a bug in scripts/smoke.sh" >&2
+    exit 1
+  fi
 }
 trap cleanup EXIT
 
@@ -162,7 +170,7 @@ redact() {
 # The binary's reason for failing: the `error` field of its last JSON log line (stderr).
 bin_error() {
   local reason
-  reason="$(jq -Rr 'fromjson? | .fields.error // .error // empty' "$1" 2> /dev/null | tail -1)"
+  reason="$(jq -Rr 'fromjson? | .fields.error // .error // empty' "$1" 2> /dev/null | tail -1)" || true
   [ -n "$reason" ] || reason="$(tr '\n' ' ' < "$1")"
   printf '%s' "$reason" | redact | cut -c1-300
 }
@@ -193,7 +201,7 @@ req_as() {
   local type="$1" who="$2" method="$3" path="$4" body="${5-}"
   shift 4
   [ $# -eq 0 ] || shift
-  local curl_args=(--silent --max-time 35 -o "$dir/body" -D "$dir/headers"
+  local curl_args=(--noproxy '*' --silent --max-time 35 -o "$dir/body" -D "$dir/headers"
     -w '%{http_code}' -X "$method")
   [ "$who" = anon ] || curl_args+=(-H "@$dir/auth-$who")
   [ -z "$body" ] || curl_args+=(-H "Content-Type: $type" --data-binary @-)
@@ -238,7 +246,7 @@ expect() {
     last_ok=true
     row PASS "$name"
   elif [ "$status" = "$want" ]; then
-    row FAIL "$name" "$(excerpt); expected more"
+    row FAIL "$name" "$(excerpt); the body or a header is not as expected"
   else
     row FAIL "$name" "$(excerpt); expected $want"
   fi
@@ -270,11 +278,13 @@ admin_base=""
 # start_server LOG: runs `serve` in the background and waits (bounded) for /health/ready.
 start_server() {
   local log="$1" address="" admin_address=""
+  # Made here, not by the background redirection, which may come after the first poll.
+  : > "$log"
   STARSONGS__DATABASE__URL="$db_url" STARSONGS__AUTH__JWT_SECRET="$jwt_secret" \
     "$bin" serve > "$log" 2>&1 &
   pid=$!
   for _ in $(seq 1 600); do
-    address="$(jq -Rr 'fromjson? | (.fields // .) | select(.message == "listening") | .address' "$log" 2> /dev/null | head -1)"
+    address="$(jq -Rr 'fromjson? | (.fields // .) | select(.message == "listening") | .address' "$log" | head -1)" || true
     [ -z "$address" ] || break
     kill -0 "$pid" 2> /dev/null || break
     sleep 0.1
@@ -283,11 +293,11 @@ start_server() {
     row FAIL "serve starts and logs its addresses" "$(bin_error "$log")"
     finish "the service did not start"
   fi
-  admin_address="$(jq -Rr 'fromjson? | (.fields // .) | select(.message == "listening") | .admin_address' "$log" | head -1)"
+  admin_address="$(jq -Rr 'fromjson? | (.fields // .) | select(.message == "listening") | .admin_address' "$log" | head -1)" || true
   base="http://$address"
   admin_base="http://$admin_address"
   for _ in $(seq 1 300); do
-    status="$(curl --silent --max-time 2 -o "$dir/body" -w '%{http_code}' "$base/health/ready")" || true
+    status="$(curl --noproxy '*' --silent --max-time 2 -o "$dir/body" -w '%{http_code}' "$base/health/ready")" || true
     [ "$status" != 200 ] || break
     kill -0 "$pid" 2> /dev/null || break
     sleep 0.2
@@ -334,6 +344,7 @@ finish() {
     grep -E '"level":"(WARN|ERROR)"' "$dir/serve.log" | head -20 | redact >&2 || true
   fi
   summary
+  deliberate_exit=true
   [ "$failed" -eq 0 ] && exit 0
   exit 1
 }
@@ -343,6 +354,7 @@ refuse() {
   [ -z "$pid" ] || stop_server
   echo "smoke: refused: $1" >&2
   echo "smoke: point it at a new, empty database made for the run (OPERATIONS.md, \"Proving a SQL Server or Azure SQL database\")" >&2
+  deliberate_exit=true
   exit 2
 }
 
@@ -413,7 +425,7 @@ start_server "$dir/serve.log"
 expect "serve: /health/ready is 200 \"ready\", database up" 200 \
   '.status == "ready" and .checks.database.status == "up"'
 must
-status="$(curl --silent --max-time 5 -o "$dir/body" -w '%{http_code}' "$admin_base/metrics")" || true
+status="$(curl --noproxy '*' --silent --max-time 5 -o "$dir/body" -w '%{http_code}' "$admin_base/metrics")" || true
 expect "admin listener: GET /metrics (Prometheus text)" 200 '' \
   "$(is grep -q '^http_requests_total' "$dir/body")"
 req anon GET /metrics
@@ -434,6 +446,13 @@ must
 req admin GET /v1/auth/me
 expect "GET /v1/auth/me: the admin" 200 '.username == "smoke-admin" and .role == "admin"'
 must
+req admin GET /v1/artists
+expect "/v1 responses carry RateLimit-* and X-RateLimit-* headers" 200 '' \
+  "$(is [ -n "$(header ratelimit-limit)" ] && [ -n "$(header ratelimit-remaining)" ] \
+    && [ -n "$(header x-ratelimit-limit)" ])"
+expect "security headers: nosniff, DENY, no-referrer, a CSP" 200 '' \
+  "$(is [ "$(header x-content-type-options)" = nosniff ] && [ "$(header x-frame-options)" = DENY ] \
+    && [ "$(header referrer-policy)" = no-referrer ] && [ -n "$(header content-security-policy)" ])"
 
 # --- 4. catalog: create, list, cursor -------------------------------------------------------
 artist_ids=()
@@ -479,7 +498,7 @@ while [ "$pages" -lt 10 ]; do
     cursor_page_ok=false
   fi
   [ "$(field .pagination.has_next)" = true ] || break
-  next="$(jq -r '.pagination.next_cursor // empty | @uri' "$dir/body")"
+  next="$(jq -r '.pagination.next_cursor // empty | @uri' "$dir/body")" || true
   [ -n "$next" ] || { cursor_page_ok=false; break; }
   path="/v1/artists?page_size=2&cursor=$next"
 done
@@ -598,8 +617,9 @@ expect "viewer GET /v1/admin/users: 403" 403
 req anon POST /v1/auth/refresh "{\"refresh_token\": \"$viewer_refresh\"}"
 new_refresh="$(field .refresh_token)"
 bearer viewer2 "$(field .access_token)"
-expect "refresh: 200, a new pair" 200 '(.access_token | length > 0)' \
-  "$(is [ -n "$new_refresh" ] && [ "$new_refresh" != "$viewer_refresh" ])"
+expect "refresh: 200, a new pair, Cache-Control: no-store" 200 '(.access_token | length > 0)' \
+  "$(is [ -n "$new_refresh" ] && [ "$new_refresh" != "$viewer_refresh" ] \
+    && [ "$(header cache-control)" = no-store ])"
 req viewer2 GET /v1/auth/me
 expect "the new access token works" 200 '.username == "smoke-viewer"'
 req anon POST /v1/auth/refresh "{\"refresh_token\": \"$viewer_refresh\"}"
