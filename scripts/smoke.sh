@@ -17,7 +17,8 @@
 #
 # Exit codes: 0 every check passed; 1 a check failed, or the run could not go on (the
 # database did not answer, the service did not start); 2 refused: a database that is not
-# fresh (see below), bad arguments, or a missing tool or binary.
+# fresh (see below), bad arguments, a configuration the binary refuses (its exit 2), or a
+# missing tool or binary.
 #
 # Fresh means: `starsongs migrate status` lists every migration as pending (this service
 # never migrated the database, or a `--down` run reverted it), and right after
@@ -76,7 +77,7 @@ case "$db_url" in
   postgres://* | postgresql://*) backend=postgres ;;
   mssql://*) backend=mssql ;;
   *=*) backend="SQL Server (ADO.NET string)" ;;
-  *) backend="unknown scheme" ;;
+  *) backend="unknown" ;;
 esac
 
 # The password inside the URL, as written and percent-decoded, so that error text can be
@@ -157,12 +158,13 @@ run_bin() {
 }
 
 # redact: copies standard input, with the URL, its password and any token replaced.
+# A password under 4 characters is not scrubbed on its own: it would mangle every word.
 redact() {
   local line
   while IFS= read -r line || [ -n "$line" ]; do
-    line="${line//"$db_url"/<database url>}"
-    [ -z "$db_password" ] || line="${line//"$db_password"/<password>}"
-    [ -z "$db_password_decoded" ] || line="${line//"$db_password_decoded"/<password>}"
+    line="${line//"$db_url"/***}"
+    [ "${#db_password}" -lt 4 ] || line="${line//"$db_password"/***}"
+    [ "${#db_password_decoded}" -lt 4 ] || line="${line//"$db_password_decoded"/***}"
     printf '%s\n' "$line"
   done | sed -E 's/("(access_token|refresh_token|key|password)" *: *")[^"]*/\1…/g'
 }
@@ -359,9 +361,16 @@ refuse() {
 }
 
 # --- 1. schema ---------------------------------------------------------------------------
-echo "smoke: $("$bin" --version) against a $backend database (URL not shown)"
+echo "smoke: $("$bin" --version), database: $backend (URL not shown)"
 
-if ! run_bin migrate status > "$dir/status.out" 2> "$dir/status.err"; then
+status_exit=0
+run_bin migrate status > "$dir/status.out" 2> "$dir/status.err" || status_exit=$?
+if [ "$status_exit" -eq 2 ]; then
+  # The binary's exit 2: the configuration (here, the URL) is invalid.
+  echo "smoke: the binary refused the configuration: $(bin_error "$dir/status.err")" >&2
+  deliberate_exit=true
+  exit 2
+elif [ "$status_exit" -ne 0 ]; then
   row FAIL "migrate status (the database answers)" "$(bin_error "$dir/status.err")"
   finish "cannot read the migration status"
 fi
