@@ -366,7 +366,7 @@ echo "smoke: $("$bin" --version), database: $backend (URL not shown)"
 status_exit=0
 run_bin migrate status > "$dir/status.out" 2> "$dir/status.err" || status_exit=$?
 if [ "$status_exit" -eq 2 ]; then
-  # The binary's exit 2: the configuration (here, the URL) is invalid.
+  # The binary's exit 2: invalid configuration (README, "Validation").
   echo "smoke: the binary refused the configuration: $(bin_error "$dir/status.err")" >&2
   deliberate_exit=true
   exit 2
@@ -376,7 +376,10 @@ elif [ "$status_exit" -ne 0 ]; then
 fi
 migrations="$(grep -cE '^[0-9]{4} ' "$dir/status.out" || true)"
 applied="$(grep -cE '^[0-9]{4} +applied' "$dir/status.out" || true)"
-if [ "$applied" != 0 ]; then
+if [ "$migrations" = 0 ]; then
+  row FAIL "migrate status lists the migrations" "$(tr '\n' ' ' < "$dir/status.out" | cut -c1-160)"
+  finish "cannot tell whether the database is fresh"
+elif [ "$applied" != 0 ]; then
   refuse "this database has $applied of $migrations migrations applied: it is in use, not fresh"
 fi
 row PASS "migrate status: all $migrations migrations pending (fresh database)"
@@ -401,7 +404,7 @@ else
 fi
 
 # Rows adopted by the first migration (the original system's SQL Server tables) are seen
-# before anything is written: public reads, no account needed.
+# before the run writes anything: public reads, no account needed.
 STARSONGS__AUTH__PUBLIC_READ=true STARSONGS__DATABASE__MIGRATE_ON_START=false \
   start_server "$dir/guard.log"
 req anon GET "/v1/artists?page_size=1"
