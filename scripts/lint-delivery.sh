@@ -71,6 +71,7 @@ echo "--- tools ready ($((SECONDS - started)) s)"
 
 # --- Dockerfile -----------------------------------------------------------------------
 check "shellcheck scripts/lint-delivery.sh" "$T/shellcheck" scripts/lint-delivery.sh
+check "shellcheck scripts/smoke.sh" "$T/shellcheck" scripts/smoke.sh
 check "hadolint Dockerfile" "$T/hadolint" --failure-threshold info Dockerfile
 
 # --- GitHub ----------------------------------------------------------------------------
