@@ -157,10 +157,11 @@ async fn an_original_database_is_adopted_with_its_rows_and_ids() {
 
     let new_artist = app.create_artist("New Order").await;
     let new_song = app
-        .create_song(
-            &json!({"title": "Blue Monday", "artist_id": new_artist["id"],
-                             "url": "https://example.com/new-order/blue-monday"}),
-        )
+        .create_song(&json!({
+            "title": "Blue Monday",
+            "artist_id": new_artist["id"],
+            "url": "https://example.com/new-order/blue-monday",
+        }))
         .await;
 
     assert!(new_artist["id"].as_i64().unwrap() > 40, "{new_artist}");
