@@ -4,6 +4,7 @@
 
 mod backends;
 mod cases;
+mod mssql_adoption;
 #[path = "../support/server_db.rs"]
 mod server_db;
 mod sqlite_limits;

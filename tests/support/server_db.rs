@@ -50,24 +50,89 @@ pub struct TestDatabase {
     is_mssql: bool,
 }
 
-/// Runs one T-SQL batch on the server of `url` (test-made text only).
-pub async fn mssql_batch(url: &str, sql: &str) -> Result<(), String> {
+/// A SQL Server connection to the database of `url` (an `mssql://` URL).
+pub async fn mssql_client(url: &str) -> Result<MssqlClient, String> {
     use tokio_util::compat::TokioAsyncWriteCompatExt;
     let config = starsongs::storage::mssql::parse_url(url).map_err(|e| e.to_string())?;
     let tcp = tokio::net::TcpStream::connect(config.get_addr())
         .await
         .map_err(|e| e.to_string())?;
-    let mut client = tiberius::Client::connect(config, tcp.compat_write())
+    tiberius::Client::connect(config, tcp.compat_write())
         .await
-        .map_err(|e| e.to_string())?;
-    client
-        .simple_query(sql)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_results()
-        .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+/// What [`mssql_client`] returns.
+pub type MssqlClient = tiberius::Client<tokio_util::compat::Compat<tokio::net::TcpStream>>;
+
+/// Runs one T-SQL batch on the server of `url` (test-made text only).
+pub async fn mssql_batch(url: &str, sql: &str) -> Result<(), String> {
+    let mut client = mssql_client(url).await?;
+    run(&mut client, sql).await.map_err(|e| e.to_string())?;
     client.close().await.map_err(|e| e.to_string())
+}
+
+/// Runs one batch on `client`, keeping the driver's error (and its number).
+async fn run(client: &mut MssqlClient, sql: &str) -> Result<(), tiberius::error::Error> {
+    client.simple_query(sql).await?.into_results().await?;
+    Ok(())
+}
+
+/// Serialises `CREATE DATABASE` between this process's tests (threads and runtimes);
+/// [`CREATE_LOCK`] does the same between processes.
+static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Held (session-owned, in `master`) around `CREATE DATABASE` by every test process.
+/// SQL Server copies `model` for a new database under an exclusive lock on it; creations
+/// racing for that lock fail with error 1807.
+const CREATE_LOCK: &str = "DECLARE @granted INT; \
+     EXEC @granted = sys.sp_getapplock @Resource = N'starsongs_test_create_database', \
+     @LockMode = N'Exclusive', @LockOwner = N'Session', @LockTimeout = 120000; \
+     IF @granted < 0 THROW 50000, N'starsongs_test_create_database was not granted', 1;";
+const CREATE_UNLOCK: &str = "EXEC sys.sp_releaseapplock \
+     @Resource = N'starsongs_test_create_database', @LockOwner = N'Session'";
+/// "Could not obtain exclusive lock on database 'model'": something else (a tool, a
+/// creation outside these tests) held it. Retried a few times, with backoff.
+const MODEL_LOCKED: u32 = 1807;
+const CREATE_ATTEMPTS: u32 = 6;
+
+/// Creates database `name` on the server of `admin_url`, with READ_COMMITTED_SNAPSHOT on
+/// (the documented deployment, deploy/mssql/create-database.sql) before anyone uses it.
+async fn create_mssql_database(admin_url: &str, name: &str) -> Result<(), String> {
+    let _this_process = CREATING.lock().await;
+    let mut master_url = url::Url::parse(admin_url).map_err(|e| e.to_string())?;
+    master_url.set_path("/master");
+    let mut master = mssql_client(master_url.as_str()).await?;
+    run(&mut master, CREATE_LOCK)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut attempt = 1;
+    let created = loop {
+        match run(&mut master, &format!("CREATE DATABASE [{name}]")).await {
+            Err(tiberius::error::Error::Server(token))
+                if token.code() == MODEL_LOCKED && attempt < CREATE_ATTEMPTS =>
+            {
+                eprintln!("CREATE DATABASE [{name}]: error 1807 (model is locked), retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+                attempt += 1;
+            }
+            other => break other,
+        }
+    };
+    let configured = match created {
+        Ok(()) => run(
+            &mut master,
+            &format!("ALTER DATABASE [{name}] SET READ_COMMITTED_SNAPSHOT ON"),
+        )
+        .await
+        .map_err(|e| format!("SET READ_COMMITTED_SNAPSHOT ON: {e}")),
+        Err(e) => Err(format!("CREATE DATABASE after {attempt} attempt(s): {e}")),
+    };
+    // Closing the session would release the lock too; say so explicitly.
+    let unlocked = run(&mut master, CREATE_UNLOCK).await;
+    master.close().await.ok();
+    configured?;
+    unlocked.map_err(|e| e.to_string())
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -105,12 +170,13 @@ impl TestDatabase {
         )
     }
 
-    /// A new empty database on the SQL Server of `admin_url` (an `mssql://` URL).
+    /// A new empty database on the SQL Server of `admin_url` (an `mssql://` URL), created
+    /// one at a time across test threads and processes, with READ_COMMITTED_SNAPSHOT on.
     pub async fn create_mssql(admin_url: &str) -> Self {
         let name = Self::new_name();
-        mssql_batch(admin_url, &format!("CREATE DATABASE [{name}]"))
-            .await
-            .expect("creating a test database on SQL Server");
+        if let Err(e) = create_mssql_database(admin_url, &name).await {
+            panic!("creating test database {name} on SQL Server: {e}");
+        }
         let mut url = url::Url::parse(admin_url).expect("an mssql:// URL");
         url.set_path(&format!("/{name}"));
         Self {
