@@ -116,7 +116,7 @@ fn request_path(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let _logs = telemetry::init(&settings(&tempfile::tempdir().unwrap()).log);
+    let _logs = telemetry::init(&settings(&tempfile::tempdir().unwrap()));
     let fixture = runtime.block_on(fixture());
     let s1 = format!("/v1/artists/{}", fixture.artist_id);
     let s2 = "/v1/artists?page=1&page_size=10";

@@ -32,11 +32,14 @@ fn main() -> ExitCode {
         }
     };
     // Kept until main returns: dropping it writes out the lines still queued.
-    let _logs = telemetry::init(&settings.log);
+    let mut logs = telemetry::init(&settings);
     telemetry::log_panics();
     // Before the runtime starts, and kept until main returns: dropping it flushes events.
     let _sentry = telemetry::sentry::init(&settings);
-    block_on(async move {
+    // Spans still queued when the command ends are sent within this bound.
+    let flush_within =
+        std::time::Duration::from_secs(settings.server.shutdown_grace_secs.clamp(1, 5));
+    let code = block_on(async move {
         match cli::run(command, settings).await {
             Ok(code) => code,
             Err(error) => {
@@ -44,7 +47,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    logs.flush_traces(flush_within);
+    code
 }
 
 fn block_on(future: impl Future<Output = ExitCode>) -> ExitCode {

@@ -83,8 +83,10 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &SecretString) -> Result<String, AuthError> {
         let params = self.params.clone();
         let password = password.clone();
-        self.blocking(move |memory| hash_with(&params, password.expose_secret().as_bytes(), memory))
-            .await
+        self.blocking("password.hash", move |memory| {
+            hash_with(&params, password.expose_secret().as_bytes(), memory)
+        })
+        .await
     }
 
     /// Whether `password` matches `stored`; with no stored hash (unknown user) it checks
@@ -101,12 +103,25 @@ impl PasswordHasher {
         let hash: Arc<str> = stored.map_or_else(|| self.dummy_hash.clone(), Arc::from);
         let password = password.clone();
         let matches = self
-            .blocking(move |memory| verify_with(password.expose_secret().as_bytes(), &hash, memory))
+            .blocking("password.verify", move |memory| {
+                verify_with(password.expose_secret().as_bytes(), &hash, memory)
+            })
             .await?;
         Ok(is_known && matches)
     }
 
+    /// Runs `work` on a blocking thread, in a span named `name` (DEBUG: created only while
+    /// spans are exported or the log level asks for it), waiting for a permit first.
     async fn blocking<T: Send + 'static>(
+        &self,
+        name: &'static str,
+        work: impl FnOnce(&mut Vec<Block>) -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, AuthError> {
+        let span = tracing::debug_span!("password", otel.name = name);
+        self.blocking_in(work).instrument(span).await
+    }
+
+    async fn blocking_in<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Vec<Block>) -> anyhow::Result<T> + Send + 'static,
     ) -> Result<T, AuthError> {

@@ -92,6 +92,12 @@ pub struct Settings {
     pub admin: AdminSettings,
     /// `[sentry]`
     pub sentry: SentrySettings,
+    /// `[tracing_export]`
+    #[serde(default)]
+    pub tracing_export: TracingExportSettings,
+    /// The trace export `tracing_export` and the OpenTelemetry variables describe, if any.
+    #[serde(skip)]
+    pub trace_export: Option<TraceExport>,
     /// `[log]`
     pub log: LogSettings,
 }
@@ -430,6 +436,133 @@ pub struct SentrySettings {
     pub traces_sample_rate: f32,
 }
 
+/// `[tracing_export]`: OpenTelemetry trace export over OTLP/HTTP (protobuf); off while no
+/// endpoint is set. Each setting left unset takes the standard OpenTelemetry variable
+/// ([`TracingExportSettings::resolve_from`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingExportSettings {
+    /// Base URL of an OTLP/HTTP collector (`http://collector:4318`); spans are posted to
+    /// `<url>/v1/traces`. Unset or empty: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the full
+    /// URL) or `OTEL_EXPORTER_OTLP_ENDPOINT` (the base); none of them: export is off.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of every span. Unset: `OTEL_SERVICE_NAME`, else `starsongs`.
+    pub service_name: Option<String>,
+    /// Share of new traces sampled, 0.0–1.0 (parent-based: a request that carries a
+    /// `traceparent` follows its caller's decision). Unset: `OTEL_TRACES_SAMPLER` and
+    /// `OTEL_TRACES_SAMPLER_ARG`, else 1.0.
+    pub sample_ratio: Option<f64>,
+}
+
+/// Where and how spans are exported, once settings and OpenTelemetry variables are merged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceExport {
+    /// The URL spans are posted to (`…/v1/traces`).
+    pub traces_url: String,
+    /// `service.name`.
+    pub service_name: String,
+    /// How traces are sampled.
+    pub sampler: TraceSampler,
+}
+
+/// A sampler, as `OTEL_TRACES_SAMPLER` names them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TraceSampler {
+    /// Every trace.
+    AlwaysOn,
+    /// None.
+    AlwaysOff,
+    /// A share of trace ids, ignoring the caller's decision.
+    Ratio(f64),
+    /// The caller's decision when there is one, else `inner` (for new traces).
+    ParentBased(ParentlessSampler),
+}
+
+/// What a parent-based sampler does for a trace that starts here.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ParentlessSampler {
+    /// Sample it.
+    AlwaysOn,
+    /// Do not.
+    AlwaysOff,
+    /// Sample this share of trace ids.
+    Ratio(f64),
+}
+
+impl TracingExportSettings {
+    /// The export to set up, or `None` when it is off: each setting, else its standard
+    /// OpenTelemetry variable in `vars`.
+    ///
+    /// # Errors
+    /// An `OTEL_TRACES_SAMPLER` or `OTEL_TRACES_SAMPLER_ARG` that is not one the
+    /// specification names (the setting itself is checked by validation).
+    pub fn resolve_from(
+        &self,
+        vars: &HashMap<String, String>,
+    ) -> anyhow::Result<Option<TraceExport>> {
+        let var = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let traces_url = match self.otlp_endpoint.as_deref().map(str::trim) {
+            Some(base) if !base.is_empty() => traces_url(base),
+            _ => match (
+                var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+                var("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            ) {
+                (Some(full), _) => full.to_owned(),
+                (None, Some(base)) => traces_url(base),
+                (None, None) => return Ok(None),
+            },
+        };
+        let service_name = self
+            .service_name
+            .clone()
+            .or_else(|| var("OTEL_SERVICE_NAME").map(str::to_owned))
+            .unwrap_or_else(|| "starsongs".to_owned());
+        let sampler = match self.sample_ratio {
+            Some(ratio) => TraceSampler::ParentBased(ParentlessSampler::Ratio(ratio)),
+            None => sampler_from(var("OTEL_TRACES_SAMPLER"), var("OTEL_TRACES_SAMPLER_ARG"))?,
+        };
+        Ok(Some(TraceExport {
+            traces_url,
+            service_name,
+            sampler,
+        }))
+    }
+}
+
+/// `<base>/v1/traces`, as the OTLP/HTTP specification derives the signal's URL.
+fn traces_url(base: &str) -> String {
+    format!("{}/v1/traces", base.trim_end_matches('/'))
+}
+
+/// The sampler `OTEL_TRACES_SAMPLER` names (default `parentbased_always_on`), with its
+/// ratio from `OTEL_TRACES_SAMPLER_ARG` (default 1.0).
+fn sampler_from(name: Option<&str>, arg: Option<&str>) -> anyhow::Result<TraceSampler> {
+    let ratio = || -> anyhow::Result<f64> {
+        match arg {
+            None => Ok(1.0),
+            Some(raw) => raw
+                .parse::<f64>()
+                .ok()
+                .filter(|r| (0.0..=1.0).contains(r))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("OTEL_TRACES_SAMPLER_ARG must be a ratio from 0.0 to 1.0")
+                }),
+        }
+    };
+    Ok(match name.unwrap_or("parentbased_always_on") {
+        "always_on" => TraceSampler::AlwaysOn,
+        "always_off" => TraceSampler::AlwaysOff,
+        "traceidratio" => TraceSampler::Ratio(ratio()?),
+        "parentbased_always_on" => TraceSampler::ParentBased(ParentlessSampler::AlwaysOn),
+        "parentbased_always_off" => TraceSampler::ParentBased(ParentlessSampler::AlwaysOff),
+        "parentbased_traceidratio" => TraceSampler::ParentBased(ParentlessSampler::Ratio(ratio()?)),
+        other => anyhow::bail!(
+            "OTEL_TRACES_SAMPLER `{other}` is not supported (always_on, always_off, traceidratio, \
+             parentbased_always_on, parentbased_always_off, parentbased_traceidratio)"
+        ),
+    })
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -510,6 +643,10 @@ impl Settings {
         settings.cors.allowed_origins = trimmed(&settings.cors.allowed_origins);
         settings.server.trusted_proxies = trimmed(&settings.server.trusted_proxies);
         settings.rate_limit.exempt_clients = trimmed(&settings.rate_limit.exempt_clients);
+        settings.trace_export = settings
+            .tracing_export
+            .resolve_from(vars)
+            .context("invalid configuration")?;
         settings.validate().map_err(|problems| {
             let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
             anyhow::anyhow!("invalid configuration:\n  {}", lines.join("\n  "))
@@ -948,5 +1085,104 @@ mod tests {
                 "{edge} missing from values.yaml"
             );
         }
+    }
+
+    #[test]
+    fn trace_export_takes_each_setting_else_the_standard_variable() {
+        let otel = vars(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+            ("OTEL_SERVICE_NAME", "from-otel"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+        ]);
+        let unset = TracingExportSettings::default();
+        let set = TracingExportSettings {
+            otlp_endpoint: Some("https://jaeger.example.com:4318".into()),
+            service_name: Some("catalog".into()),
+            sample_ratio: Some(1.0),
+        };
+
+        assert_eq!(
+            unset.resolve_from(&vars(&[])).unwrap(),
+            None,
+            "off by default"
+        );
+        assert_eq!(
+            unset.resolve_from(&otel).unwrap(),
+            Some(TraceExport {
+                traces_url: "http://collector:4318/v1/traces".into(),
+                service_name: "from-otel".into(),
+                sampler: TraceSampler::ParentBased(ParentlessSampler::Ratio(0.1)),
+            })
+        );
+        assert_eq!(
+            set.resolve_from(&otel).unwrap(),
+            Some(TraceExport {
+                traces_url: "https://jaeger.example.com:4318/v1/traces".into(),
+                service_name: "catalog".into(),
+                sampler: TraceSampler::ParentBased(ParentlessSampler::Ratio(1.0)),
+            })
+        );
+        let empty = TracingExportSettings {
+            otlp_endpoint: Some(String::new()),
+            ..TracingExportSettings::default()
+        };
+        assert_eq!(
+            empty.resolve_from(&otel).unwrap().map(|e| e.traces_url),
+            Some("http://collector:4318/v1/traces".into()),
+            "an empty setting (compose and the chart pass one) is unset"
+        );
+        let full = vars(&[
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://c:4318/custom/traces",
+            ),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://ignored:4318"),
+        ]);
+        let export = unset.resolve_from(&full).unwrap().unwrap();
+        assert_eq!(export.traces_url, "http://c:4318/custom/traces");
+        assert_eq!(export.service_name, "starsongs");
+        assert_eq!(
+            export.sampler,
+            TraceSampler::ParentBased(ParentlessSampler::AlwaysOn)
+        );
+        for (name, arg) in [("sometimes", None), ("traceidratio", Some("2"))] {
+            let mut bad = vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+                ("OTEL_TRACES_SAMPLER", name),
+            ];
+            bad.extend(arg.map(|a| ("OTEL_TRACES_SAMPLER_ARG", a)));
+            assert!(unset.resolve_from(&vars(&bad)).is_err(), "{name} {arg:?}");
+        }
+    }
+
+    #[test]
+    fn trace_export_settings_are_checked_by_name() {
+        let load = |pairs: &[(&str, &str)]| Settings::load_from(&vars(pairs));
+        let ratio = load(&[("STARSONGS__TRACING_EXPORT__SAMPLE_RATIO", "1.5")])
+            .unwrap_err()
+            .to_string();
+        let endpoint = load(&[("STARSONGS__TRACING_EXPORT__OTLP_ENDPOINT", "jaeger:4318")])
+            .unwrap_err()
+            .to_string();
+        // The chart writes 1.0 as "1".
+        let whole = load(&[
+            (
+                "STARSONGS__TRACING_EXPORT__OTLP_ENDPOINT",
+                "http://jaeger:4318",
+            ),
+            ("STARSONGS__TRACING_EXPORT__SAMPLE_RATIO", "1"),
+        ])
+        .unwrap();
+
+        assert!(ratio.contains("tracing_export.sample_ratio"), "{ratio}");
+        assert!(
+            endpoint.contains("tracing_export.otlp_endpoint"),
+            "{endpoint}"
+        );
+        assert_eq!(
+            whole.trace_export.map(|e| e.sampler),
+            Some(TraceSampler::ParentBased(ParentlessSampler::Ratio(1.0)))
+        );
     }
 }

@@ -313,6 +313,22 @@ impl Settings {
             "sentry.traces_sample_rate",
             "must be between 0.0 and 1.0",
         );
+        check(
+            self.tracing_export
+                .sample_ratio
+                .is_none_or(|ratio| (0.0..=1.0).contains(&ratio)),
+            "tracing_export.sample_ratio",
+            "must be between 0.0 and 1.0",
+        );
+        check(
+            self.trace_export.as_ref().is_none_or(|export| {
+                url::Url::parse(&export.traces_url).is_ok_and(|url| {
+                    matches!(url.scheme(), "http" | "https") && url.host_str().is_some()
+                })
+            }),
+            "tracing_export.otlp_endpoint",
+            "must be an http:// or https:// URL such as http://collector:4318",
+        );
         if self.env == RunEnv::Production {
             check(
                 !self.admin.debug_endpoints,

@@ -393,12 +393,13 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DynStore> {
         .url
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("database.url is not set"))?;
-    let store: DynStore = match Backend::of(url.expose_secret())? {
+    let backend = Backend::of(url.expose_secret())?;
+    let store: DynStore = match backend {
         Backend::Sqlite => Arc::new(sqlite::SqliteStore::connect(settings).await?),
         Backend::Postgres => Arc::new(postgres::PgStore::connect(settings).await?),
         Backend::Mssql => Arc::new(mssql::MssqlStore::connect(settings).await?),
     };
-    Ok(Arc::new(metered::MeteredStore::new(store)))
+    Ok(Arc::new(metered::MeteredStore::new(store, backend)))
 }
 
 /// The database a URL names.

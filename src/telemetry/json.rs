@@ -2,7 +2,8 @@
 //!
 //! The line has the shape of tracing-subscriber's JSON format with `flatten_event` and
 //! `with_current_span`: `timestamp`, `level`, the event's fields, `target`, and `span`
-//! (the current span's fields and `name`). That format keeps each span's fields as a JSON
+//! (the current span's fields and `name`; inside a nested span, the outermost span's
+//! fields first, so a request's `request_id` and `trace_id` are in all its lines). That format keeps each span's fields as a JSON
 //! text, parses it back into a value tree for every event inside the span and again for
 //! every `Span::record`; per access-log line this was most of the log's cost (#11). Here a
 //! span's fields are kept as the inside of a JSON object (`"k":v,"k":v`) and copied into
@@ -76,11 +77,20 @@ where
             .or_else(|| ctx.lookup_current());
         if let Some(span) = span {
             writer.write_str(",\"span\":{")?;
-            if let Some(fields) = span.extensions().get::<FormattedFields<JsonFields>>()
-                && !fields.is_empty()
-            {
-                writer.write_str(fields)?;
-                writer.write_char(',')?;
+            // Inside a nested span (`auth.login`, say) the outermost span's fields come
+            // first: the request's id and trace id are in every line of the request.
+            let root = span
+                .scope()
+                .from_root()
+                .next()
+                .filter(|root| root.id() != span.id());
+            for span in root.iter().chain(std::iter::once(&span)) {
+                if let Some(fields) = span.extensions().get::<FormattedFields<JsonFields>>()
+                    && !fields.is_empty()
+                {
+                    writer.write_str(fields)?;
+                    writer.write_char(',')?;
+                }
             }
             writer.write_str("\"name\":")?;
             quoted(&mut writer, span.name())?;
@@ -107,7 +117,9 @@ impl<'a, W: fmt::Write> Members<'a, W> {
     }
 
     fn member(&mut self, field: &Field, value: impl FnOnce(&mut W) -> fmt::Result) {
-        if self.result.is_err() {
+        // `otel.*` fields describe the span to OpenTelemetry (its name and kind), not the
+        // request: they stay out of the log.
+        if self.result.is_err() || field.name().starts_with("otel.") {
             return;
         }
         self.result = (|| {

@@ -235,12 +235,21 @@ where
             |p| p.as_str().to_owned(),
         );
         let method = req.method().as_str().to_owned();
+        // The request's trace (the trace layer, outside this one): errors, log lines and
+        // spans join up by it.
+        let trace_id = req
+            .extensions()
+            .get::<super::otel::RequestTrace>()
+            .map(|trace| trace.0.to_string());
         // The hub of this request (`NewSentryLayer`) is current while the outer layers'
         // futures are polled and while this call runs.
         sentry::configure_scope(|scope| {
             scope.set_tag("request_id", request_id);
             scope.set_tag("route", route);
             scope.set_tag("method", method);
+            if let Some(trace_id) = trace_id {
+                scope.set_tag("trace_id", trace_id);
+            }
         });
         self.inner.call(req)
     }

@@ -30,3 +30,4 @@ mod sandbox;
 mod server_db;
 mod shutdown;
 mod songs;
+mod tracing;

@@ -539,6 +539,10 @@ async fn a_5xx_answer_becomes_an_event_without_personal_data() {
         .post(service.url("/v1/artists?note=private-search-term"))
         .bearer_auth(&token)
         .header("x-request-id", "timeout-request-1")
+        .header(
+            "traceparent",
+            "00-5a7e0000000000000000000000000504-00f067aa0ba902b7-01",
+        )
         .header("user-agent", "personal-agent/1.0")
         .header("forwarded", "for=198.51.100.77")
         .json(&json!({"name": "Too Late"}))
@@ -556,6 +560,10 @@ async fn a_5xx_answer_becomes_an_event_without_personal_data() {
     assert_eq!(event["tags"]["route"], "/v1/artists", "{event}");
     assert_eq!(event["tags"]["method"], "POST");
     assert_eq!(event["tags"]["http.status"], "504");
+    assert_eq!(
+        event["tags"]["trace_id"], "5a7e0000000000000000000000000504",
+        "errors join their trace: {event}"
+    );
     let text = event.to_string();
     for personal in [
         "personal-agent",

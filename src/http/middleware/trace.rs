@@ -1,5 +1,6 @@
-//! A span per request carrying the request id (so every log line of the request has it),
-//! and one access-log line when the response is ready.
+//! A span per request carrying the request id and the trace id (so every log line of the
+//! request has them), joined to the caller's W3C trace (`telemetry::otel`), and one
+//! access-log line when the response is ready.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -16,6 +17,7 @@ use tracing::instrument::Instrumented;
 use super::RequestId;
 use super::client_ip::ClientIp;
 use crate::telemetry::metrics::UNMATCHED_ROUTE;
+use crate::telemetry::otel::{self, RequestTrace, ServerSpan};
 
 /// Longest user agent logged, in characters: a client must not be able to write long
 /// lines into the log.
@@ -70,7 +72,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request) -> Self::Future {
+    fn call(&mut self, mut req: Request) -> Self::Future {
         let extensions = req.extensions();
         let request_id = extensions.get::<RequestId>().map_or("unknown", |id| &*id.0);
         // The route template, never the raw path: ids and junk URLs stay out of the logs'
@@ -94,7 +96,22 @@ where
             client_ip = %client_ip,
             principal = tracing::field::Empty,
             user_agent = user_agent,
+            trace_id = tracing::field::Empty,
+            otel.name = tracing::field::Empty,
+            otel.kind = tracing::field::Empty,
         );
+        let trace_id = otel::join(
+            &span,
+            otel::incoming(req.headers()),
+            ServerSpan {
+                method: req.method().as_str(),
+                route,
+                path: req.uri().path(),
+                client_address: client_ip.0.map(|ClientIp(ip)| ip.to_string()),
+            },
+        );
+        span.record("trace_id", tracing::field::display(trace_id));
+        req.extensions_mut().insert(RequestTrace(trace_id));
         let started = Instant::now();
         let inner = {
             let _entered = span.enter();
@@ -129,7 +146,9 @@ where
         let result = ready!(this.inner.as_mut().poll(cx));
         if let Ok(response) = &result {
             let latency_ms = this.started.elapsed().as_secs_f64() * 1000.0;
-            let _entered = this.inner.span().enter();
+            let span = this.inner.span();
+            otel::record_status(span, response.status().as_u16());
+            let _entered = span.enter();
             log(*this.is_probe, response.status(), latency_ms);
         }
         Poll::Ready(result)
