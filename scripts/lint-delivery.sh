@@ -72,6 +72,7 @@ echo "--- tools ready ($((SECONDS - started)) s)"
 # --- Dockerfile -----------------------------------------------------------------------
 check "shellcheck scripts/lint-delivery.sh" "$T/shellcheck" scripts/lint-delivery.sh
 check "shellcheck scripts/smoke.sh" "$T/shellcheck" scripts/smoke.sh
+check "shellcheck scripts/trace-overhead.sh" "$T/shellcheck" scripts/trace-overhead.sh
 check "hadolint Dockerfile" "$T/hadolint" --failure-threshold info Dockerfile
 
 # --- GitHub ----------------------------------------------------------------------------
