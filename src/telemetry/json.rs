@@ -192,6 +192,14 @@ struct Escaped<'a, W: fmt::Write>(&'a mut W);
 
 impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
+        // Most text (ids, routes, numbers as text) needs no escaping: one pass to check,
+        // one write.
+        if !text
+            .bytes()
+            .any(|byte| byte < 0x20 || byte == b'"' || byte == b'\\')
+        {
+            return self.0.write_str(text);
+        }
         let mut clean_from = 0;
         for (at, byte) in text.bytes().enumerate() {
             let escape = match byte {

@@ -51,6 +51,29 @@ pub fn is_exporting() -> bool {
     EXPORTING.load(Ordering::Relaxed)
 }
 
+/// A trace id as the 32 lowercase hex digits W3C Trace Context writes, without allocating.
+#[derive(Clone, Copy)]
+pub struct TraceHex([u8; 32]);
+
+impl TraceHex {
+    /// The hex form of `id`.
+    pub fn of(id: TraceId) -> Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 32];
+        for (i, byte) in id.to_bytes().iter().enumerate() {
+            out[2 * i] = DIGITS[usize::from(byte >> 4)];
+            out[2 * i + 1] = DIGITS[usize::from(byte & 0x0f)];
+        }
+        Self(out)
+    }
+
+    /// The digits.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits were written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 /// The trace a request belongs to, kept in its extensions for the layers inside the trace
 /// layer (Sentry's tags).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,35 +104,42 @@ pub fn incoming(headers: &HeaderMap) -> Context {
         .extract(&Headers(headers))
 }
 
-/// Joins the request span `span` to the trace of `parent` and returns the trace id.
-///
-/// Exporting, the span becomes an OpenTelemetry server span with `parent` as its remote
-/// parent, and the trace id is the one OpenTelemetry gave it. Not exporting, the id is the
-/// caller's, or a new random one.
+/// Makes the request span `span` an OpenTelemetry server span with `parent` (the caller's
+/// context, possibly empty) as its remote parent, and returns the trace id OpenTelemetry
+/// gave it. For exported requests only ([`is_exporting`]).
 pub fn join(span: &tracing::Span, parent: Context, attributes: ServerSpan<'_>) -> TraceId {
-    if is_exporting() && !span.is_disabled() {
-        span.record("otel.name", attributes.name());
-        span.record("otel.kind", "server");
-        let _ = span.set_parent(parent);
-        span.set_attribute("http.request.method", attributes.method.to_owned());
-        span.set_attribute("http.route", attributes.route.to_owned());
-        span.set_attribute("url.path", attributes.path.to_owned());
-        if let Some(address) = attributes.client_address {
-            span.set_attribute("client.address", address);
-        }
-        return span.context().span().span_context().trace_id();
+    span.record("otel.name", attributes.name());
+    span.record("otel.kind", "server");
+    let _ = span.set_parent(parent);
+    span.set_attribute("http.request.method", attributes.method.to_owned());
+    span.set_attribute("http.route", attributes.route.to_owned());
+    span.set_attribute("url.path", attributes.path.to_owned());
+    if let Some(address) = attributes.client_address {
+        span.set_attribute("client.address", address.to_string());
     }
-    let remote = parent.span().span_context().clone();
-    if remote.is_valid() {
-        remote.trace_id()
+    let trace_id = span.context().span().span_context().trace_id();
+    if trace_id == TraceId::INVALID {
+        // No OpenTelemetry layer on this subscriber (a test's own): still one id.
+        trace_id_of(&Context::new())
     } else {
+        trace_id
+    }
+}
+
+/// The trace a request joins when nothing is exported: the caller's (`parent`, if it is
+/// valid), else a new random one.
+pub fn trace_id_of(parent: &Context) -> TraceId {
+    let remote = parent.span().span_context().trace_id();
+    if remote == TraceId::INVALID {
         static IDS: OnceLock<RandomIdGenerator> = OnceLock::new();
         IDS.get_or_init(RandomIdGenerator::default).new_trace_id()
+    } else {
+        remote
     }
 }
 
 /// What the server span says of its request (semantic conventions for HTTP servers).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct ServerSpan<'a> {
     /// `http.request.method`.
     pub method: &'a str,
@@ -118,7 +148,7 @@ pub struct ServerSpan<'a> {
     /// `url.path`: the path alone, never the query (it may carry search terms).
     pub path: &'a str,
     /// `client.address`, when known.
-    pub client_address: Option<String>,
+    pub client_address: Option<std::net::IpAddr>,
 }
 
 impl ServerSpan<'_> {
@@ -260,15 +290,7 @@ mod tests {
             "traceparent",
             &format!("00-{caller}-00f067aa0ba902b7-01"),
         )]));
-        let span = tracing::Span::none();
-        let none = || ServerSpan {
-            method: "GET",
-            route: "/v1/songs",
-            path: "/v1/songs",
-            client_address: None,
-        };
-
-        assert_eq!(join(&span, valid, none()).to_string(), caller);
+        assert_eq!(trace_id_of(&valid).to_string(), caller);
         for malformed in [
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
@@ -277,12 +299,14 @@ mod tests {
             "garbage",
         ] {
             let context = incoming(&headers(&[("traceparent", malformed)]));
-            let id = join(&span, context, none());
+            let id = trace_id_of(&context);
             assert_ne!(id, TraceId::INVALID, "{malformed}");
             assert_ne!(id.to_string(), caller, "{malformed}");
         }
-        let first = join(&span, incoming(&HeaderMap::new()), none());
-        let second = join(&span, incoming(&HeaderMap::new()), none());
+        let id = TraceId::from_hex(caller).unwrap();
+        assert_eq!(TraceHex::of(id).as_str(), id.to_string(), "the W3C form");
+        let first = trace_id_of(&incoming(&HeaderMap::new()));
+        let second = trace_id_of(&incoming(&HeaderMap::new()));
         assert_ne!(first, second, "each new trace has its own id");
     }
 

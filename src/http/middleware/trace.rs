@@ -88,29 +88,45 @@ where
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map_or("", |agent| truncated(agent, USER_AGENT_CHARS));
-        let span = tracing::info_span!(
-            "request",
-            request_id = %request_id,
-            http.method = %req.method(),
-            http.route = route,
-            client_ip = %client_ip,
-            principal = tracing::field::Empty,
-            user_agent = user_agent,
-            trace_id = tracing::field::Empty,
-            otel.name = tracing::field::Empty,
-            otel.kind = tracing::field::Empty,
-        );
-        let trace_id = otel::join(
-            &span,
-            otel::incoming(req.headers()),
-            ServerSpan {
-                method: req.method().as_str(),
-                route,
-                path: req.uri().path(),
-                client_address: client_ip.0.map(|ClientIp(ip)| ip.to_string()),
-            },
-        );
-        span.record("trace_id", tracing::field::display(trace_id));
+        macro_rules! request_span {
+            ($trace_id:expr) => {
+                tracing::info_span!(
+                    "request",
+                    request_id = %request_id,
+                    http.method = %req.method(),
+                    http.route = route,
+                    client_ip = %client_ip,
+                    principal = tracing::field::Empty,
+                    user_agent = user_agent,
+                    trace_id = $trace_id,
+                    otel.name = tracing::field::Empty,
+                    otel.kind = tracing::field::Empty,
+                )
+            };
+        }
+        let parent = otel::incoming(req.headers());
+        let (span, trace_id) = if otel::is_exporting() {
+            // OpenTelemetry gives the span its trace id (the caller's, or a new one) once
+            // the span exists.
+            let span = request_span!(tracing::field::Empty);
+            let trace_id = otel::join(
+                &span,
+                parent,
+                ServerSpan {
+                    method: req.method().as_str(),
+                    route,
+                    path: req.uri().path(),
+                    client_address: client_ip.0.map(|ClientIp(ip)| ip),
+                },
+            );
+            span.record("trace_id", otel::TraceHex::of(trace_id).as_str());
+            (span, trace_id)
+        } else {
+            // Known before the span: given at its creation, not recorded after.
+            let trace_id = otel::trace_id_of(&parent);
+            let hex = otel::TraceHex::of(trace_id);
+            (request_span!(hex.as_str()), trace_id)
+        };
         req.extensions_mut().insert(RequestTrace(trace_id));
         let started = Instant::now();
         let inner = {

@@ -81,18 +81,7 @@ impl Sql {
 
     /// Runs the statement; returns the rows of its first result set.
     pub(super) async fn rows(&self, conn: &mut Conn) -> StoreResult<Vec<Row>> {
-        tracing::debug!(db.statement = self.text.as_str(), "sql");
-        conn.start();
-        let args = self.args();
-        let rows = async {
-            conn.client
-                .query(self.text.as_str(), &args)
-                .await?
-                .into_first_result()
-                .await
-        }
-        .await;
-        settle(conn, rows).map_err(map_error)
+        self.rows_raw(conn).await.map_err(map_error)
     }
 
     /// Runs the statement; returns its first row, if any.
