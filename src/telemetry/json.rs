@@ -3,11 +3,12 @@
 //! The line has the shape of tracing-subscriber's JSON format with `flatten_event` and
 //! `with_current_span`: `timestamp`, `level`, the event's fields, `target`, and `span`
 //! (the current span's fields and `name`; inside a nested span, the outermost span's
-//! fields first, so a request's `request_id` and `trace_id` are in all its lines). That format keeps each span's fields as a JSON
-//! text, parses it back into a value tree for every event inside the span and again for
-//! every `Span::record`; per access-log line this was most of the log's cost (#11). Here a
-//! span's fields are kept as the inside of a JSON object (`"k":v,"k":v`) and copied into
-//! each line verbatim; recording a field appends to it.
+//! fields first, so a request's `request_id` and `trace_id` are in all its lines). That
+//! format keeps each span's fields as a JSON text, parses it back into a value tree for
+//! every event inside the span and again for every `Span::record`; per access-log line
+//! this was most of the log's cost (#11). Here a span's fields are kept as the inside of
+//! a JSON object (`"k":v,"k":v`) and copied into each line verbatim; recording a field
+//! appends to it.
 
 use std::fmt::{self, Write as _};
 
