@@ -446,7 +446,8 @@ pub struct TracingExportSettings {
     /// `<url>/v1/traces`. Unset or empty: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the full
     /// URL) or `OTEL_EXPORTER_OTLP_ENDPOINT` (the base); none of them: export is off.
     pub otlp_endpoint: Option<String>,
-    /// `service.name` of every span. Unset: `OTEL_SERVICE_NAME`, else `starsongs`.
+    /// `service.name` of every span. Unset or empty: `OTEL_SERVICE_NAME`, else
+    /// `starsongs`.
     pub service_name: Option<String>,
     /// Share of new traces sampled, 0.0–1.0 (parent-based: a request that carries a
     /// `traceparent` follows its caller's decision). Unset: `OTEL_TRACES_SAMPLER` and
@@ -514,8 +515,11 @@ impl TracingExportSettings {
         };
         let service_name = self
             .service_name
-            .clone()
-            .or_else(|| var("OTEL_SERVICE_NAME").map(str::to_owned))
+            .as_deref()
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .or_else(|| var("OTEL_SERVICE_NAME"))
+            .map(str::to_owned)
             .unwrap_or_else(|| "starsongs".to_owned());
         let sampler = match self.sample_ratio {
             Some(ratio) => TraceSampler::ParentBased(ParentlessSampler::Ratio(ratio)),
@@ -1125,11 +1129,15 @@ mod tests {
         );
         let empty = TracingExportSettings {
             otlp_endpoint: Some(String::new()),
+            service_name: Some(" ".into()),
             ..TracingExportSettings::default()
         };
         assert_eq!(
-            empty.resolve_from(&otel).unwrap().map(|e| e.traces_url),
-            Some("http://collector:4318/v1/traces".into()),
+            empty
+                .resolve_from(&otel)
+                .unwrap()
+                .map(|e| (e.traces_url, e.service_name)),
+            Some(("http://collector:4318/v1/traces".into(), "from-otel".into())),
             "an empty setting (compose and the chart pass one) is unset"
         );
         let full = vars(&[
