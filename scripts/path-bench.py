@@ -107,15 +107,14 @@ def cpu_secs(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_service(binary, workdir, tag, artists, procs):
-    """Starts one service on its own database, loads the artists through its API and
-    returns (process, base URL, token, id of the ceiling's artist 500 there)."""
-    port, aport = free_port(), free_port()
+def service_env(database_file, port, aport):
+    """The production settings every measured service runs with: real bearer tokens,
+    rate limiting on with budgets far above the load, metrics, JSON access log."""
     env = {**os.environ,
            "STARSONGS_ENV": "production",
            "STARSONGS__SERVER__HOST": "127.0.0.1", "STARSONGS__SERVER__PORT": str(port),
            "STARSONGS__ADMIN__HOST": "127.0.0.1", "STARSONGS__ADMIN__PORT": str(aport),
-           "STARSONGS__DATABASE__URL": f"sqlite://{workdir}/{tag}.db?mode=rwc",
+           "STARSONGS__DATABASE__URL": f"sqlite://{database_file}?mode=rwc",
            "STARSONGS__AUTH__JWT_SECRET": secrets.token_hex(32),
            "STARSONGS__CORS__ALLOWED_ORIGINS": "https://app.example",
            "STARSONGS__RATE_LIMIT__ENABLED": "true",
@@ -124,12 +123,26 @@ def start_service(binary, workdir, tag, artists, procs):
            "STARSONGS__RATE_LIMIT__AUTH_REQUESTS_PER_MINUTE": "100000000",
            "STARSONGS__LOG__FORMAT": "json", "STARSONGS__LOG__LEVEL": "info"}
     env.pop("RUST_LOG", None)
+    return env
+
+
+def create_admin(binary, env):
+    """Creates the admin `bench` through the CLI; returns its password."""
     pw = "path-bench-" + secrets.token_hex(8)
     cr = subprocess.run([binary, "user", "create", "--username", "bench", "--email",
                          "bench@example.com", "--role", "admin", "--password-stdin"],
                         input=pw + "\n", env=env, capture_output=True, text=True)
     if cr.returncode != 0:
         raise SystemExit("user create failed: " + (cr.stderr or cr.stdout)[-300:])
+    return pw
+
+
+def start_service(binary, workdir, tag, artists, procs):
+    """Starts one service on its own database, loads the artists through its API and
+    returns (process, base URL, token, id of the ceiling's artist 500 there)."""
+    port, aport = free_port(), free_port()
+    env = service_env(f"{workdir}/{tag}.db", port, aport)
+    pw = create_admin(binary, env)
     log = open(f"{workdir}/{tag}.log", "w")
     sp = subprocess.Popen([binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     procs.append(sp)

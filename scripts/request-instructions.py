@@ -13,41 +13,30 @@ sequential keep-alive requests (S1 `GET /v1/artists/{id}`, S2
 request of every thread of the process (an exporter thread included).
 """
 import glob
+import importlib.util
 import http.client
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+# The settings and the admin of scripts/path-bench.py, so both measure the same service.
+_spec = importlib.util.spec_from_file_location(
+    "path_bench", os.path.join(os.path.dirname(os.path.abspath(__file__)), "path-bench.py"))
+path_bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(path_bench)
+
 
 def run(binary, n, path_kind, extra_env):
     work = tempfile.mkdtemp(prefix="request-instructions-")
-    port, aport = free_port(), free_port()
-    env = {**os.environ, "STARSONGS_ENV": "production",
-           "STARSONGS__SERVER__HOST": "127.0.0.1", "STARSONGS__SERVER__PORT": str(port),
-           "STARSONGS__ADMIN__HOST": "127.0.0.1", "STARSONGS__ADMIN__PORT": str(aport),
-           "STARSONGS__DATABASE__URL": f"sqlite://{work}/db.db?mode=rwc",
-           "STARSONGS__AUTH__JWT_SECRET": secrets.token_hex(32),
-           "STARSONGS__CORS__ALLOWED_ORIGINS": "https://app.example",
-           "STARSONGS__RATE_LIMIT__ENABLED": "true",
-           "STARSONGS__RATE_LIMIT__REQUESTS_PER_MINUTE": "100000000",
-           "STARSONGS__RATE_LIMIT__BURST": "10000000",
-           "STARSONGS__RATE_LIMIT__AUTH_REQUESTS_PER_MINUTE": "100000000",
-           "STARSONGS__LOG__FORMAT": "json", "STARSONGS__LOG__LEVEL": "info", **extra_env}
-    env.pop("RUST_LOG", None)
-    pw = "cg-" + secrets.token_hex(8)
-    subprocess.run([binary, "user", "create", "--username", "bench", "--email", "b@example.com",
-                    "--role", "admin", "--password-stdin"], input=pw + "\n", env=env,
-                   capture_output=True, text=True, check=True)
+    port, aport = path_bench.free_port(), path_bench.free_port()
+    env = {**path_bench.service_env(f"{work}/db.db", port, aport), **extra_env}
+    pw = path_bench.create_admin(binary, env)
     log = open(f"{work}/log", "w")
     p = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={work}/cg.out",
                           "--dump-instr=no", binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
