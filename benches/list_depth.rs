@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use starsongs::config::Settings;
 use starsongs::domain::artist::NewArtist;
+use starsongs::domain::artist::{ArtistFilter, ArtistSortField};
 use starsongs::domain::ids::ArtistId;
-use starsongs::domain::list::{
-    ArtistFilter, ArtistSortField, ListQuery, Position, SongFilter, SongSortField, Sort,
-};
+use starsongs::domain::list::{ListQuery, Position, Sort};
 use starsongs::domain::song::{NewSong, SongFields};
+use starsongs::domain::song::{SongFilter, SongSortField};
 use starsongs::storage::{self, DynStore, Store};
 
 const SONGS: u32 = 100_000;

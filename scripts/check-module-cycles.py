@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Fails when the crate's modules import each other in a cycle.
 
-Reads every file under src/ (test modules, after `#[cfg(test)]`, are left out: they may
-reach anywhere), collects each `crate::` and `super::` path, `use` trees included, and
+Reads every file under src/ (`#[cfg(test)]` items are left out: tests may reach
+anywhere), collects each `crate::` and `super::` path, `use` trees included, and
 resolves it to the deepest module it names. A reference from module A to module B is an
 edge between the two children of their closest common ancestor that hold them: from
 `telemetry::sentry` to `http::middleware` is `telemetry -> http`, from
@@ -36,13 +36,47 @@ MODULES = set(FILES)
 
 def strip(text: str) -> str:
     """The file's code without test modules, comments and string literals."""
-    cut = text.find("#[cfg(test)]")
-    if cut >= 0:
-        text = text[:cut]
-    text = re.sub(r"//[^\n]*", "", text)
-    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-    text = re.sub(r'r#*"(?:.|\n)*?"#*', '""', text)
-    text = re.sub(r'"(?:\\.|[^"\\])*"', '""', text)
+    out, i, n = [], 0, len(text)
+    while i < n:
+        ch, nxt = text[i], text[i + 1 : i + 2]
+        if ch == "/" and nxt == "/":
+            i = text.find("\n", i)
+            i = n if i < 0 else i
+        elif ch == "/" and nxt == "*":
+            i = text.find("*/", i + 2)
+            i = n if i < 0 else i + 2
+        elif ch == "r" and re.match(r'r#*"', text[i:]) and not (text[i - 1 : i].isalnum() or text[i - 1 : i] == "_"):
+            hashes = re.match(r'r(#*)"', text[i:]).group(1)
+            end = text.find('"' + hashes, i + len(hashes) + 2)
+            i = n if end < 0 else end + 1 + len(hashes)
+            out.append('""')
+        elif ch == '"':
+            i += 1
+            while i < n and text[i] != '"':
+                i += 2 if text[i] == "\\" else 1
+            i += 1
+            out.append('""')
+        elif ch == "'" and re.match(r"'(?:\\.|[^'\\])'", text[i:]):
+            i += len(re.match(r"'(?:\\.|[^'\\])'", text[i:]).group(0))
+            out.append("' '")
+        else:
+            out.append(ch)
+            i += 1
+    text = "".join(out)
+    # Drop each `#[cfg(test)]` item: up to its `;`, or its `{ ... }` block.
+    while (cut := text.find("#[cfg(test)]")) >= 0:
+        end = cut + len("#[cfg(test)]")
+        semi, brace = text.find(";", end), text.find("{", end)
+        if brace < 0 or 0 <= semi < brace:
+            text = text[:cut] + text[semi + 1 :]
+            continue
+        depth, i = 0, brace
+        while i < len(text):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            if depth == 0:
+                break
+            i += 1
+        text = text[:cut] + text[i + 1 :]
     return text
 
 

@@ -230,7 +230,7 @@ impl App {
             None => None,
         };
         let admin = {
-            let router = http::admin::router(self.state.clone());
+            let router = http::admin_listener::router(self.state.clone());
             let server = limited(self.admin_listener, "admin", limits, admin_handle.clone())?;
             tokio::spawn(server.serve(router.into_make_service_with_connect_info::<SocketAddr>()))
         };

@@ -14,6 +14,7 @@ use super::password::PasswordHasher;
 use super::secret::{self, API_KEY_PREFIX, API_KEY_SHOWN_CHARS, REFRESH_TOKEN_PREFIX};
 use crate::config::AuthSettings;
 use crate::domain::credential::{ApiKey, LoginGate, NewApiKey, NewRefreshToken, Rotation};
+use crate::domain::ids::{ApiKeyId, UserId};
 use crate::domain::user::{NewUser, Role, User, UserChanges, Username, UsernameKey};
 use crate::storage::{ConflictKind, DynStore, StoreError};
 use crate::telemetry::metrics::AUTH_ATTEMPTS_TOTAL;
@@ -327,10 +328,10 @@ impl Accounts {
     ///
     /// # Errors
     /// As [`crate::storage::Store::update_user`].
-    #[tracing::instrument(name = "auth.update_user", skip_all, fields(user.id = id))]
+    #[tracing::instrument(name = "auth.update_user", skip_all, fields(user.id = id.get()))]
     pub async fn update_user(
         &self,
-        id: i64,
+        id: UserId,
         changes: &UserChanges,
     ) -> Result<User, CredentialError> {
         let hash = match &changes.password {
@@ -338,9 +339,9 @@ impl Accounts {
             None => None,
         };
         let user = self.store.update_user(id, changes, hash.as_deref()).await?;
-        self.grants.forget(&Subject::User(id));
+        self.grants.forget(&Subject::User(id.get()));
         if changes.revokes_sessions() {
-            self.sessions.forget_user(id);
+            self.sessions.forget_user(id.get());
         }
         Ok(user)
     }
@@ -349,11 +350,11 @@ impl Accounts {
     ///
     /// # Errors
     /// As [`crate::storage::Store::delete_user`].
-    #[tracing::instrument(name = "auth.delete_user", skip_all, fields(user.id = id))]
-    pub async fn delete_user(&self, id: i64) -> Result<(), StoreError> {
+    #[tracing::instrument(name = "auth.delete_user", skip_all, fields(user.id = id.get()))]
+    pub async fn delete_user(&self, id: UserId) -> Result<(), StoreError> {
         self.store.delete_user(id).await?;
-        self.grants.forget(&Subject::User(id));
-        self.sessions.forget_user(id);
+        self.grants.forget(&Subject::User(id.get()));
+        self.sessions.forget_user(id.get());
         Ok(())
     }
 
@@ -384,8 +385,8 @@ impl Accounts {
     ///
     /// # Errors
     /// As [`crate::storage::Store::delete_api_key`].
-    #[tracing::instrument(name = "auth.revoke_api_key", skip_all, fields(api_key.id = id))]
-    pub async fn revoke_api_key(&self, id: i64) -> Result<(), StoreError> {
+    #[tracing::instrument(name = "auth.revoke_api_key", skip_all, fields(api_key.id = id.get()))]
+    pub async fn revoke_api_key(&self, id: ApiKeyId) -> Result<(), StoreError> {
         self.store.delete_api_key(id).await?;
         self.grants.forget_api_keys();
         Ok(())
@@ -429,7 +430,13 @@ impl Accounts {
         let grant = match self.grants.get(&subject) {
             Some(grant) => grant,
             None => {
-                let grant: Grant = match self.store.get_user(claims.user_id).await {
+                let grant: Grant = match self
+                    .store
+                    .get_user(
+                        UserId::try_from(claims.user_id).map_err(|()| CredentialError::Invalid)?,
+                    )
+                    .await
+                {
                     Ok(user) => user.is_active.then_some((user.id, user.role)),
                     Err(StoreError::NotFound { .. }) => None,
                     Err(error) => return Err(error.into()),

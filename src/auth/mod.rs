@@ -7,7 +7,6 @@ pub mod grants;
 pub mod jwt;
 pub mod password;
 pub mod secret;
-pub mod verified;
 
 /// Why an authentication step failed.
 #[derive(Debug, thiserror::Error)]

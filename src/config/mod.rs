@@ -16,7 +16,7 @@ use config::{Config, Environment, File, FileFormat};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-pub use validate::{ConfigProblem, parse_cidr};
+pub use validate::{ConfigProblem, is_valid_dsn, parse_cidr};
 
 /// Built-in configuration files, compiled into the binary so it runs from any directory.
 const BUILT_IN: [(&str, &str); 4] = [
@@ -290,6 +290,9 @@ pub enum JwtAlgorithm {
     #[serde(rename = "RS256")]
     Rs256,
 }
+
+/// Shortest HS256 secret `auth.jwt_secret` and `auth.jwt_previous_secret` accept, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
 
 /// `[auth]`: accounts and credentials.
 #[derive(Debug, Clone, Deserialize)]

@@ -6,8 +6,7 @@ use tracing_subscriber::EnvFilter;
 
 use secrecy::ExposeSecret;
 
-use super::{JwtAlgorithm, RateLimitBackend, RunEnv, Settings};
-use crate::auth::jwt::MIN_SECRET_BYTES;
+use super::{JwtAlgorithm, MIN_SECRET_BYTES, RateLimitBackend, RunEnv, Settings};
 
 /// One invalid setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,7 +303,7 @@ impl Settings {
             self.sentry
                 .dsn
                 .as_ref()
-                .is_none_or(|dsn| crate::telemetry::sentry::is_valid_dsn(dsn.expose_secret())),
+                .is_none_or(|dsn| is_valid_dsn(dsn.expose_secret())),
             "sentry.dsn",
             "must be a Sentry DSN such as https://<key>@o0.ingest.sentry.io/<project>",
         );
@@ -401,6 +400,11 @@ fn is_origin(raw: &str) -> bool {
             && url.origin().ascii_serialization() == raw.trim_end_matches('/')
             && !raw.ends_with('/')
     })
+}
+
+/// Whether `dsn` parses as a Sentry DSN (checked at start-up).
+pub fn is_valid_dsn(dsn: &str) -> bool {
+    <sentry::types::Dsn as std::str::FromStr>::from_str(dsn).is_ok()
 }
 
 #[cfg(test)]

@@ -2,9 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::etag::EntityTag;
 use super::ids::ArtistId;
-use super::list::{ArtistSortField, SortValue, Sortable};
+use super::list::{SortField, SortKind, SortValue, Sortable, parse_search};
 use super::validation::{FieldError, ValidationErrors, short_text};
 
 /// An artist name: trimmed, 1–64 characters, no control characters.
@@ -93,13 +92,6 @@ pub struct Artist {
     pub updated_at: DateTime<Utc>,
 }
 
-impl Artist {
-    /// The strong entity tag of this version.
-    pub fn etag(&self) -> EntityTag {
-        EntityTag::for_version(self.id.get(), self.version)
-    }
-}
-
 impl Sortable<ArtistSortField> for Artist {
     fn sort_value(&self, field: ArtistSortField) -> SortValue {
         match field {
@@ -119,6 +111,58 @@ pub struct ArtistSummary {
     pub name: String,
 }
 
+/// Artist sort fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArtistSortField {
+    /// `id`
+    Id,
+    /// `name`
+    Name,
+    /// `created_at`
+    CreatedAt,
+}
+
+impl SortField for ArtistSortField {
+    const ALL: &'static [Self] = &[Self::Id, Self::Name, Self::CreatedAt];
+    const ID: Self = Self::Id;
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Id => "id",
+            Self::Name => "name",
+            Self::CreatedAt => "created_at",
+        }
+    }
+
+    fn kind(self) -> SortKind {
+        match self {
+            Self::Id => SortKind::Int,
+            Self::Name => SortKind::Text,
+            Self::CreatedAt => SortKind::Timestamp,
+        }
+    }
+}
+
+/// Filters of the artist list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArtistFilter {
+    /// Case-folded substring of the name.
+    pub q: Option<String>,
+}
+
+impl ArtistFilter {
+    /// Validates the artist filters, recording every problem in `errors`.
+    pub fn parse(q: Option<&str>, errors: &mut ValidationErrors) -> Self {
+        Self {
+            q: errors.check(parse_search(q)).flatten(),
+        }
+    }
+
+    /// Canonical text form, used to bind cursors to their filters.
+    pub fn canonical(&self) -> String {
+        format!("q={}", self.q.as_deref().unwrap_or(""))
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,9 +5,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::ids::ArtistId;
-use super::song::{is_storable_date, parse_date};
-use super::validation::{FieldError, ValidationErrors, search_key};
+use super::validation::{FieldError, ValidationErrors, is_storable_date, search_key};
 
 /// Page size when the client gives none.
 pub const DEFAULT_PAGE_SIZE: u32 = 10;
@@ -101,84 +99,6 @@ pub trait SortField: Copy + Eq + std::fmt::Debug + Send + Sync + 'static {
 pub trait Sortable<F: SortField> {
     /// The value of `field` for this item.
     fn sort_value(&self, field: F) -> SortValue;
-}
-
-/// Artist sort fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArtistSortField {
-    /// `id`
-    Id,
-    /// `name`
-    Name,
-    /// `created_at`
-    CreatedAt,
-}
-
-impl SortField for ArtistSortField {
-    const ALL: &'static [Self] = &[Self::Id, Self::Name, Self::CreatedAt];
-    const ID: Self = Self::Id;
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Id => "id",
-            Self::Name => "name",
-            Self::CreatedAt => "created_at",
-        }
-    }
-
-    fn kind(self) -> SortKind {
-        match self {
-            Self::Id => SortKind::Int,
-            Self::Name => SortKind::Text,
-            Self::CreatedAt => SortKind::Timestamp,
-        }
-    }
-}
-
-/// Song sort fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SongSortField {
-    /// `id`
-    Id,
-    /// `title`
-    Title,
-    /// `release_date` (nullable)
-    ReleaseDate,
-    /// `distance` (nullable)
-    Distance,
-    /// `created_at`
-    CreatedAt,
-}
-
-impl SortField for SongSortField {
-    const ALL: &'static [Self] = &[
-        Self::Id,
-        Self::Title,
-        Self::ReleaseDate,
-        Self::Distance,
-        Self::CreatedAt,
-    ];
-    const ID: Self = Self::Id;
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Id => "id",
-            Self::Title => "title",
-            Self::ReleaseDate => "release_date",
-            Self::Distance => "distance",
-            Self::CreatedAt => "created_at",
-        }
-    }
-
-    fn kind(self) -> SortKind {
-        match self {
-            Self::Id => SortKind::Int,
-            Self::Title => SortKind::Text,
-            Self::CreatedAt => SortKind::Timestamp,
-            Self::ReleaseDate => SortKind::NullableDate,
-            Self::Distance => SortKind::NullableFloat,
-        }
-    }
 }
 
 /// One key of an order.
@@ -384,106 +304,11 @@ pub fn parse_search(raw: Option<&str>) -> Result<Option<String>, FieldError> {
     Ok(Some(search_key(raw)).filter(|q| !q.is_empty()))
 }
 
-/// Filters of the artist list.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ArtistFilter {
-    /// Case-folded substring of the name.
-    pub q: Option<String>,
-}
-
-impl ArtistFilter {
-    /// Validates the artist filters, recording every problem in `errors`.
-    pub fn parse(q: Option<&str>, errors: &mut ValidationErrors) -> Self {
-        Self {
-            q: errors.check(parse_search(q)).flatten(),
-        }
-    }
-
-    /// Canonical text form, used to bind cursors to their filters.
-    pub fn canonical(&self) -> String {
-        format!("q={}", self.q.as_deref().unwrap_or(""))
-    }
-}
-
-/// Raw song filters as received.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawSongFilter<'a> {
-    /// `q`
-    pub q: Option<&'a str>,
-    /// `artist_id`
-    pub artist_id: Option<&'a str>,
-    /// `released_from`
-    pub released_from: Option<&'a str>,
-    /// `released_to`
-    pub released_to: Option<&'a str>,
-    /// `include`
-    pub include: Option<&'a str>,
-}
-
-/// Filters and embedding options of the song list.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SongFilter {
-    /// Case-folded substring of the title.
-    pub q: Option<String>,
-    /// Only songs of this artist.
-    pub artist_id: Option<ArtistId>,
-    /// Only songs released on or after this date.
-    pub released_from: Option<NaiveDate>,
-    /// Only songs released on or before this date.
-    pub released_to: Option<NaiveDate>,
-    /// Embed `{id, name}` of each song's artist.
-    pub include_artist: bool,
-}
-
-impl SongFilter {
-    /// Validates the song filters, recording every problem in `errors`.
-    pub fn parse(raw: RawSongFilter<'_>, errors: &mut ValidationErrors) -> Self {
-        let mut filter = Self {
-            q: errors.check(parse_search(raw.q)).flatten(),
-            ..Self::default()
-        };
-        if let Some(id) = raw.artist_id {
-            let parsed = id.trim().parse::<i64>().map_or_else(
-                |_| Err(FieldError::new("artist_id", super::ids::ID_RANGE_MESSAGE)),
-                |n| ArtistId::parse("artist_id", n),
-            );
-            filter.artist_id = errors.check(parsed);
-        }
-        filter.released_from = raw
-            .released_from
-            .and_then(|d| errors.check(parse_date("released_from", d)));
-        filter.released_to = raw
-            .released_to
-            .and_then(|d| errors.check(parse_date("released_to", d)));
-        if let (Some(from), Some(to)) = (filter.released_from, filter.released_to)
-            && from > to
-        {
-            errors.add("released_to", "must not be before released_from");
-        }
-        match raw.include {
-            None | Some("") => {}
-            Some("artist") => filter.include_artist = true,
-            Some(_) => errors.add("include", "must be `artist` when given"),
-        }
-        filter
-    }
-
-    /// Canonical text form of the filters (not `include`, which changes no position).
-    pub fn canonical(&self) -> String {
-        let date = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
-        format!(
-            "q={}&artist_id={}&from={}&to={}",
-            self.q.as_deref().unwrap_or(""),
-            self.artist_id.map(|a| a.to_string()).unwrap_or_default(),
-            date(self.released_from),
-            date(self.released_to),
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::artist::ArtistSortField;
+    use crate::domain::song::{RawSongFilter, SongFilter, SongSortField};
 
     #[test]
     fn sort_parsing() {

@@ -4,10 +4,10 @@
 pub mod artist;
 pub mod credential;
 pub mod demo;
-pub mod etag;
 pub mod idempotency;
 pub mod ids;
 pub mod list;
 pub mod song;
 pub mod user;
 pub mod validation;
+pub mod version;

@@ -1,13 +1,12 @@
 //! Songs: field rules, the values a write carries, merge-patch application and the stored
 //! resource.
 
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::artist::ArtistSummary;
-use super::etag::EntityTag;
 use super::ids::{ArtistId, SongId};
-use super::list::{SongSortField, SortValue, Sortable};
-use super::validation::{FieldError, ValidationErrors, short_text};
+use super::list::{SortField, SortKind, SortValue, Sortable, parse_search};
+use super::validation::{FieldError, ValidationErrors, parse_date, short_text};
 
 /// Maximum length of a song URL, in characters (API.md).
 pub const MAX_URL_CHARS: usize = 1024;
@@ -119,42 +118,6 @@ impl SongUrl {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-/// The years a date may have (API.md): 0001–9999, what every backend stores. SQL Server's
-/// `date` starts at 0001-01-01; the form `YYYY-MM-DD` ends at 9999.
-pub const YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
-
-/// Whether every backend can store `date` (its year is in [`YEARS`]).
-pub fn is_storable_date(date: NaiveDate) -> bool {
-    YEARS.contains(&date.year())
-}
-
-/// Parses a `YYYY-MM-DD` calendar date of a year in [`YEARS`]; `field` names it in the
-/// error.
-///
-/// # Errors
-/// A [`FieldError`] on `field` for anything but an existing date in that exact form and
-/// range.
-pub fn parse_date(field: &str, raw: &str) -> Result<NaiveDate, FieldError> {
-    let is_shaped = raw.len() == 10
-        && raw.bytes().enumerate().all(|(i, b)| {
-            if i == 4 || i == 7 {
-                b == b'-'
-            } else {
-                b.is_ascii_digit()
-            }
-        });
-    is_shaped
-        .then(|| NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok())
-        .flatten()
-        .filter(|date| is_storable_date(*date))
-        .ok_or_else(|| {
-            FieldError::new(
-                field,
-                "must be a valid date in the form YYYY-MM-DD, from 0001-01-01 to 9999-12-31",
-            )
-        })
 }
 
 /// Checks that a distance is a finite number.
@@ -378,13 +341,6 @@ pub struct Song {
     pub artist: Option<ArtistSummary>,
 }
 
-impl Song {
-    /// The strong entity tag of this version.
-    pub fn etag(&self) -> EntityTag {
-        EntityTag::for_version(self.id.get(), self.version)
-    }
-}
-
 impl Sortable<SongSortField> for Song {
     fn sort_value(&self, field: SongSortField) -> SortValue {
         match field {
@@ -399,6 +355,127 @@ impl Sortable<SongSortField> for Song {
     }
 }
 
+/// Song sort fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SongSortField {
+    /// `id`
+    Id,
+    /// `title`
+    Title,
+    /// `release_date` (nullable)
+    ReleaseDate,
+    /// `distance` (nullable)
+    Distance,
+    /// `created_at`
+    CreatedAt,
+}
+
+impl SortField for SongSortField {
+    const ALL: &'static [Self] = &[
+        Self::Id,
+        Self::Title,
+        Self::ReleaseDate,
+        Self::Distance,
+        Self::CreatedAt,
+    ];
+    const ID: Self = Self::Id;
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Id => "id",
+            Self::Title => "title",
+            Self::ReleaseDate => "release_date",
+            Self::Distance => "distance",
+            Self::CreatedAt => "created_at",
+        }
+    }
+
+    fn kind(self) -> SortKind {
+        match self {
+            Self::Id => SortKind::Int,
+            Self::Title => SortKind::Text,
+            Self::CreatedAt => SortKind::Timestamp,
+            Self::ReleaseDate => SortKind::NullableDate,
+            Self::Distance => SortKind::NullableFloat,
+        }
+    }
+}
+
+/// Raw song filters as received.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawSongFilter<'a> {
+    /// `q`
+    pub q: Option<&'a str>,
+    /// `artist_id`
+    pub artist_id: Option<&'a str>,
+    /// `released_from`
+    pub released_from: Option<&'a str>,
+    /// `released_to`
+    pub released_to: Option<&'a str>,
+    /// `include`
+    pub include: Option<&'a str>,
+}
+
+/// Filters and embedding options of the song list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SongFilter {
+    /// Case-folded substring of the title.
+    pub q: Option<String>,
+    /// Only songs of this artist.
+    pub artist_id: Option<ArtistId>,
+    /// Only songs released on or after this date.
+    pub released_from: Option<NaiveDate>,
+    /// Only songs released on or before this date.
+    pub released_to: Option<NaiveDate>,
+    /// Embed `{id, name}` of each song's artist.
+    pub include_artist: bool,
+}
+
+impl SongFilter {
+    /// Validates the song filters, recording every problem in `errors`.
+    pub fn parse(raw: RawSongFilter<'_>, errors: &mut ValidationErrors) -> Self {
+        let mut filter = Self {
+            q: errors.check(parse_search(raw.q)).flatten(),
+            ..Self::default()
+        };
+        if let Some(id) = raw.artist_id {
+            let parsed = id.trim().parse::<i64>().map_or_else(
+                |_| Err(FieldError::new("artist_id", super::ids::ID_RANGE_MESSAGE)),
+                |n| ArtistId::parse("artist_id", n),
+            );
+            filter.artist_id = errors.check(parsed);
+        }
+        filter.released_from = raw
+            .released_from
+            .and_then(|d| errors.check(parse_date("released_from", d)));
+        filter.released_to = raw
+            .released_to
+            .and_then(|d| errors.check(parse_date("released_to", d)));
+        if let (Some(from), Some(to)) = (filter.released_from, filter.released_to)
+            && from > to
+        {
+            errors.add("released_to", "must not be before released_from");
+        }
+        match raw.include {
+            None | Some("") => {}
+            Some("artist") => filter.include_artist = true,
+            Some(_) => errors.add("include", "must be `artist` when given"),
+        }
+        filter
+    }
+
+    /// Canonical text form of the filters (not `include`, which changes no position).
+    pub fn canonical(&self) -> String {
+        let date = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
+        format!(
+            "q={}&artist_id={}&from={}&to={}",
+            self.q.as_deref().unwrap_or(""),
+            self.artist_id.map(|a| a.to_string()).unwrap_or_default(),
+            date(self.released_from),
+            date(self.released_to),
+        )
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use chrono::{Datelike, NaiveDate};
+
 /// One problem with one input field, as reported to the API user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
@@ -130,6 +132,42 @@ pub fn short_text(field: &str, raw: &str) -> Result<String, FieldError> {
 /// Folds text for case-insensitive substring search, identically on every backend.
 pub fn search_key(text: &str) -> String {
     text.to_lowercase()
+}
+
+/// The years a date may have (API.md): 0001–9999, what every backend stores. SQL Server's
+/// `date` starts at 0001-01-01; the form `YYYY-MM-DD` ends at 9999.
+pub const YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
+
+/// Whether every backend can store `date` (its year is in [`YEARS`]).
+pub fn is_storable_date(date: NaiveDate) -> bool {
+    YEARS.contains(&date.year())
+}
+
+/// Parses a `YYYY-MM-DD` calendar date of a year in [`YEARS`]; `field` names it in the
+/// error.
+///
+/// # Errors
+/// A [`FieldError`] on `field` for anything but an existing date in that exact form and
+/// range.
+pub fn parse_date(field: &str, raw: &str) -> Result<NaiveDate, FieldError> {
+    let is_shaped = raw.len() == 10
+        && raw.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    is_shaped
+        .then(|| NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok())
+        .flatten()
+        .filter(|date| is_storable_date(*date))
+        .ok_or_else(|| {
+            FieldError::new(
+                field,
+                "must be a valid date in the form YYYY-MM-DD, from 0001-01-01 to 9999-12-31",
+            )
+        })
 }
 
 #[cfg(test)]

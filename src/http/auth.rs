@@ -19,6 +19,7 @@ use axum::http::{HeaderName, header};
 use super::error::ApiError;
 use crate::auth::AuthError;
 use crate::auth::accounts::{Accounts, CredentialError, Principal};
+use crate::domain::ids::UserId;
 use crate::domain::user::Role;
 use crate::state::AppState;
 
@@ -206,7 +207,7 @@ impl FromRequestParts<AppState> for Admin {
 #[derive(Debug, Clone, Copy)]
 pub struct SignedInUser {
     /// The account's id.
-    pub id: i64,
+    pub id: UserId,
 }
 
 impl FromRequestParts<AppState> for SignedInUser {
@@ -214,7 +215,9 @@ impl FromRequestParts<AppState> for SignedInUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match require(parts, state, Role::Viewer).await? {
-            Principal::User { id, .. } => Ok(Self { id }),
+            Principal::User { id, .. } => UserId::try_from(id)
+                .map(|id| Self { id })
+                .map_err(|()| invalid_credentials()),
             _ => Err(ApiError::forbidden(
                 "API keys have no account; sign in as a user",
             )),

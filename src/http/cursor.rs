@@ -91,7 +91,7 @@ pub fn decode<F: SortField>(token: &str, scope: &str, sort: &Sort<F>) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::list::SongSortField;
+    use crate::domain::song::SongSortField;
 
     fn sort() -> Sort<SongSortField> {
         Sort::parse(Some("-distance,title")).unwrap()

@@ -12,13 +12,30 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use crate::domain::idempotency::{IdempotencyKey, SavedResponse};
+use crate::storage::SavedResponse;
 
 /// The header name.
 pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// Marks a replayed response, so clients and logs can tell it from a fresh creation.
 pub static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// A client's idempotency key: 1–255 visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// Validates a raw header value; `None` when it breaks the rule.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let is_valid = (1..=255).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
+        is_valid.then(|| Self(raw.to_owned()))
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// The `Idempotency-Key` header, if sent; a malformed one is 400.
 #[derive(Debug, Clone, Default)]
@@ -147,5 +164,22 @@ mod tests {
             fingerprint("POST /v1/artists", &json!({"name": "x"})),
             expected
         );
+    }
+
+    #[test]
+    fn key_rule() {
+        for (raw, ok) in [
+            ("a", true),
+            ("8e03978e-40d5-43e8-bc93-6894a57f9324", true),
+            ("~!@#$%^&*()_+{}|:<>?", true),
+            (&"k".repeat(255), true),
+            (&"k".repeat(256), false),
+            ("", false),
+            ("has space", false),
+            ("tab\t", false),
+            ("ключ", false),
+        ] {
+            assert_eq!(IdempotencyKey::parse(raw).is_some(), ok, "{raw:?}");
+        }
     }
 }

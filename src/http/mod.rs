@@ -1,11 +1,12 @@
 //! The HTTP layer: routes, extractors, errors and middleware. Turns wire input into domain
 //! types and store calls; never sees SQL.
 
-pub mod admin;
+pub mod admin_listener;
 pub mod auth;
 pub mod conn;
 pub mod cursor;
 pub mod error;
+pub mod etag;
 pub mod extract;
 pub mod idempotency;
 pub mod list;

@@ -1,7 +1,9 @@
-//! The storage seam: one `Store` trait of use cases, its error type, and `connect`, which
-//! picks a backend by URL scheme. No transaction, pool or row type crosses this trait.
+//! The storage seam: one trait of use cases per resource, `Store` (all of them), the
+//! error type, and `connect`, which picks a backend by URL scheme. No transaction, pool or
+//! row type crosses these traits.
 
-pub mod metered;
+mod idempotency;
+mod metered;
 pub mod migrate;
 pub mod mssql;
 pub mod postgres;
@@ -15,18 +17,18 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::DatabaseSettings;
 use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
+use crate::domain::artist::{ArtistFilter, ArtistSortField};
 use crate::domain::credential::{
     ApiKey, ApiKeySortField, LoginGate, NewApiKey, NewRefreshToken, Rotation, SecretDigest,
 };
 use crate::domain::demo::DemoArtist;
-use crate::domain::etag::ExpectedVersions;
-use crate::domain::idempotency::{Created, Idempotency};
-use crate::domain::ids::{ArtistId, SongId};
-use crate::domain::list::{
-    ArtistFilter, ArtistSortField, ListQuery, Page, SongFilter, SongSortField,
-};
+use crate::domain::ids::{ApiKeyId, ArtistId, SongId, UserId};
+use crate::domain::list::{ListQuery, Page};
 use crate::domain::song::{NewSong, Song, SongChanges};
+use crate::domain::song::{SongFilter, SongSortField};
 use crate::domain::user::{NewUser, User, UserChanges, UserSortField, UsernameKey};
+use crate::domain::version::ExpectedVersions;
+pub use idempotency::{Created, Idempotency, SavedResponse};
 use migrate::Migrator;
 
 /// The store as the application holds it.
@@ -146,9 +148,10 @@ pub struct PoolStats {
 /// Result of a store call.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// The catalog's use cases. Each method runs in one transaction inside the backend.
+/// Artists. Each method is one use case, run in one transaction inside the backend (as
+/// in every resource trait below).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait ArtistStore: Send + Sync + 'static {
     /// Lists artists by filter, order and position.
     async fn list_artists(
         &self,
@@ -189,7 +192,11 @@ pub trait Store: Send + Sync + 'static {
         cascade: bool,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<()>;
+}
 
+/// Songs.
+#[async_trait]
+pub trait SongStore: Send + Sync + 'static {
     /// Lists songs by filter, order and position (optionally with each song's artist).
     async fn list_songs(
         &self,
@@ -199,7 +206,7 @@ pub trait Store: Send + Sync + 'static {
     async fn get_song(&self, id: SongId) -> StoreResult<Song>;
     /// Creates a song; a missing artist is [`StoreError::NotFound`] for that artist.
     async fn insert_song(&self, new: &NewSong) -> StoreResult<Song>;
-    /// Creates a song at most once per idempotency key (as [`Store::insert_artist_once`]).
+    /// Creates a song at most once per idempotency key (as [`ArtistStore::insert_artist_once`]).
     async fn insert_song_once(
         &self,
         new: &NewSong,
@@ -222,7 +229,11 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a song.
     async fn delete_song(&self, id: SongId, expected: Option<&ExpectedVersions>)
     -> StoreResult<()>;
+}
 
+/// Accounts.
+#[async_trait]
+pub trait AccountStore: Send + Sync + 'static {
     /// Creates an account with an already hashed password. A username or email that is
     /// taken (ignoring case) is a [`StoreError::Conflict`].
     async fn insert_user(&self, new: &NewUser, password_hash: &str) -> StoreResult<User>;
@@ -232,7 +243,7 @@ pub trait Store: Send + Sync + 'static {
         username: &UsernameKey,
     ) -> StoreResult<Option<(User, String)>>;
     /// One account by id.
-    async fn get_user(&self, id: i64) -> StoreResult<User>;
+    async fn get_user(&self, id: UserId) -> StoreResult<User>;
     /// Lists accounts.
     async fn list_users(&self, query: &ListQuery<UserSortField, ()>) -> StoreResult<Page<User>>;
     /// Changes an account (`password_hash` replaces the password when given). A taken
@@ -241,16 +252,21 @@ pub trait Store: Send + Sync + 'static {
     /// revoked in the same transaction.
     async fn update_user(
         &self,
-        id: i64,
+        id: UserId,
         changes: &UserChanges,
         password_hash: Option<&str>,
     ) -> StoreResult<User>;
     /// Deletes an account and its refresh tokens; the last active admin cannot be deleted
     /// ([`StoreError::Conflict`]).
-    async fn delete_user(&self, id: i64) -> StoreResult<()>;
+    async fn delete_user(&self, id: UserId) -> StoreResult<()>;
     /// Whether any active admin exists.
     async fn has_active_admin(&self) -> StoreResult<bool>;
+}
 
+/// What proves who a client is: refresh tokens (logins), failed-login counters and API
+/// keys.
+#[async_trait]
+pub trait CredentialStore: Send + Sync + 'static {
     /// Stores a new refresh token (the first of a family, at login).
     async fn insert_refresh_token(&self, token: &NewRefreshToken) -> StoreResult<()>;
     /// Exchanges the refresh token whose digest is `presented` for a new one in the same
@@ -304,8 +320,12 @@ pub trait Store: Send + Sync + 'static {
     /// The API key whose secret has digest `key_hash`.
     async fn find_api_key(&self, key_hash: &SecretDigest) -> StoreResult<Option<ApiKey>>;
     /// Revokes (deletes) an API key.
-    async fn delete_api_key(&self, id: i64) -> StoreResult<()>;
+    async fn delete_api_key(&self, id: ApiKeyId) -> StoreResult<()>;
+}
 
+/// The database as a whole: housekeeping, demo data, backup, health and lifecycle.
+#[async_trait]
+pub trait MaintenanceStore: Send + Sync + 'static {
     /// Forgets idempotency keys created before `created_before`; returns how many.
     async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> StoreResult<u64>;
     /// Inserts `catalog` (the demo data, [`crate::domain::demo::catalog`]) once per
@@ -333,6 +353,17 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Closes the pool, waiting for connections in use to be returned.
     async fn close(&self);
+}
+
+/// Every resource trait: what the application holds as [`DynStore`].
+pub trait Store:
+    ArtistStore + SongStore + AccountStore + CredentialStore + MaintenanceStore
+{
+}
+
+impl<T> Store for T where
+    T: ArtistStore + SongStore + AccountStore + CredentialStore + MaintenanceStore
+{
 }
 
 /// The page out of `items` fetched with one row more than `page_size`: the extra row only
@@ -394,12 +425,11 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DynStore> {
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("database.url is not set"))?;
     let backend = Backend::of(url.expose_secret())?;
-    let store: DynStore = match backend {
+    Ok(match backend {
         Backend::Sqlite => Arc::new(sqlite::SqliteStore::connect(settings).await?),
         Backend::Postgres => Arc::new(postgres::PgStore::connect(settings).await?),
         Backend::Mssql => Arc::new(mssql::MssqlStore::connect(settings).await?),
-    };
-    Ok(Arc::new(metered::MeteredStore::new(store, backend)))
+    })
 }
 
 /// The database a URL names.

@@ -25,8 +25,6 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::storage::PoolStats;
-
 /// `http_requests_total`
 pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
 /// `http_request_duration_seconds`
@@ -168,24 +166,13 @@ fn describe() {
     describe_gauge!(BUILD_INFO, "Version and git commit of this build");
 }
 
-/// The exposition text, with pool and WAL gauges, dropped log lines and process metrics
-/// sampled now.
-pub fn render(pool: PoolStats, wal_size_bytes: Option<u64>) -> String {
+/// The exposition text, with dropped log lines and process metrics sampled now (the
+/// admin listener sets the pool and WAL gauges just before).
+pub fn render() -> String {
     let exporter = EXPORTER.get();
     if let Some(exporter) = exporter {
         exporter.process.collect();
     }
     metrics::counter!(LOG_LINES_DROPPED_TOTAL).absolute(super::dropped_log_lines());
-    metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "idle").set(f64::from(pool.idle));
-    metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "in_use")
-        .set(f64::from(pool.size.saturating_sub(pool.idle)));
-    metrics::gauge!(DB_POOL_MAX_CONNECTIONS).set(f64::from(pool.max));
-    if let Some(bytes) = wal_size_bytes {
-        #[allow(
-            clippy::cast_precision_loss,
-            reason = "a gauge; exact below 2^53 bytes"
-        )]
-        metrics::gauge!(SQLITE_WAL_SIZE_BYTES).set(bytes as f64);
-    }
     exporter.map_or_else(String::new, |e| e.handle.render())
 }

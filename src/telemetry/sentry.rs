@@ -1,7 +1,7 @@
 //! Error reporting to Sentry (`sentry`, `sentry-tower`), on only when `sentry.dsn` is set.
 //!
 //! Each request gets its own hub (`sentry_tower::NewSentryLayer`) tagged with its
-//! `request_id`, `route` and `method` ([`TagRequestLayer`]); panics are reported by the panic
+//! `request_id`, `route` and `method` (`http::middleware::sentry`); panics are reported by the panic
 //! integration, and 5xx answers by `middleware::problem`. Events carry `environment` and
 //! `release` (`starsongs@<version>+<git sha>`); personal data is off (`send_default_pii`)
 //! and [`scrub`] removes header values, query strings, cookies and bodies that the HTTP
@@ -15,29 +15,19 @@
 //! it carries its route template, status, duration and tags, and no header, query string,
 //! cookie or user.
 
-use std::str::FromStr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request};
 use secrecy::ExposeSecret;
 use sentry::protocol::{Envelope, EnvelopeItem};
 use sentry::{Transport, TransportFactory, TransportOptions};
 use sentry_tower::SentryHttpLayer;
-use tower::{Layer, Service};
 
 use crate::config::Settings;
-use crate::http::middleware::RequestId;
 
 /// The release name events carry.
 pub fn release() -> String {
     format!("starsongs@{}+{}", super::VERSION, super::GIT_SHA)
-}
-
-/// Whether `dsn` parses as a Sentry DSN (checked at start-up).
-pub fn is_valid_dsn(dsn: &str) -> bool {
-    sentry::types::Dsn::from_str(dsn).is_ok()
 }
 
 /// Starts the client when `sentry.dsn` is set; keep the guard until the process ends (it
@@ -45,7 +35,7 @@ pub fn is_valid_dsn(dsn: &str) -> bool {
 pub fn init(settings: &Settings) -> Option<sentry::ClientInitGuard> {
     let dsn = settings.sentry.dsn.as_ref()?;
     let dsn = dsn.expose_secret();
-    if !is_valid_dsn(dsn) {
+    if !crate::config::is_valid_dsn(dsn) {
         return None;
     }
     // reqwest is built without a TLS provider of its own; use ring, as the server does.
@@ -120,7 +110,7 @@ fn scrub_request(request: &mut sentry::protocol::Request) {
 }
 
 /// Reduces a transaction to what performance monitoring needs: its name becomes
-/// `<method> <route template>` (from the tags [`TagRequest`] set, so a path a client made
+/// `<method> <route template>` (from the tags `http::middleware::sentry` sets, so a path a client made
 /// up is sent neither as the name nor as the URL), its request keeps only the method and
 /// the URL without query, fragment or user info, and it loses any user, extra data and
 /// span data.
@@ -191,67 +181,6 @@ impl Transport for ScrubbingTransport {
 
     fn shutdown(&self, timeout: Duration) -> bool {
         self.0.shutdown(timeout)
-    }
-}
-
-/// Tags the request's hub with its request id, route template and method.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TagRequestLayer;
-
-impl<S> Layer<S> for TagRequestLayer {
-    type Service = TagRequest<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        TagRequest { inner }
-    }
-}
-
-/// See [`TagRequestLayer`].
-#[derive(Debug, Clone)]
-pub struct TagRequest<S> {
-    inner: S,
-}
-
-impl<S> Service<Request> for TagRequest<S>
-where
-    S: Service<Request>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        let request_id = req
-            .extensions()
-            .get::<RequestId>()
-            .map(|id| id.0.to_string())
-            .unwrap_or_default();
-        let route = req.extensions().get::<MatchedPath>().map_or_else(
-            || super::metrics::UNMATCHED_ROUTE.to_owned(),
-            |p| p.as_str().to_owned(),
-        );
-        let method = req.method().as_str().to_owned();
-        // The request's trace (the trace layer, outside this one): errors, log lines and
-        // spans join up by it.
-        let trace_id = req
-            .extensions()
-            .get::<super::otel::RequestTrace>()
-            .map(|trace| trace.0.to_string());
-        // The hub of this request (`NewSentryLayer`) is current while the outer layers'
-        // futures are polled and while this call runs.
-        sentry::configure_scope(|scope| {
-            scope.set_tag("request_id", request_id);
-            scope.set_tag("route", route);
-            scope.set_tag("method", method);
-            if let Some(trace_id) = trace_id {
-                scope.set_tag("trace_id", trace_id);
-            }
-        });
-        self.inner.call(req)
     }
 }
 

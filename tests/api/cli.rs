@@ -267,7 +267,7 @@ async fn backup_writes_a_consistent_copy_while_the_service_runs() {
             sort: starsongs::domain::list::Sort::parse(None).unwrap(),
             page_size: 10,
             position: starsongs::domain::list::Position::Page(1),
-            filter: starsongs::domain::list::ArtistFilter::default(),
+            filter: starsongs::domain::artist::ArtistFilter::default(),
         })
         .await
         .unwrap()

@@ -6,20 +6,22 @@ use chrono::NaiveDate;
 use chrono::{Duration, Utc};
 use futures_util::FutureExt;
 use starsongs::domain::artist::{ArtistChanges, NewArtist};
+use starsongs::domain::artist::{ArtistFilter, ArtistSortField};
 use starsongs::domain::credential::SecretDigest;
 use starsongs::domain::credential::{LoginGate, NewApiKey, NewRefreshToken, Rotation};
 use starsongs::domain::demo;
-use starsongs::domain::etag::ExpectedVersions;
-use starsongs::domain::idempotency::{Created, Idempotency, IdempotencyKey, SavedResponse};
+use starsongs::domain::ids::{ApiKeyId, UserId};
 use starsongs::domain::ids::{ArtistId, SongId};
-use starsongs::domain::list::{
-    ArtistFilter, ArtistSortField, ListQuery, Page, Position, SongFilter, SongSortField, Sort,
-    Sortable,
-};
+use starsongs::domain::list::{ListQuery, Page, Position, Sort, Sortable};
 use starsongs::domain::song::{NewSong, Patch, SongChanges, SongFields, SongPatchFields};
+use starsongs::domain::song::{SongFilter, SongSortField};
 use starsongs::domain::user::{Email, NewUser, Password, Role, UserChanges, UsernameKey};
 use starsongs::domain::validation::search_key;
+use starsongs::domain::version::ExpectedVersions;
+use starsongs::http::etag::Versioned;
+use starsongs::http::idempotency::IdempotencyKey;
 use starsongs::storage::{ConflictKind, Entity, Store, StoreError};
+use starsongs::storage::{Created, Idempotency, SavedResponse};
 
 fn artist(name: &str) -> NewArtist {
     NewArtist::parse(name).unwrap()
@@ -643,7 +645,7 @@ pub async fn idempotent_insert_replays_and_rejects_other_requests(store: &dyn St
     let render = saved_for;
     let once = Idempotency {
         principal: "anonymous",
-        key: &key,
+        key: key.as_str(),
         fingerprint: "f1",
         render: &render,
     };
@@ -693,7 +695,7 @@ pub async fn concurrent_idempotent_inserts_create_one(store: &dyn Store) {
     };
     let once = Idempotency {
         principal: "anonymous",
-        key: &key,
+        key: key.as_str(),
         fingerprint: "f",
         render: &render,
     };
@@ -723,7 +725,7 @@ pub async fn pruned_keys_can_be_used_again(store: &dyn Store) {
     let render = saved_for;
     let once = Idempotency {
         principal: "anonymous",
-        key: &key,
+        key: key.as_str(),
         fingerprint: "f",
         render: &render,
     };
@@ -906,7 +908,10 @@ pub async fn expired_revoked_and_inactive_refreshes_are_rejected(store: &dyn Sto
         is_active: Some(false),
         ..UserChanges::default()
     };
-    store.update_user(user.id, &deactivate, None).await.unwrap();
+    store
+        .update_user(UserId::try_from(user.id).unwrap(), &deactivate, None)
+        .await
+        .unwrap();
     let inactive = store
         .rotate_refresh_token(&digest("mine"), &digest("n3"), later, SESSION_MAX)
         .await
@@ -1062,7 +1067,11 @@ pub async fn sessions_end_with_logout_reuse_and_password_change(store: &dyn Stor
         ..UserChanges::default()
     };
     store
-        .update_user(user.id, &new_password, Some("h2"))
+        .update_user(
+            UserId::try_from(user.id).unwrap(),
+            &new_password,
+            Some("h2"),
+        )
         .await
         .unwrap();
 
@@ -1097,7 +1106,7 @@ pub async fn users_change_and_the_last_admin_stays(store: &dyn Store) {
     };
 
     let changed = store
-        .update_user(user.id, &promote, Some("h2"))
+        .update_user(UserId::try_from(user.id).unwrap(), &promote, Some("h2"))
         .await
         .unwrap();
     let revoked = store
@@ -1109,8 +1118,10 @@ pub async fn users_change_and_the_last_admin_stays(store: &dyn Store) {
         )
         .await
         .unwrap();
-    let last_admin = store.update_user(admin.id, &demote_admin, None).await;
-    let delete_last = store.delete_user(admin.id).await;
+    let last_admin = store
+        .update_user(UserId::try_from(admin.id).unwrap(), &demote_admin, None)
+        .await;
+    let delete_last = store.delete_user(UserId::try_from(admin.id).unwrap()).await;
     let page = store
         .list_users(&ListQuery {
             sort: Sort::parse(Some("-username")).unwrap(),
@@ -1120,8 +1131,11 @@ pub async fn users_change_and_the_last_admin_stays(store: &dyn Store) {
         })
         .await
         .unwrap();
-    store.delete_user(user.id).await.unwrap();
-    let gone = store.get_user(user.id).await;
+    store
+        .delete_user(UserId::try_from(user.id).unwrap())
+        .await
+        .unwrap();
+    let gone = store.get_user(UserId::try_from(user.id).unwrap()).await;
 
     assert_eq!(
         (changed.role, changed.email.as_str()),
@@ -1172,8 +1186,13 @@ pub async fn api_keys_are_found_by_digest_and_deleted(store: &dyn Store) {
         })
         .await
         .unwrap();
-    store.delete_api_key(key.id).await.unwrap();
-    let again = store.delete_api_key(key.id).await;
+    store
+        .delete_api_key(ApiKeyId::try_from(key.id).unwrap())
+        .await
+        .unwrap();
+    let again = store
+        .delete_api_key(ApiKeyId::try_from(key.id).unwrap())
+        .await;
 
     assert_eq!(
         (key.name.as_str(), key.role, key.prefix.as_str()),

@@ -4,11 +4,13 @@
 
 use std::time::Duration;
 
+use starsongs::domain::artist::ArtistFilter;
 use starsongs::domain::artist::{ArtistChanges, NewArtist};
-use starsongs::domain::etag::ExpectedVersions;
 use starsongs::domain::ids::ArtistId;
-use starsongs::domain::list::{ArtistFilter, ListQuery, Position, SongFilter, Sort};
+use starsongs::domain::list::{ListQuery, Position, Sort};
+use starsongs::domain::song::SongFilter;
 use starsongs::domain::song::{NewSong, SongFields};
+use starsongs::domain::version::ExpectedVersions;
 use starsongs::storage::{Entity, Store, StoreError};
 
 use crate::backends;

@@ -5,8 +5,9 @@ use axum::http::HeaderName;
 use axum::http::header::{IF_MATCH, IF_NONE_MATCH};
 use axum::http::request::Parts;
 
-use crate::domain::etag::{ExpectedVersions, Precondition};
+use crate::domain::version::ExpectedVersions;
 use crate::http::error::ApiError;
+use crate::http::etag::Precondition;
 
 /// The `If-Match` precondition, if sent.
 #[derive(Debug, Clone, Default)]

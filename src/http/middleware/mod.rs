@@ -9,6 +9,7 @@ mod problem;
 mod rate_limit;
 mod request_id;
 mod security_headers;
+mod sentry;
 mod trace;
 
 use std::any::Any;
@@ -56,7 +57,7 @@ pub fn apply(router: Router, state: &AppState) -> Router {
         // A hub per request only when Sentry is on: it costs an allocation per request.
         .option_layer(sentry_on.then(NewSentryLayer::<Request<Body>>::new_from_top))
         .option_layer(sentry_on.then(|| crate::telemetry::sentry::http_layer(settings)))
-        .option_layer(sentry_on.then_some(crate::telemetry::sentry::TagRequestLayer))
+        .option_layer(sentry_on.then_some(sentry::TagRequestLayer))
         .layer(metrics::MetricsLayer)
         .layer(security_headers::SecurityHeadersLayer)
         .layer(problem::ProblemLayer)
@@ -92,7 +93,7 @@ pub fn apply_admin(router: Router, state: &AppState) -> Router {
         .layer(client_ip)
         .layer(trace::TraceLayer)
         .option_layer(sentry_on.then(NewSentryLayer::<Request<Body>>::new_from_top))
-        .option_layer(sentry_on.then_some(crate::telemetry::sentry::TagRequestLayer))
+        .option_layer(sentry_on.then_some(sentry::TagRequestLayer))
         .layer(security_headers::SecurityHeadersLayer)
         .layer(problem::ProblemLayer)
         .layer(CatchPanicLayer::custom(panic_response));

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 
 use super::auth::UserOut;
 use crate::domain::credential::{ApiKey, ApiKeySortField, NewApiKey};
-use crate::domain::ids::RecordId;
+use crate::domain::ids::{ApiKeyId, UserId};
 use crate::domain::list::RawPaging;
 use crate::domain::user::{Email, NewUser, Password, Role, UserChanges, UserSortField};
 use crate::domain::validation::{FieldError, ValidationErrors};
@@ -253,9 +253,9 @@ async fn create_user(
 async fn get_user(
     State(state): State<AppState>,
     _admin: Admin,
-    ApiPath(id): ApiPath<RecordId>,
+    ApiPath(id): ApiPath<UserId>,
 ) -> Result<Json<UserOut>, ApiError> {
-    Ok(Json(state.store.get_user(id.get()).await?.into()))
+    Ok(Json(state.store.get_user(id).await?.into()))
 }
 
 /// Changes an account's email, role, active flag or password. Deactivating, changing the
@@ -277,10 +277,10 @@ async fn get_user(
 async fn patch_user(
     State(state): State<AppState>,
     _admin: Admin,
-    ApiPath(id): ApiPath<RecordId>,
+    ApiPath(id): ApiPath<UserId>,
     ApiJson(input): ApiJson<PatchUserInput>,
 ) -> Result<Json<UserOut>, ApiError> {
-    let current = state.store.get_user(id.get()).await?;
+    let current = state.store.get_user(id).await?;
     let mut errors = ValidationErrors::new();
     let mut changes = UserChanges::default();
     let required = |field: &str| FieldError::new(field, "must not be null");
@@ -320,7 +320,7 @@ async fn patch_user(
     }
     let user = state
         .accounts
-        .update_user(id.get(), &changes)
+        .update_user(id, &changes)
         .await
         .map_err(account_error)?;
     Ok(Json(user.into()))
@@ -338,9 +338,9 @@ async fn patch_user(
 async fn delete_user(
     State(state): State<AppState>,
     _admin: Admin,
-    ApiPath(id): ApiPath<RecordId>,
+    ApiPath(id): ApiPath<UserId>,
 ) -> Result<StatusCode, ApiError> {
-    state.accounts.delete_user(id.get()).await?;
+    state.accounts.delete_user(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -416,8 +416,8 @@ async fn create_api_key(
 async fn delete_api_key(
     State(state): State<AppState>,
     _admin: Admin,
-    ApiPath(id): ApiPath<RecordId>,
+    ApiPath(id): ApiPath<ApiKeyId>,
 ) -> Result<StatusCode, ApiError> {
-    state.accounts.revoke_api_key(id.get()).await?;
+    state.accounts.revoke_api_key(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

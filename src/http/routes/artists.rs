@@ -12,14 +12,15 @@ use utoipa_axum::routes;
 
 use super::songs::{ArtistSongsParams, SongOut};
 use super::{ServerManaged, Tagged, not_modified, present, same_id};
+use crate::domain::artist::ArtistFilter;
 use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
-use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::ArtistId;
-use crate::domain::list::{ArtistFilter, RawPaging};
+use crate::domain::list::RawPaging;
 use crate::domain::user::Role;
 use crate::domain::validation::ValidationErrors;
 use crate::http::auth::{Editor, Reader};
 use crate::http::error::{ApiError, Problem};
+use crate::http::etag::Versioned;
 use crate::http::extract::{
     ApiJson, ApiPath, ApiQuery, IfMatch, IfNoneMatch, JsonInteger, double_option,
 };
@@ -27,6 +28,7 @@ use crate::http::idempotency::{self, IdempotencyKeyHeader};
 use crate::http::list::{ListEnvelope, ListRequest};
 use crate::state::AppState;
 use crate::storage::DynStore;
+use crate::storage::{Created, Idempotency};
 
 /// The artist routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -221,7 +223,7 @@ pub async fn create_artist(
     let render = |artist: &Artist| kept.keep(created(artist.clone()).saved());
     let once = Idempotency {
         principal: &principal,
-        key: &key,
+        key: key.as_str(),
         fingerprint: &fingerprint,
         render: &render,
     };

@@ -14,9 +14,9 @@ use axum::response::{IntoResponse, Response};
 use serde::de::{self, Unexpected};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::domain::etag::EntityTag;
-use crate::domain::idempotency::SavedResponse;
 use crate::domain::validation::ValidationErrors;
+use crate::http::etag::EntityTag;
+use crate::storage::SavedResponse;
 
 /// A server-managed timestamp (`created_at`, `updated_at`) in a PUT body: accepted so that a
 /// client can PUT back what it got from GET, and ignored. It must still be what GET

@@ -11,13 +11,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{ServerManaged, Tagged, not_modified, present, same_id};
-use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::{ArtistId, SongId};
-use crate::domain::list::{RawPaging, RawSongFilter, SongFilter, SongSortField};
+use crate::domain::list::RawPaging;
 use crate::domain::song::{NewSong, Patch, Song, SongChanges, SongFields, SongPatchFields};
+use crate::domain::song::{RawSongFilter, SongFilter, SongSortField};
 use crate::domain::validation::ValidationErrors;
 use crate::http::auth::{Editor, Reader};
 use crate::http::error::{ApiError, Problem};
+use crate::http::etag::Versioned;
 use crate::http::extract::{
     ApiJson, ApiPath, ApiQuery, IfMatch, IfNoneMatch, JsonInteger, double_option,
 };
@@ -25,6 +26,7 @@ use crate::http::idempotency::{self, IdempotencyKeyHeader};
 use crate::http::list::{ListEnvelope, ListRequest};
 use crate::state::AppState;
 use crate::storage::DynStore;
+use crate::storage::{Created, Idempotency};
 
 /// The song routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -417,7 +419,7 @@ pub async fn create_song(
     let render = |song: &Song| kept.keep(created(song.clone()).saved());
     let once = Idempotency {
         principal: &principal,
-        key: &key,
+        key: key.as_str(),
         fingerprint: &fingerprint,
         render: &render,
     };

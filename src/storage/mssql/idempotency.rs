@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use super::pool::Conn;
 use super::sql::{Sql, begin, finish};
 use super::{Pool, map_error, now};
-use crate::domain::idempotency::{Created, Idempotency, SavedResponse, expiry_cutoff};
+use crate::domain::idempotency::expiry_cutoff;
+use crate::storage::{Created, Idempotency, SavedResponse};
 use crate::storage::{StoreError, StoreResult};
 
 const FORGET_EXPIRED: &str = "DELETE FROM dbo.idempotency_key \
@@ -56,7 +57,7 @@ pub(super) async fn create_once<N: Sync, T>(
 fn key_params<T>(idempotency: &Idempotency<'_, T>) -> [Box<dyn tiberius::ToSql>; 2] {
     [
         Box::new(idempotency.principal.to_owned()),
-        Box::new(idempotency.key.as_str().to_owned()),
+        Box::new(idempotency.key.to_owned()),
     ]
 }
 

@@ -27,22 +27,29 @@ use secrecy::ExposeSecret;
 use tiberius::{AuthMethod, Config, EncryptionLevel};
 
 use super::check_expected;
+use super::metered::timed;
 use super::migrate::Migrator;
-use super::{PoolStats, Store, StoreError, StoreResult};
+use super::{
+    AccountStore, ArtistStore, CredentialStore, MaintenanceStore, PoolStats, SongStore, StoreError,
+    StoreResult,
+};
+
+/// `db.system` of this backend's spans.
+const SYSTEM: &str = "mssql";
 use crate::config::DatabaseSettings;
 use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
+use crate::domain::artist::{ArtistFilter, ArtistSortField};
 use crate::domain::credential::{
     ApiKey, ApiKeySortField, LoginGate, NewApiKey, NewRefreshToken, Rotation, SecretDigest,
 };
 use crate::domain::demo::DemoArtist;
-use crate::domain::etag::ExpectedVersions;
-use crate::domain::idempotency::{Created, Idempotency};
-use crate::domain::ids::{ArtistId, SongId};
-use crate::domain::list::{
-    ArtistFilter, ArtistSortField, ListQuery, Page, SongFilter, SongSortField,
-};
+use crate::domain::ids::{ApiKeyId, ArtistId, SongId, UserId};
+use crate::domain::list::{ListQuery, Page};
 use crate::domain::song::{NewSong, Song, SongChanges};
+use crate::domain::song::{SongFilter, SongSortField};
 use crate::domain::user::{NewUser, User, UserChanges, UserSortField, UsernameKey};
+use crate::domain::version::ExpectedVersions;
+use crate::storage::{Created, Idempotency};
 
 /// The pool.
 pub(crate) type Pool = bb8::Pool<pool::Manager>;
@@ -391,20 +398,29 @@ fn now() -> DateTime<Utc> {
 }
 
 #[async_trait]
-impl Store for MssqlStore {
+impl ArtistStore for MssqlStore {
     async fn list_artists(
         &self,
         query: &ListQuery<ArtistSortField, ArtistFilter>,
     ) -> StoreResult<Page<Artist>> {
-        self.run(|| artists::list(&self.pool, query)).await
+        timed(SYSTEM, "list_artists", async {
+            self.run(|| artists::list(&self.pool, query)).await
+        })
+        .await
     }
 
     async fn get_artist(&self, id: ArtistId) -> StoreResult<Artist> {
-        self.run(|| artists::get(&self.pool, id)).await
+        timed(SYSTEM, "get_artist", async {
+            self.run(|| artists::get(&self.pool, id)).await
+        })
+        .await
     }
 
     async fn insert_artist(&self, new: &NewArtist) -> StoreResult<Artist> {
-        self.run(|| artists::insert(&self.pool, new)).await
+        timed(SYSTEM, "insert_artist", async {
+            self.run(|| artists::insert(&self.pool, new)).await
+        })
+        .await
     }
 
     async fn insert_artist_once(
@@ -412,8 +428,11 @@ impl Store for MssqlStore {
         new: &NewArtist,
         idempotency: &Idempotency<'_, Artist>,
     ) -> StoreResult<Created<Artist>> {
-        self.run(|| artists::insert_once(&self.pool, new, idempotency))
-            .await
+        timed(SYSTEM, "insert_artist_once", async {
+            self.run(|| artists::insert_once(&self.pool, new, idempotency))
+                .await
+        })
+        .await
     }
 
     async fn replace_artist(
@@ -422,8 +441,11 @@ impl Store for MssqlStore {
         new: &NewArtist,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Artist> {
-        self.run(|| artists::replace(&self.pool, id, new, expected))
-            .await
+        timed(SYSTEM, "replace_artist", async {
+            self.run(|| artists::replace(&self.pool, id, new, expected))
+                .await
+        })
+        .await
     }
 
     async fn patch_artist(
@@ -432,8 +454,11 @@ impl Store for MssqlStore {
         changes: &ArtistChanges,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Artist> {
-        self.run(|| artists::patch(&self.pool, id, changes, expected))
-            .await
+        timed(SYSTEM, "patch_artist", async {
+            self.run(|| artists::patch(&self.pool, id, changes, expected))
+                .await
+        })
+        .await
     }
 
     async fn delete_artist(
@@ -442,23 +467,38 @@ impl Store for MssqlStore {
         cascade: bool,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<()> {
-        self.run(|| artists::delete(&self.pool, id, cascade, expected))
-            .await
+        timed(SYSTEM, "delete_artist", async {
+            self.run(|| artists::delete(&self.pool, id, cascade, expected))
+                .await
+        })
+        .await
     }
+}
 
+#[async_trait]
+impl SongStore for MssqlStore {
     async fn list_songs(
         &self,
         query: &ListQuery<SongSortField, SongFilter>,
     ) -> StoreResult<Page<Song>> {
-        self.run(|| songs::list(&self.pool, query)).await
+        timed(SYSTEM, "list_songs", async {
+            self.run(|| songs::list(&self.pool, query)).await
+        })
+        .await
     }
 
     async fn get_song(&self, id: SongId) -> StoreResult<Song> {
-        self.run(|| songs::get(&self.pool, id)).await
+        timed(SYSTEM, "get_song", async {
+            self.run(|| songs::get(&self.pool, id)).await
+        })
+        .await
     }
 
     async fn insert_song(&self, new: &NewSong) -> StoreResult<Song> {
-        self.run(|| songs::insert(&self.pool, new)).await
+        timed(SYSTEM, "insert_song", async {
+            self.run(|| songs::insert(&self.pool, new)).await
+        })
+        .await
     }
 
     async fn insert_song_once(
@@ -466,8 +506,11 @@ impl Store for MssqlStore {
         new: &NewSong,
         idempotency: &Idempotency<'_, Song>,
     ) -> StoreResult<Created<Song>> {
-        self.run(|| songs::insert_once(&self.pool, new, idempotency))
-            .await
+        timed(SYSTEM, "insert_song_once", async {
+            self.run(|| songs::insert_once(&self.pool, new, idempotency))
+                .await
+        })
+        .await
     }
 
     async fn replace_song(
@@ -476,8 +519,11 @@ impl Store for MssqlStore {
         new: &NewSong,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Song> {
-        self.run(|| songs::replace(&self.pool, id, new, expected))
-            .await
+        timed(SYSTEM, "replace_song", async {
+            self.run(|| songs::replace(&self.pool, id, new, expected))
+                .await
+        })
+        .await
     }
 
     async fn patch_song(
@@ -486,8 +532,11 @@ impl Store for MssqlStore {
         changes: &SongChanges,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Song> {
-        self.run(|| songs::patch(&self.pool, id, changes, expected))
-            .await
+        timed(SYSTEM, "patch_song", async {
+            self.run(|| songs::patch(&self.pool, id, changes, expected))
+                .await
+        })
+        .await
     }
 
     async fn delete_song(
@@ -495,51 +544,87 @@ impl Store for MssqlStore {
         id: SongId,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<()> {
-        self.run(|| songs::delete(&self.pool, id, expected)).await
+        timed(SYSTEM, "delete_song", async {
+            self.run(|| songs::delete(&self.pool, id, expected)).await
+        })
+        .await
     }
+}
 
+#[async_trait]
+impl AccountStore for MssqlStore {
     async fn insert_user(&self, new: &NewUser, password_hash: &str) -> StoreResult<User> {
-        self.run(|| users::insert(&self.pool, new, password_hash))
-            .await
+        timed(SYSTEM, "insert_user", async {
+            self.run(|| users::insert(&self.pool, new, password_hash))
+                .await
+        })
+        .await
     }
 
     async fn find_user_by_username(
         &self,
         username: &UsernameKey,
     ) -> StoreResult<Option<(User, String)>> {
-        self.run(|| users::find_by_username(&self.pool, username))
-            .await
+        timed(SYSTEM, "find_user_by_username", async {
+            self.run(|| users::find_by_username(&self.pool, username))
+                .await
+        })
+        .await
     }
 
-    async fn get_user(&self, id: i64) -> StoreResult<User> {
-        self.run(|| users::get(&self.pool, id)).await
+    async fn get_user(&self, id: UserId) -> StoreResult<User> {
+        timed(SYSTEM, "get_user", async {
+            let id = id.get();
+            self.run(|| users::get(&self.pool, id)).await
+        })
+        .await
     }
 
     async fn list_users(&self, query: &ListQuery<UserSortField, ()>) -> StoreResult<Page<User>> {
-        self.run(|| users::list(&self.pool, query)).await
+        timed(SYSTEM, "list_users", async {
+            self.run(|| users::list(&self.pool, query)).await
+        })
+        .await
     }
 
     async fn update_user(
         &self,
-        id: i64,
+        id: UserId,
         changes: &UserChanges,
         password_hash: Option<&str>,
     ) -> StoreResult<User> {
-        self.run(|| users::update(&self.pool, id, changes, password_hash))
-            .await
+        timed(SYSTEM, "update_user", async {
+            let id = id.get();
+            self.run(|| users::update(&self.pool, id, changes, password_hash))
+                .await
+        })
+        .await
     }
 
-    async fn delete_user(&self, id: i64) -> StoreResult<()> {
-        self.run(|| users::delete(&self.pool, id)).await
+    async fn delete_user(&self, id: UserId) -> StoreResult<()> {
+        timed(SYSTEM, "delete_user", async {
+            let id = id.get();
+            self.run(|| users::delete(&self.pool, id)).await
+        })
+        .await
     }
 
     async fn has_active_admin(&self) -> StoreResult<bool> {
-        self.run(|| users::has_active_admin(&self.pool)).await
+        timed(SYSTEM, "has_active_admin", async {
+            self.run(|| users::has_active_admin(&self.pool)).await
+        })
+        .await
     }
+}
 
+#[async_trait]
+impl CredentialStore for MssqlStore {
     async fn insert_refresh_token(&self, token: &NewRefreshToken) -> StoreResult<()> {
-        self.run(|| credentials::insert_refresh(&self.pool, token))
-            .await
+        timed(SYSTEM, "insert_refresh_token", async {
+            self.run(|| credentials::insert_refresh(&self.pool, token))
+                .await
+        })
+        .await
     }
 
     async fn rotate_refresh_token(
@@ -549,30 +634,42 @@ impl Store for MssqlStore {
         next_expires_at: DateTime<Utc>,
         session_max: chrono::Duration,
     ) -> StoreResult<Rotation> {
-        self.run(|| {
-            credentials::rotate_refresh(
-                &self.pool,
-                presented,
-                next_hash,
-                next_expires_at,
-                session_max,
-            )
+        timed(SYSTEM, "rotate_refresh_token", async {
+            self.run(|| {
+                credentials::rotate_refresh(
+                    &self.pool,
+                    presented,
+                    next_hash,
+                    next_expires_at,
+                    session_max,
+                )
+            })
+            .await
         })
         .await
     }
 
     async fn revoke_refresh_family(&self, presented: &SecretDigest) -> StoreResult<Option<String>> {
-        self.run(|| credentials::revoke_refresh(&self.pool, presented))
-            .await
+        timed(SYSTEM, "revoke_refresh_family", async {
+            self.run(|| credentials::revoke_refresh(&self.pool, presented))
+                .await
+        })
+        .await
     }
 
     async fn is_session_active(&self, family_id: &str) -> StoreResult<bool> {
-        self.run(|| credentials::is_session_active(&self.pool, family_id))
-            .await
+        timed(SYSTEM, "is_session_active", async {
+            self.run(|| credentials::is_session_active(&self.pool, family_id))
+                .await
+        })
+        .await
     }
 
     async fn prune_credentials(&self, at: DateTime<Utc>) -> StoreResult<u64> {
-        self.run(|| credentials::prune(&self.pool, at)).await
+        timed(SYSTEM, "prune_credentials", async {
+            self.run(|| credentials::prune(&self.pool, at)).await
+        })
+        .await
     }
 
     async fn claim_login_attempt(
@@ -580,13 +677,19 @@ impl Store for MssqlStore {
         username_key: &UsernameKey,
         at: DateTime<Utc>,
     ) -> StoreResult<LoginGate> {
-        self.run(|| credentials::claim_login_attempt(&self.pool, username_key, at))
-            .await
+        timed(SYSTEM, "claim_login_attempt", async {
+            self.run(|| credentials::claim_login_attempt(&self.pool, username_key, at))
+                .await
+        })
+        .await
     }
 
     async fn clear_login_failures(&self, username_key: &UsernameKey) -> StoreResult<()> {
-        self.run(|| credentials::clear_login_failures(&self.pool, username_key))
-            .await
+        timed(SYSTEM, "clear_login_failures", async {
+            self.run(|| credentials::clear_login_failures(&self.pool, username_key))
+                .await
+        })
+        .await
     }
 
     async fn insert_api_key(
@@ -595,51 +698,79 @@ impl Store for MssqlStore {
         key_hash: &SecretDigest,
         prefix: &str,
     ) -> StoreResult<ApiKey> {
-        self.run(|| credentials::insert_api_key(&self.pool, new, key_hash, prefix))
-            .await
+        timed(SYSTEM, "insert_api_key", async {
+            self.run(|| credentials::insert_api_key(&self.pool, new, key_hash, prefix))
+                .await
+        })
+        .await
     }
 
     async fn list_api_keys(
         &self,
         query: &ListQuery<ApiKeySortField, ()>,
     ) -> StoreResult<Page<ApiKey>> {
-        self.run(|| credentials::list_api_keys(&self.pool, query))
-            .await
+        timed(SYSTEM, "list_api_keys", async {
+            self.run(|| credentials::list_api_keys(&self.pool, query))
+                .await
+        })
+        .await
     }
 
     async fn find_api_key(&self, key_hash: &SecretDigest) -> StoreResult<Option<ApiKey>> {
-        self.run(|| credentials::find_api_key(&self.pool, key_hash))
-            .await
+        timed(SYSTEM, "find_api_key", async {
+            self.run(|| credentials::find_api_key(&self.pool, key_hash))
+                .await
+        })
+        .await
     }
 
-    async fn delete_api_key(&self, id: i64) -> StoreResult<()> {
-        self.run(|| credentials::delete_api_key(&self.pool, id))
-            .await
+    async fn delete_api_key(&self, id: ApiKeyId) -> StoreResult<()> {
+        timed(SYSTEM, "delete_api_key", async {
+            let id = id.get();
+            self.run(|| credentials::delete_api_key(&self.pool, id))
+                .await
+        })
+        .await
     }
+}
 
+#[async_trait]
+impl MaintenanceStore for MssqlStore {
     async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> StoreResult<u64> {
-        self.run(|| idempotency::prune(&self.pool, created_before))
-            .await
+        timed(SYSTEM, "prune_idempotency_keys", async {
+            self.run(|| idempotency::prune(&self.pool, created_before))
+                .await
+        })
+        .await
     }
 
     async fn seed_demo_data(&self, catalog: &[DemoArtist]) -> StoreResult<bool> {
-        retry(|| seed::seed_demo_data(&self.pool, catalog)).await
+        timed(SYSTEM, "seed_demo_data", async {
+            retry(|| seed::seed_demo_data(&self.pool, catalog)).await
+        })
+        .await
     }
 
     async fn backup_to(&self, _destination: &std::path::Path) -> StoreResult<()> {
-        Err(StoreError::Unsupported {
-            operation: "backup",
-            backend: "mssql",
+        timed(SYSTEM, "backup_to", async {
+            Err(StoreError::Unsupported {
+                operation: "backup",
+                backend: "mssql",
+            })
         })
+        .await
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.bounded(async {
-            let mut conn = self.pool.get().await.map_err(map_error)?;
-            sql::Sql::new(sql::PING)
-                .execute(&mut conn)
-                .await
-                .map(|_| ())
+        timed(SYSTEM, "ping", async {
+            self.bounded(async {
+                let mut conn = self.pool.get().await.map_err(map_error)?;
+                sql::Sql::new(sql::PING)
+                    .execute(&mut conn)
+                    .await
+                    .map(|_| ())
+            })
+            .await
         })
         .await
     }
@@ -658,7 +789,10 @@ impl Store for MssqlStore {
     }
 
     async fn close(&self) {
-        // bb8 closes connections as the pool is dropped; nothing waits for in-use ones.
+        timed(SYSTEM, "close", async {
+            // bb8 closes connections as the pool is dropped; nothing waits for in-use ones.
+        })
+        .await
     }
 }
 

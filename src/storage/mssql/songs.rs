@@ -12,12 +12,13 @@ use super::pool::Conn;
 use super::sql::{Sql, begin, finish};
 use super::{DbError, Pool, check_expected, is_foreign_key_violation, map_error, now};
 use crate::domain::artist::ArtistSummary;
-use crate::domain::etag::ExpectedVersions;
-use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::{ArtistId, SongId};
-use crate::domain::list::{ListQuery, Page, Position, SongFilter, SongSortField};
+use crate::domain::list::{ListQuery, Page, Position};
 use crate::domain::song::{NewSong, Song, SongChanges, SongUrl};
+use crate::domain::song::{SongFilter, SongSortField};
 use crate::domain::validation::search_key;
+use crate::domain::version::ExpectedVersions;
+use crate::storage::{Created, Idempotency};
 use crate::storage::{Entity, StoreError, StoreResult};
 
 /// The song columns under the names the other backends use.

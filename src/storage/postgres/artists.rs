@@ -7,12 +7,13 @@ use super::idempotency::create_once;
 use super::list::{SortColumn, contains_pattern, fetch_page};
 use super::{check_expected, is_foreign_key_violation, map_error, now, versions_param};
 use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
-use crate::domain::etag::ExpectedVersions;
-use crate::domain::idempotency::{Created, Idempotency};
+use crate::domain::artist::{ArtistFilter, ArtistSortField};
 use crate::domain::ids::ArtistId;
-use crate::domain::list::{ArtistFilter, ArtistSortField, ListQuery, Page};
+use crate::domain::list::{ListQuery, Page};
 use crate::domain::validation::search_key;
+use crate::domain::version::ExpectedVersions;
 use crate::storage::{ConflictKind, Entity, StoreError, StoreResult};
+use crate::storage::{Created, Idempotency};
 
 const COLUMNS: &str = "id, name, version, created_at, updated_at";
 

@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Row};
 
 use super::{map_error, now};
-use crate::domain::idempotency::{Created, Idempotency, SavedResponse, expiry_cutoff};
+use crate::domain::idempotency::expiry_cutoff;
+use crate::storage::{Created, Idempotency, SavedResponse};
 use crate::storage::{StoreError, StoreResult};
 
 /// The future of one insert on a borrowed connection.
@@ -50,7 +51,7 @@ async fn claim<T>(conn: &mut PgConnection, idempotency: &Idempotency<'_, T>) -> 
          and created_at < $3",
     )
     .bind(idempotency.principal)
-    .bind(idempotency.key.as_str())
+    .bind(idempotency.key)
     .bind(expiry_cutoff(Utc::now()))
     .execute(&mut *conn)
     .await
@@ -61,7 +62,7 @@ async fn claim<T>(conn: &mut PgConnection, idempotency: &Idempotency<'_, T>) -> 
          on conflict (principal, request_key) do nothing",
     )
     .bind(idempotency.principal)
-    .bind(idempotency.key.as_str())
+    .bind(idempotency.key)
     .bind(idempotency.fingerprint)
     .bind(now())
     .execute(&mut *conn)
@@ -75,7 +76,7 @@ async fn claim<T>(conn: &mut PgConnection, idempotency: &Idempotency<'_, T>) -> 
          where principal = $1 and request_key = $2",
     )
     .bind(idempotency.principal)
-    .bind(idempotency.key.as_str())
+    .bind(idempotency.key)
     .fetch_one(&mut *conn)
     .await
     .map_err(map_error)?;
@@ -106,7 +107,7 @@ async fn save<T>(
     .bind(response.location.as_deref())
     .bind(response.etag.as_deref())
     .bind(idempotency.principal)
-    .bind(idempotency.key.as_str())
+    .bind(idempotency.key)
     .execute(&mut *conn)
     .await
     .map_err(map_error)?;

@@ -23,22 +23,29 @@ use sqlx::ConnectOptions as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::check_expected;
+use super::metered::timed;
 use super::migrate::Migrator;
-use super::{PoolStats, Store, StoreError, StoreResult};
+use super::{
+    AccountStore, ArtistStore, CredentialStore, MaintenanceStore, PoolStats, SongStore, StoreError,
+    StoreResult,
+};
+
+/// `db.system` of this backend's spans.
+const SYSTEM: &str = "postgresql";
 use crate::config::DatabaseSettings;
 use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
+use crate::domain::artist::{ArtistFilter, ArtistSortField};
 use crate::domain::credential::{
     ApiKey, ApiKeySortField, LoginGate, NewApiKey, NewRefreshToken, Rotation, SecretDigest,
 };
 use crate::domain::demo::DemoArtist;
-use crate::domain::etag::ExpectedVersions;
-use crate::domain::idempotency::{Created, Idempotency};
-use crate::domain::ids::{ArtistId, SongId};
-use crate::domain::list::{
-    ArtistFilter, ArtistSortField, ListQuery, Page, SongFilter, SongSortField,
-};
+use crate::domain::ids::{ApiKeyId, ArtistId, SongId, UserId};
+use crate::domain::list::{ListQuery, Page};
 use crate::domain::song::{NewSong, Song, SongChanges};
+use crate::domain::song::{SongFilter, SongSortField};
 use crate::domain::user::{NewUser, User, UserChanges, UserSortField, UsernameKey};
+use crate::domain::version::ExpectedVersions;
+use crate::storage::{Created, Idempotency};
 pub use migrate::SQL;
 
 /// The PostgreSQL store.
@@ -201,20 +208,29 @@ fn versions_param(expected: Option<&ExpectedVersions>) -> Option<Vec<i64>> {
 }
 
 #[async_trait]
-impl Store for PgStore {
+impl ArtistStore for PgStore {
     async fn list_artists(
         &self,
         query: &ListQuery<ArtistSortField, ArtistFilter>,
     ) -> StoreResult<Page<Artist>> {
-        artists::list(&self.pool, query).await
+        timed(SYSTEM, "list_artists", async {
+            artists::list(&self.pool, query).await
+        })
+        .await
     }
 
     async fn get_artist(&self, id: ArtistId) -> StoreResult<Artist> {
-        artists::get(&self.pool, id).await
+        timed(SYSTEM, "get_artist", async {
+            artists::get(&self.pool, id).await
+        })
+        .await
     }
 
     async fn insert_artist(&self, new: &NewArtist) -> StoreResult<Artist> {
-        artists::insert(&self.pool, new).await
+        timed(SYSTEM, "insert_artist", async {
+            artists::insert(&self.pool, new).await
+        })
+        .await
     }
 
     async fn insert_artist_once(
@@ -222,7 +238,10 @@ impl Store for PgStore {
         new: &NewArtist,
         idempotency: &Idempotency<'_, Artist>,
     ) -> StoreResult<Created<Artist>> {
-        retry(|| artists::insert_once(&self.pool, new, idempotency)).await
+        timed(SYSTEM, "insert_artist_once", async {
+            retry(|| artists::insert_once(&self.pool, new, idempotency)).await
+        })
+        .await
     }
 
     async fn replace_artist(
@@ -231,7 +250,10 @@ impl Store for PgStore {
         new: &NewArtist,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Artist> {
-        artists::replace(&self.pool, id, new, expected).await
+        timed(SYSTEM, "replace_artist", async {
+            artists::replace(&self.pool, id, new, expected).await
+        })
+        .await
     }
 
     async fn patch_artist(
@@ -240,7 +262,10 @@ impl Store for PgStore {
         changes: &ArtistChanges,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Artist> {
-        retry(|| artists::patch(&self.pool, id, changes, expected)).await
+        timed(SYSTEM, "patch_artist", async {
+            retry(|| artists::patch(&self.pool, id, changes, expected)).await
+        })
+        .await
     }
 
     async fn delete_artist(
@@ -249,22 +274,37 @@ impl Store for PgStore {
         cascade: bool,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<()> {
-        retry(|| artists::delete(&self.pool, id, cascade, expected)).await
+        timed(SYSTEM, "delete_artist", async {
+            retry(|| artists::delete(&self.pool, id, cascade, expected)).await
+        })
+        .await
     }
+}
 
+#[async_trait]
+impl SongStore for PgStore {
     async fn list_songs(
         &self,
         query: &ListQuery<SongSortField, SongFilter>,
     ) -> StoreResult<Page<Song>> {
-        songs::list(&self.pool, query).await
+        timed(SYSTEM, "list_songs", async {
+            songs::list(&self.pool, query).await
+        })
+        .await
     }
 
     async fn get_song(&self, id: SongId) -> StoreResult<Song> {
-        songs::get(&self.pool, id).await
+        timed(SYSTEM, "get_song", async {
+            songs::get(&self.pool, id).await
+        })
+        .await
     }
 
     async fn insert_song(&self, new: &NewSong) -> StoreResult<Song> {
-        songs::insert(&self.pool, new).await
+        timed(SYSTEM, "insert_song", async {
+            songs::insert(&self.pool, new).await
+        })
+        .await
     }
 
     async fn insert_song_once(
@@ -272,7 +312,10 @@ impl Store for PgStore {
         new: &NewSong,
         idempotency: &Idempotency<'_, Song>,
     ) -> StoreResult<Created<Song>> {
-        retry(|| songs::insert_once(&self.pool, new, idempotency)).await
+        timed(SYSTEM, "insert_song_once", async {
+            retry(|| songs::insert_once(&self.pool, new, idempotency)).await
+        })
+        .await
     }
 
     async fn replace_song(
@@ -281,7 +324,10 @@ impl Store for PgStore {
         new: &NewSong,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Song> {
-        songs::replace(&self.pool, id, new, expected).await
+        timed(SYSTEM, "replace_song", async {
+            songs::replace(&self.pool, id, new, expected).await
+        })
+        .await
     }
 
     async fn patch_song(
@@ -290,7 +336,10 @@ impl Store for PgStore {
         changes: &SongChanges,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Song> {
-        retry(|| songs::patch(&self.pool, id, changes, expected)).await
+        timed(SYSTEM, "patch_song", async {
+            retry(|| songs::patch(&self.pool, id, changes, expected)).await
+        })
+        .await
     }
 
     async fn delete_song(
@@ -298,47 +347,83 @@ impl Store for PgStore {
         id: SongId,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<()> {
-        songs::delete(&self.pool, id, expected).await
+        timed(SYSTEM, "delete_song", async {
+            songs::delete(&self.pool, id, expected).await
+        })
+        .await
     }
+}
 
+#[async_trait]
+impl AccountStore for PgStore {
     async fn insert_user(&self, new: &NewUser, password_hash: &str) -> StoreResult<User> {
-        users::insert(&self.pool, new, password_hash).await
+        timed(SYSTEM, "insert_user", async {
+            users::insert(&self.pool, new, password_hash).await
+        })
+        .await
     }
 
     async fn find_user_by_username(
         &self,
         username: &UsernameKey,
     ) -> StoreResult<Option<(User, String)>> {
-        users::find_by_username(&self.pool, username).await
+        timed(SYSTEM, "find_user_by_username", async {
+            users::find_by_username(&self.pool, username).await
+        })
+        .await
     }
 
-    async fn get_user(&self, id: i64) -> StoreResult<User> {
-        users::get(&self.pool, id).await
+    async fn get_user(&self, id: UserId) -> StoreResult<User> {
+        timed(SYSTEM, "get_user", async {
+            let id = id.get();
+            users::get(&self.pool, id).await
+        })
+        .await
     }
 
     async fn list_users(&self, query: &ListQuery<UserSortField, ()>) -> StoreResult<Page<User>> {
-        users::list(&self.pool, query).await
+        timed(SYSTEM, "list_users", async {
+            users::list(&self.pool, query).await
+        })
+        .await
     }
 
     async fn update_user(
         &self,
-        id: i64,
+        id: UserId,
         changes: &UserChanges,
         password_hash: Option<&str>,
     ) -> StoreResult<User> {
-        retry(|| users::update(&self.pool, id, changes, password_hash)).await
+        timed(SYSTEM, "update_user", async {
+            let id = id.get();
+            retry(|| users::update(&self.pool, id, changes, password_hash)).await
+        })
+        .await
     }
 
-    async fn delete_user(&self, id: i64) -> StoreResult<()> {
-        retry(|| users::delete(&self.pool, id)).await
+    async fn delete_user(&self, id: UserId) -> StoreResult<()> {
+        timed(SYSTEM, "delete_user", async {
+            let id = id.get();
+            retry(|| users::delete(&self.pool, id)).await
+        })
+        .await
     }
 
     async fn has_active_admin(&self) -> StoreResult<bool> {
-        users::has_active_admin(&self.pool).await
+        timed(SYSTEM, "has_active_admin", async {
+            users::has_active_admin(&self.pool).await
+        })
+        .await
     }
+}
 
+#[async_trait]
+impl CredentialStore for PgStore {
     async fn insert_refresh_token(&self, token: &NewRefreshToken) -> StoreResult<()> {
-        credentials::insert_refresh(&self.pool, token).await
+        timed(SYSTEM, "insert_refresh_token", async {
+            credentials::insert_refresh(&self.pool, token).await
+        })
+        .await
     }
 
     async fn rotate_refresh_token(
@@ -348,28 +433,40 @@ impl Store for PgStore {
         next_expires_at: DateTime<Utc>,
         session_max: chrono::Duration,
     ) -> StoreResult<Rotation> {
-        retry(|| {
-            credentials::rotate_refresh(
-                &self.pool,
-                presented,
-                next_hash,
-                next_expires_at,
-                session_max,
-            )
+        timed(SYSTEM, "rotate_refresh_token", async {
+            retry(|| {
+                credentials::rotate_refresh(
+                    &self.pool,
+                    presented,
+                    next_hash,
+                    next_expires_at,
+                    session_max,
+                )
+            })
+            .await
         })
         .await
     }
 
     async fn revoke_refresh_family(&self, presented: &SecretDigest) -> StoreResult<Option<String>> {
-        retry(|| credentials::revoke_refresh(&self.pool, presented)).await
+        timed(SYSTEM, "revoke_refresh_family", async {
+            retry(|| credentials::revoke_refresh(&self.pool, presented)).await
+        })
+        .await
     }
 
     async fn is_session_active(&self, family_id: &str) -> StoreResult<bool> {
-        credentials::is_session_active(&self.pool, family_id).await
+        timed(SYSTEM, "is_session_active", async {
+            credentials::is_session_active(&self.pool, family_id).await
+        })
+        .await
     }
 
     async fn prune_credentials(&self, at: DateTime<Utc>) -> StoreResult<u64> {
-        retry(|| credentials::prune(&self.pool, at)).await
+        timed(SYSTEM, "prune_credentials", async {
+            retry(|| credentials::prune(&self.pool, at)).await
+        })
+        .await
     }
 
     async fn claim_login_attempt(
@@ -377,11 +474,17 @@ impl Store for PgStore {
         username_key: &UsernameKey,
         at: DateTime<Utc>,
     ) -> StoreResult<LoginGate> {
-        retry(|| credentials::claim_login_attempt(&self.pool, username_key, at)).await
+        timed(SYSTEM, "claim_login_attempt", async {
+            retry(|| credentials::claim_login_attempt(&self.pool, username_key, at)).await
+        })
+        .await
     }
 
     async fn clear_login_failures(&self, username_key: &UsernameKey) -> StoreResult<()> {
-        credentials::clear_login_failures(&self.pool, username_key).await
+        timed(SYSTEM, "clear_login_failures", async {
+            credentials::clear_login_failures(&self.pool, username_key).await
+        })
+        .await
     }
 
     async fn insert_api_key(
@@ -390,45 +493,73 @@ impl Store for PgStore {
         key_hash: &SecretDigest,
         prefix: &str,
     ) -> StoreResult<ApiKey> {
-        credentials::insert_api_key(&self.pool, new, key_hash, prefix).await
+        timed(SYSTEM, "insert_api_key", async {
+            credentials::insert_api_key(&self.pool, new, key_hash, prefix).await
+        })
+        .await
     }
 
     async fn list_api_keys(
         &self,
         query: &ListQuery<ApiKeySortField, ()>,
     ) -> StoreResult<Page<ApiKey>> {
-        credentials::list_api_keys(&self.pool, query).await
+        timed(SYSTEM, "list_api_keys", async {
+            credentials::list_api_keys(&self.pool, query).await
+        })
+        .await
     }
 
     async fn find_api_key(&self, key_hash: &SecretDigest) -> StoreResult<Option<ApiKey>> {
-        credentials::find_api_key(&self.pool, key_hash).await
+        timed(SYSTEM, "find_api_key", async {
+            credentials::find_api_key(&self.pool, key_hash).await
+        })
+        .await
     }
 
-    async fn delete_api_key(&self, id: i64) -> StoreResult<()> {
-        credentials::delete_api_key(&self.pool, id).await
+    async fn delete_api_key(&self, id: ApiKeyId) -> StoreResult<()> {
+        timed(SYSTEM, "delete_api_key", async {
+            let id = id.get();
+            credentials::delete_api_key(&self.pool, id).await
+        })
+        .await
     }
+}
 
+#[async_trait]
+impl MaintenanceStore for PgStore {
     async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> StoreResult<u64> {
-        idempotency::prune(&self.pool, created_before).await
+        timed(SYSTEM, "prune_idempotency_keys", async {
+            idempotency::prune(&self.pool, created_before).await
+        })
+        .await
     }
 
     async fn seed_demo_data(&self, catalog: &[DemoArtist]) -> StoreResult<bool> {
-        retry(|| seed::seed_demo_data(&self.pool, catalog)).await
+        timed(SYSTEM, "seed_demo_data", async {
+            retry(|| seed::seed_demo_data(&self.pool, catalog)).await
+        })
+        .await
     }
 
     async fn backup_to(&self, _destination: &std::path::Path) -> StoreResult<()> {
-        Err(StoreError::Unsupported {
-            operation: "backup",
-            backend: "postgres",
+        timed(SYSTEM, "backup_to", async {
+            Err(StoreError::Unsupported {
+                operation: "backup",
+                backend: "postgres",
+            })
         })
+        .await
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("select 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(map_error)
+        timed(SYSTEM, "ping", async {
+            sqlx::query("select 1")
+                .execute(&self.pool)
+                .await
+                .map(|_| ())
+                .map_err(map_error)
+        })
+        .await
     }
 
     fn migrator(&self) -> &dyn Migrator {
@@ -444,6 +575,9 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
-        self.pool.close().await;
+        timed(SYSTEM, "close", async {
+            self.pool.close().await;
+        })
+        .await
     }
 }

@@ -7,7 +7,8 @@ use sqlx::{Row, SqliteConnection};
 
 use super::timestamp_key;
 use super::{map_error, now};
-use crate::domain::idempotency::{Created, Idempotency, SavedResponse, expiry_cutoff};
+use crate::domain::idempotency::expiry_cutoff;
+use crate::storage::{Created, Idempotency, SavedResponse};
 use crate::storage::{StoreError, StoreResult};
 
 /// The future of one insert on a borrowed connection.
@@ -48,7 +49,7 @@ async fn claim<T>(
         "delete from idempotency_key where principal = ? and request_key = ? and created_at < ?",
     )
     .bind(idempotency.principal)
-    .bind(idempotency.key.as_str())
+    .bind(idempotency.key)
     .bind(timestamp_key(&expiry_cutoff(Utc::now())))
     .execute(&mut *conn)
     .await
@@ -58,7 +59,7 @@ async fn claim<T>(
          values (?, ?, ?, 0, '', ?) on conflict (principal, request_key) do nothing",
     )
     .bind(idempotency.principal)
-    .bind(idempotency.key.as_str())
+    .bind(idempotency.key)
     .bind(idempotency.fingerprint)
     .bind(now())
     .execute(&mut *conn)
@@ -72,7 +73,7 @@ async fn claim<T>(
          where principal = ? and request_key = ?",
     )
     .bind(idempotency.principal)
-    .bind(idempotency.key.as_str())
+    .bind(idempotency.key)
     .fetch_one(&mut *conn)
     .await
     .map_err(map_error)?;
@@ -104,7 +105,7 @@ async fn save<T>(
     .bind(response.location.as_deref())
     .bind(response.etag.as_deref())
     .bind(idempotency.principal)
-    .bind(idempotency.key.as_str())
+    .bind(idempotency.key)
     .execute(&mut *conn)
     .await
     .map_err(map_error)?;

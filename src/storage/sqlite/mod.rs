@@ -21,22 +21,29 @@ use sqlx::ConnectOptions as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use super::check_expected;
+use super::metered::timed;
 use super::migrate::Migrator;
-use super::{ConflictKind, PoolStats, Store, StoreError, StoreResult};
+use super::{
+    AccountStore, ArtistStore, ConflictKind, CredentialStore, MaintenanceStore, PoolStats,
+    SongStore, StoreError, StoreResult,
+};
+
+/// `db.system` of this backend's spans.
+const SYSTEM: &str = "sqlite";
 use crate::config::{DatabaseSettings, SqliteSynchronous};
 use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
+use crate::domain::artist::{ArtistFilter, ArtistSortField};
 use crate::domain::credential::{
     ApiKey, ApiKeySortField, LoginGate, NewApiKey, NewRefreshToken, Rotation, SecretDigest,
 };
 use crate::domain::demo::DemoArtist;
-use crate::domain::etag::ExpectedVersions;
-use crate::domain::idempotency::{Created, Idempotency};
-use crate::domain::ids::{ArtistId, SongId};
-use crate::domain::list::{
-    ArtistFilter, ArtistSortField, ListQuery, Page, SongFilter, SongSortField,
-};
+use crate::domain::ids::{ApiKeyId, ArtistId, SongId, UserId};
+use crate::domain::list::{ListQuery, Page};
 use crate::domain::song::{NewSong, Song, SongChanges};
+use crate::domain::song::{SongFilter, SongSortField};
 use crate::domain::user::{NewUser, User, UserChanges, UserSortField, UsernameKey};
+use crate::domain::version::ExpectedVersions;
+use crate::storage::{Created, Idempotency};
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -183,22 +190,31 @@ fn date_key(date: chrono::NaiveDate) -> String {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl ArtistStore for SqliteStore {
     async fn list_artists(
         &self,
         query: &ListQuery<ArtistSortField, ArtistFilter>,
     ) -> StoreResult<Page<Artist>> {
-        artists::list(&self.pool, query).await
+        timed(SYSTEM, "list_artists", async {
+            artists::list(&self.pool, query).await
+        })
+        .await
     }
 
     async fn get_artist(&self, id: ArtistId) -> StoreResult<Artist> {
-        artists::get(&self.pool, id).await
+        timed(SYSTEM, "get_artist", async {
+            artists::get(&self.pool, id).await
+        })
+        .await
     }
 
     async fn insert_artist(&self, new: &NewArtist) -> StoreResult<Artist> {
-        self.writer
-            .write_statement(new, |conn, new| Box::pin(artists::insert(conn, new)))
-            .await
+        timed(SYSTEM, "insert_artist", async {
+            self.writer
+                .write_statement(new, |conn, new| Box::pin(artists::insert(conn, new)))
+                .await
+        })
+        .await
     }
 
     async fn insert_artist_once(
@@ -206,11 +222,14 @@ impl Store for SqliteStore {
         new: &NewArtist,
         idempotency: &Idempotency<'_, Artist>,
     ) -> StoreResult<Created<Artist>> {
-        self.writer
-            .write(&(new, idempotency), |conn, (new, idempotency)| {
-                Box::pin(artists::insert_once(conn, new, idempotency))
-            })
-            .await
+        timed(SYSTEM, "insert_artist_once", async {
+            self.writer
+                .write(&(new, idempotency), |conn, (new, idempotency)| {
+                    Box::pin(artists::insert_once(conn, new, idempotency))
+                })
+                .await
+        })
+        .await
     }
 
     async fn replace_artist(
@@ -219,12 +238,15 @@ impl Store for SqliteStore {
         new: &NewArtist,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Artist> {
-        let change = |_: &Artist| new.clone();
-        self.writer
-            .write(&(id, expected, &change), |conn, &(id, expected, change)| {
-                Box::pin(artists::update(conn, id, expected, change))
-            })
-            .await
+        timed(SYSTEM, "replace_artist", async {
+            let change = |_: &Artist| new.clone();
+            self.writer
+                .write(&(id, expected, &change), |conn, &(id, expected, change)| {
+                    Box::pin(artists::update(conn, id, expected, change))
+                })
+                .await
+        })
+        .await
     }
 
     async fn patch_artist(
@@ -233,12 +255,15 @@ impl Store for SqliteStore {
         changes: &ArtistChanges,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Artist> {
-        let change = |current: &Artist| changes.apply(current);
-        self.writer
-            .write(&(id, expected, &change), |conn, &(id, expected, change)| {
-                Box::pin(artists::update(conn, id, expected, change))
-            })
-            .await
+        timed(SYSTEM, "patch_artist", async {
+            let change = |current: &Artist| changes.apply(current);
+            self.writer
+                .write(&(id, expected, &change), |conn, &(id, expected, change)| {
+                    Box::pin(artists::update(conn, id, expected, change))
+                })
+                .await
+        })
+        .await
     }
 
     async fn delete_artist(
@@ -247,31 +272,46 @@ impl Store for SqliteStore {
         cascade: bool,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<()> {
-        self.writer
-            .write(
-                &(id, cascade, expected),
-                |conn, &(id, cascade, expected)| {
-                    Box::pin(artists::delete(conn, id, cascade, expected))
-                },
-            )
-            .await
+        timed(SYSTEM, "delete_artist", async {
+            self.writer
+                .write(
+                    &(id, cascade, expected),
+                    |conn, &(id, cascade, expected)| {
+                        Box::pin(artists::delete(conn, id, cascade, expected))
+                    },
+                )
+                .await
+        })
+        .await
     }
+}
 
+#[async_trait]
+impl SongStore for SqliteStore {
     async fn list_songs(
         &self,
         query: &ListQuery<SongSortField, SongFilter>,
     ) -> StoreResult<Page<Song>> {
-        songs::list(&self.pool, query).await
+        timed(SYSTEM, "list_songs", async {
+            songs::list(&self.pool, query).await
+        })
+        .await
     }
 
     async fn get_song(&self, id: SongId) -> StoreResult<Song> {
-        songs::get(&self.pool, id).await
+        timed(SYSTEM, "get_song", async {
+            songs::get(&self.pool, id).await
+        })
+        .await
     }
 
     async fn insert_song(&self, new: &NewSong) -> StoreResult<Song> {
-        self.writer
-            .write_statement(new, |conn, new| Box::pin(songs::insert(conn, new)))
-            .await
+        timed(SYSTEM, "insert_song", async {
+            self.writer
+                .write_statement(new, |conn, new| Box::pin(songs::insert(conn, new)))
+                .await
+        })
+        .await
     }
 
     async fn insert_song_once(
@@ -279,11 +319,14 @@ impl Store for SqliteStore {
         new: &NewSong,
         idempotency: &Idempotency<'_, Song>,
     ) -> StoreResult<Created<Song>> {
-        self.writer
-            .write(&(new, idempotency), |conn, (new, idempotency)| {
-                Box::pin(songs::insert_once(conn, new, idempotency))
-            })
-            .await
+        timed(SYSTEM, "insert_song_once", async {
+            self.writer
+                .write(&(new, idempotency), |conn, (new, idempotency)| {
+                    Box::pin(songs::insert_once(conn, new, idempotency))
+                })
+                .await
+        })
+        .await
     }
 
     async fn replace_song(
@@ -292,12 +335,15 @@ impl Store for SqliteStore {
         new: &NewSong,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Song> {
-        let change = |_: &Song| new.clone();
-        self.writer
-            .write(&(id, expected, &change), |conn, &(id, expected, change)| {
-                Box::pin(songs::update(conn, id, expected, change))
-            })
-            .await
+        timed(SYSTEM, "replace_song", async {
+            let change = |_: &Song| new.clone();
+            self.writer
+                .write(&(id, expected, &change), |conn, &(id, expected, change)| {
+                    Box::pin(songs::update(conn, id, expected, change))
+                })
+                .await
+        })
+        .await
     }
 
     async fn patch_song(
@@ -306,12 +352,15 @@ impl Store for SqliteStore {
         changes: &SongChanges,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<Song> {
-        let change = |current: &Song| changes.apply(current);
-        self.writer
-            .write(&(id, expected, &change), |conn, &(id, expected, change)| {
-                Box::pin(songs::update(conn, id, expected, change))
-            })
-            .await
+        timed(SYSTEM, "patch_song", async {
+            let change = |current: &Song| changes.apply(current);
+            self.writer
+                .write(&(id, expected, &change), |conn, &(id, expected, change)| {
+                    Box::pin(songs::update(conn, id, expected, change))
+                })
+                .await
+        })
+        .await
     }
 
     async fn delete_song(
@@ -319,68 +368,104 @@ impl Store for SqliteStore {
         id: SongId,
         expected: Option<&ExpectedVersions>,
     ) -> StoreResult<()> {
-        self.writer
-            .write(&(id, expected), |conn, &(id, expected)| {
-                Box::pin(songs::delete(conn, id, expected))
-            })
-            .await
+        timed(SYSTEM, "delete_song", async {
+            self.writer
+                .write(&(id, expected), |conn, &(id, expected)| {
+                    Box::pin(songs::delete(conn, id, expected))
+                })
+                .await
+        })
+        .await
     }
+}
 
+#[async_trait]
+impl AccountStore for SqliteStore {
     async fn insert_user(&self, new: &NewUser, password_hash: &str) -> StoreResult<User> {
-        self.writer
-            .write(&(new, password_hash), |conn, &(new, password_hash)| {
-                Box::pin(users::insert(conn, new, password_hash))
-            })
-            .await
+        timed(SYSTEM, "insert_user", async {
+            self.writer
+                .write(&(new, password_hash), |conn, &(new, password_hash)| {
+                    Box::pin(users::insert(conn, new, password_hash))
+                })
+                .await
+        })
+        .await
     }
 
     async fn find_user_by_username(
         &self,
         username: &UsernameKey,
     ) -> StoreResult<Option<(User, String)>> {
-        users::find_by_username(&self.pool, username).await
+        timed(SYSTEM, "find_user_by_username", async {
+            users::find_by_username(&self.pool, username).await
+        })
+        .await
     }
 
-    async fn get_user(&self, id: i64) -> StoreResult<User> {
-        users::get(&self.pool, id).await
+    async fn get_user(&self, id: UserId) -> StoreResult<User> {
+        timed(SYSTEM, "get_user", async {
+            let id = id.get();
+            users::get(&self.pool, id).await
+        })
+        .await
     }
 
     async fn list_users(&self, query: &ListQuery<UserSortField, ()>) -> StoreResult<Page<User>> {
-        users::list(&self.pool, query).await
+        timed(SYSTEM, "list_users", async {
+            users::list(&self.pool, query).await
+        })
+        .await
     }
 
     async fn update_user(
         &self,
-        id: i64,
+        id: UserId,
         changes: &UserChanges,
         password_hash: Option<&str>,
     ) -> StoreResult<User> {
-        self.writer
-            .write(
-                &(id, changes, password_hash),
-                |conn, &(id, changes, password_hash)| {
-                    Box::pin(users::update(conn, id, changes, password_hash))
-                },
-            )
-            .await
+        timed(SYSTEM, "update_user", async {
+            let id = id.get();
+            self.writer
+                .write(
+                    &(id, changes, password_hash),
+                    |conn, &(id, changes, password_hash)| {
+                        Box::pin(users::update(conn, id, changes, password_hash))
+                    },
+                )
+                .await
+        })
+        .await
     }
 
-    async fn delete_user(&self, id: i64) -> StoreResult<()> {
-        self.writer
-            .write(&id, |conn, &id| Box::pin(users::delete(conn, id)))
-            .await
+    async fn delete_user(&self, id: UserId) -> StoreResult<()> {
+        timed(SYSTEM, "delete_user", async {
+            let id = id.get();
+            self.writer
+                .write(&id, |conn, &id| Box::pin(users::delete(conn, id)))
+                .await
+        })
+        .await
     }
 
     async fn has_active_admin(&self) -> StoreResult<bool> {
-        users::has_active_admin(&self.pool).await
+        timed(SYSTEM, "has_active_admin", async {
+            users::has_active_admin(&self.pool).await
+        })
+        .await
     }
+}
 
+#[async_trait]
+impl CredentialStore for SqliteStore {
     async fn insert_refresh_token(&self, token: &NewRefreshToken) -> StoreResult<()> {
-        self.writer
-            .write(token, |conn, token| {
-                Box::pin(credentials::insert_refresh(conn, token))
-            })
-            .await
+        timed(SYSTEM, "insert_refresh_token", async {
+            self.writer
+                .write(token, |conn, token| {
+                    Box::pin(credentials::insert_refresh(conn, token))
+                })
+                .await
+        })
+        .await
     }
 
     async fn rotate_refresh_token(
@@ -390,38 +475,50 @@ impl Store for SqliteStore {
         next_expires_at: DateTime<Utc>,
         session_max: chrono::Duration,
     ) -> StoreResult<Rotation> {
-        self.writer
-            .write(
-                &(presented, next_hash, next_expires_at, session_max),
-                |conn, &(presented, next_hash, next_expires_at, session_max)| {
-                    Box::pin(credentials::rotate_refresh(
-                        conn,
-                        presented,
-                        next_hash,
-                        next_expires_at,
-                        session_max,
-                    ))
-                },
-            )
-            .await
+        timed(SYSTEM, "rotate_refresh_token", async {
+            self.writer
+                .write(
+                    &(presented, next_hash, next_expires_at, session_max),
+                    |conn, &(presented, next_hash, next_expires_at, session_max)| {
+                        Box::pin(credentials::rotate_refresh(
+                            conn,
+                            presented,
+                            next_hash,
+                            next_expires_at,
+                            session_max,
+                        ))
+                    },
+                )
+                .await
+        })
+        .await
     }
 
     async fn revoke_refresh_family(&self, presented: &SecretDigest) -> StoreResult<Option<String>> {
-        self.writer
-            .write(presented, |conn, presented| {
-                Box::pin(credentials::revoke_refresh(conn, presented))
-            })
-            .await
+        timed(SYSTEM, "revoke_refresh_family", async {
+            self.writer
+                .write(presented, |conn, presented| {
+                    Box::pin(credentials::revoke_refresh(conn, presented))
+                })
+                .await
+        })
+        .await
     }
 
     async fn prune_credentials(&self, at: DateTime<Utc>) -> StoreResult<u64> {
-        self.writer
-            .write(&at, |conn, &at| Box::pin(credentials::prune(conn, at)))
-            .await
+        timed(SYSTEM, "prune_credentials", async {
+            self.writer
+                .write(&at, |conn, &at| Box::pin(credentials::prune(conn, at)))
+                .await
+        })
+        .await
     }
 
     async fn is_session_active(&self, family_id: &str) -> StoreResult<bool> {
-        credentials::is_session_active(&self.pool, family_id).await
+        timed(SYSTEM, "is_session_active", async {
+            credentials::is_session_active(&self.pool, family_id).await
+        })
+        .await
     }
 
     async fn claim_login_attempt(
@@ -429,19 +526,25 @@ impl Store for SqliteStore {
         username_key: &UsernameKey,
         at: DateTime<Utc>,
     ) -> StoreResult<LoginGate> {
-        self.writer
-            .write(&(username_key, at), |conn, &(username_key, at)| {
-                Box::pin(credentials::claim_login_attempt(conn, username_key, at))
-            })
-            .await
+        timed(SYSTEM, "claim_login_attempt", async {
+            self.writer
+                .write(&(username_key, at), |conn, &(username_key, at)| {
+                    Box::pin(credentials::claim_login_attempt(conn, username_key, at))
+                })
+                .await
+        })
+        .await
     }
 
     async fn clear_login_failures(&self, username_key: &UsernameKey) -> StoreResult<()> {
-        self.writer
-            .write(username_key, |conn, username_key| {
-                Box::pin(credentials::clear_login_failures(conn, username_key))
-            })
-            .await
+        timed(SYSTEM, "clear_login_failures", async {
+            self.writer
+                .write(username_key, |conn, username_key| {
+                    Box::pin(credentials::clear_login_failures(conn, username_key))
+                })
+                .await
+        })
+        .await
     }
 
     async fn insert_api_key(
@@ -450,76 +553,104 @@ impl Store for SqliteStore {
         key_hash: &SecretDigest,
         prefix: &str,
     ) -> StoreResult<ApiKey> {
-        self.writer
-            .write(
-                &(new, key_hash, prefix),
-                |conn, &(new, key_hash, prefix)| {
-                    Box::pin(credentials::insert_api_key(conn, new, key_hash, prefix))
-                },
-            )
-            .await
+        timed(SYSTEM, "insert_api_key", async {
+            self.writer
+                .write(
+                    &(new, key_hash, prefix),
+                    |conn, &(new, key_hash, prefix)| {
+                        Box::pin(credentials::insert_api_key(conn, new, key_hash, prefix))
+                    },
+                )
+                .await
+        })
+        .await
     }
 
     async fn list_api_keys(
         &self,
         query: &ListQuery<ApiKeySortField, ()>,
     ) -> StoreResult<Page<ApiKey>> {
-        credentials::list_api_keys(&self.pool, query).await
+        timed(SYSTEM, "list_api_keys", async {
+            credentials::list_api_keys(&self.pool, query).await
+        })
+        .await
     }
 
     async fn find_api_key(&self, key_hash: &SecretDigest) -> StoreResult<Option<ApiKey>> {
-        credentials::find_api_key(&self.pool, key_hash).await
+        timed(SYSTEM, "find_api_key", async {
+            credentials::find_api_key(&self.pool, key_hash).await
+        })
+        .await
     }
 
-    async fn delete_api_key(&self, id: i64) -> StoreResult<()> {
-        self.writer
-            .write(&id, |conn, &id| {
-                Box::pin(credentials::delete_api_key(conn, id))
-            })
-            .await
+    async fn delete_api_key(&self, id: ApiKeyId) -> StoreResult<()> {
+        timed(SYSTEM, "delete_api_key", async {
+            let id = id.get();
+            self.writer
+                .write(&id, |conn, &id| {
+                    Box::pin(credentials::delete_api_key(conn, id))
+                })
+                .await
+        })
+        .await
     }
+}
 
+#[async_trait]
+impl MaintenanceStore for SqliteStore {
     async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> StoreResult<u64> {
-        self.writer
-            .write(&created_before, |conn, &created_before| {
-                Box::pin(idempotency::prune(conn, created_before))
-            })
-            .await
+        timed(SYSTEM, "prune_idempotency_keys", async {
+            self.writer
+                .write(&created_before, |conn, &created_before| {
+                    Box::pin(idempotency::prune(conn, created_before))
+                })
+                .await
+        })
+        .await
     }
 
     async fn seed_demo_data(&self, catalog: &[DemoArtist]) -> StoreResult<bool> {
-        self.writer
-            .write(catalog, |conn, catalog| {
-                Box::pin(seed::seed_demo_data(conn, catalog))
-            })
-            .await
+        timed(SYSTEM, "seed_demo_data", async {
+            self.writer
+                .write(catalog, |conn, catalog| {
+                    Box::pin(seed::seed_demo_data(conn, catalog))
+                })
+                .await
+        })
+        .await
     }
 
     async fn backup_to(&self, destination: &std::path::Path) -> StoreResult<()> {
-        if destination.exists() {
-            return Err(StoreError::Conflict(ConflictKind::BackupDestinationExists));
-        }
-        let path = destination
-            .to_str()
-            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("the backup path is not UTF-8")))?;
-        // VACUUM INTO reads one snapshot (committed WAL content included) and writes a
-        // compact, self-contained database file; writers carry on meanwhile.
-        sqlx::query("vacuum into ?")
-            .bind(path)
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(map_error)
+        timed(SYSTEM, "backup_to", async {
+            if destination.exists() {
+                return Err(StoreError::Conflict(ConflictKind::BackupDestinationExists));
+            }
+            let path = destination.to_str().ok_or_else(|| {
+                StoreError::Other(anyhow::anyhow!("the backup path is not UTF-8"))
+            })?;
+            // VACUUM INTO reads one snapshot (committed WAL content included) and writes a
+            // compact, self-contained database file; writers carry on meanwhile.
+            sqlx::query("vacuum into ?")
+                .bind(path)
+                .execute(&self.pool)
+                .await
+                .map(|_| ())
+                .map_err(map_error)
+        })
+        .await
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        // Reads a page of the file (`select 1` alone would not), so a database that is
-        // locked away or gone is noticed.
-        sqlx::query("select count(*) from sqlite_schema")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(map_error)
+        timed(SYSTEM, "ping", async {
+            // Reads a page of the file (`select 1` alone would not), so a database that is
+            // locked away or gone is noticed.
+            sqlx::query("select count(*) from sqlite_schema")
+                .execute(&self.pool)
+                .await
+                .map(|_| ())
+                .map_err(map_error)
+        })
+        .await
     }
 
     fn migrator(&self) -> &dyn Migrator {
@@ -539,8 +670,11 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        self.writer.close().await;
-        self.pool.close().await;
+        timed(SYSTEM, "close", async {
+            self.writer.close().await;
+            self.pool.close().await;
+        })
+        .await
     }
 }
 

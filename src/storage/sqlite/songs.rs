@@ -10,12 +10,13 @@ use super::list::{
 };
 use super::{check_expected, date_key, is_foreign_key_violation, map_error, now};
 use crate::domain::artist::ArtistSummary;
-use crate::domain::etag::ExpectedVersions;
-use crate::domain::idempotency::{Created, Idempotency};
 use crate::domain::ids::{ArtistId, SongId};
-use crate::domain::list::{ListQuery, Page, Position, SongFilter, SongSortField, SortValue};
+use crate::domain::list::{ListQuery, Page, Position, SortValue};
 use crate::domain::song::{NewSong, Song, SongUrl};
+use crate::domain::song::{SongFilter, SongSortField};
 use crate::domain::validation::search_key;
+use crate::domain::version::ExpectedVersions;
+use crate::storage::{Created, Idempotency};
 use crate::storage::{Entity, StoreError, StoreResult};
 
 const SELECT: &str = "select s.id, s.title, s.artist_id, s.release_date, s.url, s.distance, \

@@ -5,6 +5,10 @@
 
 use std::fmt;
 
+use crate::domain::artist::Artist;
+use crate::domain::song::Song;
+use crate::domain::version::ExpectedVersions;
+
 /// A strong entity tag, kept with its quotes (`"7.3"`), ready for the `ETag` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntityTag(String);
@@ -27,31 +31,21 @@ impl fmt::Display for EntityTag {
     }
 }
 
-/// The row versions a write may replace: what an `If-Match` means to a store. A write
-/// whose row has another version changes nothing and fails with a precondition error.
-///
-/// The versions are distinct and in ascending order, however often a client repeated a
-/// tag: an `If-Match` of thousands of copies of one tag is one version, not thousands of
-/// bound parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExpectedVersions(Vec<i64>);
+/// A resource whose representation has an entity tag.
+pub trait Versioned {
+    /// The current tag of the resource.
+    fn etag(&self) -> EntityTag;
+}
 
-impl ExpectedVersions {
-    /// Exactly these versions (repeats dropped).
-    pub fn new(mut versions: Vec<i64>) -> Self {
-        versions.sort_unstable();
-        versions.dedup();
-        Self(versions)
+impl Versioned for Artist {
+    fn etag(&self) -> EntityTag {
+        EntityTag::for_version(self.id.get(), self.version)
     }
+}
 
-    /// The accepted versions (possibly none), distinct, ascending.
-    pub fn versions(&self) -> &[i64] {
-        &self.0
-    }
-
-    /// Whether `version` is accepted.
-    pub fn admits(&self, version: i64) -> bool {
-        self.0.binary_search(&version).is_ok()
+impl Versioned for Song {
+    fn etag(&self) -> EntityTag {
+        EntityTag::for_version(self.id.get(), self.version)
     }
 }
 

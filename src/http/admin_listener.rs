@@ -10,6 +10,9 @@ use axum::routing::{get, post};
 
 use crate::state::AppState;
 use crate::telemetry;
+use crate::telemetry::metrics::{
+    DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, SQLITE_WAL_SIZE_BYTES,
+};
 
 /// The admin routes, with their middleware.
 pub fn router(state: AppState) -> Router {
@@ -27,7 +30,19 @@ pub fn router(state: AppState) -> Router {
 
 /// The exposition, with pool and process figures sampled now.
 async fn metrics(State(state): State<AppState>) -> Response {
-    let body = telemetry::metrics::render(state.store.pool_stats(), state.store.wal_size_bytes());
+    let pool = state.store.pool_stats();
+    metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "idle").set(f64::from(pool.idle));
+    metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "in_use")
+        .set(f64::from(pool.size.saturating_sub(pool.idle)));
+    metrics::gauge!(DB_POOL_MAX_CONNECTIONS).set(f64::from(pool.max));
+    if let Some(bytes) = state.store.wal_size_bytes() {
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "a gauge; exact below 2^53 bytes"
+        )]
+        metrics::gauge!(SQLITE_WAL_SIZE_BYTES).set(bytes as f64);
+    }
+    let body = telemetry::metrics::render();
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, MutexGuard};
 
-use super::jwt::AccessClaims;
+use super::AccessClaims;
 
 /// Most tokens kept; beyond it a shard drops its expired tokens, then all of them.
 pub const MAX_ENTRIES: usize = 4_096;

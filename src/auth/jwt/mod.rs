@@ -8,6 +8,8 @@
 //! tokens issued before the rotation: once those have all expired it verifies nothing
 //! more. It never signs.
 
+mod verified;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -22,14 +24,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::AuthError;
-use super::verified::VerifiedTokens;
-use crate::config::{AuthSettings, JwtAlgorithm};
+use crate::config::{AuthSettings, JwtAlgorithm, MIN_SECRET_BYTES};
 use crate::domain::user::Role;
+use verified::VerifiedTokens;
 
 /// Clock skew tolerated on `exp` and `nbf` (API.md: 30 s at most).
 pub const LEEWAY_SECS: u64 = 30;
-/// Shortest HS256 secret accepted, in bytes.
-pub const MIN_SECRET_BYTES: usize = 32;
 
 /// The wire claims. Private: callers see [`AccessClaims`].
 #[derive(Debug, Serialize, Deserialize)]
