@@ -61,7 +61,8 @@ COPY --from=build --chown=65532:65532 /out/data /data
 WORKDIR /data
 
 # Production unless told otherwise: the service then refuses to start without
-# auth.jwt_secret, an explicit database.url and a CORS allow-list (OPERATIONS.md).
+# auth.jwt_secret, an explicit database.url and a CORS allow-list
+# (docs/operations/deploy.md).
 ENV STARSONGS_ENV=production
 # Numeric, so that Kubernetes' runAsNonRoot can verify it without /etc/passwd.
 USER 65532:65532

@@ -54,6 +54,11 @@ check() {
   fi
 }
 
+# --- documentation links (python3 only, nothing to install) ----------------------------
+# Every relative link and #anchor in the tracked markdown resolves, and every alert's
+# runbook_url names a heading of the docs (GitHub's anchor rules).
+check "markdown links, anchors and runbook_url resolve" python3 scripts/check-doc-links.py
+
 mkdir -p "$CACHE"
 venv "$CACHE/tools" "$TOOLS_PINS" || { echo "FAIL installing the lint tools"; exit 1; }
 venv "$CACHE/checkov" "$CHECKOV_PINS" || { echo "FAIL installing checkov"; exit 1; }
@@ -269,8 +274,8 @@ PY
 }
 check "grafana dashboard: valid JSON, real metric names" dashboard
 playbooks() {
-  # Every alert's runbook_url names a heading of OPERATIONS.md (GitHub's anchors).
-  "$PY" - deploy/prometheus/alerts.yml OPERATIONS.md <<'PY'
+  # Every alert's runbook_url names its own heading in docs/operations/incidents.md.
+  "$PY" - deploy/prometheus/alerts.yml docs/operations/incidents.md <<'PY'
 import re
 import sys
 
@@ -278,7 +283,7 @@ rules = open(sys.argv[1]).read()
 doc = re.sub(r"```.*?```", "", open(sys.argv[2]).read(), flags=re.S)
 anchors = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
            for h in re.findall(r"^#{1,6} (.+)$", doc, re.M)}
-wanted = re.findall(r'runbook_url: "OPERATIONS\.md#([^"]+)"', rules)
+wanted = re.findall(r'runbook_url: "docs/operations/incidents\.md#([^"]+)"', rules)
 alerts = re.findall(r"- alert: (\w+)", rules)
 missing = [a for a in wanted if a not in anchors]
 if len(wanted) != len(alerts) or missing:
@@ -286,7 +291,7 @@ if len(wanted) != len(alerts) or missing:
     sys.exit(1)
 PY
 }
-check "every alert has a playbook in OPERATIONS.md" playbooks
+check "every alert has a playbook in docs/operations/incidents.md" playbooks
 
 # --- cargo deny (optional here) ---------------------------------------------------------
 # Advisories need the RustSec database, which only CI fetches; the rest works offline

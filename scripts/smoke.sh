@@ -355,7 +355,8 @@ finish() {
 refuse() {
   [ -z "$pid" ] || stop_server
   echo "smoke: refused: $1" >&2
-  echo "smoke: point it at a new, empty database made for the run (OPERATIONS.md, \"Proving a SQL Server or Azure SQL database\")" >&2
+  echo "smoke: point it at a new, empty database made for the run" \
+    "(docs/operations/mssql.md, \"Proving a SQL Server or Azure SQL database\")" >&2
   deliberate_exit=true
   exit 2
 }
@@ -366,7 +367,7 @@ echo "smoke: $("$bin" --version), database: $backend (URL not shown)"
 status_exit=0
 run_bin migrate status > "$dir/status.out" 2> "$dir/status.err" || status_exit=$?
 if [ "$status_exit" -eq 2 ]; then
-  # The binary's exit 2: invalid configuration (README, "Validation").
+  # The binary's exit 2: invalid configuration (docs/configuration.md, "Validation").
   echo "smoke: the binary refused the configuration: $(bin_error "$dir/status.err")" >&2
   deliberate_exit=true
   exit 2

@@ -99,8 +99,8 @@ async fn ids(app: &TestApp, path: &str) -> Vec<i64> {
         .collect()
 }
 
-/// Migration 0001 adopts the original schema (OPERATIONS.md, "Adopting the original
-/// database"): the rows keep their ids and fields, new ids continue after the old ones,
+/// Migration 0001 adopts the original schema (docs/operations/mssql.md, "Adopting the
+/// original database"): the rows keep their ids and fields, new ids continue after the old ones,
 /// and the indexes and statistics that blocked its ALTER COLUMNs are gone or recreated.
 #[tokio::test]
 async fn an_original_database_is_adopted_with_its_rows_and_ids() {

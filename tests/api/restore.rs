@@ -1,4 +1,4 @@
-//! Restore drills (OPERATIONS.md, "Backup and restore"): a backup taken while the service
+//! Restore drills (docs/operations/backup-restore.md): a backup taken while the service
 //! writes is intact, and a service started on the restored copy serves what was there.
 
 use std::collections::HashMap;
