@@ -19,7 +19,7 @@ use crate::{http, shutdown, storage};
 ///
 /// Configuration comes from config/<env>.toml (built in), STARSONGS_ENV
 /// (development | test | production), DATABASE_URL and STARSONGS__SECTION__KEY variables;
-/// see README.md.
+/// see docs/configuration.md.
 #[derive(Debug, Parser)]
 #[command(name = "starsongs", version, about)]
 pub struct Cli {
@@ -47,7 +47,7 @@ pub enum Command {
         action: UserAction,
     },
     /// Write a consistent online copy of the SQLite database to a new file (the service may
-    /// keep running). For PostgreSQL and SQL Server, see OPERATIONS.md.
+    /// keep running). For PostgreSQL and SQL Server, see docs/operations/backup-restore.md.
     Backup {
         /// Destination file; must not exist yet.
         #[arg(long, value_name = "FILE")]
@@ -246,7 +246,7 @@ async fn backup(to: &std::path::Path, settings: &Settings) -> anyhow::Result<Exi
     if let Err(storage::StoreError::Unsupported { backend, .. }) = &result {
         anyhow::bail!(
             "`starsongs backup` copies SQLite databases only; for {backend} use the database's \
-             own tools (OPERATIONS.md, \"Backup and restore\")"
+             own tools (docs/operations/backup-restore.md)"
         );
     }
     result.with_context(|| format!("writing the backup to {}", to.display()))?;

@@ -907,9 +907,9 @@ mod tests {
     /// `(setting, default, environment variable cell)` of each row of README's settings
     /// table.
     fn readme_settings() -> Vec<(String, String, String)> {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../docs/configuration.md");
         let table = readme
-            .split_once("\n### Settings\n")
+            .split_once("\n## Settings\n")
             .unwrap()
             .1
             .split("\n#")
@@ -936,7 +936,7 @@ mod tests {
             .collect()
     }
 
-    /// How README writes a `default.toml` value: backticked, strings without quotes.
+    /// How docs/configuration.md writes a `default.toml` value: backticked, strings without quotes.
     fn as_documented(value: &serde_json::Value) -> String {
         match value {
             serde_json::Value::String(text) => format!("`{text}`"),
@@ -962,7 +962,7 @@ mod tests {
         let mut problems = Vec::new();
         for (setting, default) in &code {
             let Some((readme_default, variable)) = documented.get(setting.as_str()) else {
-                problems.push(format!("{setting}: missing from README's settings table"));
+                problems.push(format!("{setting}: missing from docs/configuration.md's settings table"));
                 continue;
             };
             if !variable.contains(&format!("`{}`", variable_of(setting))) {
@@ -970,18 +970,18 @@ mod tests {
             }
             match default {
                 Some(value) if *readme_default != as_documented(value) => problems.push(format!(
-                    "{setting}: README default {readme_default}, default.toml {}",
+                    "{setting}: docs/configuration.md default {readme_default}, default.toml {}",
                     as_documented(value)
                 )),
                 None if readme_default.starts_with('`') => problems.push(format!(
-                    "{setting}: README default {readme_default}, none in default.toml"
+                    "{setting}: docs/configuration.md default {readme_default}, none in default.toml"
                 )),
                 _ => {}
             }
         }
         for (setting, _, _) in &readme {
             if !code.iter().any(|(s, _)| s == setting) {
-                problems.push(format!("{setting}: in README but not a setting"));
+                problems.push(format!("{setting}: in docs/configuration.md but not a setting"));
             }
         }
 

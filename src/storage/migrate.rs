@@ -61,7 +61,7 @@ pub fn check_applied(known: &[Migration], applied: &[(i64, Vec<u8>, bool)]) -> a
         if !success {
             anyhow::bail!(
                 "migration {version} failed part-way earlier (dirty); repair the schema by \
-                 hand, delete its row from {TABLE}, and migrate again (OPERATIONS.md)"
+                 hand, delete its row from {TABLE}, and migrate again (docs/operations/migrations.md)"
             );
         }
         match known

@@ -335,7 +335,7 @@ pub trait MaintenanceStore: Send + Sync + 'static {
     async fn seed_demo_data(&self, catalog: &[DemoArtist]) -> StoreResult<bool>;
     /// Writes a consistent copy of the live database to `destination`, a new file. Only
     /// the embedded backend can ([`StoreError::Unsupported`] elsewhere); server databases
-    /// use their native tools (OPERATIONS.md).
+    /// use their native tools (docs/operations/backup-restore.md).
     ///
     /// The path is bound as a parameter, never spliced into SQL.
     async fn backup_to(&self, destination: &std::path::Path) -> StoreResult<()>;

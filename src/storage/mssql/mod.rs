@@ -226,8 +226,8 @@ const READS_ROW_VERSIONS: &str = "SELECT CAST(is_read_committed_snapshot_on AS I
 
 /// Logs one WARN at start-up when the database has `READ_COMMITTED_SNAPSHOT` off (an
 /// installed SQL Server's default): reads then take shared locks, wait for writers and
-/// may be chosen as deadlock victims (retried, then 503). OPERATIONS.md says how to turn
-/// it on; the service cannot, since it needs the database to itself.
+/// may be chosen as deadlock victims (retried, then 503). docs/operations/mssql.md says
+/// how to turn it on; the service cannot, since it needs the database to itself.
 async fn warn_without_row_versioning(pool: &Pool) {
     let setting = async {
         let mut conn = pool.get().await.map_err(map_error)?;
@@ -238,7 +238,7 @@ async fn warn_without_row_versioning(pool: &Pool) {
     if let Ok(Some(0)) = setting {
         tracing::warn!(
             "the database has READ_COMMITTED_SNAPSHOT off: reads wait for writers' locks and \
-             may be chosen as deadlock victims; turn it on (OPERATIONS.md, SQL Server)"
+             may be chosen as deadlock victims; turn it on (docs/operations/mssql.md)"
         );
     }
 }

@@ -45,7 +45,7 @@ impl Conn {
 /// - `IMPLICIT_TRANSACTIONS OFF`, `TRANSACTION ISOLATION LEVEL READ COMMITTED`: each
 ///   statement commits on its own unless the code began a transaction, at the isolation
 ///   level the SQL was written for (row versioned when the database has
-///   `READ_COMMITTED_SNAPSHOT` on, as OPERATIONS.md asks).
+///   `READ_COMMITTED_SNAPSHOT` on, as docs/operations/mssql.md asks).
 /// - `DATEFORMAT ymd`, `LANGUAGE us_english`: no statement depends on them (dates are
 ///   bound, not parsed), but messages and any cast stay the same on every server.
 pub(crate) const SESSION_OPTIONS: &str = "SET NOCOUNT OFF; SET ANSI_NULLS ON; \

@@ -92,8 +92,9 @@ impl SqliteStore {
                 writer::JOURNAL_SIZE_LIMIT_BYTES.to_string(),
             )
             // 1 MiB of page cache per connection instead of SQLite's 2 MiB: with 11
-            // connections that is 11 MiB of the process's memory at most (OPERATIONS.md
-            // "Memory model"); pages beyond it come from the OS's file cache.
+            // connections that is 11 MiB of the process's memory at most
+            // (docs/operations/sqlite.md, "Memory model"); pages beyond it come from the
+            // OS's file cache.
             .pragma("cache_size", CACHE_SIZE_PRAGMA)
             .pragma("analysis_limit", "1000")
             .pragma("optimize", "0x10002")
