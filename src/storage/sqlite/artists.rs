@@ -1,21 +1,49 @@
-//! Artist use cases on SQLite.
+//! Artist use cases on SQLite: `impl ArtistStore`.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqliteExecutor};
 
 use super::idempotency::create_once;
 use super::list::{SortColumn, fetch_page_with_total, trigram_phrase};
-use super::{check_expected, is_foreign_key_violation, map_error, now};
-use crate::domain::artist::{Artist, NewArtist};
+use super::{
+    Error, Result, SqliteStore, check_expected, decode, is_foreign_key_violation, now,
+    out_of_range, timed,
+};
+use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
 use crate::domain::artist::{ArtistFilter, ArtistSortField};
 use crate::domain::ids::ArtistId;
 use crate::domain::list::{ListQuery, Page};
 use crate::domain::validation::search_key;
 use crate::domain::version::ExpectedVersions;
-use crate::storage::{ConflictKind, Entity, StoreError, StoreResult};
+use crate::storage::{ArtistStore, ConflictKind, Entity, StoreError, StoreResult};
 use crate::storage::{Created, Idempotency};
 
 const COLUMNS: &str = "id, name, version, created_at, updated_at";
+
+/// An `artist` row as read.
+#[derive(sqlx::FromRow)]
+struct ArtistRow {
+    id: i64,
+    name: String,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<ArtistRow> for Artist {
+    type Error = Error;
+
+    fn try_from(row: ArtistRow) -> Result<Self> {
+        Ok(Self {
+            id: ArtistId::try_from(row.id).map_err(|()| out_of_range("artist id", row.id))?,
+            name: row.name,
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
 
 fn column(field: ArtistSortField) -> SortColumn {
     let sql = match field {
@@ -29,16 +57,198 @@ fn column(field: ArtistSortField) -> SortColumn {
     }
 }
 
-fn from_row(row: &SqliteRow) -> StoreResult<Artist> {
-    let id: i64 = row.try_get("id").map_err(map_error)?;
-    Ok(Artist {
-        id: ArtistId::try_from(id)
-            .map_err(|()| StoreError::Other(anyhow::anyhow!("artist id {id} out of range")))?,
-        name: row.try_get("name").map_err(map_error)?,
-        version: row.try_get("version").map_err(map_error)?,
-        created_at: row.try_get("created_at").map_err(map_error)?,
-        updated_at: row.try_get("updated_at").map_err(map_error)?,
-    })
+#[async_trait]
+impl ArtistStore for SqliteStore {
+    async fn list_artists(
+        &self,
+        query: &ListQuery<ArtistSortField, ArtistFilter>,
+    ) -> StoreResult<Page<Artist>> {
+        timed("list_artists", async {
+            Ok(fetch_page_with_total(
+                &self.pool,
+                "artist",
+                COLUMNS,
+                query,
+                |qb| push_total(qb, &query.filter),
+                |qb| push_filter(qb, &query.filter),
+                column,
+                decode::<ArtistRow, Artist>,
+            )
+            .await?)
+        })
+        .await
+    }
+
+    async fn get_artist(&self, id: ArtistId) -> StoreResult<Artist> {
+        timed("get_artist", async { current(&self.pool, id).await }).await
+    }
+
+    async fn insert_artist(&self, new: &NewArtist) -> StoreResult<Artist> {
+        timed("insert_artist", async {
+            self.writer
+                .write_statement(new, |conn, new| Box::pin(insert(conn, new)))
+                .await
+        })
+        .await
+    }
+
+    async fn insert_artist_once(
+        &self,
+        new: &NewArtist,
+        idempotency: &Idempotency<'_, Artist>,
+    ) -> StoreResult<Created<Artist>> {
+        timed("insert_artist_once", async {
+            self.writer
+                .write(&(new, idempotency), |conn, (new, idempotency)| {
+                    Box::pin(create_once(conn, *new, idempotency, |conn, new| {
+                        Box::pin(insert(conn, new))
+                    }))
+                })
+                .await
+        })
+        .await
+    }
+
+    async fn replace_artist(
+        &self,
+        id: ArtistId,
+        new: &NewArtist,
+        expected: Option<&ExpectedVersions>,
+    ) -> StoreResult<Artist> {
+        timed("replace_artist", async {
+            let change = |_: &Artist| new.clone();
+            self.writer
+                .write(&(id, expected, &change), |conn, &(id, expected, change)| {
+                    Box::pin(update(conn, id, expected, change))
+                })
+                .await
+        })
+        .await
+    }
+
+    async fn patch_artist(
+        &self,
+        id: ArtistId,
+        changes: &ArtistChanges,
+        expected: Option<&ExpectedVersions>,
+    ) -> StoreResult<Artist> {
+        timed("patch_artist", async {
+            let change = |current: &Artist| changes.apply(current);
+            self.writer
+                .write(&(id, expected, &change), |conn, &(id, expected, change)| {
+                    Box::pin(update(conn, id, expected, change))
+                })
+                .await
+        })
+        .await
+    }
+
+    /// Deletes the artist (and, with `cascade`, its songs); on failure the writer undoes
+    /// both.
+    async fn delete_artist(
+        &self,
+        id: ArtistId,
+        cascade: bool,
+        expected: Option<&ExpectedVersions>,
+    ) -> StoreResult<()> {
+        timed("delete_artist", async {
+            self.writer
+                .write(
+                    &(id, cascade, expected),
+                    |conn, &(id, cascade, expected)| {
+                        Box::pin(async move {
+                            let existing = current(&mut *conn, id).await?;
+                            check_expected(expected, existing.version)?;
+                            if cascade {
+                                sqlx::query("delete from song where artist_id = ?")
+                                    .bind(id.get())
+                                    .execute(&mut *conn)
+                                    .await?;
+                            }
+                            let deleted = sqlx::query("delete from artist where id = ?")
+                                .bind(id.get())
+                                .execute(&mut *conn)
+                                .await;
+                            match deleted {
+                                Ok(_) => Ok(()),
+                                Err(error) if is_foreign_key_violation(&error) => {
+                                    let songs: i64 = sqlx::query_scalar(
+                                        "select count(*) from song where artist_id = ?",
+                                    )
+                                    .bind(id.get())
+                                    .fetch_one(&mut *conn)
+                                    .await?;
+                                    Err(StoreError::Conflict(ConflictKind::ArtistHasSongs {
+                                        artist: id,
+                                        songs,
+                                    })
+                                    .into())
+                                }
+                                Err(error) => Err(error.into()),
+                            }
+                        })
+                    },
+                )
+                .await
+        })
+        .await
+    }
+}
+
+/// The artist `id` as it is now, on the pool or on the writer's connection.
+async fn current<'e>(executor: impl SqliteExecutor<'e>, id: ArtistId) -> Result<Artist> {
+    sqlx::query_as::<_, ArtistRow>(
+        "select id, name, version, created_at, updated_at from artist where id = ?",
+    )
+    .bind(id.get())
+    .fetch_optional(executor)
+    .await?
+    .ok_or_else(|| not_found(id))?
+    .try_into()
+}
+
+/// Inserts the artist (on the writer's connection, inside its batch): one statement, for
+/// `insert_artist`, `insert_artist_once` and the demo seed.
+pub(super) async fn insert(conn: &mut SqliteConnection, new: &NewArtist) -> Result<Artist> {
+    let at = now();
+    sqlx::query_as::<_, ArtistRow>(
+        "insert into artist (name, name_key, version, created_at, updated_at) \
+         values (?, ?, 1, ?, ?) \
+         returning id, name, version, created_at, updated_at",
+    )
+    .bind(new.name.as_str())
+    .bind(search_key(new.name.as_str()))
+    .bind(&at)
+    .bind(&at)
+    .fetch_one(conn)
+    .await?
+    .try_into()
+}
+
+/// Reads, checks `If-Match`, computes the replacement and writes it (`replace_artist`,
+/// `patch_artist`). It runs on the writer's connection, so no other write comes between
+/// the read and the update.
+async fn update(
+    conn: &mut SqliteConnection,
+    id: ArtistId,
+    expected: Option<&ExpectedVersions>,
+    change: &(dyn Fn(&Artist) -> NewArtist + Send + Sync),
+) -> Result<Artist> {
+    let existing = current(&mut *conn, id).await?;
+    check_expected(expected, existing.version)?;
+    let next = change(&existing);
+    sqlx::query_as::<_, ArtistRow>(
+        "update artist set name = ?, name_key = ?, version = version + 1, updated_at = ? \
+         where id = ? \
+         returning id, name, version, created_at, updated_at",
+    )
+    .bind(next.name.as_str())
+    .bind(search_key(next.name.as_str()))
+    .bind(now())
+    .bind(id.get())
+    .fetch_one(conn)
+    .await?
+    .try_into()
 }
 
 fn not_found(id: ArtistId) -> StoreError {
@@ -83,136 +293,4 @@ fn push_total(qb: &mut QueryBuilder<Sqlite>, filter: &ArtistFilter) {
             qb.push(")");
         }
     }
-}
-
-pub(super) async fn list(
-    pool: &SqlitePool,
-    query: &ListQuery<ArtistSortField, ArtistFilter>,
-) -> StoreResult<Page<Artist>> {
-    fetch_page_with_total(
-        pool,
-        "artist",
-        COLUMNS,
-        query,
-        |qb| push_total(qb, &query.filter),
-        |qb| push_filter(qb, &query.filter),
-        column,
-        from_row,
-    )
-    .await
-}
-
-async fn get_with(conn: &mut SqliteConnection, id: ArtistId) -> StoreResult<Artist> {
-    let row =
-        sqlx::query("select id, name, version, created_at, updated_at from artist where id = ?")
-            .bind(id.get())
-            .fetch_optional(conn)
-            .await
-            .map_err(map_error)?;
-    row.as_ref()
-        .map(from_row)
-        .unwrap_or_else(|| Err(not_found(id)))
-}
-
-pub(super) async fn get(pool: &SqlitePool, id: ArtistId) -> StoreResult<Artist> {
-    let mut conn = pool.acquire().await.map_err(map_error)?;
-    get_with(&mut conn, id).await
-}
-
-/// Inserts the artist (on the writer's connection, inside its batch).
-pub(super) async fn insert(conn: &mut SqliteConnection, new: &NewArtist) -> StoreResult<Artist> {
-    let at = now();
-    let row = sqlx::query(
-        "insert into artist (name, name_key, version, created_at, updated_at) \
-         values (?, ?, 1, ?, ?) \
-         returning id, name, version, created_at, updated_at",
-    )
-    .bind(new.name.as_str())
-    .bind(search_key(new.name.as_str()))
-    .bind(&at)
-    .bind(&at)
-    .fetch_one(conn)
-    .await
-    .map_err(map_error)?;
-    from_row(&row)
-}
-
-/// Creates the artist at most once per idempotency key (see `idempotency::create_once`).
-pub(super) async fn insert_once(
-    conn: &mut SqliteConnection,
-    new: &NewArtist,
-    idempotency: &Idempotency<'_, Artist>,
-) -> StoreResult<Created<Artist>> {
-    create_once(conn, new, idempotency, |conn, new| {
-        Box::pin(insert(conn, new))
-    })
-    .await
-}
-
-/// Reads, checks `If-Match`, computes the replacement and writes it. It runs on the
-/// writer's connection, so no other write comes between the read and the update.
-pub(super) async fn update(
-    conn: &mut SqliteConnection,
-    id: ArtistId,
-    expected: Option<&ExpectedVersions>,
-    change: &(dyn Fn(&Artist) -> NewArtist + Send + Sync),
-) -> StoreResult<Artist> {
-    let current = get_with(conn, id).await?;
-    check_expected(expected, current.version)?;
-    let next = change(&current);
-    let row = sqlx::query(
-        "update artist set name = ?, name_key = ?, version = version + 1, updated_at = ? \
-         where id = ? \
-         returning id, name, version, created_at, updated_at",
-    )
-    .bind(next.name.as_str())
-    .bind(search_key(next.name.as_str()))
-    .bind(now())
-    .bind(id.get())
-    .fetch_one(conn)
-    .await
-    .map_err(map_error)?;
-    from_row(&row)
-}
-
-/// Deletes the artist (and, with `cascade`, its songs); on failure the writer undoes
-/// both.
-pub(super) async fn delete(
-    conn: &mut SqliteConnection,
-    id: ArtistId,
-    cascade: bool,
-    expected: Option<&ExpectedVersions>,
-) -> StoreResult<()> {
-    let current = get_with(conn, id).await?;
-    check_expected(expected, current.version)?;
-    if cascade {
-        sqlx::query("delete from song where artist_id = ?")
-            .bind(id.get())
-            .execute(&mut *conn)
-            .await
-            .map_err(map_error)?;
-    }
-    let deleted = sqlx::query("delete from artist where id = ?")
-        .bind(id.get())
-        .execute(&mut *conn)
-        .await;
-    match deleted {
-        Ok(_) => Ok(()),
-        Err(error) if is_foreign_key_violation(&error) => {
-            let songs = count_songs(conn, id).await?;
-            Err(StoreError::Conflict(ConflictKind::ArtistHasSongs {
-                artist: id,
-                songs,
-            }))
-        }
-        Err(error) => Err(map_error(error)),
-    }
-}
-
-async fn count_songs(conn: &mut SqliteConnection, id: ArtistId) -> StoreResult<i64> {
-    sqlx::query_scalar("select count(*) from song where artist_id = ?")
-        .bind(id.get())
-        .fetch_one(conn)
-        .await
-        .map_err(map_error)
 }

@@ -2,17 +2,26 @@
 
 use std::pin::Pin;
 
-use chrono::{DateTime, Utc};
-use sqlx::{Row, SqliteConnection};
+use chrono::Utc;
+use sqlx::SqliteConnection;
 
-use super::timestamp_key;
-use super::{map_error, now};
+use super::{Result, now, timestamp_key};
 use crate::domain::idempotency::expiry_cutoff;
+use crate::storage::StoreError;
 use crate::storage::{Created, Idempotency, SavedResponse};
-use crate::storage::{StoreError, StoreResult};
 
 /// The future of one insert on a borrowed connection.
-pub(super) type InsertFuture<'c, T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 'c>>;
+pub(super) type InsertFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>;
+
+/// A claimed key as stored.
+#[derive(sqlx::FromRow)]
+struct SavedRow {
+    fingerprint: String,
+    status: i64,
+    body: String,
+    location: Option<String>,
+    etag: Option<String>,
+}
 
 /// Claims the key, runs `insert` and saves the rendered response, all in the writer's
 /// batch (which commits the three together or undoes them); or replays the response
@@ -22,7 +31,7 @@ pub(super) async fn create_once<N: Sync, T>(
     new: &N,
     idempotency: &Idempotency<'_, T>,
     insert: impl for<'c> Fn(&'c mut SqliteConnection, &'c N) -> InsertFuture<'c, T>,
-) -> StoreResult<Created<T>> {
+) -> Result<Created<T>> {
     if let Claim::Saved(saved) = claim(conn, idempotency).await? {
         return Ok(Created::Replayed(saved));
     }
@@ -41,10 +50,7 @@ enum Claim {
 
 /// Claims `(principal, key)` on the writer's connection: a concurrent request with the
 /// same key runs after this one and finds its saved response.
-async fn claim<T>(
-    conn: &mut SqliteConnection,
-    idempotency: &Idempotency<'_, T>,
-) -> StoreResult<Claim> {
+async fn claim<T>(conn: &mut SqliteConnection, idempotency: &Idempotency<'_, T>) -> Result<Claim> {
     sqlx::query(
         "delete from idempotency_key where principal = ? and request_key = ? and created_at < ?",
     )
@@ -52,8 +58,7 @@ async fn claim<T>(
     .bind(idempotency.key)
     .bind(timestamp_key(&expiry_cutoff(Utc::now())))
     .execute(&mut *conn)
-    .await
-    .map_err(map_error)?;
+    .await?;
     let inserted = sqlx::query(
         "insert into idempotency_key (principal, request_key, fingerprint, status, body, created_at) \
          values (?, ?, ?, 0, '', ?) on conflict (principal, request_key) do nothing",
@@ -63,30 +68,26 @@ async fn claim<T>(
     .bind(idempotency.fingerprint)
     .bind(now())
     .execute(&mut *conn)
-    .await
-    .map_err(map_error)?;
+    .await?;
     if inserted.rows_affected() == 1 {
         return Ok(Claim::Fresh);
     }
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, SavedRow>(
         "select fingerprint, status, body, location, etag from idempotency_key \
          where principal = ? and request_key = ?",
     )
     .bind(idempotency.principal)
     .bind(idempotency.key)
     .fetch_one(&mut *conn)
-    .await
-    .map_err(map_error)?;
-    let fingerprint: String = row.try_get("fingerprint").map_err(map_error)?;
-    if fingerprint != idempotency.fingerprint {
-        return Err(StoreError::IdempotencyKeyReused);
+    .await?;
+    if row.fingerprint != idempotency.fingerprint {
+        return Err(StoreError::IdempotencyKeyReused.into());
     }
-    let status: i64 = row.try_get("status").map_err(map_error)?;
     Ok(Claim::Saved(SavedResponse {
-        status: u16::try_from(status).unwrap_or(500),
-        body: row.try_get("body").map_err(map_error)?,
-        location: row.try_get("location").map_err(map_error)?,
-        etag: row.try_get("etag").map_err(map_error)?,
+        status: u16::try_from(row.status).unwrap_or(500),
+        body: row.body,
+        location: row.location,
+        etag: row.etag,
     }))
 }
 
@@ -95,7 +96,7 @@ async fn save<T>(
     conn: &mut SqliteConnection,
     idempotency: &Idempotency<'_, T>,
     response: &SavedResponse,
-) -> StoreResult<()> {
+) -> Result<()> {
     sqlx::query(
         "update idempotency_key set status = ?, body = ?, location = ?, etag = ? \
          where principal = ? and request_key = ?",
@@ -107,20 +108,6 @@ async fn save<T>(
     .bind(idempotency.principal)
     .bind(idempotency.key)
     .execute(&mut *conn)
-    .await
-    .map_err(map_error)?;
+    .await?;
     Ok(())
-}
-
-/// Deletes keys created before `created_before`.
-pub(super) async fn prune(
-    conn: &mut SqliteConnection,
-    created_before: DateTime<Utc>,
-) -> StoreResult<u64> {
-    sqlx::query("delete from idempotency_key where created_at < ?")
-        .bind(timestamp_key(&created_before))
-        .execute(conn)
-        .await
-        .map(|done| done.rows_affected())
-        .map_err(map_error)
 }

@@ -1,49 +1,35 @@
-//! The embedded SQLite backend (sqlx): pool, pragmas, error mapping and the `Store` impl,
-//! which delegates each use case to `artists`, `songs` or `seed`.
+//! The embedded SQLite backend (sqlx): pool, pragmas and the error type with its one
+//! mapping from driver codes. Each resource trait is implemented where its SQL lives
+//! (`artists`, `songs`, `users`, `credentials`, `maintenance`).
 
 mod artists;
 mod credentials;
 mod idempotency;
 mod list;
+mod maintenance;
 mod migrate;
-mod seed;
 mod songs;
 mod users;
 mod writer;
 
+use std::future::Future;
 use std::str::FromStr;
 
 use anyhow::Context;
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use sqlx::ConnectOptions as _;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+};
 
 use super::check_expected;
-use super::metered::timed;
-use super::migrate::Migrator;
-use super::{
-    AccountStore, ArtistStore, ConflictKind, CredentialStore, MaintenanceStore, PoolStats,
-    SongStore, StoreError, StoreResult,
-};
+use super::metered;
+use super::{StoreError, StoreResult};
+use crate::config::{DatabaseSettings, SqliteSynchronous};
 
 /// `db.system` of this backend's spans.
 const SYSTEM: &str = "sqlite";
-use crate::config::{DatabaseSettings, SqliteSynchronous};
-use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
-use crate::domain::artist::{ArtistFilter, ArtistSortField};
-use crate::domain::credential::{
-    ApiKey, ApiKeySortField, LoginGate, NewApiKey, NewRefreshToken, Rotation, SecretDigest,
-};
-use crate::domain::demo::DemoArtist;
-use crate::domain::ids::{ApiKeyId, ArtistId, SongId, UserId};
-use crate::domain::list::{ListQuery, Page};
-use crate::domain::song::{NewSong, Song, SongChanges};
-use crate::domain::song::{SongFilter, SongSortField};
-use crate::domain::user::{NewUser, User, UserChanges, UserSortField, UsernameKey};
-use crate::domain::version::ExpectedVersions;
-use crate::storage::{Created, Idempotency};
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -138,6 +124,32 @@ impl SqliteStore {
 /// `pragma cache_size` of every connection: negative means KiB, here 1 MiB.
 pub const CACHE_SIZE_PRAGMA: &str = "-1024";
 
+/// This backend's error: a [`StoreError`] that `?` makes from a driver error (through
+/// [`map_error`], the one mapping table) and hands back at the trait boundary.
+#[derive(Debug)]
+struct Error(StoreError);
+
+/// This backend's result.
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Self {
+        Self(map_error(error))
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Self {
+        Self(error)
+    }
+}
+
+impl From<Error> for StoreError {
+    fn from(error: Error) -> Self {
+        error.0
+    }
+}
+
 /// Maps a driver error to a [`StoreError`].
 ///
 /// | SQLite primary code | meaning | mapped to |
@@ -147,7 +159,9 @@ pub const CACHE_SIZE_PRAGMA: &str = "-1024";
 /// | pool timeout, pool closed, I/O | no connection to be had | `Unavailable` |
 /// | anything else | a bug | `Other` |
 ///
-/// Foreign-key codes (787, 1811) are handled where the use case knows what they mean.
+/// Constraint codes are handled where the use case knows what they mean:
+/// 2067 `SQLITE_CONSTRAINT_UNIQUE` ([`is_unique_violation`]: a name or email taken) and
+/// 787 / 1811 ([`is_foreign_key_violation`]: a missing or still-referenced artist).
 fn map_error(error: sqlx::Error) -> StoreError {
     let unavailable = match &error {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
@@ -174,6 +188,42 @@ fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
     })
 }
 
+/// Whether `error` is a unique-constraint violation (2067, `SQLITE_CONSTRAINT_UNIQUE`).
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|db| db.kind() == sqlx::error::ErrorKind::UniqueViolation)
+}
+
+/// A stored id that its domain type rejects.
+fn out_of_range(what: &str, raw: i64) -> Error {
+    Error(StoreError::Other(anyhow::anyhow!(
+        "{what} {raw} out of range"
+    )))
+}
+
+/// Runs the body of the store method `operation` in [`metered::timed`] (its `db` span and
+/// duration) and hands its error back as a [`StoreError`].
+async fn timed<T>(
+    operation: &'static str,
+    call: impl Future<Output = Result<T>>,
+) -> StoreResult<T> {
+    metered::timed(SYSTEM, operation, call)
+        .await
+        .map_err(StoreError::from)
+}
+
+/// Decodes one row through its row struct `R` into its domain type `T`: the one mapping
+/// of that shape, in the form the list queries take.
+fn decode<R, T>(row: &SqliteRow) -> StoreResult<T>
+where
+    R: for<'r> sqlx::FromRow<'r, SqliteRow>,
+    T: TryFrom<R, Error = Error>,
+{
+    let row = R::from_row(row).map_err(map_error)?;
+    Ok(T::try_from(row)?)
+}
+
 /// The current time in the fixed-width stored form.
 fn now() -> String {
     timestamp_key(&Utc::now())
@@ -190,498 +240,12 @@ fn date_key(date: chrono::NaiveDate) -> String {
     date.format("%Y-%m-%d").to_string()
 }
 
-#[async_trait]
-impl ArtistStore for SqliteStore {
-    async fn list_artists(
-        &self,
-        query: &ListQuery<ArtistSortField, ArtistFilter>,
-    ) -> StoreResult<Page<Artist>> {
-        timed(SYSTEM, "list_artists", async {
-            artists::list(&self.pool, query).await
-        })
-        .await
-    }
-
-    async fn get_artist(&self, id: ArtistId) -> StoreResult<Artist> {
-        timed(SYSTEM, "get_artist", async {
-            artists::get(&self.pool, id).await
-        })
-        .await
-    }
-
-    async fn insert_artist(&self, new: &NewArtist) -> StoreResult<Artist> {
-        timed(SYSTEM, "insert_artist", async {
-            self.writer
-                .write_statement(new, |conn, new| Box::pin(artists::insert(conn, new)))
-                .await
-        })
-        .await
-    }
-
-    async fn insert_artist_once(
-        &self,
-        new: &NewArtist,
-        idempotency: &Idempotency<'_, Artist>,
-    ) -> StoreResult<Created<Artist>> {
-        timed(SYSTEM, "insert_artist_once", async {
-            self.writer
-                .write(&(new, idempotency), |conn, (new, idempotency)| {
-                    Box::pin(artists::insert_once(conn, new, idempotency))
-                })
-                .await
-        })
-        .await
-    }
-
-    async fn replace_artist(
-        &self,
-        id: ArtistId,
-        new: &NewArtist,
-        expected: Option<&ExpectedVersions>,
-    ) -> StoreResult<Artist> {
-        timed(SYSTEM, "replace_artist", async {
-            let change = |_: &Artist| new.clone();
-            self.writer
-                .write(&(id, expected, &change), |conn, &(id, expected, change)| {
-                    Box::pin(artists::update(conn, id, expected, change))
-                })
-                .await
-        })
-        .await
-    }
-
-    async fn patch_artist(
-        &self,
-        id: ArtistId,
-        changes: &ArtistChanges,
-        expected: Option<&ExpectedVersions>,
-    ) -> StoreResult<Artist> {
-        timed(SYSTEM, "patch_artist", async {
-            let change = |current: &Artist| changes.apply(current);
-            self.writer
-                .write(&(id, expected, &change), |conn, &(id, expected, change)| {
-                    Box::pin(artists::update(conn, id, expected, change))
-                })
-                .await
-        })
-        .await
-    }
-
-    async fn delete_artist(
-        &self,
-        id: ArtistId,
-        cascade: bool,
-        expected: Option<&ExpectedVersions>,
-    ) -> StoreResult<()> {
-        timed(SYSTEM, "delete_artist", async {
-            self.writer
-                .write(
-                    &(id, cascade, expected),
-                    |conn, &(id, cascade, expected)| {
-                        Box::pin(artists::delete(conn, id, cascade, expected))
-                    },
-                )
-                .await
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl SongStore for SqliteStore {
-    async fn list_songs(
-        &self,
-        query: &ListQuery<SongSortField, SongFilter>,
-    ) -> StoreResult<Page<Song>> {
-        timed(SYSTEM, "list_songs", async {
-            songs::list(&self.pool, query).await
-        })
-        .await
-    }
-
-    async fn get_song(&self, id: SongId) -> StoreResult<Song> {
-        timed(SYSTEM, "get_song", async {
-            songs::get(&self.pool, id).await
-        })
-        .await
-    }
-
-    async fn insert_song(&self, new: &NewSong) -> StoreResult<Song> {
-        timed(SYSTEM, "insert_song", async {
-            self.writer
-                .write_statement(new, |conn, new| Box::pin(songs::insert(conn, new)))
-                .await
-        })
-        .await
-    }
-
-    async fn insert_song_once(
-        &self,
-        new: &NewSong,
-        idempotency: &Idempotency<'_, Song>,
-    ) -> StoreResult<Created<Song>> {
-        timed(SYSTEM, "insert_song_once", async {
-            self.writer
-                .write(&(new, idempotency), |conn, (new, idempotency)| {
-                    Box::pin(songs::insert_once(conn, new, idempotency))
-                })
-                .await
-        })
-        .await
-    }
-
-    async fn replace_song(
-        &self,
-        id: SongId,
-        new: &NewSong,
-        expected: Option<&ExpectedVersions>,
-    ) -> StoreResult<Song> {
-        timed(SYSTEM, "replace_song", async {
-            let change = |_: &Song| new.clone();
-            self.writer
-                .write(&(id, expected, &change), |conn, &(id, expected, change)| {
-                    Box::pin(songs::update(conn, id, expected, change))
-                })
-                .await
-        })
-        .await
-    }
-
-    async fn patch_song(
-        &self,
-        id: SongId,
-        changes: &SongChanges,
-        expected: Option<&ExpectedVersions>,
-    ) -> StoreResult<Song> {
-        timed(SYSTEM, "patch_song", async {
-            let change = |current: &Song| changes.apply(current);
-            self.writer
-                .write(&(id, expected, &change), |conn, &(id, expected, change)| {
-                    Box::pin(songs::update(conn, id, expected, change))
-                })
-                .await
-        })
-        .await
-    }
-
-    async fn delete_song(
-        &self,
-        id: SongId,
-        expected: Option<&ExpectedVersions>,
-    ) -> StoreResult<()> {
-        timed(SYSTEM, "delete_song", async {
-            self.writer
-                .write(&(id, expected), |conn, &(id, expected)| {
-                    Box::pin(songs::delete(conn, id, expected))
-                })
-                .await
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl AccountStore for SqliteStore {
-    async fn insert_user(&self, new: &NewUser, password_hash: &str) -> StoreResult<User> {
-        timed(SYSTEM, "insert_user", async {
-            self.writer
-                .write(&(new, password_hash), |conn, &(new, password_hash)| {
-                    Box::pin(users::insert(conn, new, password_hash))
-                })
-                .await
-        })
-        .await
-    }
-
-    async fn find_user_by_username(
-        &self,
-        username: &UsernameKey,
-    ) -> StoreResult<Option<(User, String)>> {
-        timed(SYSTEM, "find_user_by_username", async {
-            users::find_by_username(&self.pool, username).await
-        })
-        .await
-    }
-
-    async fn get_user(&self, id: UserId) -> StoreResult<User> {
-        timed(SYSTEM, "get_user", async {
-            let id = id.get();
-            users::get(&self.pool, id).await
-        })
-        .await
-    }
-
-    async fn list_users(&self, query: &ListQuery<UserSortField, ()>) -> StoreResult<Page<User>> {
-        timed(SYSTEM, "list_users", async {
-            users::list(&self.pool, query).await
-        })
-        .await
-    }
-
-    async fn update_user(
-        &self,
-        id: UserId,
-        changes: &UserChanges,
-        password_hash: Option<&str>,
-    ) -> StoreResult<User> {
-        timed(SYSTEM, "update_user", async {
-            let id = id.get();
-            self.writer
-                .write(
-                    &(id, changes, password_hash),
-                    |conn, &(id, changes, password_hash)| {
-                        Box::pin(users::update(conn, id, changes, password_hash))
-                    },
-                )
-                .await
-        })
-        .await
-    }
-
-    async fn delete_user(&self, id: UserId) -> StoreResult<()> {
-        timed(SYSTEM, "delete_user", async {
-            let id = id.get();
-            self.writer
-                .write(&id, |conn, &id| Box::pin(users::delete(conn, id)))
-                .await
-        })
-        .await
-    }
-
-    async fn has_active_admin(&self) -> StoreResult<bool> {
-        timed(SYSTEM, "has_active_admin", async {
-            users::has_active_admin(&self.pool).await
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl CredentialStore for SqliteStore {
-    async fn insert_refresh_token(&self, token: &NewRefreshToken) -> StoreResult<()> {
-        timed(SYSTEM, "insert_refresh_token", async {
-            self.writer
-                .write(token, |conn, token| {
-                    Box::pin(credentials::insert_refresh(conn, token))
-                })
-                .await
-        })
-        .await
-    }
-
-    async fn rotate_refresh_token(
-        &self,
-        presented: &SecretDigest,
-        next_hash: &SecretDigest,
-        next_expires_at: DateTime<Utc>,
-        session_max: chrono::Duration,
-    ) -> StoreResult<Rotation> {
-        timed(SYSTEM, "rotate_refresh_token", async {
-            self.writer
-                .write(
-                    &(presented, next_hash, next_expires_at, session_max),
-                    |conn, &(presented, next_hash, next_expires_at, session_max)| {
-                        Box::pin(credentials::rotate_refresh(
-                            conn,
-                            presented,
-                            next_hash,
-                            next_expires_at,
-                            session_max,
-                        ))
-                    },
-                )
-                .await
-        })
-        .await
-    }
-
-    async fn revoke_refresh_family(&self, presented: &SecretDigest) -> StoreResult<Option<String>> {
-        timed(SYSTEM, "revoke_refresh_family", async {
-            self.writer
-                .write(presented, |conn, presented| {
-                    Box::pin(credentials::revoke_refresh(conn, presented))
-                })
-                .await
-        })
-        .await
-    }
-
-    async fn prune_credentials(&self, at: DateTime<Utc>) -> StoreResult<u64> {
-        timed(SYSTEM, "prune_credentials", async {
-            self.writer
-                .write(&at, |conn, &at| Box::pin(credentials::prune(conn, at)))
-                .await
-        })
-        .await
-    }
-
-    async fn is_session_active(&self, family_id: &str) -> StoreResult<bool> {
-        timed(SYSTEM, "is_session_active", async {
-            credentials::is_session_active(&self.pool, family_id).await
-        })
-        .await
-    }
-
-    async fn claim_login_attempt(
-        &self,
-        username_key: &UsernameKey,
-        at: DateTime<Utc>,
-    ) -> StoreResult<LoginGate> {
-        timed(SYSTEM, "claim_login_attempt", async {
-            self.writer
-                .write(&(username_key, at), |conn, &(username_key, at)| {
-                    Box::pin(credentials::claim_login_attempt(conn, username_key, at))
-                })
-                .await
-        })
-        .await
-    }
-
-    async fn clear_login_failures(&self, username_key: &UsernameKey) -> StoreResult<()> {
-        timed(SYSTEM, "clear_login_failures", async {
-            self.writer
-                .write(username_key, |conn, username_key| {
-                    Box::pin(credentials::clear_login_failures(conn, username_key))
-                })
-                .await
-        })
-        .await
-    }
-
-    async fn insert_api_key(
-        &self,
-        new: &NewApiKey,
-        key_hash: &SecretDigest,
-        prefix: &str,
-    ) -> StoreResult<ApiKey> {
-        timed(SYSTEM, "insert_api_key", async {
-            self.writer
-                .write(
-                    &(new, key_hash, prefix),
-                    |conn, &(new, key_hash, prefix)| {
-                        Box::pin(credentials::insert_api_key(conn, new, key_hash, prefix))
-                    },
-                )
-                .await
-        })
-        .await
-    }
-
-    async fn list_api_keys(
-        &self,
-        query: &ListQuery<ApiKeySortField, ()>,
-    ) -> StoreResult<Page<ApiKey>> {
-        timed(SYSTEM, "list_api_keys", async {
-            credentials::list_api_keys(&self.pool, query).await
-        })
-        .await
-    }
-
-    async fn find_api_key(&self, key_hash: &SecretDigest) -> StoreResult<Option<ApiKey>> {
-        timed(SYSTEM, "find_api_key", async {
-            credentials::find_api_key(&self.pool, key_hash).await
-        })
-        .await
-    }
-
-    async fn delete_api_key(&self, id: ApiKeyId) -> StoreResult<()> {
-        timed(SYSTEM, "delete_api_key", async {
-            let id = id.get();
-            self.writer
-                .write(&id, |conn, &id| {
-                    Box::pin(credentials::delete_api_key(conn, id))
-                })
-                .await
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl MaintenanceStore for SqliteStore {
-    async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> StoreResult<u64> {
-        timed(SYSTEM, "prune_idempotency_keys", async {
-            self.writer
-                .write(&created_before, |conn, &created_before| {
-                    Box::pin(idempotency::prune(conn, created_before))
-                })
-                .await
-        })
-        .await
-    }
-
-    async fn seed_demo_data(&self, catalog: &[DemoArtist]) -> StoreResult<bool> {
-        timed(SYSTEM, "seed_demo_data", async {
-            self.writer
-                .write(catalog, |conn, catalog| {
-                    Box::pin(seed::seed_demo_data(conn, catalog))
-                })
-                .await
-        })
-        .await
-    }
-
-    async fn backup_to(&self, destination: &std::path::Path) -> StoreResult<()> {
-        timed(SYSTEM, "backup_to", async {
-            if destination.exists() {
-                return Err(StoreError::Conflict(ConflictKind::BackupDestinationExists));
-            }
-            let path = destination.to_str().ok_or_else(|| {
-                StoreError::Other(anyhow::anyhow!("the backup path is not UTF-8"))
-            })?;
-            // VACUUM INTO reads one snapshot (committed WAL content included) and writes a
-            // compact, self-contained database file; writers carry on meanwhile.
-            sqlx::query("vacuum into ?")
-                .bind(path)
-                .execute(&self.pool)
-                .await
-                .map(|_| ())
-                .map_err(map_error)
-        })
-        .await
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        timed(SYSTEM, "ping", async {
-            // Reads a page of the file (`select 1` alone would not), so a database that is
-            // locked away or gone is noticed.
-            sqlx::query("select count(*) from sqlite_schema")
-                .execute(&self.pool)
-                .await
-                .map(|_| ())
-                .map_err(map_error)
-        })
-        .await
-    }
-
-    fn migrator(&self) -> &dyn Migrator {
-        &self.migrator
-    }
-
-    fn pool_stats(&self) -> PoolStats {
-        PoolStats {
-            size: self.pool.size(),
-            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
-            max: self.pool.options().get_max_connections(),
-        }
-    }
-
-    fn wal_size_bytes(&self) -> Option<u64> {
-        self.writer.wal_size_bytes()
-    }
-
-    async fn close(&self) {
-        timed(SYSTEM, "close", async {
-            self.writer.close().await;
-            self.pool.close().await;
-        })
-        .await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::artist::{ArtistChanges, ArtistFilter, NewArtist};
+    use crate::domain::list::ListQuery;
+    use crate::storage::{ArtistStore, MaintenanceStore};
 
     async fn store_in(dir: &tempfile::TempDir) -> SqliteStore {
         let vars = std::collections::HashMap::from([

@@ -1,23 +1,27 @@
-//! Song use cases on SQLite.
+//! Song use cases on SQLite: `impl SongStore`.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqliteExecutor};
 
 use super::idempotency::create_once;
 use super::list::{
     SortColumn, into_page, needs_null_tail, push_limit, push_null_tail, push_order_by, push_seek,
     trigram_phrase,
 };
-use super::{check_expected, date_key, is_foreign_key_violation, map_error, now};
+use super::{
+    Error, Result, SqliteStore, check_expected, date_key, is_foreign_key_violation, map_error, now,
+    out_of_range, timed,
+};
 use crate::domain::artist::ArtistSummary;
 use crate::domain::ids::{ArtistId, SongId};
 use crate::domain::list::{ListQuery, Page, Position, SortValue};
-use crate::domain::song::{NewSong, Song, SongUrl};
+use crate::domain::song::{NewSong, Song, SongChanges, SongUrl};
 use crate::domain::song::{SongFilter, SongSortField};
 use crate::domain::validation::search_key;
 use crate::domain::version::ExpectedVersions;
 use crate::storage::{Created, Idempotency};
-use crate::storage::{Entity, StoreError, StoreResult};
+use crate::storage::{Entity, SongStore, StoreError, StoreResult};
 
 const SELECT: &str = "select s.id, s.title, s.artist_id, s.release_date, s.url, s.distance, \
                       s.version, s.created_at, s.updated_at";
@@ -46,40 +50,46 @@ fn fts_column(field: SongSortField) -> SortColumn {
     }
 }
 
-fn out_of_range(what: &str, raw: i64) -> StoreError {
-    StoreError::Other(anyhow::anyhow!("{what} {raw} out of range"))
+/// A `song` row as read; `artist_name` only where a query joins the artist
+/// (`include=artist`).
+#[derive(sqlx::FromRow)]
+struct SongRow {
+    id: i64,
+    title: String,
+    artist_id: Option<i64>,
+    release_date: Option<NaiveDate>,
+    url: Option<String>,
+    distance: Option<f64>,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    #[sqlx(default)]
+    artist_name: Option<String>,
 }
 
-/// Maps a song row; `with_artist` reads the joined `artist_name` column too.
-fn from_row(row: &SqliteRow, with_artist: bool) -> StoreResult<Song> {
-    let id: i64 = row.try_get("id").map_err(map_error)?;
-    let artist_id = match row
-        .try_get::<Option<i64>, _>("artist_id")
-        .map_err(map_error)?
-    {
-        Some(raw) => Some(ArtistId::try_from(raw).map_err(|()| out_of_range("artist id", raw))?),
-        None => None,
-    };
-    let artist = if with_artist {
-        let name: Option<String> = row.try_get("artist_name").map_err(map_error)?;
-        artist_id
-            .zip(name)
-            .map(|(id, name)| ArtistSummary { id, name })
-    } else {
-        None
-    };
-    Ok(Song {
-        id: SongId::try_from(id).map_err(|()| out_of_range("song id", id))?,
-        title: row.try_get("title").map_err(map_error)?,
-        artist_id,
-        release_date: row.try_get("release_date").map_err(map_error)?,
-        url: row.try_get("url").map_err(map_error)?,
-        distance: row.try_get("distance").map_err(map_error)?,
-        version: row.try_get("version").map_err(map_error)?,
-        created_at: row.try_get("created_at").map_err(map_error)?,
-        updated_at: row.try_get("updated_at").map_err(map_error)?,
-        artist,
-    })
+impl TryFrom<SongRow> for Song {
+    type Error = Error;
+
+    fn try_from(row: SongRow) -> Result<Self> {
+        let artist_id = row
+            .artist_id
+            .map(|raw| ArtistId::try_from(raw).map_err(|()| out_of_range("artist id", raw)))
+            .transpose()?;
+        Ok(Self {
+            id: SongId::try_from(row.id).map_err(|()| out_of_range("song id", row.id))?,
+            title: row.title,
+            artist_id,
+            release_date: row.release_date,
+            url: row.url,
+            distance: row.distance,
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            artist: artist_id
+                .zip(row.artist_name)
+                .map(|(id, name)| ArtistSummary { id, name }),
+        })
+    }
 }
 
 fn not_found(id: SongId) -> StoreError {
@@ -163,7 +173,7 @@ async fn select_page(
     query: &ListQuery<SongSortField, SongFilter>,
     part: Part<'_>,
     limit: u32,
-) -> StoreResult<Vec<Song>> {
+) -> Result<Vec<Song>> {
     let include = query.filter.include_artist;
     let keys = query.sort.keys();
     let phrase = query.filter.q.as_deref().and_then(trigram_phrase);
@@ -201,8 +211,8 @@ async fn select_page(
         };
         push_order_by(&mut select, keys, fts_column);
         push_limit(&mut select, limit, offset);
-        let rows = select.build().fetch_all(conn).await.map_err(map_error)?;
-        return rows.iter().map(|row| from_row(row, include)).collect();
+        let rows = select.build_query_as::<SongRow>().fetch_all(conn).await?;
+        return rows.into_iter().map(Song::try_from).collect();
     }
     let mut select = QueryBuilder::<Sqlite>::new(format!(
         "{SELECT}{join_artist} from song s{artist_join} where 1 = 1"
@@ -237,57 +247,147 @@ async fn select_page(
             push_limit(&mut select, limit, 0);
         }
     }
-    let rows = select.build().fetch_all(conn).await.map_err(map_error)?;
-    rows.iter().map(|row| from_row(row, include)).collect()
+    let rows = select.build_query_as::<SongRow>().fetch_all(conn).await?;
+    rows.into_iter().map(Song::try_from).collect()
 }
 
-pub(super) async fn list(
-    pool: &SqlitePool,
-    query: &ListQuery<SongSortField, SongFilter>,
-) -> StoreResult<Page<Song>> {
-    // One read transaction: the count and the page see the same snapshot.
-    let mut tx = pool.begin().await.map_err(map_error)?;
-    let total: i64 = total_query(&query.filter)
-        .build_query_scalar()
-        .fetch_one(&mut *tx)
+#[async_trait]
+impl SongStore for SqliteStore {
+    async fn list_songs(
+        &self,
+        query: &ListQuery<SongSortField, SongFilter>,
+    ) -> StoreResult<Page<Song>> {
+        timed("list_songs", async {
+            // One read transaction: the count and the page see the same snapshot.
+            let mut tx = self.pool.begin().await?;
+            let total: i64 = total_query(&query.filter)
+                .build_query_scalar()
+                .fetch_one(&mut *tx)
+                .await?;
+
+            let wanted = query.page_size + 1;
+            let items = match &query.position {
+                Position::Page(_) => {
+                    select_page(&mut tx, query, Part::Offset(query.offset()), wanted).await?
+                }
+                Position::After(values) => {
+                    let mut items =
+                        select_page(&mut tx, query, Part::After(values), wanted).await?;
+                    let missing =
+                        wanted.saturating_sub(u32::try_from(items.len()).unwrap_or(wanted));
+                    if missing > 0 && needs_null_tail(query.sort.keys(), values, column) {
+                        items.extend(select_page(&mut tx, query, Part::NullTail, missing).await?);
+                    }
+                    items
+                }
+            };
+            tx.commit().await?;
+            Ok(into_page(items, total, query.page_size))
+        })
         .await
-        .map_err(map_error)?;
+    }
 
-    let wanted = query.page_size + 1;
-    let items = match &query.position {
-        Position::Page(_) => {
-            select_page(&mut tx, query, Part::Offset(query.offset()), wanted).await?
-        }
-        Position::After(values) => {
-            let mut items = select_page(&mut tx, query, Part::After(values), wanted).await?;
-            let missing = wanted.saturating_sub(u32::try_from(items.len()).unwrap_or(wanted));
-            if missing > 0 && needs_null_tail(query.sort.keys(), values, column) {
-                items.extend(select_page(&mut tx, query, Part::NullTail, missing).await?);
-            }
-            items
-        }
-    };
-    tx.commit().await.map_err(map_error)?;
-    Ok(into_page(items, total, query.page_size))
+    async fn get_song(&self, id: SongId) -> StoreResult<Song> {
+        timed("get_song", async { current(&self.pool, id).await }).await
+    }
+
+    async fn insert_song(&self, new: &NewSong) -> StoreResult<Song> {
+        timed("insert_song", async {
+            self.writer
+                .write_statement(new, |conn, new| Box::pin(insert(conn, new)))
+                .await
+        })
+        .await
+    }
+
+    async fn insert_song_once(
+        &self,
+        new: &NewSong,
+        idempotency: &Idempotency<'_, Song>,
+    ) -> StoreResult<Created<Song>> {
+        timed("insert_song_once", async {
+            self.writer
+                .write(&(new, idempotency), |conn, (new, idempotency)| {
+                    Box::pin(create_once(conn, *new, idempotency, |conn, new| {
+                        Box::pin(insert(conn, new))
+                    }))
+                })
+                .await
+        })
+        .await
+    }
+
+    async fn replace_song(
+        &self,
+        id: SongId,
+        new: &NewSong,
+        expected: Option<&ExpectedVersions>,
+    ) -> StoreResult<Song> {
+        timed("replace_song", async {
+            let change = |_: &Song| new.clone();
+            self.writer
+                .write(&(id, expected, &change), |conn, &(id, expected, change)| {
+                    Box::pin(update(conn, id, expected, change))
+                })
+                .await
+        })
+        .await
+    }
+
+    async fn patch_song(
+        &self,
+        id: SongId,
+        changes: &SongChanges,
+        expected: Option<&ExpectedVersions>,
+    ) -> StoreResult<Song> {
+        timed("patch_song", async {
+            let change = |current: &Song| changes.apply(current);
+            self.writer
+                .write(&(id, expected, &change), |conn, &(id, expected, change)| {
+                    Box::pin(update(conn, id, expected, change))
+                })
+                .await
+        })
+        .await
+    }
+
+    /// Deletes the song after the `If-Match` check.
+    async fn delete_song(
+        &self,
+        id: SongId,
+        expected: Option<&ExpectedVersions>,
+    ) -> StoreResult<()> {
+        timed("delete_song", async {
+            self.writer
+                .write(&(id, expected), |conn, &(id, expected)| {
+                    Box::pin(async move {
+                        let existing = current(&mut *conn, id).await?;
+                        check_expected(expected, existing.version)?;
+                        sqlx::query("delete from song where id = ?")
+                            .bind(id.get())
+                            .execute(conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .await
+        })
+        .await
+    }
 }
 
-async fn get_with(conn: &mut SqliteConnection, id: SongId) -> StoreResult<Song> {
-    let row = sqlx::query(
+/// The song `id` as it is now (without its artist), on the pool or on the writer's
+/// connection.
+async fn current<'e>(executor: impl SqliteExecutor<'e>, id: SongId) -> Result<Song> {
+    sqlx::query_as::<_, SongRow>(
         "select s.id, s.title, s.artist_id, s.release_date, s.url, s.distance, s.version, \
          s.created_at, s.updated_at from song s where s.id = ?",
     )
     .bind(id.get())
-    .fetch_optional(conn)
-    .await
-    .map_err(map_error)?;
-    row.as_ref()
-        .map(|row| from_row(row, false))
-        .unwrap_or_else(|| Err(not_found(id)))
-}
-
-pub(super) async fn get(pool: &SqlitePool, id: SongId) -> StoreResult<Song> {
-    let mut conn = pool.acquire().await.map_err(map_error)?;
-    get_with(&mut conn, id).await
+    .fetch_optional(executor)
+    .await?
+    .ok_or_else(|| not_found(id))?
+    .try_into()
 }
 
 /// Maps a foreign-key violation on a song write to "Artist with id N not found".
@@ -301,14 +401,15 @@ fn write_error(error: sqlx::Error, new: &NewSong) -> StoreError {
     }
 }
 
-/// Inserts the song (on the writer's connection, inside its batch).
-pub(super) async fn insert(conn: &mut SqliteConnection, new: &NewSong) -> StoreResult<Song> {
+/// Inserts the song (on the writer's connection, inside its batch): one statement, for
+/// `insert_song`, `insert_song_once` and the demo seed.
+pub(super) async fn insert(conn: &mut SqliteConnection, new: &NewSong) -> Result<Song> {
     let at = now();
     let sql = format!(
         "insert into song (title, title_key, artist_id, release_date, url, distance, version, \
          created_at, updated_at) values (?, ?, ?, ?, ?, ?, 1, ?, ?){RETURNING}"
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    sqlx::query_as::<_, SongRow>(sqlx::AssertSqlSafe(sql))
         .bind(new.title.as_str())
         .bind(search_key(new.title.as_str()))
         .bind(new.artist_id.map(ArtistId::get))
@@ -319,38 +420,27 @@ pub(super) async fn insert(conn: &mut SqliteConnection, new: &NewSong) -> StoreR
         .bind(&at)
         .fetch_one(conn)
         .await
-        .map_err(|error| write_error(error, new))?;
-    from_row(&row, false)
+        .map_err(|error| write_error(error, new))?
+        .try_into()
 }
 
-/// Creates the song at most once per idempotency key (see `idempotency::create_once`).
-pub(super) async fn insert_once(
-    conn: &mut SqliteConnection,
-    new: &NewSong,
-    idempotency: &Idempotency<'_, Song>,
-) -> StoreResult<Created<Song>> {
-    create_once(conn, new, idempotency, |conn, new| {
-        Box::pin(insert(conn, new))
-    })
-    .await
-}
-
-/// Reads, checks `If-Match`, computes the replacement and writes it. It runs on the
-/// writer's connection, so no other write comes between the read and the update.
-pub(super) async fn update(
+/// Reads, checks `If-Match`, computes the replacement and writes it (`replace_song`,
+/// `patch_song`). It runs on the writer's connection, so no other write comes between
+/// the read and the update.
+async fn update(
     conn: &mut SqliteConnection,
     id: SongId,
     expected: Option<&ExpectedVersions>,
     change: &(dyn Fn(&Song) -> NewSong + Send + Sync),
-) -> StoreResult<Song> {
-    let current = get_with(conn, id).await?;
-    check_expected(expected, current.version)?;
-    let next = change(&current);
+) -> Result<Song> {
+    let existing = current(&mut *conn, id).await?;
+    check_expected(expected, existing.version)?;
+    let next = change(&existing);
     let sql = format!(
         "update song set title = ?, title_key = ?, artist_id = ?, release_date = ?, url = ?, \
          distance = ?, version = version + 1, updated_at = ? where id = ?{RETURNING}"
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    sqlx::query_as::<_, SongRow>(sqlx::AssertSqlSafe(sql))
         .bind(next.title.as_str())
         .bind(search_key(next.title.as_str()))
         .bind(next.artist_id.map(ArtistId::get))
@@ -361,22 +451,6 @@ pub(super) async fn update(
         .bind(id.get())
         .fetch_one(conn)
         .await
-        .map_err(|error| write_error(error, &next))?;
-    from_row(&row, false)
-}
-
-/// Deletes the song after the `If-Match` check.
-pub(super) async fn delete(
-    conn: &mut SqliteConnection,
-    id: SongId,
-    expected: Option<&ExpectedVersions>,
-) -> StoreResult<()> {
-    let current = get_with(conn, id).await?;
-    check_expected(expected, current.version)?;
-    sqlx::query("delete from song where id = ?")
-        .bind(id.get())
-        .execute(conn)
-        .await
-        .map(|_| ())
-        .map_err(map_error)
+        .map_err(|error| write_error(error, &next))?
+        .try_into()
 }

@@ -24,11 +24,11 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions as _, Connection as _, SqliteConnection};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::map_error;
+use super::{Result, map_error};
 use crate::storage::{StoreError, StoreResult};
 
 /// The future of one write on the writer's connection.
-pub(super) type WriteFuture<'c, T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 'c>>;
+pub(super) type WriteFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>;
 
 /// Above this WAL size a commit is followed by a `TRUNCATE` checkpoint, which waits for
 /// the readers of older snapshots to finish. SQLite's own checkpoint (every 1,000 pages,
@@ -121,7 +121,7 @@ impl Writer {
         &self,
         input: &I,
         op: impl for<'c> FnOnce(&'c mut SqliteConnection, &'c I) -> WriteFuture<'c, T>,
-    ) -> StoreResult<T>
+    ) -> Result<T>
     where
         I: Sync + ?Sized,
         T: Send,
@@ -141,7 +141,7 @@ impl Writer {
         &self,
         input: &I,
         op: impl for<'c> FnOnce(&'c mut SqliteConnection, &'c I) -> WriteFuture<'c, T>,
-    ) -> StoreResult<T>
+    ) -> Result<T>
     where
         I: Sync + ?Sized,
         T: Send,
@@ -154,23 +154,23 @@ impl Writer {
         undo: Undo,
         input: &I,
         op: impl for<'c> FnOnce(&'c mut SqliteConnection, &'c I) -> WriteFuture<'c, T>,
-    ) -> StoreResult<T>
+    ) -> Result<T>
     where
         I: Sync + ?Sized,
         T: Send,
     {
         let mut section = Section::enter(&self.shared, undo).await?;
         let batch = section.batch;
-        let result = op(section.conn(), input).await;
+        let result = op(section.conn(), input).await.map_err(StoreError::from);
         section.leave(&result).await?;
         drop(section);
         let shared = self.shared.clone();
         match tokio::spawn(async move { shared.finish(batch).await }).await {
-            Ok(Ok(())) => result,
-            Ok(Err(error)) => Err(error),
-            Err(join) => Err(StoreError::Other(anyhow::anyhow!(
-                "the commit task failed: {join}"
-            ))),
+            Ok(Ok(())) => Ok(result?),
+            Ok(Err(error)) => Err(error.into()),
+            Err(join) => {
+                Err(StoreError::Other(anyhow::anyhow!("the commit task failed: {join}")).into())
+            }
         }
     }
 
