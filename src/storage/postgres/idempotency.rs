@@ -2,16 +2,37 @@
 
 use std::pin::Pin;
 
-use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool, Row};
+use chrono::Utc;
+use sqlx::{PgConnection, PgPool};
 
-use super::{map_error, now};
+use super::{Result, now};
 use crate::domain::idempotency::expiry_cutoff;
+use crate::storage::StoreError;
 use crate::storage::{Created, Idempotency, SavedResponse};
-use crate::storage::{StoreError, StoreResult};
 
 /// The future of one insert on a borrowed connection.
-pub(super) type InsertFuture<'c, T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 'c>>;
+pub(super) type InsertFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>;
+
+/// A saved response as stored, with the fingerprint of the request that made it.
+#[derive(sqlx::FromRow)]
+struct SavedRow {
+    fingerprint: String,
+    status: i32,
+    body: String,
+    location: Option<String>,
+    etag: Option<String>,
+}
+
+impl From<SavedRow> for SavedResponse {
+    fn from(row: SavedRow) -> Self {
+        Self {
+            status: u16::try_from(row.status).unwrap_or(500),
+            body: row.body,
+            location: row.location,
+            etag: row.etag,
+        }
+    }
+}
 
 /// Claims the key, runs `insert` and saves the rendered response, all in one transaction;
 /// or replays the response saved for the same request.
@@ -25,15 +46,15 @@ pub(super) async fn create_once<N: Sync, T>(
     new: &N,
     idempotency: &Idempotency<'_, T>,
     insert: impl for<'c> Fn(&'c mut PgConnection, &'c N) -> InsertFuture<'c, T>,
-) -> StoreResult<Created<T>> {
-    let mut tx = pool.begin().await.map_err(map_error)?;
+) -> Result<Created<T>> {
+    let mut tx = pool.begin().await?;
     if let Claim::Saved(saved) = claim(&mut tx, idempotency).await? {
-        tx.rollback().await.map_err(map_error)?;
+        tx.rollback().await?;
         return Ok(Created::Replayed(saved));
     }
     let created = insert(&mut tx, new).await?;
     save(&mut tx, idempotency, &(idempotency.render)(&created)).await?;
-    tx.commit().await.map_err(map_error)?;
+    tx.commit().await?;
     Ok(Created::New(created))
 }
 
@@ -45,7 +66,7 @@ enum Claim {
     Saved(SavedResponse),
 }
 
-async fn claim<T>(conn: &mut PgConnection, idempotency: &Idempotency<'_, T>) -> StoreResult<Claim> {
+async fn claim<T>(conn: &mut PgConnection, idempotency: &Idempotency<'_, T>) -> Result<Claim> {
     sqlx::query(
         "delete from idempotency_key where principal = $1 and request_key = $2 \
          and created_at < $3",
@@ -54,8 +75,7 @@ async fn claim<T>(conn: &mut PgConnection, idempotency: &Idempotency<'_, T>) -> 
     .bind(idempotency.key)
     .bind(expiry_cutoff(Utc::now()))
     .execute(&mut *conn)
-    .await
-    .map_err(map_error)?;
+    .await?;
     let inserted = sqlx::query(
         "insert into idempotency_key (principal, request_key, fingerprint, status, body, \
          created_at) values ($1, $2, $3, 0, '', $4) \
@@ -66,38 +86,29 @@ async fn claim<T>(conn: &mut PgConnection, idempotency: &Idempotency<'_, T>) -> 
     .bind(idempotency.fingerprint)
     .bind(now())
     .execute(&mut *conn)
-    .await
-    .map_err(map_error)?;
+    .await?;
     if inserted.rows_affected() == 1 {
         return Ok(Claim::Fresh);
     }
-    let row = sqlx::query(
+    let saved = sqlx::query_as::<_, SavedRow>(
         "select fingerprint, status, body, location, etag from idempotency_key \
          where principal = $1 and request_key = $2",
     )
     .bind(idempotency.principal)
     .bind(idempotency.key)
     .fetch_one(&mut *conn)
-    .await
-    .map_err(map_error)?;
-    let fingerprint: String = row.try_get("fingerprint").map_err(map_error)?;
-    if fingerprint != idempotency.fingerprint {
-        return Err(StoreError::IdempotencyKeyReused);
+    .await?;
+    if saved.fingerprint != idempotency.fingerprint {
+        return Err(StoreError::IdempotencyKeyReused.into());
     }
-    let status: i32 = row.try_get("status").map_err(map_error)?;
-    Ok(Claim::Saved(SavedResponse {
-        status: u16::try_from(status).unwrap_or(500),
-        body: row.try_get("body").map_err(map_error)?,
-        location: row.try_get("location").map_err(map_error)?,
-        etag: row.try_get("etag").map_err(map_error)?,
-    }))
+    Ok(Claim::Saved(saved.into()))
 }
 
 async fn save<T>(
     conn: &mut PgConnection,
     idempotency: &Idempotency<'_, T>,
     response: &SavedResponse,
-) -> StoreResult<()> {
+) -> Result<()> {
     sqlx::query(
         "update idempotency_key set status = $1, body = $2, location = $3, etag = $4 \
          where principal = $5 and request_key = $6",
@@ -109,17 +120,6 @@ async fn save<T>(
     .bind(idempotency.principal)
     .bind(idempotency.key)
     .execute(&mut *conn)
-    .await
-    .map_err(map_error)?;
+    .await?;
     Ok(())
-}
-
-/// Deletes keys created before `created_before`.
-pub(super) async fn prune(pool: &PgPool, created_before: DateTime<Utc>) -> StoreResult<u64> {
-    sqlx::query("delete from idempotency_key where created_at < $1")
-        .bind(created_before)
-        .execute(pool)
-        .await
-        .map(|done| done.rows_affected())
-        .map_err(map_error)
 }

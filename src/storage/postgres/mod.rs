@@ -1,14 +1,16 @@
-//! The PostgreSQL backend (sqlx): pool, session settings, error mapping and the `Store`
-//! impl, which delegates each use case to `artists`, `songs`, `users`, `credentials` or
-//! `seed`. Writes run in READ COMMITTED transactions that lock the rows they decide on
-//! (`for update`), so concurrent requests on several replicas serialise per row.
+//! The PostgreSQL backend (sqlx): pool, session settings and the error type. Each
+//! resource trait is implemented where its SQL lives: `ArtistStore` in `artists`,
+//! `SongStore` in `songs`, `AccountStore` in `users`, `CredentialStore` in `credentials`,
+//! `MaintenanceStore` in `maintenance`. Writes run in READ COMMITTED transactions that lock
+//! the rows they decide on (`for update`), so concurrent requests on several replicas
+//! serialise per row.
 
 mod artists;
 mod credentials;
 mod idempotency;
 mod list;
+mod maintenance;
 mod migrate;
-mod seed;
 mod songs;
 mod users;
 
@@ -16,37 +18,20 @@ use std::future::Future;
 use std::str::FromStr;
 
 use anyhow::Context;
-use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use secrecy::ExposeSecret;
-use sqlx::ConnectOptions as _;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions as _, FromRow};
 
 use super::check_expected;
-use super::metered::timed;
-use super::migrate::Migrator;
-use super::{
-    AccountStore, ArtistStore, CredentialStore, MaintenanceStore, PoolStats, SongStore, StoreError,
-    StoreResult,
-};
+use super::metered;
+use super::{StoreError, StoreResult};
+use crate::config::DatabaseSettings;
+use crate::domain::version::ExpectedVersions;
+pub use migrate::SQL;
 
 /// `db.system` of this backend's spans.
 const SYSTEM: &str = "postgresql";
-use crate::config::DatabaseSettings;
-use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
-use crate::domain::artist::{ArtistFilter, ArtistSortField};
-use crate::domain::credential::{
-    ApiKey, ApiKeySortField, LoginGate, NewApiKey, NewRefreshToken, Rotation, SecretDigest,
-};
-use crate::domain::demo::DemoArtist;
-use crate::domain::ids::{ApiKeyId, ArtistId, SongId, UserId};
-use crate::domain::list::{ListQuery, Page};
-use crate::domain::song::{NewSong, Song, SongChanges};
-use crate::domain::song::{SongFilter, SongSortField};
-use crate::domain::user::{NewUser, User, UserChanges, UserSortField, UsernameKey};
-use crate::domain::version::ExpectedVersions;
-use crate::storage::{Created, Idempotency};
-pub use migrate::SQL;
 
 /// The PostgreSQL store.
 pub struct PgStore {
@@ -121,7 +106,34 @@ impl PgStore {
     }
 }
 
-/// Maps a driver error to a [`StoreError`].
+/// This backend's error: a [`StoreError`] that `?` makes from a driver error (through
+/// [`map_error`]'s table) or from a `StoreError`, and that each trait method hands back as
+/// the `StoreError` it holds.
+#[derive(Debug)]
+struct Error(StoreError);
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Self {
+        Self(map_error(error))
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Self {
+        Self(error)
+    }
+}
+
+impl From<Error> for StoreError {
+    fn from(error: Error) -> Self {
+        error.0
+    }
+}
+
+/// Maps a driver error to a [`StoreError`] (the one mapping of this backend; `?` applies it
+/// through `From<sqlx::Error> for Error`).
 ///
 /// | SQLSTATE / error | meaning | mapped to |
 /// |---|---|---|
@@ -188,12 +200,43 @@ fn is_retryable(error: &StoreError) -> bool {
 
 /// Runs the transaction `attempt` again after a lost race ([`is_retryable`]), at most
 /// [`super::MAX_ATTEMPTS`] times in all.
-async fn retry<T, F, Fut>(attempt: F) -> StoreResult<T>
+async fn retry<T, F, Fut>(mut attempt: F) -> Result<T>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = StoreResult<T>>,
+    Fut: Future<Output = Result<T>>,
 {
-    super::retry(is_retryable, attempt).await
+    let result = super::retry(is_retryable, || {
+        let attempt = attempt();
+        async move { attempt.await.map_err(StoreError::from) }
+    })
+    .await;
+    Ok(result?)
+}
+
+/// Runs one trait method's body as `operation` (the method's name) inside
+/// [`metered::timed`]: its `db` span and `db_query_duration_seconds` sample.
+async fn timed<T>(
+    operation: &'static str,
+    body: impl Future<Output = Result<T>>,
+) -> StoreResult<T> {
+    metered::timed(SYSTEM, operation, async { Ok(body.await?) }).await
+}
+
+/// Decodes a row of shape `R` and converts it to its domain type `T` (for `list::fetch_page`).
+fn decode<R, T>(row: &PgRow) -> StoreResult<T>
+where
+    R: for<'r> FromRow<'r, PgRow>,
+    T: TryFrom<R, Error = Error>,
+{
+    let row = R::from_row(row).map_err(Error::from)?;
+    Ok(T::try_from(row)?)
+}
+
+/// A domain id out of range of its newtype: a bug or a corrupted row.
+fn out_of_range(what: &str, raw: i64) -> Error {
+    Error(StoreError::Other(anyhow::anyhow!(
+        "{what} {raw} out of range"
+    )))
 }
 
 /// The current time at the precision PostgreSQL stores (microseconds), so what a write
@@ -205,379 +248,4 @@ fn now() -> DateTime<Utc> {
 /// The accepted versions as a bindable array; `None` binds NULL, "any version".
 fn versions_param(expected: Option<&ExpectedVersions>) -> Option<Vec<i64>> {
     expected.map(|e| e.versions().to_vec())
-}
-
-#[async_trait]
-impl ArtistStore for PgStore {
-    async fn list_artists(
-        &self,
-        query: &ListQuery<ArtistSortField, ArtistFilter>,
-    ) -> StoreResult<Page<Artist>> {
-        timed(SYSTEM, "list_artists", async {
-            artists::list(&self.pool, query).await
-        })
-        .await
-    }
-
-    async fn get_artist(&self, id: ArtistId) -> StoreResult<Artist> {
-        timed(SYSTEM, "get_artist", async {
-            artists::get(&self.pool, id).await
-        })
-        .await
-    }
-
-    async fn insert_artist(&self, new: &NewArtist) -> StoreResult<Artist> {
-        timed(SYSTEM, "insert_artist", async {
-            artists::insert(&self.pool, new).await
-        })
-        .await
-    }
-
-    async fn insert_artist_once(
-        &self,
-        new: &NewArtist,
-        idempotency: &Idempotency<'_, Artist>,
-    ) -> StoreResult<Created<Artist>> {
-        timed(SYSTEM, "insert_artist_once", async {
-            retry(|| artists::insert_once(&self.pool, new, idempotency)).await
-        })
-        .await
-    }
-
-    async fn replace_artist(
-        &self,
-        id: ArtistId,
-        new: &NewArtist,
-        expected: Option<&ExpectedVersions>,
-    ) -> StoreResult<Artist> {
-        timed(SYSTEM, "replace_artist", async {
-            artists::replace(&self.pool, id, new, expected).await
-        })
-        .await
-    }
-
-    async fn patch_artist(
-        &self,
-        id: ArtistId,
-        changes: &ArtistChanges,
-        expected: Option<&ExpectedVersions>,
-    ) -> StoreResult<Artist> {
-        timed(SYSTEM, "patch_artist", async {
-            retry(|| artists::patch(&self.pool, id, changes, expected)).await
-        })
-        .await
-    }
-
-    async fn delete_artist(
-        &self,
-        id: ArtistId,
-        cascade: bool,
-        expected: Option<&ExpectedVersions>,
-    ) -> StoreResult<()> {
-        timed(SYSTEM, "delete_artist", async {
-            retry(|| artists::delete(&self.pool, id, cascade, expected)).await
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl SongStore for PgStore {
-    async fn list_songs(
-        &self,
-        query: &ListQuery<SongSortField, SongFilter>,
-    ) -> StoreResult<Page<Song>> {
-        timed(SYSTEM, "list_songs", async {
-            songs::list(&self.pool, query).await
-        })
-        .await
-    }
-
-    async fn get_song(&self, id: SongId) -> StoreResult<Song> {
-        timed(SYSTEM, "get_song", async {
-            songs::get(&self.pool, id).await
-        })
-        .await
-    }
-
-    async fn insert_song(&self, new: &NewSong) -> StoreResult<Song> {
-        timed(SYSTEM, "insert_song", async {
-            songs::insert(&self.pool, new).await
-        })
-        .await
-    }
-
-    async fn insert_song_once(
-        &self,
-        new: &NewSong,
-        idempotency: &Idempotency<'_, Song>,
-    ) -> StoreResult<Created<Song>> {
-        timed(SYSTEM, "insert_song_once", async {
-            retry(|| songs::insert_once(&self.pool, new, idempotency)).await
-        })
-        .await
-    }
-
-    async fn replace_song(
-        &self,
-        id: SongId,
-        new: &NewSong,
-        expected: Option<&ExpectedVersions>,
-    ) -> StoreResult<Song> {
-        timed(SYSTEM, "replace_song", async {
-            songs::replace(&self.pool, id, new, expected).await
-        })
-        .await
-    }
-
-    async fn patch_song(
-        &self,
-        id: SongId,
-        changes: &SongChanges,
-        expected: Option<&ExpectedVersions>,
-    ) -> StoreResult<Song> {
-        timed(SYSTEM, "patch_song", async {
-            retry(|| songs::patch(&self.pool, id, changes, expected)).await
-        })
-        .await
-    }
-
-    async fn delete_song(
-        &self,
-        id: SongId,
-        expected: Option<&ExpectedVersions>,
-    ) -> StoreResult<()> {
-        timed(SYSTEM, "delete_song", async {
-            songs::delete(&self.pool, id, expected).await
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl AccountStore for PgStore {
-    async fn insert_user(&self, new: &NewUser, password_hash: &str) -> StoreResult<User> {
-        timed(SYSTEM, "insert_user", async {
-            users::insert(&self.pool, new, password_hash).await
-        })
-        .await
-    }
-
-    async fn find_user_by_username(
-        &self,
-        username: &UsernameKey,
-    ) -> StoreResult<Option<(User, String)>> {
-        timed(SYSTEM, "find_user_by_username", async {
-            users::find_by_username(&self.pool, username).await
-        })
-        .await
-    }
-
-    async fn get_user(&self, id: UserId) -> StoreResult<User> {
-        timed(SYSTEM, "get_user", async {
-            let id = id.get();
-            users::get(&self.pool, id).await
-        })
-        .await
-    }
-
-    async fn list_users(&self, query: &ListQuery<UserSortField, ()>) -> StoreResult<Page<User>> {
-        timed(SYSTEM, "list_users", async {
-            users::list(&self.pool, query).await
-        })
-        .await
-    }
-
-    async fn update_user(
-        &self,
-        id: UserId,
-        changes: &UserChanges,
-        password_hash: Option<&str>,
-    ) -> StoreResult<User> {
-        timed(SYSTEM, "update_user", async {
-            let id = id.get();
-            retry(|| users::update(&self.pool, id, changes, password_hash)).await
-        })
-        .await
-    }
-
-    async fn delete_user(&self, id: UserId) -> StoreResult<()> {
-        timed(SYSTEM, "delete_user", async {
-            let id = id.get();
-            retry(|| users::delete(&self.pool, id)).await
-        })
-        .await
-    }
-
-    async fn has_active_admin(&self) -> StoreResult<bool> {
-        timed(SYSTEM, "has_active_admin", async {
-            users::has_active_admin(&self.pool).await
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl CredentialStore for PgStore {
-    async fn insert_refresh_token(&self, token: &NewRefreshToken) -> StoreResult<()> {
-        timed(SYSTEM, "insert_refresh_token", async {
-            credentials::insert_refresh(&self.pool, token).await
-        })
-        .await
-    }
-
-    async fn rotate_refresh_token(
-        &self,
-        presented: &SecretDigest,
-        next_hash: &SecretDigest,
-        next_expires_at: DateTime<Utc>,
-        session_max: chrono::Duration,
-    ) -> StoreResult<Rotation> {
-        timed(SYSTEM, "rotate_refresh_token", async {
-            retry(|| {
-                credentials::rotate_refresh(
-                    &self.pool,
-                    presented,
-                    next_hash,
-                    next_expires_at,
-                    session_max,
-                )
-            })
-            .await
-        })
-        .await
-    }
-
-    async fn revoke_refresh_family(&self, presented: &SecretDigest) -> StoreResult<Option<String>> {
-        timed(SYSTEM, "revoke_refresh_family", async {
-            retry(|| credentials::revoke_refresh(&self.pool, presented)).await
-        })
-        .await
-    }
-
-    async fn is_session_active(&self, family_id: &str) -> StoreResult<bool> {
-        timed(SYSTEM, "is_session_active", async {
-            credentials::is_session_active(&self.pool, family_id).await
-        })
-        .await
-    }
-
-    async fn prune_credentials(&self, at: DateTime<Utc>) -> StoreResult<u64> {
-        timed(SYSTEM, "prune_credentials", async {
-            retry(|| credentials::prune(&self.pool, at)).await
-        })
-        .await
-    }
-
-    async fn claim_login_attempt(
-        &self,
-        username_key: &UsernameKey,
-        at: DateTime<Utc>,
-    ) -> StoreResult<LoginGate> {
-        timed(SYSTEM, "claim_login_attempt", async {
-            retry(|| credentials::claim_login_attempt(&self.pool, username_key, at)).await
-        })
-        .await
-    }
-
-    async fn clear_login_failures(&self, username_key: &UsernameKey) -> StoreResult<()> {
-        timed(SYSTEM, "clear_login_failures", async {
-            credentials::clear_login_failures(&self.pool, username_key).await
-        })
-        .await
-    }
-
-    async fn insert_api_key(
-        &self,
-        new: &NewApiKey,
-        key_hash: &SecretDigest,
-        prefix: &str,
-    ) -> StoreResult<ApiKey> {
-        timed(SYSTEM, "insert_api_key", async {
-            credentials::insert_api_key(&self.pool, new, key_hash, prefix).await
-        })
-        .await
-    }
-
-    async fn list_api_keys(
-        &self,
-        query: &ListQuery<ApiKeySortField, ()>,
-    ) -> StoreResult<Page<ApiKey>> {
-        timed(SYSTEM, "list_api_keys", async {
-            credentials::list_api_keys(&self.pool, query).await
-        })
-        .await
-    }
-
-    async fn find_api_key(&self, key_hash: &SecretDigest) -> StoreResult<Option<ApiKey>> {
-        timed(SYSTEM, "find_api_key", async {
-            credentials::find_api_key(&self.pool, key_hash).await
-        })
-        .await
-    }
-
-    async fn delete_api_key(&self, id: ApiKeyId) -> StoreResult<()> {
-        timed(SYSTEM, "delete_api_key", async {
-            let id = id.get();
-            credentials::delete_api_key(&self.pool, id).await
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl MaintenanceStore for PgStore {
-    async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> StoreResult<u64> {
-        timed(SYSTEM, "prune_idempotency_keys", async {
-            idempotency::prune(&self.pool, created_before).await
-        })
-        .await
-    }
-
-    async fn seed_demo_data(&self, catalog: &[DemoArtist]) -> StoreResult<bool> {
-        timed(SYSTEM, "seed_demo_data", async {
-            retry(|| seed::seed_demo_data(&self.pool, catalog)).await
-        })
-        .await
-    }
-
-    async fn backup_to(&self, _destination: &std::path::Path) -> StoreResult<()> {
-        timed(SYSTEM, "backup_to", async {
-            Err(StoreError::Unsupported {
-                operation: "backup",
-                backend: "postgres",
-            })
-        })
-        .await
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        timed(SYSTEM, "ping", async {
-            sqlx::query("select 1")
-                .execute(&self.pool)
-                .await
-                .map(|_| ())
-                .map_err(map_error)
-        })
-        .await
-    }
-
-    fn migrator(&self) -> &dyn Migrator {
-        &self.migrator
-    }
-
-    fn pool_stats(&self) -> PoolStats {
-        PoolStats {
-            size: self.pool.size(),
-            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
-            max: self.pool.options().get_max_connections(),
-        }
-    }
-
-    async fn close(&self) {
-        timed(SYSTEM, "close", async {
-            self.pool.close().await;
-        })
-        .await
-    }
 }
