@@ -62,7 +62,9 @@ pub type RequestIdLayers = Stack<
 /// Assigns the request id (see the module documentation) and echoes it.
 pub fn layers() -> RequestIdLayers {
     ServiceBuilder::new()
-        .layer(MapRequestLayer::new(drop_unacceptable as fn(Request) -> Request))
+        .layer(MapRequestLayer::new(
+            drop_unacceptable as fn(Request) -> Request,
+        ))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), NewUuid))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .into_inner()
