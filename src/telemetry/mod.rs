@@ -11,7 +11,7 @@ pub mod sentry;
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 
-use log_writer::{BatchedStderr, Flusher};
+use log_writer::{NonBlocking, WorkerGuard};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
@@ -24,12 +24,14 @@ pub const GIT_SHA: &str = env!("STARSONGS_GIT_SHA");
 use crate::config::{LogFormat, Settings};
 
 /// Counts the lines the writer dropped, for `/metrics`.
-static WRITER: OnceLock<BatchedStderr> = OnceLock::new();
+static WRITER: OnceLock<NonBlocking> = OnceLock::new();
 
-/// Log lines dropped so far because the writer's buffer was full
-/// ([`log_writer::LOG_BUFFER_BYTES`]).
+/// Log lines dropped so far because the writer's queue was full
+/// ([`log_writer::LOG_BUFFER_LINES`]).
 pub fn dropped_log_lines() -> u64 {
-    WRITER.get().map_or(0, BatchedStderr::dropped)
+    WRITER
+        .get()
+        .map_or(0, |writer| writer.error_counter().dropped_lines() as u64)
 }
 
 /// Keeps the log writer thread and the trace exporter; dropping it sends the spans still
@@ -38,7 +40,7 @@ pub fn dropped_log_lines() -> u64 {
 pub struct LogGuard {
     // Dropped first: its last warnings still reach the log.
     traces: Option<otel::Exporter>,
-    _flusher: Option<Flusher>,
+    _flusher: Option<WorkerGuard>,
 }
 
 impl LogGuard {
@@ -57,7 +59,7 @@ impl Drop for LogGuard {
 }
 
 /// Installs the global subscriber. Lines are formatted on the calling thread and written
-/// to stderr in batches by a writer thread ([`log_writer`]), so that no request waits
+/// to stderr by a writer thread ([`log_writer`]), so that no request waits
 /// for the log's reader. When `tracing_export` names a collector, spans are exported too
 /// ([`otel`]). A second call (tests) is ignored.
 pub fn init(settings: &Settings) -> LogGuard {
@@ -66,13 +68,7 @@ pub fn init(settings: &Settings) -> LogGuard {
         .or_else(|_| EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::stderr().is_terminal();
-    let Ok((writer, flusher)) = BatchedStderr::start(std::io::stderr()) else {
-        eprintln!("cannot start the log writer thread; logging is off");
-        return LogGuard {
-            traces: None,
-            _flusher: None,
-        };
-    };
+    let (writer, flusher) = log_writer::start(std::io::stderr());
     // Colour only for a person at a terminal: escape codes in a file or a pipe (systemd,
     // `2> dev.log`, `| less`) are noise that grep and log shippers choke on.
     macro_rules! lines {

@@ -3,15 +3,17 @@
 //! queueing without bound). Health probes are never shed, so an overloaded instance is
 //! not restarted for being busy.
 
+use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use axum::extract::Request;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use pin_project_lite::pin_project;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::limit::concurrency::future::ResponseFuture;
+use tower::limit::{ConcurrencyLimit, GlobalConcurrencyLimitLayer};
+use tower::load_shed::{self, LoadShed};
 use tower::{Layer, Service};
 
 use super::Shortcut;
@@ -94,28 +96,31 @@ where
 /// Seconds a shed client is asked to wait.
 pub const SHED_RETRY_AFTER_SECS: u64 = 1;
 
-/// 503 with `Retry-After` when `server.max_in_flight` requests are already running.
+/// 503 with `Retry-After` when `server.max_in_flight` requests are already running:
+/// tower's `GlobalConcurrencyLimit` (one semaphore shared by every route) under
+/// `LoadShed`, which refuses at once instead of waiting for a permit. Health probes
+/// bypass both.
 #[derive(Debug, Clone)]
 pub struct ShedLoadLayer {
-    in_flight: Arc<Semaphore>,
+    limit: GlobalConcurrencyLimitLayer,
 }
 
 impl ShedLoadLayer {
     /// At most `max_in_flight` requests at once (health probes not counted).
     pub fn new(max_in_flight: usize) -> Self {
         Self {
-            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            limit: GlobalConcurrencyLimitLayer::new(max_in_flight),
         }
     }
 }
 
-impl<S> Layer<S> for ShedLoadLayer {
+impl<S: Clone> Layer<S> for ShedLoadLayer {
     type Service = ShedLoad<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
         ShedLoad {
-            inner,
-            in_flight: self.in_flight.clone(),
+            probes: inner.clone(),
+            limited: LoadShed::new(self.limit.layer(inner)),
         }
     }
 }
@@ -123,65 +128,73 @@ impl<S> Layer<S> for ShedLoadLayer {
 /// See [`ShedLoadLayer`].
 #[derive(Debug, Clone)]
 pub struct ShedLoad<S> {
-    inner: S,
-    in_flight: Arc<Semaphore>,
+    probes: S,
+    limited: LoadShed<ConcurrencyLimit<S>>,
 }
 
 impl<S> Service<Request> for ShedLoad<S>
 where
-    S: Service<Request, Response = Response>,
+    S: Service<Request, Response = Response, Error = Infallible>,
 {
     type Response = Response;
-    type Error = S::Error;
-    type Future = Permitted<S::Future>;
+    type Error = Infallible;
+    type Future = Shed<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        ready!(self.probes.poll_ready(cx))?;
+        // `LoadShed` is ready once its inner service is: it takes a permit now, or notes
+        // that there is none and refuses the next call. It fails only when `S` does.
+        ready!(self.limited.poll_ready(cx)).ok();
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
         if req.uri().path().starts_with("/health") {
-            return Permitted {
-                inner: Shortcut::inner(self.inner.call(req)),
-                _permit: None,
+            return Shed::Probe {
+                inner: self.probes.call(req),
             };
         }
-        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
-            tracing::warn!("load shed: too many requests in flight");
-            metrics::counter!(LOAD_SHED_TOTAL).increment(1);
-            let refused = ApiError::unavailable(
-                "The service is overloaded; retry shortly",
-                SHED_RETRY_AFTER_SECS,
-            );
-            return Permitted {
-                inner: Shortcut::answer(refused.into_response()),
-                _permit: None,
-            };
-        };
-        Permitted {
-            inner: Shortcut::inner(self.inner.call(req)),
-            _permit: Some(permit),
+        Shed::Limited {
+            inner: self.limited.call(req),
         }
     }
 }
 
 pin_project! {
-    /// The inner response; the in-flight permit is held until it is ready or dropped.
-    pub struct Permitted<F> {
-        #[pin]
-        inner: Shortcut<F>,
-        _permit: Option<OwnedSemaphorePermit>,
+    /// A probe's response, or a limited request's, or 503 when it was shed.
+    #[project = ShedProj]
+    #[allow(missing_docs)] // the variants' fields: pin-project-lite takes no docs there
+    pub enum Shed<F> {
+        /// A health probe, never shed.
+        Probe { #[pin] inner: F },
+        /// Any other request.
+        Limited { #[pin] inner: load_shed::future::ResponseFuture<ResponseFuture<F>> },
     }
 }
 
-impl<F, E> Future for Permitted<F>
+impl<F> Future for Shed<F>
 where
-    F: Future<Output = Result<Response, E>>,
+    F: Future<Output = Result<Response, Infallible>>,
 {
-    type Output = F::Output;
+    type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx)
+        match self.project() {
+            ShedProj::Probe { inner } => inner.poll(cx),
+            ShedProj::Limited { inner } => match ready!(inner.poll(cx)) {
+                Ok(response) => Poll::Ready(Ok(response)),
+                // `Overloaded`: the inner service cannot fail.
+                Err(_) => {
+                    tracing::warn!("load shed: too many requests in flight");
+                    metrics::counter!(LOAD_SHED_TOTAL).increment(1);
+                    let refused = ApiError::unavailable(
+                        "The service is overloaded; retry shortly",
+                        SHED_RETRY_AFTER_SECS,
+                    );
+                    Poll::Ready(Ok(refused.into_response()))
+                }
+            },
+        }
     }
 }
 

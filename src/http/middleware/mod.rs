@@ -51,7 +51,7 @@ pub fn apply(router: Router, state: &AppState) -> Router {
     ));
     let sentry_on = settings.sentry.dsn.is_some();
     let stack = ServiceBuilder::new()
-        .layer(request_id::RequestIdLayer)
+        .layer(request_id::layers())
         .layer(client_ip)
         .layer(trace::TraceLayer)
         // A hub per request only when Sentry is on: it costs an allocation per request.
@@ -89,7 +89,7 @@ pub fn apply_admin(router: Router, state: &AppState) -> Router {
     ));
     let sentry_on = state.settings.sentry.dsn.is_some();
     let stack = ServiceBuilder::new()
-        .layer(request_id::RequestIdLayer)
+        .layer(request_id::layers())
         .layer(client_ip)
         .layer(trace::TraceLayer)
         .option_layer(sentry_on.then(NewSentryLayer::<Request<Body>>::new_from_top))

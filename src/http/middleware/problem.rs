@@ -5,7 +5,6 @@
 //! turned into fields only for an error.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use axum::BoxError;
@@ -41,7 +40,7 @@ fn report(status: u16, detail: &str, cause: Option<&anyhow::Error>) {
 }
 
 /// Replaces the body of any 4xx/5xx response with its problem document.
-fn render<B>(response: Response<B>, instance: &Uri, request_id: Option<&Arc<str>>) -> Response
+fn render<B>(response: Response<B>, instance: &Uri, request_id: Option<&RequestId>) -> Response
 where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -57,7 +56,7 @@ where
         None => (Problem::for_status(status), None),
     };
     problem.instance = Some(instance.path().to_owned());
-    problem.request_id = request_id.map(ToString::to_string);
+    problem.request_id = request_id.map(|id| super::request_id::text(id).to_owned());
     if status.is_server_error() {
         match &source {
             Some(cause) => {
@@ -118,7 +117,7 @@ where
 
     fn call(&mut self, req: Request) -> Self::Future {
         let instance = req.uri().clone();
-        let request_id = req.extensions().get::<RequestId>().map(|id| id.0.clone());
+        let request_id = req.extensions().get::<RequestId>().cloned();
         Rendered {
             inner: self.inner.call(req),
             instance,
@@ -133,7 +132,7 @@ pin_project! {
         #[pin]
         inner: F,
         instance: Uri,
-        request_id: Option<Arc<str>>,
+        request_id: Option<RequestId>,
     }
 }
 

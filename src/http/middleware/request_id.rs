@@ -1,109 +1,73 @@
 //! `X-Request-ID`: the client's value when it is 1–128 characters of `[A-Za-z0-9._-]`,
-//! otherwise a new UUID; stored in the request extensions and echoed on the response.
-
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+//! otherwise a new UUID; stored in the request extensions (tower-http's [`RequestId`])
+//! and echoed on the response.
+//!
+//! tower-http's `SetRequestId` keeps any incoming id, so an unacceptable one is removed
+//! first ([`drop_unacceptable`]) and [`NewUuid`] replaces it.
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
-use axum::response::Response;
-use pin_project_lite::pin_project;
-use tower::{Layer, Service};
+use tower::ServiceBuilder;
+use tower::layer::util::{Identity, Stack};
+use tower::util::MapRequestLayer;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, SetRequestIdLayer};
+
+pub use tower_http::request_id::RequestId;
 
 /// The `X-Request-ID` header name.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The id of the current request.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub Arc<str>);
-
-fn is_acceptable(id: &str) -> bool {
+fn is_acceptable(id: &[u8]) -> bool {
     (1..=128).contains(&id.len())
         && id
-            .bytes()
+            .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// The client's id if acceptable, otherwise a new UUID.
-fn assign(req: &Request) -> Arc<str> {
-    if let Some(id) = req
+/// Removes an incoming id that is not acceptable, so that a new one is made.
+fn drop_unacceptable(mut req: Request) -> Request {
+    if req
         .headers()
         .get(&X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| is_acceptable(v))
+        .is_some_and(|id| !is_acceptable(id.as_bytes()))
     {
-        return Arc::from(id);
+        req.headers_mut().remove(&X_REQUEST_ID);
     }
-    let mut buffer = uuid::Uuid::encode_buffer();
-    Arc::from(&*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer))
+    req
 }
 
-/// Assigns the request id and echoes it.
+/// Makes a new id: a hyphenated lower-case UUID v4.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RequestIdLayer;
+pub struct NewUuid;
 
-impl<S> Layer<S> for RequestIdLayer {
-    type Service = RequestIdService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RequestIdService { inner }
+impl MakeRequestId for NewUuid {
+    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
+        let mut buffer = uuid::Uuid::encode_buffer();
+        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+        HeaderValue::from_str(id).ok().map(RequestId::new)
     }
 }
 
-/// See [`RequestIdLayer`].
-#[derive(Debug, Clone)]
-pub struct RequestIdService<S> {
-    inner: S,
+/// The id of a request as text (only `[A-Za-z0-9._-]` ever becomes one).
+pub fn text(id: &RequestId) -> &str {
+    id.header_value().to_str().unwrap_or_default()
 }
 
-impl<S> Service<Request> for RequestIdService<S>
-where
-    S: Service<Request, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = EchoId<S::Future>;
+/// The layers that assign the request id and echo it, outermost first.
+pub type RequestIdLayers = Stack<
+    PropagateRequestIdLayer,
+    Stack<SetRequestIdLayer<NewUuid>, Stack<MapRequestLayer<fn(Request) -> Request>, Identity>>,
+>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request) -> Self::Future {
-        let id = assign(&req);
-        // Only [A-Za-z0-9._-] reaches here, always a valid header value.
-        let value = HeaderValue::from_str(&id).ok();
-        req.extensions_mut().insert(RequestId(id));
-        EchoId {
-            inner: self.inner.call(req),
-            value,
-        }
-    }
-}
-
-pin_project! {
-    /// The inner response with `X-Request-ID` added.
-    pub struct EchoId<F> {
-        #[pin]
-        inner: F,
-        value: Option<HeaderValue>,
-    }
-}
-
-impl<F, E> Future for EchoId<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut response = ready!(this.inner.poll(cx))?;
-        if let Some(value) = this.value.take() {
-            response.headers_mut().insert(X_REQUEST_ID.clone(), value);
-        }
-        Poll::Ready(Ok(response))
-    }
+/// Assigns the request id (see the module documentation) and echoes it.
+pub fn layers() -> RequestIdLayers {
+    ServiceBuilder::new()
+        .layer(MapRequestLayer::new(
+            drop_unacceptable as fn(Request) -> Request,
+        ))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), NewUuid))
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+        .into_inner()
 }
 
 #[cfg(test)]
@@ -112,21 +76,36 @@ mod tests {
 
     #[test]
     fn acceptable_ids() {
-        assert!(is_acceptable("abc-123_X.y"));
-        assert!(is_acceptable(&"a".repeat(128)));
-        assert!(!is_acceptable(&"a".repeat(129)));
-        assert!(!is_acceptable(""));
-        assert!(!is_acceptable("has space"));
-        assert!(!is_acceptable("new\nline"));
-        assert!(!is_acceptable("ünïcode"));
+        assert!(is_acceptable(b"abc-123_X.y"));
+        assert!(is_acceptable("a".repeat(128).as_bytes()));
+        assert!(!is_acceptable("a".repeat(129).as_bytes()));
+        assert!(!is_acceptable(b""));
+        assert!(!is_acceptable(b"has space"));
+        assert!(!is_acceptable(b"new\nline"));
+        assert!(!is_acceptable("ünïcode".as_bytes()));
+    }
+
+    #[test]
+    fn unacceptable_ids_are_removed_and_acceptable_ones_kept() {
+        let with = |id: &str| {
+            let mut req = Request::new(axum::body::Body::empty());
+            req.headers_mut()
+                .insert(&X_REQUEST_ID, HeaderValue::from_str(id).unwrap());
+            drop_unacceptable(req)
+        };
+
+        assert_eq!(with("abc-123").headers()[&X_REQUEST_ID], "abc-123");
+        assert!(with("has space").headers().get(&X_REQUEST_ID).is_none());
     }
 
     #[test]
     fn new_ids_are_hyphenated_lowercase_uuids() {
-        let id = assign(&Request::new(axum::body::Body::empty()));
+        let req = Request::new(axum::body::Body::empty());
+        let id = NewUuid.make_request_id(&req).unwrap();
+        let id = text(&id);
 
         assert_eq!(id.len(), 36);
-        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
-        assert_eq!(&*id, id.to_lowercase());
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+        assert_eq!(id, id.to_lowercase());
     }
 }

@@ -42,7 +42,7 @@ where
         let request_id = req
             .extensions()
             .get::<RequestId>()
-            .map(|id| id.0.to_string())
+            .map(|id| super::request_id::text(id).to_owned())
             .unwrap_or_default();
         let route = req.extensions().get::<MatchedPath>().map_or_else(
             || crate::telemetry::metrics::UNMATCHED_ROUTE.to_owned(),

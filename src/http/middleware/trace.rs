@@ -74,7 +74,9 @@ where
 
     fn call(&mut self, mut req: Request) -> Self::Future {
         let extensions = req.extensions();
-        let request_id = extensions.get::<RequestId>().map_or("unknown", |id| &*id.0);
+        let request_id = extensions
+            .get::<RequestId>()
+            .map_or("unknown", super::request_id::text);
         // The route template, never the raw path: ids and junk URLs stay out of the logs'
         // keys.
         let route = extensions
