@@ -1,19 +1,23 @@
 //! Artist use cases on SQL Server (`dbo.Artist`, the original system's table).
 
+use async_trait::async_trait;
 use tiberius::Row;
 
 use super::idempotency::create_once;
-use super::list::{SortColumn, contains_pattern, fetch_page};
+use super::list::{SortColumn, contains_pattern, count, fetch_page};
 use super::pool::Conn;
-use super::sql::{Sql, begin, finish};
-use super::{DbError, Pool, check_expected, is_foreign_key_violation, map_error, now};
+use super::sql::{Sql, begin, column as get, finish, first, required, text};
+use super::{
+    Error, MssqlStore, Result, SYSTEM, check_expected, is_foreign_key_violation, now, other,
+};
 use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
 use crate::domain::artist::{ArtistFilter, ArtistSortField};
 use crate::domain::ids::ArtistId;
 use crate::domain::list::{ListQuery, Page};
 use crate::domain::validation::search_key;
 use crate::domain::version::ExpectedVersions;
-use crate::storage::{ConflictKind, Entity, StoreError, StoreResult};
+use crate::storage::metered::timed;
+use crate::storage::{ArtistStore, ConflictKind, Entity, StoreError, StoreResult};
 use crate::storage::{Created, Idempotency};
 
 const COLUMNS: &str = "id, name, version, created_at, updated_at";
@@ -60,26 +64,16 @@ fn column(field: ArtistSortField) -> SortColumn {
     }
 }
 
-pub(super) fn from_row(row: &Row) -> StoreResult<Artist> {
-    let get = |e: tiberius::error::Error| map_error(e);
-    let id: i32 = row.try_get("id").map_err(get)?.unwrap_or_default();
+/// An artist row (`id, name, version, created_at, updated_at`).
+fn artist(row: &Row) -> Result<Artist> {
+    let id: i32 = get(row, "id")?.unwrap_or_default();
     Ok(Artist {
         id: ArtistId::try_from(i64::from(id))
-            .map_err(|()| StoreError::Other(anyhow::anyhow!("artist id {id} out of range")))?,
-        name: row
-            .try_get::<&str, _>("name")
-            .map_err(get)?
-            .unwrap_or_default()
-            .to_owned(),
-        version: row.try_get("version").map_err(get)?.unwrap_or_default(),
-        created_at: row
-            .try_get("created_at")
-            .map_err(get)?
-            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("artist without created_at")))?,
-        updated_at: row
-            .try_get("updated_at")
-            .map_err(get)?
-            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("artist without updated_at")))?,
+            .map_err(|()| other(format!("artist id {id} out of range")))?,
+        name: text(row, "name")?,
+        version: get(row, "version")?.unwrap_or_default(),
+        created_at: required(row, "created_at", "artist")?,
+        updated_at: required(row, "updated_at", "artist")?,
     })
 }
 
@@ -98,37 +92,17 @@ fn push_filter(sql: &mut Sql, filter: &ArtistFilter) {
     }
 }
 
-pub(super) async fn list(
-    pool: &Pool,
-    query: &ListQuery<ArtistSortField, ArtistFilter>,
-) -> StoreResult<Page<Artist>> {
-    fetch_page(
-        pool,
-        "dbo.Artist",
-        COLUMNS,
-        query,
-        |sql| push_filter(sql, &query.filter),
-        column,
-        from_row,
-    )
-    .await
-}
-
-async fn get_with(conn: &mut Conn, id: ArtistId, lock: bool) -> StoreResult<Artist> {
+async fn get_in(conn: &mut Conn, id: ArtistId, lock: bool) -> Result<Artist> {
     let text = if lock { SELECT_ONE_LOCKED } else { SELECT_ONE };
     let row = Sql::with(text, vec![Box::new(id.get())]).row(conn).await?;
     row.as_ref()
-        .map(from_row)
-        .unwrap_or_else(|| Err(not_found(id)))
+        .map(artist)
+        .unwrap_or_else(|| Err(not_found(id).into()))
 }
 
-pub(super) async fn get(pool: &Pool, id: ArtistId) -> StoreResult<Artist> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    get_with(&mut conn, id, false).await
-}
-
-pub(super) async fn insert_with(conn: &mut Conn, new: &NewArtist) -> StoreResult<Artist> {
-    let row = Sql::with(
+/// Inserts the artist on `conn` (a plain insert, an idempotent one, the demo seed).
+pub(super) async fn insert_artist_in(conn: &mut Conn, new: &NewArtist) -> Result<Artist> {
+    let rows = Sql::with(
         INSERT,
         vec![
             Box::new(new.name.as_str().to_owned()),
@@ -136,28 +110,9 @@ pub(super) async fn insert_with(conn: &mut Conn, new: &NewArtist) -> StoreResult
             Box::new(now().fixed_offset()),
         ],
     )
-    .row(conn)
+    .rows(conn)
     .await?;
-    row.as_ref()
-        .map(from_row)
-        .unwrap_or_else(|| Err(StoreError::Other(anyhow::anyhow!("insert returned no row"))))
-}
-
-pub(super) async fn insert(pool: &Pool, new: &NewArtist) -> StoreResult<Artist> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    insert_with(&mut conn, new).await
-}
-
-/// Creates the artist at most once per idempotency key (see `idempotency::create_once`).
-pub(super) async fn insert_once(
-    pool: &Pool,
-    new: &NewArtist,
-    idempotency: &Idempotency<'_, Artist>,
-) -> StoreResult<Created<Artist>> {
-    create_once(pool, new, idempotency, |conn, new| {
-        Box::pin(insert_with(conn, new))
-    })
-    .await
+    first(&rows, artist)
 }
 
 /// The conditional update: `UPDATE` with `AND version IN (@Pn, ...)` when `expected`.
@@ -201,86 +156,181 @@ fn version_list(expected: &ExpectedVersions) -> String {
     list
 }
 
-/// Replaces the artist in one conditional statement. No row updated means absent (404)
-/// or at another version (412).
-pub(super) async fn replace(
-    pool: &Pool,
-    id: ArtistId,
-    new: &NewArtist,
-    expected: Option<&ExpectedVersions>,
-) -> StoreResult<Artist> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    let row = update_statement(id, new, expected).row(&mut conn).await?;
-    match row {
-        Some(row) => from_row(&row),
-        None => {
-            get_with(&mut conn, id, false).await?;
-            Err(StoreError::PreconditionFailed)
-        }
-    }
-}
-
-/// Applies a merge patch to the locked row.
-pub(super) async fn patch(
-    pool: &Pool,
-    id: ArtistId,
-    changes: &ArtistChanges,
-    expected: Option<&ExpectedVersions>,
-) -> StoreResult<Artist> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    begin(&mut conn).await?;
-    let result = async {
-        let current = get_with(&mut conn, id, true).await?;
-        check_expected(expected, current.version)?;
-        let row = update_statement(id, &changes.apply(&current), None)
-            .row(&mut conn)
-            .await?;
-        row.as_ref()
-            .map(from_row)
-            .unwrap_or_else(|| Err(not_found(id)))
-    }
-    .await;
-    finish(&mut conn, result).await
-}
-
-/// Deletes the artist (and, with `cascade`, its songs) in one transaction; without it,
-/// `FK_Song_Artist` (NO ACTION) refuses while songs refer to it (547, a conflict).
-pub(super) async fn delete(
-    pool: &Pool,
-    id: ArtistId,
-    cascade: bool,
-    expected: Option<&ExpectedVersions>,
-) -> StoreResult<()> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    begin(&mut conn).await?;
-    // The outer result is the checks; the inner one the delete, kept as a driver error so
-    // a foreign-key refusal can be told apart.
-    let result: StoreResult<Result<u64, DbError>> = async {
-        let current = get_with(&mut conn, id, true).await?;
-        check_expected(expected, current.version)?;
-        if cascade {
-            Sql::with(DELETE_SONGS, vec![Box::new(id.get())])
-                .execute(&mut conn)
+#[async_trait]
+impl ArtistStore for MssqlStore {
+    async fn list_artists(
+        &self,
+        query: &ListQuery<ArtistSortField, ArtistFilter>,
+    ) -> StoreResult<Page<Artist>> {
+        timed(
+            SYSTEM,
+            "list_artists",
+            self.run(|| async move {
+                let page = fetch_page(
+                    &self.pool,
+                    "dbo.Artist",
+                    COLUMNS,
+                    query,
+                    |sql| push_filter(sql, &query.filter),
+                    column,
+                    |row| Ok(artist(row)?),
+                )
                 .await?;
-        }
-        Ok(Sql::with(DELETE, vec![Box::new(id.get())])
-            .execute_raw(&mut conn)
-            .await)
+                Ok(page)
+            }),
+        )
+        .await
     }
-    .await;
-    match result {
-        Ok(Err(error)) if is_foreign_key_violation(&error) => {
-            finish(&mut conn, Err::<(), _>(map_error(error))).await.ok();
-            let songs =
-                super::list::count(&mut conn, &Sql::with(COUNT_SONGS, vec![Box::new(id.get())]))
-                    .await?;
-            Err(StoreError::Conflict(ConflictKind::ArtistHasSongs {
-                artist: id,
-                songs,
-            }))
-        }
-        Ok(deleted) => finish(&mut conn, deleted.map(|_| ()).map_err(map_error)).await,
-        Err(error) => finish(&mut conn, Err(error)).await,
+
+    async fn get_artist(&self, id: ArtistId) -> StoreResult<Artist> {
+        timed(
+            SYSTEM,
+            "get_artist",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                get_in(&mut conn, id, false).await
+            }),
+        )
+        .await
+    }
+
+    async fn insert_artist(&self, new: &NewArtist) -> StoreResult<Artist> {
+        timed(
+            SYSTEM,
+            "insert_artist",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                insert_artist_in(&mut conn, new).await
+            }),
+        )
+        .await
+    }
+
+    /// Creates the artist at most once per idempotency key (see `idempotency::create_once`).
+    async fn insert_artist_once(
+        &self,
+        new: &NewArtist,
+        idempotency: &Idempotency<'_, Artist>,
+    ) -> StoreResult<Created<Artist>> {
+        timed(
+            SYSTEM,
+            "insert_artist_once",
+            self.run(|| {
+                create_once(&self.pool, new, idempotency, |conn, new| {
+                    Box::pin(insert_artist_in(conn, new))
+                })
+            }),
+        )
+        .await
+    }
+
+    /// Replaces the artist in one conditional statement. No row updated means absent
+    /// (404) or at another version (412).
+    async fn replace_artist(
+        &self,
+        id: ArtistId,
+        new: &NewArtist,
+        expected: Option<&ExpectedVersions>,
+    ) -> StoreResult<Artist> {
+        timed(
+            SYSTEM,
+            "replace_artist",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                let row = update_statement(id, new, expected).row(&mut conn).await?;
+                match row {
+                    Some(row) => artist(&row),
+                    None => {
+                        get_in(&mut conn, id, false).await?;
+                        Err(StoreError::PreconditionFailed.into())
+                    }
+                }
+            }),
+        )
+        .await
+    }
+
+    /// Applies a merge patch to the locked row.
+    async fn patch_artist(
+        &self,
+        id: ArtistId,
+        changes: &ArtistChanges,
+        expected: Option<&ExpectedVersions>,
+    ) -> StoreResult<Artist> {
+        timed(
+            SYSTEM,
+            "patch_artist",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                begin(&mut conn).await?;
+                let result = async {
+                    let current = get_in(&mut conn, id, true).await?;
+                    check_expected(expected, current.version)?;
+                    let row = update_statement(id, &changes.apply(&current), None)
+                        .row(&mut conn)
+                        .await?;
+                    row.as_ref()
+                        .map(artist)
+                        .unwrap_or_else(|| Err(not_found(id).into()))
+                }
+                .await;
+                finish(&mut conn, result).await
+            }),
+        )
+        .await
+    }
+
+    /// Deletes the artist (and, with `cascade`, its songs) in one transaction; without
+    /// it, `FK_Song_Artist` (NO ACTION) refuses while songs refer to it (547, a conflict).
+    async fn delete_artist(
+        &self,
+        id: ArtistId,
+        cascade: bool,
+        expected: Option<&ExpectedVersions>,
+    ) -> StoreResult<()> {
+        timed(
+            SYSTEM,
+            "delete_artist",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                begin(&mut conn).await?;
+                // The outer result is the checks; the inner one the delete, kept as a
+                // driver error so a foreign-key refusal can be told apart.
+                let result: Result<Result<u64, _>> = async {
+                    let current = get_in(&mut conn, id, true).await?;
+                    check_expected(expected, current.version)?;
+                    if cascade {
+                        Sql::with(DELETE_SONGS, vec![Box::new(id.get())])
+                            .execute(&mut conn)
+                            .await?;
+                    }
+                    Ok(Sql::with(DELETE, vec![Box::new(id.get())])
+                        .execute_raw(&mut conn)
+                        .await)
+                }
+                .await;
+                match result {
+                    Ok(Err(error)) if is_foreign_key_violation(&error) => {
+                        finish(&mut conn, Err::<(), _>(Error::from(error)))
+                            .await
+                            .ok();
+                        let songs =
+                            count(&mut conn, &Sql::with(COUNT_SONGS, vec![Box::new(id.get())]))
+                                .await?;
+                        Err(StoreError::Conflict(ConflictKind::ArtistHasSongs {
+                            artist: id,
+                            songs,
+                        })
+                        .into())
+                    }
+                    Ok(deleted) => {
+                        finish(&mut conn, deleted.map(|_| ()).map_err(Error::from)).await
+                    }
+                    Err(error) => finish(&mut conn, Err(error)).await,
+                }
+            }),
+        )
+        .await
     }
 }
 

@@ -1,20 +1,24 @@
 //! Refresh tokens, API keys and failed-login counters on SQL Server.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tiberius::Row;
 
 use super::list::{SortColumn, fetch_page};
 use super::pool::Conn;
-use super::sql::{Sql, begin, finish};
-use super::{Pool, is_unique_violation, map_error, now};
+use super::sql::{Sql, begin, column, finish, first, required, text};
+use super::users::get_user_in;
+use super::{Error, MssqlStore, Result, SYSTEM, is_unique_violation, now, other};
 use crate::domain::credential::{
     ApiKey, ApiKeySortField, LOGIN_FAILURE_WINDOW, LoginGate, MAX_LOGIN_FAILURES, NewApiKey,
     NewRefreshToken, Rotation, SecretDigest,
 };
+use crate::domain::ids::ApiKeyId;
 use crate::domain::list::{ListQuery, Page};
 use crate::domain::user::{Role, UsernameKey};
 use crate::domain::validation::search_key;
-use crate::storage::{Entity, StoreError, StoreResult};
+use crate::storage::metered::timed;
+use crate::storage::{CredentialStore, Entity, StoreError, StoreResult};
 
 const INSERT_REFRESH: &str = "INSERT INTO dbo.refresh_token (token_hash, family_id, user_id, \
      expires_at, created_at, session_started_at) VALUES (@P1, @P2, @P3, @P4, @P5, @P6)";
@@ -78,13 +82,7 @@ pub(super) const STATEMENTS: &[&str] = &[
     DELETE_KEY,
 ];
 
-fn missing(what: &str) -> StoreError {
-    StoreError::Other(anyhow::anyhow!("credential row without {what}"))
-}
-
-// ---- refresh tokens ----
-
-async fn insert_refresh_with(conn: &mut Conn, token: &NewRefreshToken) -> StoreResult<()> {
+async fn insert_refresh_in(conn: &mut Conn, token: &NewRefreshToken) -> Result<()> {
     Sql::with(
         INSERT_REFRESH,
         vec![
@@ -101,12 +99,7 @@ async fn insert_refresh_with(conn: &mut Conn, token: &NewRefreshToken) -> StoreR
     .map(|_| ())
 }
 
-pub(super) async fn insert_refresh(pool: &Pool, token: &NewRefreshToken) -> StoreResult<()> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    insert_refresh_with(&mut conn, token).await
-}
-
-async fn revoke_family(conn: &mut Conn, family_id: &str) -> StoreResult<()> {
+async fn revoke_family(conn: &mut Conn, family_id: &str) -> Result<()> {
     Sql::with(
         REVOKE_FAMILY,
         vec![
@@ -119,245 +112,16 @@ async fn revoke_family(conn: &mut Conn, family_id: &str) -> StoreResult<()> {
     .map(|_| ())
 }
 
-/// Exchanges the token with digest `presented` for one with digest `next_hash`, the
-/// presented row locked for the whole transaction.
-pub(super) async fn rotate_refresh(
-    pool: &Pool,
-    presented: &SecretDigest,
-    next_hash: &SecretDigest,
-    next_expires_at: DateTime<Utc>,
-    session_max: chrono::Duration,
-) -> StoreResult<Rotation> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    begin(&mut conn).await?;
-    let result = rotate_in(
-        &mut conn,
-        presented,
-        next_hash,
-        next_expires_at,
-        session_max,
-    )
-    .await;
-    finish(&mut conn, result).await
-}
-
-async fn rotate_in(
-    conn: &mut Conn,
-    presented: &SecretDigest,
-    next_hash: &SecretDigest,
-    next_expires_at: DateTime<Utc>,
-    session_max: chrono::Duration,
-) -> StoreResult<Rotation> {
-    let row = Sql::with(
-        SELECT_PRESENTED,
-        vec![Box::new(presented.as_str().to_owned())],
-    )
-    .row(conn)
-    .await?;
-    let Some(row) = row else {
-        return Ok(Rotation::Rejected);
-    };
-    let stamp =
-        |name: &str| -> StoreResult<Option<DateTime<Utc>>> { row.try_get(name).map_err(map_error) };
-    let family_id = row
-        .try_get::<&str, _>("family_id")
-        .map_err(map_error)?
-        .ok_or_else(|| missing("family"))?
-        .to_owned();
-    let user_id = i64::from(
-        row.try_get::<i32, _>("user_id")
-            .map_err(map_error)?
-            .ok_or_else(|| missing("user"))?,
-    );
-    let token_id: i32 = row
-        .try_get("id")
-        .map_err(map_error)?
-        .ok_or_else(|| missing("id"))?;
-    let is_active: bool = row
-        .try_get("is_active")
-        .map_err(map_error)?
-        .unwrap_or_default();
-    let at = now();
-    if stamp("revoked_at")?.is_some() {
-        return Ok(Rotation::Rejected);
-    }
-    if stamp("spent_at")?.is_some() {
-        // A spent token presented again: it was stolen, or a client replayed it. Either
-        // way nobody may go on with this login.
-        revoke_family(conn, &family_id).await?;
-        return Ok(Rotation::Reused { family_id });
-    }
-    let expired = stamp("expires_at")?.is_none_or(|expires| expires <= at);
-    let started = stamp("session_started_at")?.ok_or_else(|| missing("session_started_at"))?;
-    let session_ends = started + session_max;
-    if expired || !is_active || session_ends <= at {
-        return Ok(Rotation::Rejected);
-    }
-    Sql::with(SPEND, vec![Box::new(at.fixed_offset()), Box::new(token_id)])
-        .execute(conn)
-        .await?;
-    insert_refresh_with(
-        conn,
-        &NewRefreshToken {
-            token_hash: next_hash.clone(),
-            family_id: family_id.clone(),
-            user_id,
-            expires_at: next_expires_at.min(session_ends),
-            session_started_at: started,
-        },
-    )
-    .await?;
-    let user = super::users::get_in(conn, user_id, false).await?;
-    Ok(Rotation::Rotated { user, family_id })
-}
-
-/// Revokes the family of the token with digest `presented`; its id, or `None` if no such
-/// token.
-pub(super) async fn revoke_refresh(
-    pool: &Pool,
-    presented: &SecretDigest,
-) -> StoreResult<Option<String>> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    begin(&mut conn).await?;
-    let result = async {
-        let row = Sql::with(FAMILY_OF, vec![Box::new(presented.as_str().to_owned())])
-            .row(&mut conn)
-            .await?;
-        let Some(family) = row
-            .as_ref()
-            .and_then(|r| r.try_get::<&str, _>("family_id").ok().flatten())
-            .map(str::to_owned)
-        else {
-            return Ok(None);
-        };
-        revoke_family(&mut conn, &family).await?;
-        Ok(Some(family))
-    }
-    .await;
-    finish(&mut conn, result).await
-}
-
-/// Whether some token of the family `family_id` is not revoked.
-pub(super) async fn is_session_active(pool: &Pool, family_id: &str) -> StoreResult<bool> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    let row = Sql::with(SESSION_ACTIVE, vec![Box::new(family_id.to_owned())])
-        .row(&mut conn)
-        .await?;
-    Ok(row
-        .as_ref()
-        .and_then(|r| r.try_get::<i32, _>("active").ok().flatten())
-        == Some(1))
-}
-
-/// Deletes expired refresh tokens, tokens revoked over a day ago, and failure counters
-/// older than the lockout window. Returns the number of rows deleted.
-pub(super) async fn prune(pool: &Pool, at: DateTime<Utc>) -> StoreResult<u64> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    begin(&mut conn).await?;
-    let result = async {
-        let tokens = Sql::with(
-            PRUNE_TOKENS,
-            vec![
-                Box::new(at.fixed_offset()),
-                Box::new((at - chrono::Duration::days(1)).fixed_offset()),
-            ],
-        )
-        .execute(&mut conn)
-        .await?;
-        let failures = Sql::with(
-            PRUNE_FAILURES,
-            vec![Box::new((at - LOGIN_FAILURE_WINDOW).fixed_offset())],
-        )
-        .execute(&mut conn)
-        .await?;
-        Ok(tokens + failures)
-    }
-    .await;
-    finish(&mut conn, result).await
-}
-
-// ---- failed logins ----
-
-fn gate_from_row(row: Option<&Row>, at: DateTime<Utc>) -> StoreResult<LoginGate> {
-    let Some(row) = row else {
-        return Ok(LoginGate::Open);
-    };
-    let failures: i32 = row
-        .try_get("failures")
-        .map_err(map_error)?
-        .unwrap_or_default();
-    let last: DateTime<Utc> = row
-        .try_get("last_failure_at")
-        .map_err(map_error)?
-        .ok_or_else(|| missing("last_failure_at"))?;
+/// A failure counter row (`failures, last_failure_at`), as the gate it sets at `at`.
+fn gate(row: &Row, at: DateTime<Utc>) -> Result<LoginGate> {
+    let failures: i32 = column(row, "failures")?.unwrap_or_default();
+    let last: DateTime<Utc> = required(row, "last_failure_at", "login failure")?;
     Ok(LoginGate::from_failures(
         u32::try_from(failures).unwrap_or_default(),
         last,
         at,
     ))
 }
-
-/// Claims one attempt (see `Store::claim_login_attempt`) in one transaction under the
-/// name's key lock. Failures are counted in a window that starts at the first failure
-/// and lasts [`LOGIN_FAILURE_WINDOW`]; an attempt after the window starts a new count.
-pub(super) async fn claim_login_attempt(
-    pool: &Pool,
-    username_key: &UsernameKey,
-    at: DateTime<Utc>,
-) -> StoreResult<LoginGate> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    begin(&mut conn).await?;
-    let result = async {
-        let claimed = Sql::with(
-            CLAIM_ATTEMPT,
-            vec![
-                Box::new(username_key.as_str().to_owned()),
-                Box::new(at.fixed_offset()),
-                Box::new((at - LOGIN_FAILURE_WINDOW).fixed_offset()),
-                Box::new(i32::try_from(MAX_LOGIN_FAILURES).unwrap_or(i32::MAX)),
-            ],
-        )
-        .row(&mut conn)
-        .await?;
-        if claimed.is_some() {
-            return Ok(LoginGate::Open);
-        }
-        let row = Sql::with(GATE, vec![Box::new(username_key.as_str().to_owned())])
-            .row(&mut conn)
-            .await?;
-        if row.is_some() {
-            return gate_from_row(row.as_ref(), at);
-        }
-        Sql::with(
-            FIRST_FAILURE,
-            vec![
-                Box::new(username_key.as_str().to_owned()),
-                Box::new(at.fixed_offset()),
-            ],
-        )
-        .execute(&mut conn)
-        .await?;
-        Ok(LoginGate::Open)
-    }
-    .await;
-    finish(&mut conn, result).await
-}
-
-pub(super) async fn clear_login_failures(
-    pool: &Pool,
-    username_key: &UsernameKey,
-) -> StoreResult<()> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    Sql::with(
-        CLEAR_FAILURES,
-        vec![Box::new(username_key.as_str().to_owned())],
-    )
-    .execute(&mut conn)
-    .await
-    .map(|_| ())
-}
-
-// ---- API keys ----
 
 const KEY_COLUMNS: &str = "id, name, prefix, role, created_at";
 
@@ -373,111 +137,361 @@ fn key_column(field: ApiKeySortField) -> SortColumn {
     }
 }
 
-fn key_from_row(row: &Row) -> StoreResult<ApiKey> {
-    let text = |name: &str| -> StoreResult<String> {
-        Ok(row
-            .try_get::<&str, _>(name)
-            .map_err(map_error)?
-            .unwrap_or_default()
-            .to_owned())
-    };
-    let role = text("role")?;
+/// An API key row (`KEY_COLUMNS`).
+fn api_key(row: &Row) -> Result<ApiKey> {
+    let role = text(row, "role")?;
     Ok(ApiKey {
-        id: i64::from(
-            row.try_get::<i32, _>("id")
-                .map_err(map_error)?
-                .ok_or_else(|| missing("id"))?,
-        ),
-        name: text("name")?,
-        prefix: text("prefix")?,
+        id: i64::from(required::<i32>(row, "id", "API key")?),
+        name: text(row, "name")?,
+        prefix: text(row, "prefix")?,
         role: match Role::parse("role", &role) {
             Ok(role @ (Role::Viewer | Role::Editor)) => role,
-            _ => {
-                return Err(StoreError::Other(anyhow::anyhow!(
-                    "stored API key role `{role}` is invalid"
-                )));
-            }
+            _ => return Err(other(format!("stored API key role `{role}` is invalid"))),
         },
-        created_at: row
-            .try_get("created_at")
-            .map_err(map_error)?
-            .ok_or_else(|| missing("created_at"))?,
+        created_at: required(row, "created_at", "API key")?,
     })
 }
 
-pub(super) async fn insert_api_key(
-    pool: &Pool,
-    new: &NewApiKey,
-    key_hash: &SecretDigest,
-    prefix: &str,
-) -> StoreResult<ApiKey> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    let rows = Sql::with(
-        INSERT_KEY,
-        vec![
-            Box::new(new.name.clone()),
-            Box::new(search_key(&new.name)),
-            Box::new(key_hash.as_str().to_owned()),
-            Box::new(prefix.to_owned()),
-            Box::new(new.role.as_str()),
-            Box::new(now().fixed_offset()),
-        ],
-    )
-    .rows_raw(&mut conn)
-    .await
-    .map_err(|error| {
-        if is_unique_violation(&error) {
-            StoreError::Other(anyhow::anyhow!("generated API key collided"))
-        } else {
-            map_error(error)
-        }
-    })?;
-    rows.first()
-        .map(key_from_row)
-        .unwrap_or_else(|| Err(missing("insert output")))
-}
-
-pub(super) async fn list_api_keys(
-    pool: &Pool,
-    query: &ListQuery<ApiKeySortField, ()>,
-) -> StoreResult<Page<ApiKey>> {
-    fetch_page(
-        pool,
-        "dbo.api_key",
-        KEY_COLUMNS,
-        query,
-        |_| {},
-        key_column,
-        key_from_row,
-    )
-    .await
-}
-
-pub(super) async fn find_api_key(
-    pool: &Pool,
-    key_hash: &SecretDigest,
-) -> StoreResult<Option<ApiKey>> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    let row = Sql::with(FIND_KEY, vec![Box::new(key_hash.as_str().to_owned())])
-        .row(&mut conn)
-        .await?;
-    row.as_ref().map(key_from_row).transpose()
-}
-
-pub(super) async fn delete_api_key(pool: &Pool, id: i64) -> StoreResult<()> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    let deleted = Sql::with(DELETE_KEY, vec![Box::new(id)])
-        .execute(&mut conn)
-        .await?;
-    if deleted == 0 {
-        return Err(StoreError::NotFound {
-            entity: Entity::ApiKey,
-            id,
-        });
+#[async_trait]
+impl CredentialStore for MssqlStore {
+    async fn insert_refresh_token(&self, token: &NewRefreshToken) -> StoreResult<()> {
+        timed(
+            SYSTEM,
+            "insert_refresh_token",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                insert_refresh_in(&mut conn, token).await
+            }),
+        )
+        .await
     }
-    Ok(())
-}
 
+    /// Exchanges the token with digest `presented` for one with digest `next_hash`, the
+    /// presented row locked for the whole transaction.
+    async fn rotate_refresh_token(
+        &self,
+        presented: &SecretDigest,
+        next_hash: &SecretDigest,
+        next_expires_at: DateTime<Utc>,
+        session_max: chrono::Duration,
+    ) -> StoreResult<Rotation> {
+        timed(
+            SYSTEM,
+            "rotate_refresh_token",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                begin(&mut conn).await?;
+                let result = async {
+                    let conn = &mut conn;
+                    let row = Sql::with(
+                        SELECT_PRESENTED,
+                        vec![Box::new(presented.as_str().to_owned())],
+                    )
+                    .row(conn)
+                    .await?;
+                    let Some(row) = row else {
+                        return Ok(Rotation::Rejected);
+                    };
+                    let stamp = |name: &str| column::<DateTime<Utc>>(&row, name);
+                    let family_id =
+                        required::<&str>(&row, "family_id", "refresh token")?.to_owned();
+                    let user_id = i64::from(required::<i32>(&row, "user_id", "refresh token")?);
+                    let token_id: i32 = required(&row, "id", "refresh token")?;
+                    let is_active: bool = column(&row, "is_active")?.unwrap_or_default();
+                    let at = now();
+                    if stamp("revoked_at")?.is_some() {
+                        return Ok(Rotation::Rejected);
+                    }
+                    if stamp("spent_at")?.is_some() {
+                        // A spent token presented again: it was stolen, or a client replayed it. Either
+                        // way nobody may go on with this login.
+                        revoke_family(conn, &family_id).await?;
+                        return Ok(Rotation::Reused { family_id });
+                    }
+                    let expired = stamp("expires_at")?.is_none_or(|expires| expires <= at);
+                    let started: DateTime<Utc> =
+                        required(&row, "session_started_at", "refresh token")?;
+                    let session_ends = started + session_max;
+                    if expired || !is_active || session_ends <= at {
+                        return Ok(Rotation::Rejected);
+                    }
+                    Sql::with(SPEND, vec![Box::new(at.fixed_offset()), Box::new(token_id)])
+                        .execute(conn)
+                        .await?;
+                    insert_refresh_in(
+                        conn,
+                        &NewRefreshToken {
+                            token_hash: next_hash.clone(),
+                            family_id: family_id.clone(),
+                            user_id,
+                            expires_at: next_expires_at.min(session_ends),
+                            session_started_at: started,
+                        },
+                    )
+                    .await?;
+                    let user = get_user_in(conn, user_id, false).await?;
+                    Ok(Rotation::Rotated { user, family_id })
+                }
+                .await;
+                finish(&mut conn, result).await
+            }),
+        )
+        .await
+    }
+
+    /// Revokes the family of the token with digest `presented`; its id, or `None` if no
+    /// such token.
+    async fn revoke_refresh_family(&self, presented: &SecretDigest) -> StoreResult<Option<String>> {
+        timed(
+            SYSTEM,
+            "revoke_refresh_family",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                begin(&mut conn).await?;
+                let result = async {
+                    let row = Sql::with(FAMILY_OF, vec![Box::new(presented.as_str().to_owned())])
+                        .row(&mut conn)
+                        .await?;
+                    let Some(family) = row
+                        .as_ref()
+                        .and_then(|r| r.try_get::<&str, _>("family_id").ok().flatten())
+                        .map(str::to_owned)
+                    else {
+                        return Ok(None);
+                    };
+                    revoke_family(&mut conn, &family).await?;
+                    Ok(Some(family))
+                }
+                .await;
+                finish(&mut conn, result).await
+            }),
+        )
+        .await
+    }
+
+    /// Whether some token of the family `family_id` is not revoked.
+    async fn is_session_active(&self, family_id: &str) -> StoreResult<bool> {
+        timed(
+            SYSTEM,
+            "is_session_active",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                let row = Sql::with(SESSION_ACTIVE, vec![Box::new(family_id.to_owned())])
+                    .row(&mut conn)
+                    .await?;
+                Ok(row
+                    .as_ref()
+                    .and_then(|r| r.try_get::<i32, _>("active").ok().flatten())
+                    == Some(1))
+            }),
+        )
+        .await
+    }
+
+    /// Deletes expired refresh tokens, tokens revoked over a day ago, and failure
+    /// counters older than the lockout window. Returns the number of rows deleted.
+    async fn prune_credentials(&self, at: DateTime<Utc>) -> StoreResult<u64> {
+        timed(
+            SYSTEM,
+            "prune_credentials",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                begin(&mut conn).await?;
+                let result = async {
+                    let tokens = Sql::with(
+                        PRUNE_TOKENS,
+                        vec![
+                            Box::new(at.fixed_offset()),
+                            Box::new((at - chrono::Duration::days(1)).fixed_offset()),
+                        ],
+                    )
+                    .execute(&mut conn)
+                    .await?;
+                    let failures = Sql::with(
+                        PRUNE_FAILURES,
+                        vec![Box::new((at - LOGIN_FAILURE_WINDOW).fixed_offset())],
+                    )
+                    .execute(&mut conn)
+                    .await?;
+                    Ok(tokens + failures)
+                }
+                .await;
+                finish(&mut conn, result).await
+            }),
+        )
+        .await
+    }
+
+    /// Claims one attempt in one transaction under the name's key lock. Failures are
+    /// counted in a window that starts at the first failure and lasts
+    /// [`LOGIN_FAILURE_WINDOW`]; an attempt after the window starts a new count.
+    async fn claim_login_attempt(
+        &self,
+        username_key: &UsernameKey,
+        at: DateTime<Utc>,
+    ) -> StoreResult<LoginGate> {
+        timed(
+            SYSTEM,
+            "claim_login_attempt",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                begin(&mut conn).await?;
+                let result = async {
+                    let claimed = Sql::with(
+                        CLAIM_ATTEMPT,
+                        vec![
+                            Box::new(username_key.as_str().to_owned()),
+                            Box::new(at.fixed_offset()),
+                            Box::new((at - LOGIN_FAILURE_WINDOW).fixed_offset()),
+                            Box::new(i32::try_from(MAX_LOGIN_FAILURES).unwrap_or(i32::MAX)),
+                        ],
+                    )
+                    .row(&mut conn)
+                    .await?;
+                    if claimed.is_some() {
+                        return Ok(LoginGate::Open);
+                    }
+                    let row = Sql::with(GATE, vec![Box::new(username_key.as_str().to_owned())])
+                        .row(&mut conn)
+                        .await?;
+                    if let Some(row) = row {
+                        return gate(&row, at);
+                    }
+                    Sql::with(
+                        FIRST_FAILURE,
+                        vec![
+                            Box::new(username_key.as_str().to_owned()),
+                            Box::new(at.fixed_offset()),
+                        ],
+                    )
+                    .execute(&mut conn)
+                    .await?;
+                    Ok(LoginGate::Open)
+                }
+                .await;
+                finish(&mut conn, result).await
+            }),
+        )
+        .await
+    }
+
+    async fn clear_login_failures(&self, username_key: &UsernameKey) -> StoreResult<()> {
+        timed(
+            SYSTEM,
+            "clear_login_failures",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                Sql::with(
+                    CLEAR_FAILURES,
+                    vec![Box::new(username_key.as_str().to_owned())],
+                )
+                .execute(&mut conn)
+                .await
+                .map(|_| ())
+            }),
+        )
+        .await
+    }
+
+    async fn insert_api_key(
+        &self,
+        new: &NewApiKey,
+        key_hash: &SecretDigest,
+        prefix: &str,
+    ) -> StoreResult<ApiKey> {
+        timed(
+            SYSTEM,
+            "insert_api_key",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                let rows = Sql::with(
+                    INSERT_KEY,
+                    vec![
+                        Box::new(new.name.clone()),
+                        Box::new(search_key(&new.name)),
+                        Box::new(key_hash.as_str().to_owned()),
+                        Box::new(prefix.to_owned()),
+                        Box::new(new.role.as_str()),
+                        Box::new(now().fixed_offset()),
+                    ],
+                )
+                .rows_raw(&mut conn)
+                .await
+                .map_err(|error| {
+                    if is_unique_violation(&error) {
+                        other("generated API key collided")
+                    } else {
+                        Error::from(error)
+                    }
+                })?;
+                first(&rows, api_key)
+            }),
+        )
+        .await
+    }
+
+    async fn list_api_keys(
+        &self,
+        query: &ListQuery<ApiKeySortField, ()>,
+    ) -> StoreResult<Page<ApiKey>> {
+        timed(
+            SYSTEM,
+            "list_api_keys",
+            self.run(|| async move {
+                let page = fetch_page(
+                    &self.pool,
+                    "dbo.api_key",
+                    KEY_COLUMNS,
+                    query,
+                    |_| {},
+                    key_column,
+                    |row| Ok(api_key(row)?),
+                )
+                .await?;
+                Ok(page)
+            }),
+        )
+        .await
+    }
+
+    async fn find_api_key(&self, key_hash: &SecretDigest) -> StoreResult<Option<ApiKey>> {
+        timed(
+            SYSTEM,
+            "find_api_key",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                let row = Sql::with(FIND_KEY, vec![Box::new(key_hash.as_str().to_owned())])
+                    .row(&mut conn)
+                    .await?;
+                row.as_ref().map(api_key).transpose()
+            }),
+        )
+        .await
+    }
+
+    async fn delete_api_key(&self, id: ApiKeyId) -> StoreResult<()> {
+        let id = id.get();
+        timed(
+            SYSTEM,
+            "delete_api_key",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                let deleted = Sql::with(DELETE_KEY, vec![Box::new(id)])
+                    .execute(&mut conn)
+                    .await?;
+                if deleted == 0 {
+                    return Err(StoreError::NotFound {
+                        entity: Entity::ApiKey,
+                        id,
+                    }
+                    .into());
+                }
+                Ok(())
+            }),
+        )
+        .await
+    }
+}
 /// The list statements, for the parse test.
 #[cfg(test)]
 pub(super) fn sample_statements() -> Vec<String> {

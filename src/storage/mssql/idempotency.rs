@@ -2,14 +2,14 @@
 
 use std::pin::Pin;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 use super::pool::Conn;
-use super::sql::{Sql, begin, finish};
-use super::{Pool, map_error, now};
+use super::sql::{Sql, begin, column, finish, optional_text};
+use super::{Pool, Result, now, other};
 use crate::domain::idempotency::expiry_cutoff;
+use crate::storage::StoreError;
 use crate::storage::{Created, Idempotency, SavedResponse};
-use crate::storage::{StoreError, StoreResult};
 
 const FORGET_EXPIRED: &str = "DELETE FROM dbo.idempotency_key \
      WHERE principal = @P1 AND request_key = @P2 AND created_at < @P3";
@@ -23,14 +23,13 @@ const SAVED: &str = "SELECT fingerprint, status, body, location, etag FROM dbo.i
      WHERE principal = @P1 AND request_key = @P2";
 const SAVE: &str = "UPDATE dbo.idempotency_key SET status = @P1, body = @P2, location = @P3, \
      etag = @P4 WHERE principal = @P5 AND request_key = @P6";
-const PRUNE: &str = "DELETE FROM dbo.idempotency_key WHERE created_at < @P1";
 
 /// Every fixed statement, for the parse test.
 #[cfg(test)]
-pub(super) const STATEMENTS: &[&str] = &[FORGET_EXPIRED, CLAIM, SAVED, SAVE, PRUNE];
+pub(super) const STATEMENTS: &[&str] = &[FORGET_EXPIRED, CLAIM, SAVED, SAVE];
 
 /// The future of one insert on a borrowed connection.
-pub(super) type InsertFuture<'c, T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 'c>>;
+pub(super) type InsertFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>;
 
 /// Claims the key, runs `insert` and saves the rendered response, all in one transaction;
 /// or replays the response saved for the same request.
@@ -39,8 +38,8 @@ pub(super) async fn create_once<N: Sync, T>(
     new: &N,
     idempotency: &Idempotency<'_, T>,
     insert: impl for<'c> Fn(&'c mut Conn, &'c N) -> InsertFuture<'c, T>,
-) -> StoreResult<Created<T>> {
-    let mut conn = pool.get().await.map_err(map_error)?;
+) -> Result<Created<T>> {
+    let mut conn = pool.get().await?;
     begin(&mut conn).await?;
     let result = async {
         if let Some(saved) = claim(&mut conn, idempotency).await? {
@@ -66,7 +65,7 @@ fn key_params<T>(idempotency: &Idempotency<'_, T>) -> [Box<dyn tiberius::ToSql>;
 async fn claim<T>(
     conn: &mut Conn,
     idempotency: &Idempotency<'_, T>,
-) -> StoreResult<Option<SavedResponse>> {
+) -> Result<Option<SavedResponse>> {
     let [principal, key] = key_params(idempotency);
     Sql::with(
         FORGET_EXPIRED,
@@ -98,25 +97,16 @@ async fn claim<T>(
     let row = Sql::with(SAVED, vec![principal, key])
         .row(conn)
         .await?
-        .ok_or_else(|| StoreError::Other(anyhow::anyhow!("claimed key vanished")))?;
-    let text = |name: &str| -> StoreResult<Option<String>> {
-        Ok(row
-            .try_get::<&str, _>(name)
-            .map_err(map_error)?
-            .map(str::to_owned))
-    };
-    if text("fingerprint")?.as_deref() != Some(idempotency.fingerprint) {
-        return Err(StoreError::IdempotencyKeyReused);
+        .ok_or_else(|| other("claimed key vanished"))?;
+    if optional_text(&row, "fingerprint")?.as_deref() != Some(idempotency.fingerprint) {
+        return Err(StoreError::IdempotencyKeyReused.into());
     }
-    let status: i32 = row
-        .try_get("status")
-        .map_err(map_error)?
-        .unwrap_or_default();
+    let status: i32 = column(&row, "status")?.unwrap_or_default();
     Ok(Some(SavedResponse {
         status: u16::try_from(status).unwrap_or(500),
-        body: text("body")?.unwrap_or_default(),
-        location: text("location")?,
-        etag: text("etag")?,
+        body: optional_text(&row, "body")?.unwrap_or_default(),
+        location: optional_text(&row, "location")?,
+        etag: optional_text(&row, "etag")?,
     }))
 }
 
@@ -124,7 +114,7 @@ async fn save<T>(
     conn: &mut Conn,
     idempotency: &Idempotency<'_, T>,
     response: &SavedResponse,
-) -> StoreResult<()> {
+) -> Result<()> {
     let [principal, key] = key_params(idempotency);
     Sql::with(
         SAVE,
@@ -140,12 +130,4 @@ async fn save<T>(
     .execute(conn)
     .await
     .map(|_| ())
-}
-
-/// Deletes keys created before `created_before`.
-pub(super) async fn prune(pool: &Pool, created_before: DateTime<Utc>) -> StoreResult<u64> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    Sql::with(PRUNE, vec![Box::new(created_before.fixed_offset())])
-        .execute(&mut conn)
-        .await
 }

@@ -16,7 +16,7 @@ use sqlx::migrate::Migration;
 
 use super::pool::Conn;
 use super::sql::{Sql, applock, begin, finish, settle};
-use super::{Pool, map_error};
+use super::{Pool, Result, map_error, other};
 use crate::storage::StoreResult;
 use crate::storage::migrate::{
     MigrationSql, MigrationStatus, Migrator, check_applied, sqlx_migrations,
@@ -172,7 +172,7 @@ pub(super) struct MssqlMigrator {
     known: Vec<Migration>,
 }
 
-async fn read_applied(conn: &mut Conn) -> StoreResult<Applied> {
+async fn read_applied(conn: &mut Conn) -> Result<Applied> {
     let exists = Sql::new(HAS_TABLE)
         .row(conn)
         .await?
@@ -187,16 +187,9 @@ async fn read_applied(conn: &mut Conn) -> StoreResult<Applied> {
         .iter()
         .map(|row| {
             Ok((
-                row.try_get::<i64, _>(0)
-                    .map_err(map_error)?
-                    .unwrap_or_default(),
-                row.try_get::<&[u8], _>(1)
-                    .map_err(map_error)?
-                    .unwrap_or_default()
-                    .to_vec(),
-                row.try_get::<bool, _>(2)
-                    .map_err(map_error)?
-                    .unwrap_or_default(),
+                row.try_get::<i64, _>(0)?.unwrap_or_default(),
+                row.try_get::<&[u8], _>(1)?.unwrap_or_default().to_vec(),
+                row.try_get::<bool, _>(2)?.unwrap_or_default(),
             ))
         })
         .collect()
@@ -232,9 +225,7 @@ async fn apply_one(
     .await;
     let outcome = match &result {
         Ok(()) => Ok(()),
-        Err(_) => Err(crate::storage::StoreError::Other(anyhow::anyhow!(
-            "{what} rolled back"
-        ))),
+        Err(_) => Err(other(format!("{what} rolled back"))),
     };
     let finished = finish(conn, outcome).await;
     result?;

@@ -1,6 +1,7 @@
 //! The SQL Server / Azure SQL backend (tiberius over rustls, pooled by bb8): connection
-//! settings from either URL form, the statement helpers every use case goes through,
-//! error mapping and the `Store` impl.
+//! settings from either URL form, the pool, this backend's error type and its one mapping
+//! from driver codes. Each resource trait is implemented in the file with its SQL
+//! (`artists.rs`, `songs.rs`, ...).
 //!
 //! Every statement is T-SQL written for this backend with `@Pn` parameters; the fixed ones
 //! are constants in the use-case modules, and a unit test parses each with sqlparser's
@@ -10,9 +11,9 @@ mod artists;
 mod credentials;
 mod idempotency;
 mod list;
+mod maintenance;
 pub mod migrate;
 mod pool;
-mod seed;
 mod songs;
 mod sql;
 mod users;
@@ -21,35 +22,16 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context;
-use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use secrecy::ExposeSecret;
 use tiberius::{AuthMethod, Config, EncryptionLevel};
 
 use super::check_expected;
-use super::metered::timed;
-use super::migrate::Migrator;
-use super::{
-    AccountStore, ArtistStore, CredentialStore, MaintenanceStore, PoolStats, SongStore, StoreError,
-    StoreResult,
-};
+use super::{StoreError, StoreResult};
+use crate::config::DatabaseSettings;
 
 /// `db.system` of this backend's spans.
 const SYSTEM: &str = "mssql";
-use crate::config::DatabaseSettings;
-use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
-use crate::domain::artist::{ArtistFilter, ArtistSortField};
-use crate::domain::credential::{
-    ApiKey, ApiKeySortField, LoginGate, NewApiKey, NewRefreshToken, Rotation, SecretDigest,
-};
-use crate::domain::demo::DemoArtist;
-use crate::domain::ids::{ApiKeyId, ArtistId, SongId, UserId};
-use crate::domain::list::{ListQuery, Page};
-use crate::domain::song::{NewSong, Song, SongChanges};
-use crate::domain::song::{SongFilter, SongSortField};
-use crate::domain::user::{NewUser, User, UserChanges, UserSortField, UsernameKey};
-use crate::domain::version::ExpectedVersions;
-use crate::storage::{Created, Idempotency};
 
 /// The pool.
 pub(crate) type Pool = bb8::Pool<pool::Manager>;
@@ -202,20 +184,24 @@ impl MssqlStore {
     async fn run<T, F, Fut>(&self, attempt: F) -> StoreResult<T>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = StoreResult<T>>,
+        Fut: Future<Output = Result<T>>,
     {
         self.bounded(retry(attempt)).await
     }
 
     /// Runs one use case within the operation bound.
-    async fn bounded<T>(&self, call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    async fn bounded<T, E: Into<StoreError>>(
+        &self,
+        call: impl Future<Output = Result<T, E>>,
+    ) -> StoreResult<T> {
         match self.operation_timeout {
-            Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
-                Err(StoreError::Unavailable(anyhow::anyhow!(
+            Some(limit) => match tokio::time::timeout(limit, call).await {
+                Ok(result) => result.map_err(Into::into),
+                Err(_) => Err(StoreError::Unavailable(anyhow::anyhow!(
                     "the operation ran longer than database.statement_timeout_ms"
-                )))
-            }),
-            None => call.await,
+                ))),
+            },
+            None => call.await.map_err(Into::into),
         }
     }
 }
@@ -230,9 +216,9 @@ const READS_ROW_VERSIONS: &str = "SELECT CAST(is_read_committed_snapshot_on AS I
 /// how to turn it on; the service cannot, since it needs the database to itself.
 async fn warn_without_row_versioning(pool: &Pool) {
     let setting = async {
-        let mut conn = pool.get().await.map_err(map_error)?;
+        let mut conn = pool.get().await?;
         let row = sql::Sql::new(READS_ROW_VERSIONS).row(&mut conn).await?;
-        Ok::<_, StoreError>(row.and_then(|r| r.try_get::<i32, _>(0).ok().flatten()))
+        Ok::<_, Error>(row.and_then(|r| r.try_get::<i32, _>(0).ok().flatten()))
     }
     .await;
     if let Ok(Some(0)) = setting {
@@ -338,7 +324,7 @@ pub(crate) const UNAVAILABLE_ERRORS: &[u32] = &[
 /// | a server error in [`UNAVAILABLE_ERRORS`] | `Unavailable` (503) |
 /// | I/O, TLS, routing, no pooled connection in time | `Unavailable` |
 /// | anything else | `Other` (a bug: 500) |
-fn map_error(error: impl Into<DbError>) -> StoreError {
+pub(super) fn map_error(error: impl Into<DbError>) -> StoreError {
     let error = error.into();
     let unavailable = match &error {
         DbError::PoolTimedOut => true,
@@ -358,6 +344,53 @@ fn map_error(error: impl Into<DbError>) -> StoreError {
     } else {
         StoreError::Other(error.into())
     }
+}
+
+/// This backend's error: a [`StoreError`] already mapped by [`map_error`] from the
+/// driver's codes, so that `?` maps a driver, pool or statement error through that one
+/// table. Use cases that know what a constraint means match the [`DbError`] first
+/// ([`is_unique_violation`], [`is_foreign_key_violation`]).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub(super) struct Error(StoreError);
+
+/// A result with this backend's [`Error`].
+pub(super) type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<DbError> for Error {
+    fn from(error: DbError) -> Self {
+        Self(map_error(error))
+    }
+}
+
+impl From<tiberius::error::Error> for Error {
+    fn from(error: tiberius::error::Error) -> Self {
+        Self(map_error(error))
+    }
+}
+
+impl From<bb8::RunError<tiberius::error::Error>> for Error {
+    fn from(error: bb8::RunError<tiberius::error::Error>) -> Self {
+        Self(map_error(error))
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Self {
+        Self(error)
+    }
+}
+
+impl From<Error> for StoreError {
+    fn from(error: Error) -> Self {
+        error.0
+    }
+}
+
+/// A failure that is neither the driver's nor the client's: a row the schema should not
+/// allow, a statement that returned nothing.
+fn other(message: impl std::fmt::Display) -> Error {
+    Error(StoreError::Other(anyhow::anyhow!("{message}")))
 }
 
 /// Whether `error` is a unique or primary-key violation (2627, 2601).
@@ -384,416 +417,21 @@ fn is_retryable(error: &StoreError) -> bool {
 
 /// Runs the transaction `attempt` again after a lost race ([`is_retryable`]), at most
 /// [`super::MAX_ATTEMPTS`] times in all.
-async fn retry<T, F, Fut>(attempt: F) -> StoreResult<T>
+async fn retry<T, F, Fut>(mut attempt: F) -> StoreResult<T>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = StoreResult<T>>,
+    Fut: Future<Output = Result<T>>,
 {
-    super::retry(is_retryable, attempt).await
+    super::retry(is_retryable, || {
+        let call = attempt();
+        async move { Ok(call.await?) }
+    })
+    .await
 }
 
 /// The current time at the precision the columns keep (`datetimeoffset(6)`).
 fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
-}
-
-#[async_trait]
-impl ArtistStore for MssqlStore {
-    async fn list_artists(
-        &self,
-        query: &ListQuery<ArtistSortField, ArtistFilter>,
-    ) -> StoreResult<Page<Artist>> {
-        timed(SYSTEM, "list_artists", async {
-            self.run(|| artists::list(&self.pool, query)).await
-        })
-        .await
-    }
-
-    async fn get_artist(&self, id: ArtistId) -> StoreResult<Artist> {
-        timed(SYSTEM, "get_artist", async {
-            self.run(|| artists::get(&self.pool, id)).await
-        })
-        .await
-    }
-
-    async fn insert_artist(&self, new: &NewArtist) -> StoreResult<Artist> {
-        timed(SYSTEM, "insert_artist", async {
-            self.run(|| artists::insert(&self.pool, new)).await
-        })
-        .await
-    }
-
-    async fn insert_artist_once(
-        &self,
-        new: &NewArtist,
-        idempotency: &Idempotency<'_, Artist>,
-    ) -> StoreResult<Created<Artist>> {
-        timed(SYSTEM, "insert_artist_once", async {
-            self.run(|| artists::insert_once(&self.pool, new, idempotency))
-                .await
-        })
-        .await
-    }
-
-    async fn replace_artist(
-        &self,
-        id: ArtistId,
-        new: &NewArtist,
-        expected: Option<&ExpectedVersions>,
-    ) -> StoreResult<Artist> {
-        timed(SYSTEM, "replace_artist", async {
-            self.run(|| artists::replace(&self.pool, id, new, expected))
-                .await
-        })
-        .await
-    }
-
-    async fn patch_artist(
-        &self,
-        id: ArtistId,
-        changes: &ArtistChanges,
-        expected: Option<&ExpectedVersions>,
-    ) -> StoreResult<Artist> {
-        timed(SYSTEM, "patch_artist", async {
-            self.run(|| artists::patch(&self.pool, id, changes, expected))
-                .await
-        })
-        .await
-    }
-
-    async fn delete_artist(
-        &self,
-        id: ArtistId,
-        cascade: bool,
-        expected: Option<&ExpectedVersions>,
-    ) -> StoreResult<()> {
-        timed(SYSTEM, "delete_artist", async {
-            self.run(|| artists::delete(&self.pool, id, cascade, expected))
-                .await
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl SongStore for MssqlStore {
-    async fn list_songs(
-        &self,
-        query: &ListQuery<SongSortField, SongFilter>,
-    ) -> StoreResult<Page<Song>> {
-        timed(SYSTEM, "list_songs", async {
-            self.run(|| songs::list(&self.pool, query)).await
-        })
-        .await
-    }
-
-    async fn get_song(&self, id: SongId) -> StoreResult<Song> {
-        timed(SYSTEM, "get_song", async {
-            self.run(|| songs::get(&self.pool, id)).await
-        })
-        .await
-    }
-
-    async fn insert_song(&self, new: &NewSong) -> StoreResult<Song> {
-        timed(SYSTEM, "insert_song", async {
-            self.run(|| songs::insert(&self.pool, new)).await
-        })
-        .await
-    }
-
-    async fn insert_song_once(
-        &self,
-        new: &NewSong,
-        idempotency: &Idempotency<'_, Song>,
-    ) -> StoreResult<Created<Song>> {
-        timed(SYSTEM, "insert_song_once", async {
-            self.run(|| songs::insert_once(&self.pool, new, idempotency))
-                .await
-        })
-        .await
-    }
-
-    async fn replace_song(
-        &self,
-        id: SongId,
-        new: &NewSong,
-        expected: Option<&ExpectedVersions>,
-    ) -> StoreResult<Song> {
-        timed(SYSTEM, "replace_song", async {
-            self.run(|| songs::replace(&self.pool, id, new, expected))
-                .await
-        })
-        .await
-    }
-
-    async fn patch_song(
-        &self,
-        id: SongId,
-        changes: &SongChanges,
-        expected: Option<&ExpectedVersions>,
-    ) -> StoreResult<Song> {
-        timed(SYSTEM, "patch_song", async {
-            self.run(|| songs::patch(&self.pool, id, changes, expected))
-                .await
-        })
-        .await
-    }
-
-    async fn delete_song(
-        &self,
-        id: SongId,
-        expected: Option<&ExpectedVersions>,
-    ) -> StoreResult<()> {
-        timed(SYSTEM, "delete_song", async {
-            self.run(|| songs::delete(&self.pool, id, expected)).await
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl AccountStore for MssqlStore {
-    async fn insert_user(&self, new: &NewUser, password_hash: &str) -> StoreResult<User> {
-        timed(SYSTEM, "insert_user", async {
-            self.run(|| users::insert(&self.pool, new, password_hash))
-                .await
-        })
-        .await
-    }
-
-    async fn find_user_by_username(
-        &self,
-        username: &UsernameKey,
-    ) -> StoreResult<Option<(User, String)>> {
-        timed(SYSTEM, "find_user_by_username", async {
-            self.run(|| users::find_by_username(&self.pool, username))
-                .await
-        })
-        .await
-    }
-
-    async fn get_user(&self, id: UserId) -> StoreResult<User> {
-        timed(SYSTEM, "get_user", async {
-            let id = id.get();
-            self.run(|| users::get(&self.pool, id)).await
-        })
-        .await
-    }
-
-    async fn list_users(&self, query: &ListQuery<UserSortField, ()>) -> StoreResult<Page<User>> {
-        timed(SYSTEM, "list_users", async {
-            self.run(|| users::list(&self.pool, query)).await
-        })
-        .await
-    }
-
-    async fn update_user(
-        &self,
-        id: UserId,
-        changes: &UserChanges,
-        password_hash: Option<&str>,
-    ) -> StoreResult<User> {
-        timed(SYSTEM, "update_user", async {
-            let id = id.get();
-            self.run(|| users::update(&self.pool, id, changes, password_hash))
-                .await
-        })
-        .await
-    }
-
-    async fn delete_user(&self, id: UserId) -> StoreResult<()> {
-        timed(SYSTEM, "delete_user", async {
-            let id = id.get();
-            self.run(|| users::delete(&self.pool, id)).await
-        })
-        .await
-    }
-
-    async fn has_active_admin(&self) -> StoreResult<bool> {
-        timed(SYSTEM, "has_active_admin", async {
-            self.run(|| users::has_active_admin(&self.pool)).await
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl CredentialStore for MssqlStore {
-    async fn insert_refresh_token(&self, token: &NewRefreshToken) -> StoreResult<()> {
-        timed(SYSTEM, "insert_refresh_token", async {
-            self.run(|| credentials::insert_refresh(&self.pool, token))
-                .await
-        })
-        .await
-    }
-
-    async fn rotate_refresh_token(
-        &self,
-        presented: &SecretDigest,
-        next_hash: &SecretDigest,
-        next_expires_at: DateTime<Utc>,
-        session_max: chrono::Duration,
-    ) -> StoreResult<Rotation> {
-        timed(SYSTEM, "rotate_refresh_token", async {
-            self.run(|| {
-                credentials::rotate_refresh(
-                    &self.pool,
-                    presented,
-                    next_hash,
-                    next_expires_at,
-                    session_max,
-                )
-            })
-            .await
-        })
-        .await
-    }
-
-    async fn revoke_refresh_family(&self, presented: &SecretDigest) -> StoreResult<Option<String>> {
-        timed(SYSTEM, "revoke_refresh_family", async {
-            self.run(|| credentials::revoke_refresh(&self.pool, presented))
-                .await
-        })
-        .await
-    }
-
-    async fn is_session_active(&self, family_id: &str) -> StoreResult<bool> {
-        timed(SYSTEM, "is_session_active", async {
-            self.run(|| credentials::is_session_active(&self.pool, family_id))
-                .await
-        })
-        .await
-    }
-
-    async fn prune_credentials(&self, at: DateTime<Utc>) -> StoreResult<u64> {
-        timed(SYSTEM, "prune_credentials", async {
-            self.run(|| credentials::prune(&self.pool, at)).await
-        })
-        .await
-    }
-
-    async fn claim_login_attempt(
-        &self,
-        username_key: &UsernameKey,
-        at: DateTime<Utc>,
-    ) -> StoreResult<LoginGate> {
-        timed(SYSTEM, "claim_login_attempt", async {
-            self.run(|| credentials::claim_login_attempt(&self.pool, username_key, at))
-                .await
-        })
-        .await
-    }
-
-    async fn clear_login_failures(&self, username_key: &UsernameKey) -> StoreResult<()> {
-        timed(SYSTEM, "clear_login_failures", async {
-            self.run(|| credentials::clear_login_failures(&self.pool, username_key))
-                .await
-        })
-        .await
-    }
-
-    async fn insert_api_key(
-        &self,
-        new: &NewApiKey,
-        key_hash: &SecretDigest,
-        prefix: &str,
-    ) -> StoreResult<ApiKey> {
-        timed(SYSTEM, "insert_api_key", async {
-            self.run(|| credentials::insert_api_key(&self.pool, new, key_hash, prefix))
-                .await
-        })
-        .await
-    }
-
-    async fn list_api_keys(
-        &self,
-        query: &ListQuery<ApiKeySortField, ()>,
-    ) -> StoreResult<Page<ApiKey>> {
-        timed(SYSTEM, "list_api_keys", async {
-            self.run(|| credentials::list_api_keys(&self.pool, query))
-                .await
-        })
-        .await
-    }
-
-    async fn find_api_key(&self, key_hash: &SecretDigest) -> StoreResult<Option<ApiKey>> {
-        timed(SYSTEM, "find_api_key", async {
-            self.run(|| credentials::find_api_key(&self.pool, key_hash))
-                .await
-        })
-        .await
-    }
-
-    async fn delete_api_key(&self, id: ApiKeyId) -> StoreResult<()> {
-        timed(SYSTEM, "delete_api_key", async {
-            let id = id.get();
-            self.run(|| credentials::delete_api_key(&self.pool, id))
-                .await
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl MaintenanceStore for MssqlStore {
-    async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> StoreResult<u64> {
-        timed(SYSTEM, "prune_idempotency_keys", async {
-            self.run(|| idempotency::prune(&self.pool, created_before))
-                .await
-        })
-        .await
-    }
-
-    async fn seed_demo_data(&self, catalog: &[DemoArtist]) -> StoreResult<bool> {
-        timed(SYSTEM, "seed_demo_data", async {
-            retry(|| seed::seed_demo_data(&self.pool, catalog)).await
-        })
-        .await
-    }
-
-    async fn backup_to(&self, _destination: &std::path::Path) -> StoreResult<()> {
-        timed(SYSTEM, "backup_to", async {
-            Err(StoreError::Unsupported {
-                operation: "backup",
-                backend: "mssql",
-            })
-        })
-        .await
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        timed(SYSTEM, "ping", async {
-            self.bounded(async {
-                let mut conn = self.pool.get().await.map_err(map_error)?;
-                sql::Sql::new(sql::PING)
-                    .execute(&mut conn)
-                    .await
-                    .map(|_| ())
-            })
-            .await
-        })
-        .await
-    }
-
-    fn migrator(&self) -> &dyn Migrator {
-        &self.migrator
-    }
-
-    fn pool_stats(&self) -> PoolStats {
-        let state = self.pool.state();
-        PoolStats {
-            size: state.connections,
-            idle: state.idle_connections,
-            max: self.max_connections,
-        }
-    }
-
-    async fn close(&self) {
-        timed(SYSTEM, "close", async {
-            // bb8 closes connections as the pool is dropped; nothing waits for in-use ones.
-        })
-        .await
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Song use cases on SQL Server (`dbo.Song`, the original system's table and columns:
 //! `artistID`, `released`, `URL`).
 
+use async_trait::async_trait;
 use tiberius::Row;
 
 use super::artists::push_versions;
@@ -9,8 +10,11 @@ use super::list::{
     SortColumn, contains_pattern, count, into_page, push_limit, push_order_by, push_seek,
 };
 use super::pool::Conn;
-use super::sql::{Sql, begin, finish};
-use super::{DbError, Pool, check_expected, is_foreign_key_violation, map_error, now};
+use super::sql::{Sql, begin, column as get, finish, first, optional_text, required, text};
+use super::{
+    DbError, Error, MssqlStore, Result, SYSTEM, check_expected, is_foreign_key_violation, now,
+    other,
+};
 use crate::domain::artist::ArtistSummary;
 use crate::domain::ids::{ArtistId, SongId};
 use crate::domain::list::{ListQuery, Page, Position};
@@ -18,8 +22,9 @@ use crate::domain::song::{NewSong, Song, SongChanges, SongUrl};
 use crate::domain::song::{SongFilter, SongSortField};
 use crate::domain::validation::search_key;
 use crate::domain::version::ExpectedVersions;
+use crate::storage::metered::timed;
 use crate::storage::{Created, Idempotency};
-use crate::storage::{Entity, StoreError, StoreResult};
+use crate::storage::{Entity, SongStore, StoreError, StoreResult};
 
 /// The song columns under the names the other backends use.
 const COLUMNS: &str = "s.id, s.title, s.artistID AS artist_id, s.released AS release_date, \
@@ -58,25 +63,18 @@ fn column(field: SongSortField) -> SortColumn {
     SortColumn { sql, null_flag }
 }
 
-fn other(message: &str) -> StoreError {
-    StoreError::Other(anyhow::anyhow!("song row: {message}"))
-}
-
-/// Maps a song row; `with_artist` reads the joined `artist_name` column too.
-fn from_row(row: &Row, with_artist: bool) -> StoreResult<Song> {
-    let get = |e: tiberius::error::Error| map_error(e);
-    let id: i32 = row
-        .try_get("id")
-        .map_err(get)?
-        .ok_or_else(|| other("no id"))?;
-    let artist_id = match row.try_get::<i32, _>("artist_id").map_err(get)? {
-        Some(raw) => {
-            Some(ArtistId::try_from(i64::from(raw)).map_err(|()| other("artist id out of range"))?)
-        }
+/// A song row (`COLUMNS`); `with_artist` reads the joined `artist_name` column too.
+fn song(row: &Row, with_artist: bool) -> Result<Song> {
+    let id: i32 = required(row, "id", "song")?;
+    let artist_id = match get::<i32>(row, "artist_id")? {
+        Some(raw) => Some(
+            ArtistId::try_from(i64::from(raw))
+                .map_err(|()| other("song row: artist id out of range"))?,
+        ),
         None => None,
     };
     let artist = if with_artist {
-        let name: Option<&str> = row.try_get("artist_name").map_err(get)?;
+        let name: Option<&str> = get(row, "artist_name")?;
         artist_id.zip(name).map(|(id, name)| ArtistSummary {
             id,
             name: name.to_owned(),
@@ -85,28 +83,15 @@ fn from_row(row: &Row, with_artist: bool) -> StoreResult<Song> {
         None
     };
     Ok(Song {
-        id: SongId::try_from(i64::from(id)).map_err(|()| other("id out of range"))?,
-        title: row
-            .try_get::<&str, _>("title")
-            .map_err(get)?
-            .unwrap_or_default()
-            .to_owned(),
+        id: SongId::try_from(i64::from(id)).map_err(|()| other("song row: id out of range"))?,
+        title: text(row, "title")?,
         artist_id,
-        release_date: row.try_get("release_date").map_err(get)?,
-        url: row
-            .try_get::<&str, _>("url")
-            .map_err(get)?
-            .map(str::to_owned),
-        distance: row.try_get("distance").map_err(get)?,
-        version: row.try_get("version").map_err(get)?.unwrap_or_default(),
-        created_at: row
-            .try_get("created_at")
-            .map_err(get)?
-            .ok_or_else(|| other("no created_at"))?,
-        updated_at: row
-            .try_get("updated_at")
-            .map_err(get)?
-            .ok_or_else(|| other("no updated_at"))?,
+        release_date: get(row, "release_date")?,
+        url: optional_text(row, "url")?,
+        distance: get(row, "distance")?,
+        version: get(row, "version")?.unwrap_or_default(),
+        created_at: required(row, "created_at", "song")?,
+        updated_at: required(row, "updated_at", "song")?,
         artist,
     })
 }
@@ -155,43 +140,23 @@ fn page_statement(query: &ListQuery<SongSortField, SongFilter>) -> Sql {
     select
 }
 
-pub(super) async fn list(
-    pool: &Pool,
-    query: &ListQuery<SongSortField, SongFilter>,
-) -> StoreResult<Page<Song>> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    let mut total = Sql::new("SELECT COUNT_BIG(*) FROM dbo.Song s WHERE 1 = 1");
-    push_filter(&mut total, &query.filter);
-    let total = count(&mut conn, &total).await?;
-    let rows = page_statement(query).rows(&mut conn).await?;
-    let items = rows
-        .iter()
-        .map(|row| from_row(row, query.filter.include_artist))
-        .collect::<StoreResult<Vec<_>>>()?;
-    Ok(into_page(items, total, query.page_size))
-}
-
-async fn get_with(conn: &mut Conn, id: SongId, lock: bool) -> StoreResult<Song> {
+async fn get_in(conn: &mut Conn, id: SongId, lock: bool) -> Result<Song> {
     let text = if lock { SELECT_ONE_LOCKED } else { SELECT_ONE };
     let row = Sql::with(text, vec![Box::new(id.get())]).row(conn).await?;
     row.as_ref()
-        .map(|row| from_row(row, false))
-        .unwrap_or_else(|| Err(not_found(id)))
-}
-
-pub(super) async fn get(pool: &Pool, id: SongId) -> StoreResult<Song> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    get_with(&mut conn, id, false).await
+        .map(|row| song(row, false))
+        .unwrap_or_else(|| Err(not_found(id).into()))
 }
 
 /// Maps a foreign-key violation on a song write to "Artist with id N not found".
-fn write_error(error: DbError, new: &NewSong) -> StoreError {
+fn write_error(error: DbError, new: &NewSong) -> Error {
     match new.artist_id {
         Some(artist_id) if is_foreign_key_violation(&error) => StoreError::NotFound {
             entity: Entity::Artist,
             id: artist_id.get(),
-        },
-        _ => map_error(error),
+        }
+        .into(),
+        _ => error.into(),
     }
 }
 
@@ -208,31 +173,13 @@ fn values(new: &NewSong) -> Vec<Box<dyn tiberius::ToSql>> {
     ]
 }
 
-pub(super) async fn insert_with(conn: &mut Conn, new: &NewSong) -> StoreResult<Song> {
+/// Inserts the song on `conn` (a plain insert, an idempotent one, the demo seed).
+pub(super) async fn insert_song_in(conn: &mut Conn, new: &NewSong) -> Result<Song> {
     let rows = Sql::with(INSERT, values(new))
         .rows_raw(conn)
         .await
         .map_err(|error| write_error(error, new))?;
-    rows.first()
-        .map(|row| from_row(row, false))
-        .unwrap_or_else(|| Err(other("insert returned no row")))
-}
-
-pub(super) async fn insert(pool: &Pool, new: &NewSong) -> StoreResult<Song> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    insert_with(&mut conn, new).await
-}
-
-/// Creates the song at most once per idempotency key (see `idempotency::create_once`).
-pub(super) async fn insert_once(
-    pool: &Pool,
-    new: &NewSong,
-    idempotency: &Idempotency<'_, Song>,
-) -> StoreResult<Created<Song>> {
-    create_once(pool, new, idempotency, |conn, new| {
-        Box::pin(insert_with(conn, new))
-    })
-    .await
+    first(&rows, |row| song(row, false))
 }
 
 fn update_statement(id: SongId, next: &NewSong, expected: Option<&ExpectedVersions>) -> Sql {
@@ -248,66 +195,155 @@ async fn write(
     id: SongId,
     next: &NewSong,
     expected: Option<&ExpectedVersions>,
-) -> StoreResult<Option<Song>> {
+) -> Result<Option<Song>> {
     let rows = update_statement(id, next, expected)
         .rows_raw(conn)
         .await
         .map_err(|error| write_error(error, next))?;
-    rows.first().map(|row| from_row(row, false)).transpose()
+    rows.first().map(|row| song(row, false)).transpose()
 }
 
-/// Replaces the song in one conditional statement. No row updated means absent (404) or
-/// at another version (412).
-pub(super) async fn replace(
-    pool: &Pool,
-    id: SongId,
-    new: &NewSong,
-    expected: Option<&ExpectedVersions>,
-) -> StoreResult<Song> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    match write(&mut conn, id, new, expected).await? {
-        Some(song) => Ok(song),
-        None => {
-            get_with(&mut conn, id, false).await?;
-            Err(StoreError::PreconditionFailed)
-        }
+#[async_trait]
+impl SongStore for MssqlStore {
+    async fn list_songs(
+        &self,
+        query: &ListQuery<SongSortField, SongFilter>,
+    ) -> StoreResult<Page<Song>> {
+        timed(
+            SYSTEM,
+            "list_songs",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                let mut total = Sql::new("SELECT COUNT_BIG(*) FROM dbo.Song s WHERE 1 = 1");
+                push_filter(&mut total, &query.filter);
+                let total = count(&mut conn, &total).await?;
+                let rows = page_statement(query).rows(&mut conn).await?;
+                let items = rows
+                    .iter()
+                    .map(|row| song(row, query.filter.include_artist))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(into_page(items, total, query.page_size))
+            }),
+        )
+        .await
     }
-}
 
-/// Applies a merge patch to the locked row.
-pub(super) async fn patch(
-    pool: &Pool,
-    id: SongId,
-    changes: &SongChanges,
-    expected: Option<&ExpectedVersions>,
-) -> StoreResult<Song> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    begin(&mut conn).await?;
-    let result = async {
-        let current = get_with(&mut conn, id, true).await?;
-        check_expected(expected, current.version)?;
-        write(&mut conn, id, &changes.apply(&current), None)
-            .await?
-            .ok_or_else(|| not_found(id))
+    async fn get_song(&self, id: SongId) -> StoreResult<Song> {
+        timed(
+            SYSTEM,
+            "get_song",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                get_in(&mut conn, id, false).await
+            }),
+        )
+        .await
     }
-    .await;
-    finish(&mut conn, result).await
-}
 
-/// Deletes the song in one conditional statement.
-pub(super) async fn delete(
-    pool: &Pool,
-    id: SongId,
-    expected: Option<&ExpectedVersions>,
-) -> StoreResult<()> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    let mut sql = Sql::with(DELETE, vec![Box::new(id.get())]);
-    push_versions(&mut sql, expected);
-    if sql.execute(&mut conn).await? == 1 {
-        return Ok(());
+    async fn insert_song(&self, new: &NewSong) -> StoreResult<Song> {
+        timed(
+            SYSTEM,
+            "insert_song",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                insert_song_in(&mut conn, new).await
+            }),
+        )
+        .await
     }
-    get_with(&mut conn, id, false).await?;
-    Err(StoreError::PreconditionFailed)
+
+    /// Creates the song at most once per idempotency key (see `idempotency::create_once`).
+    async fn insert_song_once(
+        &self,
+        new: &NewSong,
+        idempotency: &Idempotency<'_, Song>,
+    ) -> StoreResult<Created<Song>> {
+        timed(
+            SYSTEM,
+            "insert_song_once",
+            self.run(|| {
+                create_once(&self.pool, new, idempotency, |conn, new| {
+                    Box::pin(insert_song_in(conn, new))
+                })
+            }),
+        )
+        .await
+    }
+
+    /// Replaces the song in one conditional statement. No row updated means absent (404)
+    /// or at another version (412).
+    async fn replace_song(
+        &self,
+        id: SongId,
+        new: &NewSong,
+        expected: Option<&ExpectedVersions>,
+    ) -> StoreResult<Song> {
+        timed(
+            SYSTEM,
+            "replace_song",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                match write(&mut conn, id, new, expected).await? {
+                    Some(song) => Ok(song),
+                    None => {
+                        get_in(&mut conn, id, false).await?;
+                        Err(StoreError::PreconditionFailed.into())
+                    }
+                }
+            }),
+        )
+        .await
+    }
+
+    /// Applies a merge patch to the locked row.
+    async fn patch_song(
+        &self,
+        id: SongId,
+        changes: &SongChanges,
+        expected: Option<&ExpectedVersions>,
+    ) -> StoreResult<Song> {
+        timed(
+            SYSTEM,
+            "patch_song",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                begin(&mut conn).await?;
+                let result = async {
+                    let current = get_in(&mut conn, id, true).await?;
+                    check_expected(expected, current.version)?;
+                    write(&mut conn, id, &changes.apply(&current), None)
+                        .await?
+                        .ok_or_else(|| not_found(id).into())
+                }
+                .await;
+                finish(&mut conn, result).await
+            }),
+        )
+        .await
+    }
+
+    /// Deletes the song in one conditional statement.
+    async fn delete_song(
+        &self,
+        id: SongId,
+        expected: Option<&ExpectedVersions>,
+    ) -> StoreResult<()> {
+        timed(
+            SYSTEM,
+            "delete_song",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                let mut sql = Sql::with(DELETE, vec![Box::new(id.get())]);
+                push_versions(&mut sql, expected);
+                if sql.execute(&mut conn).await? == 1 {
+                    return Ok(());
+                }
+                get_in(&mut conn, id, false).await?;
+                Err(StoreError::PreconditionFailed.into())
+            }),
+        )
+        .await
+    }
 }
 
 /// The list statements, for the parse test.

@@ -6,14 +6,10 @@
 
 use std::fmt::Write as _;
 
-use tiberius::{Row, ToSql};
+use tiberius::{FromSql, Row, ToSql};
 
 use super::pool::Conn;
-use super::{ApplockRefusal, DbError, map_error};
-use crate::storage::StoreResult;
-
-/// The cheapest round trip, for readiness.
-pub(super) const PING: &str = "SELECT 1";
+use super::{ApplockRefusal, DbError, Result, other};
 /// Starts a transaction (READ COMMITTED, the server default).
 const BEGIN: &str = "BEGIN TRANSACTION";
 /// Commits it.
@@ -80,18 +76,18 @@ impl Sql {
     }
 
     /// Runs the statement; returns the rows of its first result set.
-    pub(super) async fn rows(&self, conn: &mut Conn) -> StoreResult<Vec<Row>> {
-        self.rows_raw(conn).await.map_err(map_error)
+    pub(super) async fn rows(&self, conn: &mut Conn) -> Result<Vec<Row>> {
+        Ok(self.rows_raw(conn).await?)
     }
 
     /// Runs the statement; returns its first row, if any.
-    pub(super) async fn row(&self, conn: &mut Conn) -> StoreResult<Option<Row>> {
+    pub(super) async fn row(&self, conn: &mut Conn) -> Result<Option<Row>> {
         Ok(self.rows(conn).await?.into_iter().next())
     }
 
     /// Runs the statement; returns the rows it affected.
-    pub(super) async fn execute(&self, conn: &mut Conn) -> StoreResult<u64> {
-        self.execute_raw(conn).await.map_err(map_error)
+    pub(super) async fn execute(&self, conn: &mut Conn) -> Result<u64> {
+        Ok(self.execute_raw(conn).await?)
     }
 
     /// As [`Sql::execute`], keeping the driver error so the caller can read its number.
@@ -149,25 +145,25 @@ async fn batch(conn: &mut Conn, text: &str) -> Result<(), DbError> {
 /// Runs `lock`, a batch that ends `SELECT` of `sp_getapplock`'s return code, and fails
 /// unless the lock was granted: `sp_getapplock` reports a timeout (-1), a cancellation
 /// (-2) or a deadlock (-3) as a return code, not as an error.
-pub(super) async fn applock(conn: &mut Conn, lock: &Sql) -> StoreResult<()> {
+pub(super) async fn applock(conn: &mut Conn, lock: &Sql) -> Result<()> {
     let code = lock
         .row(conn)
         .await?
         .and_then(|row| row.try_get::<i32, _>(0).ok().flatten())
         .unwrap_or(-999);
-    ApplockRefusal::check(code).map_err(|refusal| map_error(DbError::Applock(refusal)))
+    Ok(ApplockRefusal::check(code).map_err(DbError::Applock)?)
 }
 
 /// Starts a transaction on `conn`.
-pub(super) async fn begin(conn: &mut Conn) -> StoreResult<()> {
-    batch(conn, BEGIN).await.map_err(map_error)
+pub(super) async fn begin(conn: &mut Conn) -> Result<()> {
+    Ok(batch(conn, BEGIN).await?)
 }
 
 /// Commits on `Ok`, rolls back on `Err`, and passes `result` on.
-pub(super) async fn finish<T>(conn: &mut Conn, result: StoreResult<T>) -> StoreResult<T> {
+pub(super) async fn finish<T>(conn: &mut Conn, result: Result<T>) -> Result<T> {
     match result {
         Ok(value) => {
-            batch(conn, COMMIT).await.map_err(map_error)?;
+            batch(conn, COMMIT).await?;
             Ok(value)
         }
         Err(error) => {
@@ -180,18 +176,47 @@ pub(super) async fn finish<T>(conn: &mut Conn, result: StoreResult<T>) -> StoreR
     }
 }
 
+// ---- reading rows: each shape's mapping function (`artist`, `song`, ...) uses these ----
+
+/// Column `name` of `row`, NULL as `None`.
+pub(super) fn column<'a, T: FromSql<'a>>(row: &'a Row, name: &str) -> Result<Option<T>> {
+    Ok(row.try_get(name)?)
+}
+
+/// Column `name` of a `shape` row, which the schema makes NOT NULL.
+pub(super) fn required<'a, T: FromSql<'a>>(row: &'a Row, name: &str, shape: &str) -> Result<T> {
+    column(row, name)?.ok_or_else(|| other(format!("{shape} row without {name}")))
+}
+
+/// Text column `name` of `row`, NULL as the empty string.
+pub(super) fn text(row: &Row, name: &str) -> Result<String> {
+    Ok(column::<&str>(row, name)?.unwrap_or_default().to_owned())
+}
+
+/// Text column `name` of `row`, NULL as `None`.
+pub(super) fn optional_text(row: &Row, name: &str) -> Result<Option<String>> {
+    Ok(column::<&str>(row, name)?.map(str::to_owned))
+}
+
+/// The first row a statement returned (`OUTPUT INSERTED...`), mapped by `shape`.
+pub(super) fn first<T>(rows: &[Row], shape: impl Fn(&Row) -> Result<T>) -> Result<T> {
+    rows.first()
+        .map(shape)
+        .unwrap_or_else(|| Err(other("the statement returned no row")))
+}
+
 /// Every fixed statement of the backend, and the statements the builders make for every
 /// sort, filter and position shape, for the parse test.
 #[cfg(test)]
 pub(super) fn all_statements() -> Vec<String> {
-    let mut all: Vec<String> = [PING, BEGIN, COMMIT, ROLLBACK, super::READS_ROW_VERSIONS]
+    let mut all: Vec<String> = [BEGIN, COMMIT, ROLLBACK, super::READS_ROW_VERSIONS]
         .iter()
         .chain(super::artists::STATEMENTS)
         .chain(super::songs::STATEMENTS)
         .chain(super::users::STATEMENTS)
         .chain(super::credentials::STATEMENTS)
         .chain(super::idempotency::STATEMENTS)
-        .chain(super::seed::STATEMENTS)
+        .chain(super::maintenance::STATEMENTS)
         .chain(super::migrate::STATEMENTS)
         .map(|s| (*s).to_owned())
         .collect();

@@ -1,14 +1,17 @@
 //! Account use cases on SQL Server.
 
+use async_trait::async_trait;
 use tiberius::Row;
 
-use super::list::{SortColumn, fetch_page};
+use super::list::{SortColumn, count, fetch_page};
 use super::pool::Conn;
-use super::sql::{Sql, begin, finish};
-use super::{Pool, is_unique_violation, map_error, now};
+use super::sql::{Sql, applock, begin, column as get, finish, first, required, text};
+use super::{DbError, Error, MssqlStore, Result, SYSTEM, is_unique_violation, now, other};
+use crate::domain::ids::UserId;
 use crate::domain::list::{ListQuery, Page};
 use crate::domain::user::{NewUser, Role, User, UserChanges, UserSortField, UsernameKey};
-use crate::storage::{ConflictKind, Entity, StoreError, StoreResult};
+use crate::storage::metered::timed;
+use crate::storage::{AccountStore, ConflictKind, Entity, StoreError, StoreResult};
 
 const COLUMNS: &str = "id, username, email, role, is_active, created_at, updated_at";
 
@@ -78,207 +81,236 @@ fn not_found(id: i64) -> StoreError {
     }
 }
 
-fn text(row: &Row, name: &str) -> StoreResult<String> {
-    Ok(row
-        .try_get::<&str, _>(name)
-        .map_err(map_error)?
-        .unwrap_or_default()
-        .to_owned())
-}
-
-fn from_row(row: &Row) -> StoreResult<User> {
+/// An account row (`COLUMNS`).
+fn user(row: &Row) -> Result<User> {
     let role = text(row, "role")?;
-    let missing = |what: &str| StoreError::Other(anyhow::anyhow!("account row without {what}"));
     Ok(User {
-        id: i64::from(
-            row.try_get::<i32, _>("id")
-                .map_err(map_error)?
-                .ok_or_else(|| missing("id"))?,
-        ),
+        id: i64::from(required::<i32>(row, "id", "account")?),
         username: text(row, "username")?,
         email: text(row, "email")?,
         role: Role::parse("role", &role)
-            .map_err(|_| StoreError::Other(anyhow::anyhow!("stored role `{role}` is unknown")))?,
-        is_active: row
-            .try_get("is_active")
-            .map_err(map_error)?
-            .unwrap_or_default(),
-        created_at: row
-            .try_get("created_at")
-            .map_err(map_error)?
-            .ok_or_else(|| missing("created_at"))?,
-        updated_at: row
-            .try_get("updated_at")
-            .map_err(map_error)?
-            .ok_or_else(|| missing("updated_at"))?,
+            .map_err(|_| other(format!("stored role `{role}` is unknown")))?,
+        is_active: get(row, "is_active")?.unwrap_or_default(),
+        created_at: required(row, "created_at", "account")?,
+        updated_at: required(row, "updated_at", "account")?,
     })
 }
 
-pub(super) async fn insert(pool: &Pool, new: &NewUser, password_hash: &str) -> StoreResult<User> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    let rows = Sql::with(
-        INSERT,
-        vec![
-            Box::new(new.username.as_str().to_owned()),
-            Box::new(new.username.key().as_str().to_owned()),
-            Box::new(new.email.as_str().to_owned()),
-            Box::new(new.email.key()),
-            Box::new(password_hash.to_owned()),
-            Box::new(new.role.as_str()),
-            Box::new(now().fixed_offset()),
-        ],
-    )
-    .rows_raw(&mut conn)
-    .await
-    .map_err(|error| {
-        if is_unique_violation(&error) {
-            StoreError::Conflict(ConflictKind::UsernameOrEmailTaken)
-        } else {
-            map_error(error)
-        }
-    })?;
-    rows.first()
-        .map(from_row)
-        .unwrap_or_else(|| Err(StoreError::Other(anyhow::anyhow!("insert returned no row"))))
-}
-
-pub(super) async fn find_by_username(
-    pool: &Pool,
-    username: &UsernameKey,
-) -> StoreResult<Option<(User, String)>> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    let row = Sql::with(
-        FIND_BY_USERNAME,
-        vec![Box::new(username.as_str().to_owned())],
-    )
-    .row(&mut conn)
-    .await?;
-    match row {
-        Some(row) => Ok(Some((from_row(&row)?, text(&row, "password_hash")?))),
-        None => Ok(None),
-    }
-}
-
-pub(super) async fn get_in(conn: &mut Conn, id: i64, lock: bool) -> StoreResult<User> {
+/// The account `id` on `conn`, its row locked for the transaction with `lock`.
+pub(super) async fn get_user_in(conn: &mut Conn, id: i64, lock: bool) -> Result<User> {
     let sql = if lock { SELECT_ONE_LOCKED } else { SELECT_ONE };
     let row = Sql::with(sql, vec![Box::new(id)]).row(conn).await?;
     row.as_ref()
-        .map(from_row)
+        .map(user)
         .transpose()?
-        .ok_or_else(|| not_found(id))
+        .ok_or_else(|| not_found(id).into())
 }
 
-pub(super) async fn get(pool: &Pool, id: i64) -> StoreResult<User> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    get_in(&mut conn, id, false).await
-}
-
-pub(super) async fn list(
-    pool: &Pool,
-    query: &ListQuery<UserSortField, ()>,
-) -> StoreResult<Page<User>> {
-    fetch_page(
-        pool,
-        "dbo.app_user",
-        COLUMNS,
-        query,
-        |_| {},
-        column,
-        from_row,
-    )
-    .await
-}
-
-async fn ensure_other_admin(conn: &mut Conn, id: i64) -> StoreResult<()> {
-    super::sql::applock(conn, &Sql::new(LOCK_ADMINS)).await?;
-    let others = super::list::count(conn, &Sql::with(OTHER_ADMINS, vec![Box::new(id)])).await?;
+async fn ensure_other_admin(conn: &mut Conn, id: i64) -> Result<()> {
+    applock(conn, &Sql::new(LOCK_ADMINS)).await?;
+    let others = count(conn, &Sql::with(OTHER_ADMINS, vec![Box::new(id)])).await?;
     if others == 0 {
-        return Err(StoreError::Conflict(ConflictKind::LastAdmin));
+        return Err(StoreError::Conflict(ConflictKind::LastAdmin).into());
     }
     Ok(())
 }
 
-pub(super) async fn update(
-    pool: &Pool,
-    id: i64,
-    changes: &UserChanges,
-    password_hash: Option<&str>,
-) -> StoreResult<User> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    begin(&mut conn).await?;
-    let result = async {
-        let current = get_in(&mut conn, id, true).await?;
-        let role = changes.role.unwrap_or(current.role);
-        let is_active = changes.is_active.unwrap_or(current.is_active);
-        let loses_admin =
-            current.role == Role::Admin && current.is_active && (role != Role::Admin || !is_active);
-        if loses_admin {
-            ensure_other_admin(&mut conn, id).await?;
-        }
-        let rows = Sql::with(
-            UPDATE,
-            vec![
-                Box::new(now().fixed_offset()),
-                Box::new(role.as_str()),
-                Box::new(is_active),
-                Box::new(changes.email.as_ref().map(|e| e.as_str().to_owned())),
-                Box::new(changes.email.as_ref().map(|e| e.key())),
-                Box::new(password_hash.map(str::to_owned)),
-                Box::new(id),
-            ],
+/// A unique violation on an account write is the conflict `kind`; anything else is
+/// mapped by the table in `mod.rs`.
+fn taken(error: DbError, kind: ConflictKind) -> Error {
+    if is_unique_violation(&error) {
+        StoreError::Conflict(kind).into()
+    } else {
+        error.into()
+    }
+}
+
+#[async_trait]
+impl AccountStore for MssqlStore {
+    async fn insert_user(&self, new: &NewUser, password_hash: &str) -> StoreResult<User> {
+        timed(
+            SYSTEM,
+            "insert_user",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                let rows = Sql::with(
+                    INSERT,
+                    vec![
+                        Box::new(new.username.as_str().to_owned()),
+                        Box::new(new.username.key().as_str().to_owned()),
+                        Box::new(new.email.as_str().to_owned()),
+                        Box::new(new.email.key()),
+                        Box::new(password_hash.to_owned()),
+                        Box::new(new.role.as_str()),
+                        Box::new(now().fixed_offset()),
+                    ],
+                )
+                .rows_raw(&mut conn)
+                .await
+                .map_err(|error| taken(error, ConflictKind::UsernameOrEmailTaken))?;
+                first(&rows, user)
+            }),
         )
-        .rows_raw(&mut conn)
         .await
-        .map_err(|error| {
-            if is_unique_violation(&error) {
-                StoreError::Conflict(ConflictKind::EmailTaken)
-            } else {
-                map_error(error)
-            }
-        })?;
-        let user = rows
-            .first()
-            .map(from_row)
-            .transpose()?
-            .ok_or_else(|| not_found(id))?;
-        if changes.revokes_sessions() {
-            Sql::with(
-                REVOKE_SESSIONS,
-                vec![Box::new(now().fixed_offset()), Box::new(id)],
-            )
-            .execute(&mut conn)
-            .await?;
-        }
-        Ok(user)
     }
-    .await;
-    finish(&mut conn, result).await
-}
 
-pub(super) async fn delete(pool: &Pool, id: i64) -> StoreResult<()> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    begin(&mut conn).await?;
-    let result = async {
-        let current = get_in(&mut conn, id, true).await?;
-        if current.role == Role::Admin && current.is_active {
-            ensure_other_admin(&mut conn, id).await?;
-        }
-        // Refresh tokens go with the account (ON DELETE CASCADE).
-        Sql::with(DELETE, vec![Box::new(id)])
-            .execute(&mut conn)
-            .await
-            .map(|_| ())
+    async fn find_user_by_username(
+        &self,
+        username: &UsernameKey,
+    ) -> StoreResult<Option<(User, String)>> {
+        timed(
+            SYSTEM,
+            "find_user_by_username",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                let row = Sql::with(
+                    FIND_BY_USERNAME,
+                    vec![Box::new(username.as_str().to_owned())],
+                )
+                .row(&mut conn)
+                .await?;
+                match row {
+                    Some(row) => Ok(Some((user(&row)?, text(&row, "password_hash")?))),
+                    None => Ok(None),
+                }
+            }),
+        )
+        .await
     }
-    .await;
-    finish(&mut conn, result).await
-}
 
-pub(super) async fn has_active_admin(pool: &Pool) -> StoreResult<bool> {
-    let mut conn = pool.get().await.map_err(map_error)?;
-    let row = Sql::new(HAS_ACTIVE_ADMIN).row(&mut conn).await?;
-    Ok(row
-        .and_then(|r| r.try_get::<i32, _>(0).ok().flatten())
-        .is_some_and(|v| v == 1))
+    async fn get_user(&self, id: UserId) -> StoreResult<User> {
+        timed(
+            SYSTEM,
+            "get_user",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                get_user_in(&mut conn, id.get(), false).await
+            }),
+        )
+        .await
+    }
+
+    async fn list_users(&self, query: &ListQuery<UserSortField, ()>) -> StoreResult<Page<User>> {
+        timed(
+            SYSTEM,
+            "list_users",
+            self.run(|| async move {
+                let page = fetch_page(
+                    &self.pool,
+                    "dbo.app_user",
+                    COLUMNS,
+                    query,
+                    |_| {},
+                    column,
+                    |row| Ok(user(row)?),
+                )
+                .await?;
+                Ok(page)
+            }),
+        )
+        .await
+    }
+
+    async fn update_user(
+        &self,
+        id: UserId,
+        changes: &UserChanges,
+        password_hash: Option<&str>,
+    ) -> StoreResult<User> {
+        let id = id.get();
+        timed(
+            SYSTEM,
+            "update_user",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                begin(&mut conn).await?;
+                let result = async {
+                    let current = get_user_in(&mut conn, id, true).await?;
+                    let role = changes.role.unwrap_or(current.role);
+                    let is_active = changes.is_active.unwrap_or(current.is_active);
+                    let loses_admin = current.role == Role::Admin
+                        && current.is_active
+                        && (role != Role::Admin || !is_active);
+                    if loses_admin {
+                        ensure_other_admin(&mut conn, id).await?;
+                    }
+                    let rows = Sql::with(
+                        UPDATE,
+                        vec![
+                            Box::new(now().fixed_offset()),
+                            Box::new(role.as_str()),
+                            Box::new(is_active),
+                            Box::new(changes.email.as_ref().map(|e| e.as_str().to_owned())),
+                            Box::new(changes.email.as_ref().map(|e| e.key())),
+                            Box::new(password_hash.map(str::to_owned)),
+                            Box::new(id),
+                        ],
+                    )
+                    .rows_raw(&mut conn)
+                    .await
+                    .map_err(|error| taken(error, ConflictKind::EmailTaken))?;
+                    let updated = rows
+                        .first()
+                        .map(user)
+                        .transpose()?
+                        .ok_or_else(|| Error::from(not_found(id)))?;
+                    if changes.revokes_sessions() {
+                        Sql::with(
+                            REVOKE_SESSIONS,
+                            vec![Box::new(now().fixed_offset()), Box::new(id)],
+                        )
+                        .execute(&mut conn)
+                        .await?;
+                    }
+                    Ok(updated)
+                }
+                .await;
+                finish(&mut conn, result).await
+            }),
+        )
+        .await
+    }
+
+    async fn delete_user(&self, id: UserId) -> StoreResult<()> {
+        let id = id.get();
+        timed(
+            SYSTEM,
+            "delete_user",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                begin(&mut conn).await?;
+                let result = async {
+                    let current = get_user_in(&mut conn, id, true).await?;
+                    if current.role == Role::Admin && current.is_active {
+                        ensure_other_admin(&mut conn, id).await?;
+                    }
+                    // Refresh tokens go with the account (ON DELETE CASCADE).
+                    Sql::with(DELETE, vec![Box::new(id)])
+                        .execute(&mut conn)
+                        .await
+                        .map(|_| ())
+                }
+                .await;
+                finish(&mut conn, result).await
+            }),
+        )
+        .await
+    }
+
+    async fn has_active_admin(&self) -> StoreResult<bool> {
+        timed(
+            SYSTEM,
+            "has_active_admin",
+            self.run(|| async move {
+                let mut conn = self.pool.get().await?;
+                let row = Sql::new(HAS_ACTIVE_ADMIN).row(&mut conn).await?;
+                Ok(row
+                    .and_then(|r| r.try_get::<i32, _>(0).ok().flatten())
+                    .is_some_and(|v| v == 1))
+            }),
+        )
+        .await
+    }
 }
 
 /// The list statements, for the parse test.
