@@ -270,6 +270,92 @@ pub(super) fn sample_pages<F: SortField, Filter: Clone>(
 mod tests {
     use super::*;
 
+    /// A sort whose leading key is nullable and descending (`release`), then `title`,
+    /// then `id`; and one whose keys are never NULL.
+    const NULLABLE_FIRST: &[SortKey<(&str, bool)>] = &[
+        SortKey {
+            field: ("release", true),
+            descending: true,
+        },
+        SortKey {
+            field: ("title", false),
+            descending: false,
+        },
+        SortKey {
+            field: ("id", false),
+            descending: false,
+        },
+    ];
+    const NOT_NULL: &[SortKey<(&str, bool)>] = &[
+        SortKey {
+            field: ("name", false),
+            descending: false,
+        },
+        SortKey {
+            field: ("id", false),
+            descending: true,
+        },
+    ];
+
+    fn column((sql, is_nullable): (&'static str, bool)) -> SortColumn {
+        let null_flag = match sql {
+            "release" => Some("release_is_null"),
+            _ => None,
+        };
+        assert_eq!(null_flag.is_some(), is_nullable);
+        SortColumn { sql, null_flag }
+    }
+
+    fn positions() -> [Vec<SortValue>; 3] {
+        let date = chrono::NaiveDate::from_ymd_opt(2020, 1, 2).unwrap();
+        [
+            vec![
+                SortValue::Date(date),
+                SortValue::Text("x".into()),
+                SortValue::Int(7),
+            ],
+            vec![
+                SortValue::Null,
+                SortValue::Text("x".into()),
+                SortValue::Int(7),
+            ],
+            vec![SortValue::Null, SortValue::Null, SortValue::Null],
+        ]
+    }
+
+    /// The order, seek and NULL-tail SQL for both sorts, one statement per line.
+    fn rendered() -> Vec<String> {
+        let mut out = Vec::new();
+        for keys in [NULLABLE_FIRST, NOT_NULL] {
+            let mut qb = Sql::new("");
+            push_order_by(&mut qb, keys, column);
+            out.push(qb.text().to_owned());
+            for values in positions() {
+                let mut qb = Sql::new("");
+                push_seek(&mut qb, keys, &values[..keys.len()], column);
+                out.push(qb.text().to_owned());
+            }
+        }
+        out
+    }
+
+    /// Captured from the builders before they shared `storage::keyset`.
+    const EXPECTED: &[&str] = &[
+        " ORDER BY release_is_null ASC, release DESC, title ASC, id ASC",
+        " AND (release <= @P1 OR release_is_null = 1) AND (((release < @P2 OR release IS NULL)) OR (release = @P3 AND (title > @P4)) OR (release = @P5 AND title = @P6 AND (id > @P7)))",
+        " AND release_is_null = 1 AND ((release IS NULL AND (title > @P1)) OR (release IS NULL AND title = @P2 AND (id > @P3)))",
+        " AND release_is_null = 1 AND (1 = 0)",
+        " ORDER BY name ASC, id DESC",
+        " AND (name >= @P1) AND (((name > @P2)) OR (name = @P3 AND (id < @P4)))",
+        " AND 1 = 0 AND ((name IS NULL AND (id < @P1)))",
+        " AND 1 = 0 AND (1 = 0)",
+    ];
+
+    #[test]
+    fn keyset_sql_is_unchanged() {
+        assert_eq!(rendered(), EXPECTED);
+    }
+
     #[test]
     fn like_metacharacters_match_themselves() {
         assert_eq!(contains_pattern("star"), "%star%");

@@ -218,6 +218,100 @@ pub(super) async fn begin_snapshot(
 mod tests {
     use super::*;
 
+    /// A sort whose leading key is nullable and descending (`release`), then `title`,
+    /// then `id`; and one whose keys are never NULL.
+    const NULLABLE_FIRST: &[SortKey<(&str, bool)>] = &[
+        SortKey {
+            field: ("release", true),
+            descending: true,
+        },
+        SortKey {
+            field: ("title", false),
+            descending: false,
+        },
+        SortKey {
+            field: ("id", false),
+            descending: false,
+        },
+    ];
+    const NOT_NULL: &[SortKey<(&str, bool)>] = &[
+        SortKey {
+            field: ("name", false),
+            descending: false,
+        },
+        SortKey {
+            field: ("id", false),
+            descending: true,
+        },
+    ];
+
+    fn column((sql, is_nullable): (&'static str, bool)) -> SortColumn {
+        SortColumn { sql, is_nullable }
+    }
+
+    fn positions() -> [Vec<SortValue>; 3] {
+        let date = chrono::NaiveDate::from_ymd_opt(2020, 1, 2).unwrap();
+        [
+            vec![
+                SortValue::Date(date),
+                SortValue::Text("x".into()),
+                SortValue::Int(7),
+            ],
+            vec![
+                SortValue::Null,
+                SortValue::Text("x".into()),
+                SortValue::Int(7),
+            ],
+            vec![SortValue::Null, SortValue::Null, SortValue::Null],
+        ]
+    }
+
+    /// The order, seek and NULL-tail SQL for both sorts, one statement per line.
+    fn rendered() -> Vec<String> {
+        let mut out = Vec::new();
+        for keys in [NULLABLE_FIRST, NOT_NULL] {
+            let mut qb = QueryBuilder::<Postgres>::new("");
+            push_order_by(&mut qb, keys, column);
+            out.push(qb.into_string());
+            for values in positions() {
+                let mut qb = QueryBuilder::<Postgres>::new("");
+                push_seek(&mut qb, keys, &values[..keys.len()], column);
+                out.push(qb.into_string());
+                let tail = needs_null_tail(keys, &values[..keys.len()], column);
+                out.push(format!("needs_null_tail: {tail}"));
+            }
+            let mut qb = QueryBuilder::<Postgres>::new("");
+            push_null_tail(&mut qb, keys, column);
+            out.push(qb.into_string());
+        }
+        out
+    }
+
+    /// Captured from the builders before they shared `storage::keyset`.
+    const EXPECTED: &[&str] = &[
+        " order by release desc nulls last, title asc, id asc",
+        " and release <= $1 and (((release < $2 or release is null)) or (release = $3 and (title > $4)) or (release = $5 and title = $6 and (id > $7)))",
+        "needs_null_tail: true",
+        " and release is null and ((release is null and (title > $1)) or (release is null and title = $2 and (id > $3)))",
+        "needs_null_tail: false",
+        " and release is null and (false)",
+        "needs_null_tail: false",
+        " and release is null",
+        " order by name asc, id desc",
+        " and name >= $1 and (((name > $2)) or (name = $3 and (id < $4)))",
+        "needs_null_tail: false",
+        " and name is null and ((name is null and (id < $1)))",
+        "needs_null_tail: false",
+        " and name is null and (false)",
+        "needs_null_tail: false",
+        " and name is null",
+    ];
+
+    #[test]
+    fn keyset_sql_is_unchanged() {
+        assert_eq!(rendered(), EXPECTED);
+    }
+
     #[test]
     fn like_metacharacters_match_themselves() {
         assert_eq!(contains_pattern("star"), "%star%");

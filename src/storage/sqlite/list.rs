@@ -259,6 +259,100 @@ pub(super) async fn fetch_page_with_total<F: SortField, Filter, T>(
 mod tests {
     use super::*;
 
+    /// A sort whose leading key is nullable and descending (`release`), then `title`,
+    /// then `id`; and one whose keys are never NULL.
+    const NULLABLE_FIRST: &[SortKey<(&str, bool)>] = &[
+        SortKey {
+            field: ("release", true),
+            descending: true,
+        },
+        SortKey {
+            field: ("title", false),
+            descending: false,
+        },
+        SortKey {
+            field: ("id", false),
+            descending: false,
+        },
+    ];
+    const NOT_NULL: &[SortKey<(&str, bool)>] = &[
+        SortKey {
+            field: ("name", false),
+            descending: false,
+        },
+        SortKey {
+            field: ("id", false),
+            descending: true,
+        },
+    ];
+
+    fn column((sql, is_nullable): (&'static str, bool)) -> SortColumn {
+        SortColumn { sql, is_nullable }
+    }
+
+    fn positions() -> [Vec<SortValue>; 3] {
+        let date = chrono::NaiveDate::from_ymd_opt(2020, 1, 2).unwrap();
+        [
+            vec![
+                SortValue::Date(date),
+                SortValue::Text("x".into()),
+                SortValue::Int(7),
+            ],
+            vec![
+                SortValue::Null,
+                SortValue::Text("x".into()),
+                SortValue::Int(7),
+            ],
+            vec![SortValue::Null, SortValue::Null, SortValue::Null],
+        ]
+    }
+
+    /// The order, seek and NULL-tail SQL for both sorts, one statement per line.
+    fn rendered() -> Vec<String> {
+        let mut out = Vec::new();
+        for keys in [NULLABLE_FIRST, NOT_NULL] {
+            let mut qb = QueryBuilder::<Sqlite>::new("");
+            push_order_by(&mut qb, keys, column);
+            out.push(qb.into_string());
+            for values in positions() {
+                let mut qb = QueryBuilder::<Sqlite>::new("");
+                push_seek(&mut qb, keys, &values[..keys.len()], column);
+                out.push(qb.into_string());
+                let tail = needs_null_tail(keys, &values[..keys.len()], column);
+                out.push(format!("needs_null_tail: {tail}"));
+            }
+            let mut qb = QueryBuilder::<Sqlite>::new("");
+            push_null_tail(&mut qb, keys, column);
+            out.push(qb.into_string());
+        }
+        out
+    }
+
+    /// Captured from the builders before they shared `storage::keyset`.
+    const EXPECTED: &[&str] = &[
+        " order by release is null, release desc, title asc, id asc",
+        " and release is not null and release <= ? and (((release < ? or release is null)) or (release = ? and (title > ?)) or (release = ? and title = ? and (id > ?)))",
+        "needs_null_tail: true",
+        " and release is null and ((release is null and (title > ?)) or (release is null and title = ? and (id > ?)))",
+        "needs_null_tail: false",
+        " and release is null and (0)",
+        "needs_null_tail: false",
+        " and release is null",
+        " order by name asc, id desc",
+        " and name >= ? and (((name > ?)) or (name = ? and (id < ?)))",
+        "needs_null_tail: false",
+        " and name is null and ((name is null and (id < ?)))",
+        "needs_null_tail: false",
+        " and name is null and (0)",
+        "needs_null_tail: false",
+        " and name is null",
+    ];
+
+    #[test]
+    fn keyset_sql_is_unchanged() {
+        assert_eq!(rendered(), EXPECTED);
+    }
+
     #[test]
     fn trigram_phrase_quotes_text_and_leaves_short_or_lossy_q_to_the_scan() {
         let cases: &[(&str, Option<&str>)] = &[
