@@ -3,6 +3,7 @@
 //! row type crosses these traits.
 
 mod idempotency;
+mod keyset;
 mod metered;
 pub mod migrate;
 pub mod mssql;

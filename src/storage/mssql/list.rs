@@ -1,126 +1,94 @@
-//! Order and keyset-seek T-SQL shared by the SQL Server list queries.
-//!
-//! Every order ends with `id`, so it is total. T-SQL has no `NULLS LAST`: a nullable sort
-//! column has a persisted `<column>_is_null` companion (0 or 1) that sorts first, and the
-//! indexes are on `(c_is_null, c, id)`. Pages are `OFFSET ... FETCH NEXT ...`; a keyset
-//! page starts strictly after the cursor's values under the same order.
+//! SQL Server's side of the keyset list queries (`storage::keyset` holds the shared order
+//! and seek). T-SQL has no `NULLS LAST`: a nullable sort column has a persisted
+//! `<column>_is_null` companion (0 or 1) that sorts first, and the indexes are on
+//! `(c_is_null, c, id)`. Pages are `OFFSET ... FETCH NEXT ...`.
 
 use tiberius::Row;
 
 use super::pool::Conn;
 use super::sql::Sql;
 use super::{Pool, map_error};
-use crate::domain::list::{ListQuery, Page, Position, SortField, SortKey, SortValue};
+use crate::domain::list::{ListQuery, Page, Position, SortField, SortValue};
 use crate::storage::StoreResult;
 pub(super) use crate::storage::into_page;
+use crate::storage::keyset::{Column, KeysetSql, Words, bound_op, direction};
+pub(super) use crate::storage::keyset::{push_order_by, push_seek};
 
 /// A sortable column: its SQL (a fixed string from a closed enum, never input) and, for a
-/// nullable one, its `_is_null` companion.
+/// nullable one, its `_is_null` companion (the dialect's form of `keyset::SortColumn`).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct SortColumn {
     pub sql: &'static str,
     pub null_flag: Option<&'static str>,
 }
 
-/// Appends ` ORDER BY ...` for `keys`, NULLs last in both directions.
-pub(super) fn push_order_by<F: Copy>(
-    sql: &mut Sql,
-    keys: &[SortKey<F>],
-    column: impl Fn(F) -> SortColumn,
-) {
-    sql.push(" ORDER BY ");
-    for (i, key) in keys.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        let col = column(key.field);
-        if let Some(flag) = col.null_flag {
-            sql.push(flag).push(" ASC, ");
-        }
-        sql.push(col.sql)
-            .push(if key.descending { " DESC" } else { " ASC" });
+impl Column for SortColumn {
+    fn sql(self) -> &'static str {
+        self.sql
+    }
+
+    fn is_nullable(self) -> bool {
+        self.null_flag.is_some()
     }
 }
 
-/// Appends ` AND ...`: rows strictly after `values` under the order `keys`; a NULL value
-/// comes after every value, and nothing comes after NULL but the later keys' order.
-pub(super) fn push_seek<F: Copy>(
-    sql: &mut Sql,
-    keys: &[SortKey<F>],
-    values: &[SortValue],
-    column: impl Fn(F) -> SortColumn,
-) {
-    // A coarse bound the leading key's index can seek to.
-    if let (Some(first), Some(value)) = (keys.first(), values.first()) {
-        let col = column(first.field);
-        match (value, col.null_flag) {
+/// T-SQL's keyset SQL: uppercase keywords, `@Pn` parameters, and NULLs last through the
+/// `_is_null` companion. The coarse bound on a non-NULL value keeps the NULLs
+/// (`(c >= v OR c_is_null = 1)`), so a page never reads a NULL tail of its own.
+impl KeysetSql for Sql {
+    type Column = SortColumn;
+    const WORDS: Words = Words {
+        order_by: " ORDER BY ",
+        asc: " ASC",
+        desc: " DESC",
+        and: " AND ",
+        or: " OR ",
+        is_null: " IS NULL",
+        never: "1 = 0",
+    };
+
+    fn push_sql(&mut self, sql: &str) {
+        self.push(sql);
+    }
+
+    fn push_value(&mut self, value: &SortValue) {
+        match value {
+            SortValue::Int(v) => self.bind(*v),
+            SortValue::Float(v) => self.bind(*v),
+            SortValue::Text(v) => self.bind(v.clone()),
+            SortValue::Timestamp(at) => self.bind(at.fixed_offset()),
+            SortValue::Date(date) => self.bind(*date),
+            SortValue::Null => self.push("NULL"),
+        };
+    }
+
+    fn push_order_key(&mut self, column: SortColumn, descending: bool) {
+        if let Some(flag) = column.null_flag {
+            self.push(flag).push(" ASC, ");
+        }
+        self.push(column.sql).push(direction::<Self>(descending));
+    }
+
+    fn push_lead_bound(&mut self, column: SortColumn, descending: bool, value: &SortValue) {
+        match (value, column.null_flag) {
             (SortValue::Null, Some(flag)) => {
-                sql.push(" AND ").push(flag).push(" = 1");
+                self.push(" AND ").push(flag).push(" = 1");
             }
             (SortValue::Null, None) => {
-                sql.push(" AND 1 = 0");
+                self.push(" AND 1 = 0");
             }
             (value, _) => {
-                sql.push(" AND (").push(col.sql).push(if first.descending {
-                    " <= "
-                } else {
-                    " >= "
-                });
-                push_value(sql, value);
-                if let Some(flag) = col.null_flag {
-                    sql.push(" OR ").push(flag).push(" = 1");
+                self.push(" AND (")
+                    .push(column.sql)
+                    .push(bound_op(descending));
+                self.push_value(value);
+                if let Some(flag) = column.null_flag {
+                    self.push(" OR ").push(flag).push(" = 1");
                 }
-                sql.push(")");
+                self.push(")");
             }
         }
     }
-    let mut terms = 0;
-    sql.push(" AND (");
-    for (i, (key, value)) in keys.iter().zip(values).enumerate() {
-        if matches!(value, SortValue::Null) {
-            continue;
-        }
-        if terms > 0 {
-            sql.push(" OR ");
-        }
-        terms += 1;
-        sql.push("(");
-        for (prev_key, prev_value) in keys[..i].iter().zip(values) {
-            let prev = column(prev_key.field).sql;
-            if matches!(prev_value, SortValue::Null) {
-                sql.push(prev).push(" IS NULL AND ");
-            } else {
-                sql.push(prev).push(" = ");
-                push_value(sql, prev_value);
-                sql.push(" AND ");
-            }
-        }
-        let col = column(key.field);
-        sql.push("(")
-            .push(col.sql)
-            .push(if key.descending { " < " } else { " > " });
-        push_value(sql, value);
-        if col.null_flag.is_some() {
-            sql.push(" OR ").push(col.sql).push(" IS NULL");
-        }
-        sql.push("))");
-    }
-    if terms == 0 {
-        // Only reachable with an all-NULL position, which `id` (never NULL) rules out.
-        sql.push("1 = 0");
-    }
-    sql.push(")");
-}
-
-fn push_value(sql: &mut Sql, value: &SortValue) {
-    match value {
-        SortValue::Int(v) => sql.bind(*v),
-        SortValue::Float(v) => sql.bind(*v),
-        SortValue::Text(v) => sql.bind(v.clone()),
-        SortValue::Timestamp(at) => sql.bind(at.fixed_offset()),
-        SortValue::Date(date) => sql.bind(*date),
-        SortValue::Null => sql.push("NULL"),
-    };
 }
 
 /// Appends ` OFFSET @Pn ROWS FETCH NEXT @Pm ROWS ONLY`; callers ask for one row more than
@@ -269,6 +237,93 @@ pub(super) fn sample_pages<F: SortField, Filter: Clone>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::list::SortKey;
+
+    /// A sort whose leading key is nullable and descending (`release`), then `title`,
+    /// then `id`; and one whose keys are never NULL.
+    const NULLABLE_FIRST: &[SortKey<(&str, bool)>] = &[
+        SortKey {
+            field: ("release", true),
+            descending: true,
+        },
+        SortKey {
+            field: ("title", false),
+            descending: false,
+        },
+        SortKey {
+            field: ("id", false),
+            descending: false,
+        },
+    ];
+    const NOT_NULL: &[SortKey<(&str, bool)>] = &[
+        SortKey {
+            field: ("name", false),
+            descending: false,
+        },
+        SortKey {
+            field: ("id", false),
+            descending: true,
+        },
+    ];
+
+    fn column((sql, is_nullable): (&'static str, bool)) -> SortColumn {
+        let null_flag = match sql {
+            "release" => Some("release_is_null"),
+            _ => None,
+        };
+        assert_eq!(null_flag.is_some(), is_nullable);
+        SortColumn { sql, null_flag }
+    }
+
+    fn positions() -> [Vec<SortValue>; 3] {
+        let date = chrono::NaiveDate::from_ymd_opt(2020, 1, 2).unwrap();
+        [
+            vec![
+                SortValue::Date(date),
+                SortValue::Text("x".into()),
+                SortValue::Int(7),
+            ],
+            vec![
+                SortValue::Null,
+                SortValue::Text("x".into()),
+                SortValue::Int(7),
+            ],
+            vec![SortValue::Null, SortValue::Null, SortValue::Null],
+        ]
+    }
+
+    /// The order, seek and NULL-tail SQL for both sorts, one statement per line.
+    fn rendered() -> Vec<String> {
+        let mut out = Vec::new();
+        for keys in [NULLABLE_FIRST, NOT_NULL] {
+            let mut qb = Sql::new("");
+            push_order_by(&mut qb, keys, column);
+            out.push(qb.text().to_owned());
+            for values in positions() {
+                let mut qb = Sql::new("");
+                push_seek(&mut qb, keys, &values[..keys.len()], column);
+                out.push(qb.text().to_owned());
+            }
+        }
+        out
+    }
+
+    /// Captured from the builders before they shared `storage::keyset`.
+    const EXPECTED: &[&str] = &[
+        " ORDER BY release_is_null ASC, release DESC, title ASC, id ASC",
+        " AND (release <= @P1 OR release_is_null = 1) AND (((release < @P2 OR release IS NULL)) OR (release = @P3 AND (title > @P4)) OR (release = @P5 AND title = @P6 AND (id > @P7)))",
+        " AND release_is_null = 1 AND ((release IS NULL AND (title > @P1)) OR (release IS NULL AND title = @P2 AND (id > @P3)))",
+        " AND release_is_null = 1 AND (1 = 0)",
+        " ORDER BY name ASC, id DESC",
+        " AND (name >= @P1) AND (((name > @P2)) OR (name = @P3 AND (id < @P4)))",
+        " AND 1 = 0 AND ((name IS NULL AND (id < @P1)))",
+        " AND 1 = 0 AND (1 = 0)",
+    ];
+
+    #[test]
+    fn keyset_sql_is_unchanged() {
+        assert_eq!(rendered(), EXPECTED);
+    }
 
     #[test]
     fn like_metacharacters_match_themselves() {

@@ -1,9 +1,6 @@
-//! Order and keyset-seek SQL shared by the SQLite list queries.
-//!
-//! Every order ends with `id`, so it is total; NULLs sort last in both directions. The seek
-//! predicate selects rows strictly after the cursor's values under that same order, so a
-//! page deep in the list costs what the first page costs (each sort has a `(column, id)`
-//! index).
+//! SQLite's side of the keyset list queries (`storage::keyset` holds the shared order and
+//! seek): binding, NULLs last, limit, search phrases and the page read. Each sort has a
+//! `(column, id)` index, so a deep page costs what the first page costs.
 //!
 //! Totals and search (#11, migration 0006): `row_count` holds the number of artists and
 //! songs, kept by triggers in every writing transaction, so an unfiltered list reads its
@@ -15,146 +12,60 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row as _, Sqlite, SqlitePool};
 
 use super::map_error;
-use crate::domain::list::{ListQuery, Page, Position, SortField, SortKey, SortValue};
+use crate::domain::list::{ListQuery, Page, Position, SortField, SortValue};
 use crate::storage::StoreResult;
 pub(super) use crate::storage::into_page;
+use crate::storage::keyset::{KeysetSql, LOWERCASE, Words, bound_op, direction, push_is_null};
+pub(super) use crate::storage::keyset::{
+    SortColumn, needs_null_tail, push_null_tail, push_order_by, push_seek,
+};
 
-/// A sortable column: its SQL (a fixed string from a closed enum, never input) and whether
-/// it may be NULL.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct SortColumn {
-    pub sql: &'static str,
-    pub is_nullable: bool,
-}
-
-/// Appends ` order by ...` for `keys`. A nullable column sorts as `c is null, c`, which
-/// puts NULLs last in both directions and matches the `(c is null, c, id)` indexes (SQLite
-/// cannot index `nulls last`).
-pub(super) fn push_order_by<F: Copy>(
-    qb: &mut QueryBuilder<Sqlite>,
-    keys: &[SortKey<F>],
-    column: impl Fn(F) -> SortColumn,
-) {
-    qb.push(" order by ");
-    for (i, key) in keys.iter().enumerate() {
-        if i > 0 {
-            qb.push(", ");
-        }
-        let col = column(key.field);
-        if col.is_nullable {
-            qb.push(format!("{} is null, ", col.sql));
-        }
-        qb.push(col.sql);
-        qb.push(if key.descending { " desc" } else { " asc" });
-    }
-}
-
-/// Appends ` and ...`: rows strictly after `values` under the order `keys`.
-///
-/// First a coarse bound on the leading key that its index can seek to (`c >= v`,
-/// `c <= v` or `c is null`), then the exact condition
-/// `k1 after v1 OR (k1 = v1 AND k2 after v2) OR ...`, where "after" a NULL is nothing
-/// (NULLs are last) and NULL is after every value.
-///
-/// When the leading key is nullable and its cursor value is not NULL, the bound keeps to
-/// non-NULL rows (`c is not null and c >= v`, an index range); the caller reads the NULL
-/// tail separately with [`push_null_tail`] when the page is not full. An `or c is null`
-/// here would turn the seek into a scan.
-pub(super) fn push_seek<F: Copy>(
-    qb: &mut QueryBuilder<Sqlite>,
-    keys: &[SortKey<F>],
-    values: &[SortValue],
-    column: impl Fn(F) -> SortColumn,
-) {
-    if let (Some(first), Some(value)) = (keys.first(), values.first()) {
-        let col = column(first.field);
-        let op = if first.descending { "<=" } else { ">=" };
-        match value {
-            SortValue::Null => {
-                qb.push(format!(" and {} is null", col.sql));
-            }
-            _ if col.is_nullable => {
-                qb.push(format!(
-                    " and {} is not null and {} {op} ",
-                    col.sql, col.sql
-                ));
-                push_value(qb, value);
-            }
-            _ => {
-                qb.push(format!(" and {} {op} ", col.sql));
-                push_value(qb, value);
-            }
-        }
-    }
-    let mut terms = 0;
-    qb.push(" and (");
-    for (i, (key, value)) in keys.iter().zip(values).enumerate() {
-        if matches!(value, SortValue::Null) {
-            continue;
-        }
-        if terms > 0 {
-            qb.push(" or ");
-        }
-        terms += 1;
-        qb.push("(");
-        for (prev_key, prev_value) in keys[..i].iter().zip(values) {
-            let prev = column(prev_key.field).sql;
-            if matches!(prev_value, SortValue::Null) {
-                qb.push(format!("{prev} is null and "));
-            } else {
-                qb.push(format!("{prev} = "));
-                push_value(qb, prev_value);
-                qb.push(" and ");
-            }
-        }
-        let col = column(key.field);
-        let op = if key.descending { "<" } else { ">" };
-        qb.push(format!("({} {op} ", col.sql));
-        push_value(qb, value);
-        if col.is_nullable {
-            qb.push(format!(" or {} is null", col.sql));
-        }
-        qb.push("))");
-    }
-    if terms == 0 {
-        // Only reachable with an all-NULL position, which `id` (never NULL) rules out.
-        qb.push("0");
-    }
-    qb.push(")");
-}
-
-/// Whether a keyset page must also read the NULL tail of a nullable leading key.
-pub(super) fn needs_null_tail<F: Copy>(
-    keys: &[SortKey<F>],
-    values: &[SortValue],
-    column: impl Fn(F) -> SortColumn,
-) -> bool {
-    keys.first().is_some_and(|k| column(k.field).is_nullable)
-        && values
-            .first()
-            .is_some_and(|v| !matches!(v, SortValue::Null))
-}
-
-/// Appends ` and c is null` for the leading key: the rows that follow every non-NULL value.
-pub(super) fn push_null_tail<F: Copy>(
-    qb: &mut QueryBuilder<Sqlite>,
-    keys: &[SortKey<F>],
-    column: impl Fn(F) -> SortColumn,
-) {
-    if let Some(first) = keys.first() {
-        qb.push(format!(" and {} is null", column(first.field).sql));
-    }
-}
-
-fn push_value(qb: &mut QueryBuilder<Sqlite>, value: &SortValue) {
-    match value {
-        SortValue::Int(v) => qb.push_bind(*v),
-        SortValue::Float(v) => qb.push_bind(*v),
-        SortValue::Text(v) => qb.push_bind(v.clone()),
-        SortValue::Timestamp(at) => qb.push_bind(super::timestamp_key(at)),
-        SortValue::Date(date) => qb.push_bind(super::date_key(*date)),
-        SortValue::Null => qb.push("null"),
+/// SQLite's keyset SQL. A nullable column sorts as `c is null, c`, which puts NULLs last
+/// in both directions and matches the `(c is null, c, id)` indexes (SQLite cannot index
+/// `nulls last`). When the leading key is nullable and its cursor value is not NULL, the
+/// coarse bound keeps to non-NULL rows (`c is not null and c >= v`, an index range); the
+/// caller reads the NULL tail separately with [`push_null_tail`] when the page is not full.
+impl KeysetSql for QueryBuilder<Sqlite> {
+    type Column = SortColumn;
+    const WORDS: Words = Words {
+        never: "0",
+        ..LOWERCASE
     };
+
+    fn push_sql(&mut self, sql: &str) {
+        self.push(sql);
+    }
+
+    fn push_value(&mut self, value: &SortValue) {
+        match value {
+            SortValue::Int(v) => self.push_bind(*v),
+            SortValue::Float(v) => self.push_bind(*v),
+            SortValue::Text(v) => self.push_bind(v.clone()),
+            SortValue::Timestamp(at) => self.push_bind(super::timestamp_key(at)),
+            SortValue::Date(date) => self.push_bind(super::date_key(*date)),
+            SortValue::Null => self.push("null"),
+        };
+    }
+
+    fn push_order_key(&mut self, column: SortColumn, descending: bool) {
+        if column.is_nullable {
+            self.push(column.sql).push(" is null, ");
+        }
+        self.push(column.sql).push(direction::<Self>(descending));
+    }
+
+    fn push_lead_bound(&mut self, column: SortColumn, descending: bool, value: &SortValue) {
+        if matches!(value, SortValue::Null) {
+            push_is_null(self, column);
+            return;
+        }
+        self.push(" and ");
+        if column.is_nullable {
+            self.push(column.sql).push(" is not null and ");
+        }
+        self.push(column.sql).push(bound_op(descending));
+        self.push_value(value);
+    }
 }
 
 /// Appends ` limit <n> offset ?`; callers ask for one row more than the page to learn
@@ -258,6 +169,101 @@ pub(super) async fn fetch_page_with_total<F: SortField, Filter, T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::list::SortKey;
+
+    /// A sort whose leading key is nullable and descending (`release`), then `title`,
+    /// then `id`; and one whose keys are never NULL.
+    const NULLABLE_FIRST: &[SortKey<(&str, bool)>] = &[
+        SortKey {
+            field: ("release", true),
+            descending: true,
+        },
+        SortKey {
+            field: ("title", false),
+            descending: false,
+        },
+        SortKey {
+            field: ("id", false),
+            descending: false,
+        },
+    ];
+    const NOT_NULL: &[SortKey<(&str, bool)>] = &[
+        SortKey {
+            field: ("name", false),
+            descending: false,
+        },
+        SortKey {
+            field: ("id", false),
+            descending: true,
+        },
+    ];
+
+    fn column((sql, is_nullable): (&'static str, bool)) -> SortColumn {
+        SortColumn { sql, is_nullable }
+    }
+
+    fn positions() -> [Vec<SortValue>; 3] {
+        let date = chrono::NaiveDate::from_ymd_opt(2020, 1, 2).unwrap();
+        [
+            vec![
+                SortValue::Date(date),
+                SortValue::Text("x".into()),
+                SortValue::Int(7),
+            ],
+            vec![
+                SortValue::Null,
+                SortValue::Text("x".into()),
+                SortValue::Int(7),
+            ],
+            vec![SortValue::Null, SortValue::Null, SortValue::Null],
+        ]
+    }
+
+    /// The order, seek and NULL-tail SQL for both sorts, one statement per line.
+    fn rendered() -> Vec<String> {
+        let mut out = Vec::new();
+        for keys in [NULLABLE_FIRST, NOT_NULL] {
+            let mut qb = QueryBuilder::<Sqlite>::new("");
+            push_order_by(&mut qb, keys, column);
+            out.push(qb.into_string());
+            for values in positions() {
+                let mut qb = QueryBuilder::<Sqlite>::new("");
+                push_seek(&mut qb, keys, &values[..keys.len()], column);
+                out.push(qb.into_string());
+                let tail = needs_null_tail(keys, &values[..keys.len()], column);
+                out.push(format!("needs_null_tail: {tail}"));
+            }
+            let mut qb = QueryBuilder::<Sqlite>::new("");
+            push_null_tail(&mut qb, keys, column);
+            out.push(qb.into_string());
+        }
+        out
+    }
+
+    /// Captured from the builders before they shared `storage::keyset`.
+    const EXPECTED: &[&str] = &[
+        " order by release is null, release desc, title asc, id asc",
+        " and release is not null and release <= ? and (((release < ? or release is null)) or (release = ? and (title > ?)) or (release = ? and title = ? and (id > ?)))",
+        "needs_null_tail: true",
+        " and release is null and ((release is null and (title > ?)) or (release is null and title = ? and (id > ?)))",
+        "needs_null_tail: false",
+        " and release is null and (0)",
+        "needs_null_tail: false",
+        " and release is null",
+        " order by name asc, id desc",
+        " and name >= ? and (((name > ?)) or (name = ? and (id < ?)))",
+        "needs_null_tail: false",
+        " and name is null and ((name is null and (id < ?)))",
+        "needs_null_tail: false",
+        " and name is null and (0)",
+        "needs_null_tail: false",
+        " and name is null",
+    ];
+
+    #[test]
+    fn keyset_sql_is_unchanged() {
+        assert_eq!(rendered(), EXPECTED);
+    }
 
     #[test]
     fn trigram_phrase_quotes_text_and_leaves_short_or_lossy_q_to_the_scan() {
