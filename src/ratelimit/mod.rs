@@ -408,7 +408,11 @@ mod tests {
         assert_eq!(failing.0.load(Ordering::Relaxed), 1);
         clock.advance(OUTAGE_PROBE_INTERVAL);
         limits.check("api:ip:192.0.2.3", QUOTA).await;
-        assert_eq!(failing.0.load(Ordering::Relaxed), 2, "asked again after the interval");
+        assert_eq!(
+            failing.0.load(Ordering::Relaxed),
+            2,
+            "asked again after the interval"
+        );
     }
 
     #[test]
