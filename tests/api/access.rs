@@ -49,6 +49,7 @@ fn key_client(key: &str) -> Client {
 
 async fn api_key(app: &TestApp, role: &str) -> String {
     let response = app
+        .admin()
         .post(
             "/v1/admin/api-keys",
             &json!({"name": format!("{role} key"), "role": role}),

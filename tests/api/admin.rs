@@ -39,7 +39,12 @@ async fn admins_create_read_list_change_and_delete_accounts() {
     assert_eq!(location, format!("/v1/admin/users/{id}"));
     assert_eq!(user["role"], "editor");
     assert_eq!(
-        app.get(&location).await.json::<Value>().await.unwrap(),
+        app.admin()
+            .get(&location)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap(),
         user
     );
 
@@ -50,8 +55,9 @@ async fn admins_create_read_list_change_and_delete_accounts() {
         .json()
         .await
         .unwrap();
-    assert_eq!(page["pagination"]["total_items"], 2);
-    assert_eq!(page["items"][0]["username"], "test-admin");
+    // The harness's viewer, editor and admin, and editor1.
+    assert_eq!(page["pagination"]["total_items"], 4);
+    assert_eq!(page["items"][0]["username"], "test-viewer");
     let cursor = page["pagination"]["next_cursor"].as_str().unwrap();
     let next: Value = app
         .admin()
@@ -62,7 +68,7 @@ async fn admins_create_read_list_change_and_delete_accounts() {
         .json()
         .await
         .unwrap();
-    assert_eq!(next["items"][0]["username"], "editor1");
+    assert_eq!(next["items"][0]["username"], "test-editor");
     assert!(!page.to_string().contains("argon2"));
 
     let changed = patch(
@@ -82,7 +88,7 @@ async fn admins_create_read_list_change_and_delete_accounts() {
         app.admin().delete(&location).await.status(),
         StatusCode::NO_CONTENT
     );
-    problem(app.get(&location).await, StatusCode::NOT_FOUND).await;
+    problem(app.admin().get(&location).await, StatusCode::NOT_FOUND).await;
     problem(app.admin().delete(&location).await, StatusCode::NOT_FOUND).await;
 }
 
@@ -166,7 +172,7 @@ async fn invalid_changes_are_422_and_change_nothing() {
 #[tokio::test]
 async fn the_last_active_admin_cannot_be_removed() {
     let app = TestApp::spawn().await;
-    let me: Value = app.get("/v1/auth/me").await.json().await.unwrap();
+    let me: Value = app.admin().get("/v1/auth/me").await.json().await.unwrap();
     let id = me["id"].as_i64().unwrap();
 
     for body in [json!({"role": "editor"}), json!({"is_active": false})] {
