@@ -328,11 +328,6 @@ impl TestApp {
         self.viewer().get(path).await
     }
 
-    /// `POST path` with a JSON body, as a viewer.
-    pub async fn post(&self, path: &str, body: &Value) -> Response {
-        self.viewer().post(path, body).await
-    }
-
     /// Creates an artist as an editor and returns its body (asserts 201).
     pub async fn create_artist(&self, name: &str) -> Value {
         let response = self
