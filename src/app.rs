@@ -12,6 +12,7 @@ use axum_server::{Handle, Server};
 use chrono::Utc;
 use tokio::net::TcpListener;
 
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::idempotency::expiry_cutoff;
 use crate::http::conn::{self, ConnAcceptor, ConnLimits, PeerAddr};
@@ -39,6 +40,15 @@ impl App {
     /// # Errors
     /// The database cannot be opened or migrated, or the address cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Clock::default()).await
+    }
+
+    /// [`App::build`] with rate-limit budgets and caches on `clock` (tests advance it
+    /// instead of sleeping).
+    ///
+    /// # Errors
+    /// As [`App::build`].
+    pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
         let store = storage::connect(&settings.database).await?;
         if settings.database.migrate_on_start {
             let applied = store.migrator().up().await.context("applying migrations")?;
@@ -83,7 +93,7 @@ impl App {
         let listeners = 2 + usize::from(redirect_listener.is_some());
         let budget = conn::fit_to_file_limit(&settings, listeners);
         let limits = ConnLimits::new(&settings, budget.per_listener);
-        let state = AppState::new(store, settings)?;
+        let state = AppState::with_clock(store, settings, &clock)?;
         if state.settings.auth.create_dev_admin {
             announce_dev_admin(&state).await?;
         }

@@ -9,6 +9,7 @@ use axum::extract::FromRef;
 use tokio::sync::Mutex;
 
 use crate::auth::accounts::Accounts;
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::ratelimit::RateLimits;
 use crate::storage::DynStore;
@@ -34,12 +35,21 @@ impl AppState {
     /// # Errors
     /// Invalid Argon2 parameters, token keys or Redis URL.
     pub fn new(store: DynStore, settings: Settings) -> anyhow::Result<Self> {
+        Self::with_clock(store, settings, &Clock::default())
+    }
+
+    /// Bundles the parts; budgets and caches read the time from `clock`.
+    ///
+    /// # Errors
+    /// Invalid Argon2 parameters, token keys or Redis URL.
+    pub fn with_clock(store: DynStore, settings: Settings, clock: &Clock) -> anyhow::Result<Self> {
         Ok(Self {
-            accounts: Accounts::new(store.clone(), &settings.auth)?,
-            rate_limits: Arc::new(RateLimits::from_settings(&settings.rate_limit)?),
+            // `Accounts::new` builds its grant and session caches with `Clock::current`.
+            accounts: clock.install_while(|| Accounts::new(store.clone(), &settings.auth))?,
+            rate_limits: Arc::new(RateLimits::from_settings(&settings.rate_limit, clock)?),
             store,
             settings: Arc::new(settings),
-            readiness: Arc::new(Readiness::default()),
+            readiness: Arc::new(Readiness::new(clock.clone())),
         })
     }
 }
@@ -65,11 +75,21 @@ pub struct DatabaseCheck {
 #[derive(Debug, Default)]
 pub struct Readiness {
     is_draining: AtomicBool,
+    /// The clock the cached check's age is measured on.
+    clock: Clock,
     /// Held while a check runs, so concurrent probes share one database round trip.
     last_check: Mutex<Option<(Instant, DatabaseCheck)>>,
 }
 
 impl Readiness {
+    /// Not draining, nothing checked yet; ages measured on `clock`.
+    pub fn new(clock: Clock) -> Self {
+        Self {
+            clock,
+            ..Self::default()
+        }
+    }
+
     /// Marks the start of shutdown: readiness answers 503 from now on.
     pub fn start_draining(&self) {
         self.is_draining.store(true, Ordering::SeqCst);
@@ -91,12 +111,12 @@ impl Readiness {
     {
         let mut last = self.last_check.lock().await;
         if let Some((at, check)) = *last
-            && at.elapsed() < max_age
+            && self.clock.now() - at < max_age
         {
             return check;
         }
         let check = run().await;
-        *last = Some((Instant::now(), check));
+        *last = Some((self.clock.now(), check));
         check
     }
 }

@@ -24,6 +24,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::clock::Clock;
 use crate::domain::credential::SecretDigest;
 use crate::domain::user::Role;
 
@@ -64,6 +65,7 @@ struct Shard {
 #[derive(Debug)]
 pub struct GrantCache {
     ttl: Duration,
+    clock: Clock,
     hasher: RandomState,
     shards: Box<[Mutex<Shard>]>,
 }
@@ -75,10 +77,16 @@ impl Default for GrantCache {
 }
 
 impl GrantCache {
-    /// A cache whose entries live `ttl`.
+    /// A cache whose entries live `ttl` on [`Clock::current`].
     pub fn new(ttl: Duration) -> Self {
+        Self::with_clock(ttl, Clock::current())
+    }
+
+    /// A cache whose entries live `ttl` on `clock`.
+    pub fn with_clock(ttl: Duration, clock: Clock) -> Self {
         Self {
             ttl,
+            clock,
             hasher: RandomState::new(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
         }
@@ -92,7 +100,8 @@ impl GrantCache {
     /// The cached grant if fresh.
     pub fn get(&self, subject: &Subject) -> Option<Grant> {
         let shard = self.shard(subject);
-        let fresh = |at: &Instant| at.elapsed() < self.ttl;
+        let now = self.clock.now();
+        let fresh = |at: &Instant| now - *at < self.ttl;
         if let Some((at, grant)) = shard.grants.get(subject) {
             return fresh(at).then_some(*grant);
         }
@@ -107,11 +116,11 @@ impl GrantCache {
     pub fn put(&self, subject: Subject, grant: Grant) {
         let ttl = self.ttl;
         let mut shard = self.shard(&subject);
-        let now = Instant::now();
+        let now = self.clock.now();
         if grant.is_none() && matches!(subject, Subject::ApiKey(_)) {
             shard.grants.remove(&subject);
             if shard.refused.len() >= MAX_REFUSED / SHARDS {
-                shard.refused.retain(|_, at| at.elapsed() < ttl);
+                shard.refused.retain(|_, at| now - *at < ttl);
                 if shard.refused.len() >= MAX_REFUSED / SHARDS {
                     shard.refused.clear();
                 }
@@ -121,7 +130,7 @@ impl GrantCache {
         }
         shard.refused.remove(&subject);
         if shard.grants.len() >= MAX_ENTRIES / SHARDS && !shard.grants.contains_key(&subject) {
-            shard.grants.retain(|_, (at, _)| at.elapsed() < ttl);
+            shard.grants.retain(|_, (at, _)| now - *at < ttl);
             if shard.grants.len() >= MAX_ENTRIES / SHARDS {
                 // Still full of live grants: keep the younger half.
                 let mut ages: Vec<Instant> = shard.grants.values().map(|(at, _)| *at).collect();
@@ -177,15 +186,22 @@ type SessionShard = HashMap<Box<str>, (Instant, i64, bool)>;
 #[derive(Debug)]
 pub struct SessionCache {
     ttl: Duration,
+    clock: Clock,
     hasher: RandomState,
     shards: Box<[Mutex<SessionShard>]>,
 }
 
 impl SessionCache {
-    /// A cache whose entries live `ttl`.
+    /// A cache whose entries live `ttl` on [`Clock::current`].
     pub fn new(ttl: Duration) -> Self {
+        Self::with_clock(ttl, Clock::current())
+    }
+
+    /// A cache whose entries live `ttl` on `clock`.
+    pub fn with_clock(ttl: Duration, clock: Clock) -> Self {
         Self {
             ttl,
+            clock,
             hasher: RandomState::new(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
         }
@@ -201,23 +217,25 @@ impl SessionCache {
     /// Whether the login is active, if read within the TTL.
     pub fn get(&self, family_id: &str) -> Option<bool> {
         let shard = self.shard(family_id);
+        let now = self.clock.now();
         shard
             .get(family_id)
-            .filter(|(at, _, _)| at.elapsed() < self.ttl)
+            .filter(|(at, _, _)| now - *at < self.ttl)
             .map(|(_, _, active)| *active)
     }
 
     /// Remembers whether the login `family_id` of `user_id` is active.
     pub fn put(&self, family_id: &str, user_id: i64, active: bool) {
         let ttl = self.ttl;
+        let now = self.clock.now();
         let mut shard = self.shard(family_id);
         if shard.len() >= MAX_ENTRIES / SHARDS && !shard.contains_key(family_id) {
-            shard.retain(|_, (at, _, _)| at.elapsed() < ttl);
+            shard.retain(|_, (at, _, _)| now - *at < ttl);
             if shard.len() >= MAX_ENTRIES / SHARDS {
                 shard.clear();
             }
         }
-        shard.insert(family_id.into(), (Instant::now(), user_id, active));
+        shard.insert(family_id.into(), (now, user_id, active));
     }
 
     /// Forgets one login (it ended on this replica).
@@ -253,7 +271,8 @@ mod tests {
 
     #[test]
     fn entries_expire_and_can_be_forgotten() {
-        let cache = GrantCache::new(Duration::from_millis(50));
+        let clock = Clock::default();
+        let cache = GrantCache::with_clock(Duration::from_secs(30), clock.clone());
         cache.put(Subject::User(1), Some((1, Role::Admin)));
         cache.put(
             Subject::ApiKey(SecretDigest::of("d")),
@@ -263,7 +282,7 @@ mod tests {
         assert_eq!(cache.get(&Subject::User(1)), Some(Some((1, Role::Admin))));
         cache.forget_api_keys();
         assert_eq!(cache.get(&Subject::ApiKey(SecretDigest::of("d"))), None);
-        std::thread::sleep(Duration::from_millis(60));
+        clock.advance(Duration::from_secs(30));
         assert_eq!(cache.get(&Subject::User(1)), None);
     }
 

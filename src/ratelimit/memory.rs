@@ -14,6 +14,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
+use crate::clock::Clock;
+
 use super::{Decision, Limiter, LimiterUnavailable, Quota, gcra};
 
 /// Most clients tracked at once (about 100 bytes each).
@@ -26,6 +28,8 @@ const EVICT_DIVISOR: usize = 10;
 /// The in-process limiter.
 #[derive(Debug)]
 pub struct MemoryLimiter {
+    clock: Clock,
+    /// Time zero of the limiter's milliseconds, on `clock`.
     started: Instant,
     state: Mutex<State>,
 }
@@ -39,14 +43,20 @@ struct State {
 
 impl Default for MemoryLimiter {
     fn default() -> Self {
-        Self {
-            started: Instant::now(),
-            state: Mutex::new(State::default()),
-        }
+        Self::new(Clock::default())
     }
 }
 
 impl MemoryLimiter {
+    /// An empty limiter that reads the time from `clock`.
+    pub fn new(clock: Clock) -> Self {
+        Self {
+            started: clock.now(),
+            clock,
+            state: Mutex::new(State::default()),
+        }
+    }
+
     /// Clients currently tracked.
     pub fn len(&self) -> usize {
         self.lock().tats.len()
@@ -65,7 +75,7 @@ impl MemoryLimiter {
 
     /// The synchronous check, now.
     pub fn check_now(&self, key: &str, quota: Quota) -> Decision {
-        let now = self.started.elapsed().as_secs_f64() * 1000.0;
+        let now = (self.clock.now() - self.started).as_secs_f64() * 1000.0;
         self.check_at(key, quota, now)
     }
 

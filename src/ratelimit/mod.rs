@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use ipnet::IpNet;
 
+use crate::clock::Clock;
 use crate::config::{RateLimitBackend, RateLimitSettings, parse_cidr};
 
 /// While the configured limiter fails, it is asked again at most this often; the checks
@@ -145,7 +146,9 @@ pub struct RateLimits {
     /// During an outage: when (ms after `started`) the configured limiter may be asked
     /// again.
     next_probe_ms: AtomicU64,
-    /// The clock of `next_probe_ms`.
+    /// The clock of `next_probe_ms` and of the in-process budgets.
+    clock: Clock,
+    /// Time zero of `next_probe_ms`, on `clock`.
     started: Instant,
     /// Client networks that are never limited (`rate_limit.exempt_clients`).
     exempt: Vec<IpNet>,
@@ -166,11 +169,12 @@ impl std::fmt::Debug for RateLimits {
 }
 
 impl RateLimits {
-    /// Builds the limiter `settings` name (Redis is connected on first use).
+    /// Builds the limiter `settings` name (Redis is connected on first use); in-process
+    /// budgets and the outage probe read the time from `clock` (Redis uses its own).
     ///
     /// # Errors
     /// An invalid Redis URL.
-    pub fn from_settings(settings: &RateLimitSettings) -> anyhow::Result<Self> {
+    pub fn from_settings(settings: &RateLimitSettings, clock: &Clock) -> anyhow::Result<Self> {
         let limiter: Arc<dyn Limiter> = match (settings.backend, &settings.redis_url) {
             (RateLimitBackend::Redis, Some(url)) => Arc::new(redis::RedisLimiter::new(
                 url,
@@ -180,7 +184,7 @@ impl RateLimits {
             (RateLimitBackend::Redis, None) => {
                 anyhow::bail!("rate_limit.redis_url must be set when rate_limit.backend is redis")
             }
-            (RateLimitBackend::Memory, _) => Arc::new(memory::MemoryLimiter::default()),
+            (RateLimitBackend::Memory, _) => Arc::new(memory::MemoryLimiter::new(clock.clone())),
         };
         Ok(Self {
             enabled: settings.enabled,
@@ -193,10 +197,11 @@ impl RateLimits {
                 per_minute: settings.auth_requests_per_minute,
                 burst: settings.auth_burst,
             },
-            fallback: memory::MemoryLimiter::default(),
+            fallback: memory::MemoryLimiter::new(clock.clone()),
             in_outage: AtomicBool::new(false),
             next_probe_ms: AtomicU64::new(0),
-            started: Instant::now(),
+            started: clock.now(),
+            clock: clock.clone(),
             ipv6_prefix_len: settings.ipv6_prefix_len,
             // Entries were validated at start-up; nothing unparsable is left to drop.
             exempt: settings
@@ -295,7 +300,7 @@ impl RateLimits {
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+        u64::try_from((self.clock.now() - self.started).as_millis()).unwrap_or(u64::MAX)
     }
 }
 
@@ -353,7 +358,7 @@ mod tests {
             "10.1.2.3/32, 2001:db8::/64, 192.0.2.7".to_owned(),
         )]))
         .unwrap();
-        let limits = RateLimits::from_settings(&settings.rate_limit).unwrap();
+        let limits = RateLimits::from_settings(&settings.rate_limit, &Clock::default()).unwrap();
         let ip = |text: &str| text.parse::<IpAddr>().unwrap();
 
         for (client, exempt) in [
@@ -386,7 +391,8 @@ mod tests {
         let settings = crate::config::Settings::load_from(&std::collections::HashMap::new())
             .unwrap()
             .rate_limit;
-        let mut limits = RateLimits::from_settings(&settings).unwrap();
+        let clock = Clock::default();
+        let mut limits = RateLimits::from_settings(&settings, &clock).unwrap();
         let failing = Arc::new(Failing::default());
         limits.limiter = failing.clone() as Arc<dyn Limiter>;
 
@@ -400,6 +406,13 @@ mod tests {
         assert!(other, "clients keep separate budgets");
         // The whole test runs well within one probe interval.
         assert_eq!(failing.0.load(Ordering::Relaxed), 1);
+        clock.advance(OUTAGE_PROBE_INTERVAL);
+        limits.check("api:ip:192.0.2.3", QUOTA).await;
+        assert_eq!(
+            failing.0.load(Ordering::Relaxed),
+            2,
+            "asked again after the interval"
+        );
     }
 
     #[test]
@@ -407,7 +420,7 @@ mod tests {
         let settings = crate::config::Settings::load_from(&std::collections::HashMap::new())
             .unwrap()
             .rate_limit;
-        let limits = RateLimits::from_settings(&settings).unwrap();
+        let limits = RateLimits::from_settings(&settings, &Clock::default()).unwrap();
         let ip = |text: &str| text.parse::<IpAddr>().unwrap();
 
         assert_eq!(

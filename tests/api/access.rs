@@ -49,6 +49,7 @@ fn key_client(key: &str) -> Client {
 
 async fn api_key(app: &TestApp, role: &str) -> String {
     let response = app
+        .admin()
         .post(
             "/v1/admin/api-keys",
             &json!({"name": format!("{role} key"), "role": role}),
@@ -145,7 +146,7 @@ async fn every_endpoint_requires_exactly_the_role_of_the_contract() {
         },
         Caller {
             name: "admin",
-            client: app.client.clone(),
+            client: app.client_for(&app.admin_token),
             role: Some(Role::Admin),
             is_key: false,
         },
@@ -321,7 +322,7 @@ async fn only_an_admin_may_cascade() {
         .await
         .unwrap();
     let still_there = app.get(&format!("/v1/artists/{id}")).await;
-    let by_admin = app.delete(&path).await;
+    let by_admin = app.admin().delete(&path).await;
 
     problem(by_editor, StatusCode::FORBIDDEN).await;
     assert_eq!(still_there.status(), StatusCode::OK);
@@ -341,9 +342,9 @@ async fn idempotency_keys_belong_to_their_principal() {
         async move { request.send().await.unwrap() }
     };
 
-    let first = send(app.client.clone()).await;
+    let first = send(app.client_for(&app.admin_token)).await;
     let other_principal = send(app.client_for(&editor)).await;
-    let replay = send(app.client.clone()).await;
+    let replay = send(app.client_for(&app.admin_token)).await;
 
     assert_eq!(first.status(), StatusCode::CREATED);
     assert_eq!(other_principal.status(), StatusCode::CREATED);

@@ -7,7 +7,8 @@ use starsongs::domain::user::Role;
 use crate::harness::{PASSWORD, TestApp, error_fields, problem};
 
 async fn patch(app: &TestApp, id: i64, body: Value) -> reqwest::Response {
-    app.send_json(Method::PATCH, &format!("/v1/admin/users/{id}"), &body)
+    app.admin()
+        .send_json(Method::PATCH, &format!("/v1/admin/users/{id}"), &body)
         .await
 }
 
@@ -26,7 +27,7 @@ async fn admins_create_read_list_change_and_delete_accounts() {
     let app = TestApp::spawn().await;
 
     let created = app
-        .post(
+        .admin().post(
             "/v1/admin/users",
             &json!({"username": "editor1", "email": "e1@example.com", "password": PASSWORD, "role": "editor"}),
         )
@@ -38,20 +39,28 @@ async fn admins_create_read_list_change_and_delete_accounts() {
     assert_eq!(location, format!("/v1/admin/users/{id}"));
     assert_eq!(user["role"], "editor");
     assert_eq!(
-        app.get(&location).await.json::<Value>().await.unwrap(),
+        app.admin()
+            .get(&location)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap(),
         user
     );
 
     let page: Value = app
+        .admin()
         .get("/v1/admin/users?sort=-username&page_size=1")
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(page["pagination"]["total_items"], 2);
-    assert_eq!(page["items"][0]["username"], "test-admin");
+    // The harness's viewer, editor and admin, and editor1.
+    assert_eq!(page["pagination"]["total_items"], 4);
+    assert_eq!(page["items"][0]["username"], "test-viewer");
     let cursor = page["pagination"]["next_cursor"].as_str().unwrap();
     let next: Value = app
+        .admin()
         .get(&format!(
             "/v1/admin/users?sort=-username&page_size=1&cursor={cursor}"
         ))
@@ -59,7 +68,7 @@ async fn admins_create_read_list_change_and_delete_accounts() {
         .json()
         .await
         .unwrap();
-    assert_eq!(next["items"][0]["username"], "editor1");
+    assert_eq!(next["items"][0]["username"], "test-editor");
     assert!(!page.to_string().contains("argon2"));
 
     let changed = patch(
@@ -75,9 +84,12 @@ async fn admins_create_read_list_change_and_delete_accounts() {
         (Some("new@example.com"), Some("viewer"))
     );
 
-    assert_eq!(app.delete(&location).await.status(), StatusCode::NO_CONTENT);
-    problem(app.get(&location).await, StatusCode::NOT_FOUND).await;
-    problem(app.delete(&location).await, StatusCode::NOT_FOUND).await;
+    assert_eq!(
+        app.admin().delete(&location).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    problem(app.admin().get(&location).await, StatusCode::NOT_FOUND).await;
+    problem(app.admin().delete(&location).await, StatusCode::NOT_FOUND).await;
 }
 
 #[tokio::test]
@@ -138,6 +150,7 @@ async fn invalid_changes_are_422_and_change_nothing() {
         assert_eq!(error_fields(&problem), [field], "{body}");
     }
     let user: Value = app
+        .admin()
         .get(&format!("/v1/admin/users/{id}"))
         .await
         .json()
@@ -150,7 +163,7 @@ async fn invalid_changes_are_422_and_change_nothing() {
     assert_eq!(login_status(&app, "steady", PASSWORD).await, StatusCode::OK);
     problem(patch(&app, 999_999, json!({})).await, StatusCode::NOT_FOUND).await;
     problem(
-        app.get("/v1/admin/users/0").await,
+        app.admin().get("/v1/admin/users/0").await,
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
@@ -159,14 +172,14 @@ async fn invalid_changes_are_422_and_change_nothing() {
 #[tokio::test]
 async fn the_last_active_admin_cannot_be_removed() {
     let app = TestApp::spawn().await;
-    let me: Value = app.get("/v1/auth/me").await.json().await.unwrap();
+    let me: Value = app.admin().get("/v1/auth/me").await.json().await.unwrap();
     let id = me["id"].as_i64().unwrap();
 
     for body in [json!({"role": "editor"}), json!({"is_active": false})] {
         problem(patch(&app, id, body).await, StatusCode::CONFLICT).await;
     }
     problem(
-        app.delete(&format!("/v1/admin/users/{id}")).await,
+        app.admin().delete(&format!("/v1/admin/users/{id}")).await,
         StatusCode::CONFLICT,
     )
     .await;
@@ -178,7 +191,9 @@ async fn the_last_active_admin_cannot_be_removed() {
     );
     // A role change ends every login of the account: the demoted admin's token is over.
     problem(
-        app.delete(&format!("/v1/admin/users/{other}")).await,
+        app.admin()
+            .delete(&format!("/v1/admin/users/{other}"))
+            .await,
         StatusCode::UNAUTHORIZED,
     )
     .await;
@@ -190,7 +205,7 @@ async fn duplicate_accounts_are_409() {
     app.account("unique", Role::Viewer).await;
 
     let response = app
-        .post(
+        .admin().post(
             "/v1/admin/users",
             &json!({"username": "Unique", "email": "other@example.com", "password": PASSWORD, "role": "viewer"}),
         )
@@ -209,6 +224,7 @@ async fn api_keys_are_shown_once_work_by_role_and_stop_when_revoked() {
     let app = TestApp::spawn().await;
 
     let created = app
+        .admin()
         .post(
             "/v1/admin/api-keys",
             &json!({"name": "importer", "role": "editor"}),
@@ -222,7 +238,13 @@ async fn api_keys_are_shown_once_work_by_role_and_stop_when_revoked() {
     assert!(key.starts_with("ssk_") && key.len() >= 47, "{key}");
     assert_eq!(body["role"], "editor");
 
-    let listed: Value = app.get("/v1/admin/api-keys").await.json().await.unwrap();
+    let listed: Value = app
+        .admin()
+        .get("/v1/admin/api-keys")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed["items"][0]["prefix"], &key[..12]);
     assert!(!listed.to_string().contains(&key), "the list leaks the key");
 
@@ -244,7 +266,8 @@ async fn api_keys_are_shown_once_work_by_role_and_stop_when_revoked() {
     problem(admin, StatusCode::FORBIDDEN).await;
 
     assert_eq!(
-        app.delete(&format!("/v1/admin/api-keys/{id}"))
+        app.admin()
+            .delete(&format!("/v1/admin/api-keys/{id}"))
             .await
             .status(),
         StatusCode::NO_CONTENT
@@ -252,7 +275,9 @@ async fn api_keys_are_shown_once_work_by_role_and_stop_when_revoked() {
     let after = with_key(Method::GET, "/v1/artists").send().await.unwrap();
     problem(after, StatusCode::UNAUTHORIZED).await;
     problem(
-        app.delete(&format!("/v1/admin/api-keys/{id}")).await,
+        app.admin()
+            .delete(&format!("/v1/admin/api-keys/{id}"))
+            .await,
         StatusCode::NOT_FOUND,
     )
     .await;
@@ -263,6 +288,7 @@ async fn api_keys_never_carry_admin() {
     let app = TestApp::spawn().await;
 
     let response = app
+        .admin()
         .post(
             "/v1/admin/api-keys",
             &json!({"name": "root key", "role": "admin"}),
@@ -271,7 +297,13 @@ async fn api_keys_never_carry_admin() {
     let body = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
 
     assert_eq!(error_fields(&body), ["role"]);
-    let listed: Value = app.get("/v1/admin/api-keys").await.json().await.unwrap();
+    let listed: Value = app
+        .admin()
+        .get("/v1/admin/api-keys")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed["pagination"]["total_items"], 0);
 }
 
@@ -290,6 +322,7 @@ async fn a_viewer_cannot_promote_itself() {
 
     problem(response, StatusCode::FORBIDDEN).await;
     let user: Value = app
+        .admin()
         .get(&format!("/v1/admin/users/{id}"))
         .await
         .json()

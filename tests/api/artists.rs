@@ -10,6 +10,7 @@ async fn create_returns_201_with_location_etag_and_the_artist() {
     let app = TestApp::spawn().await;
 
     let response = app
+        .editor()
         .post("/v1/artists", &json!({"name": "  David Bowie  "}))
         .await;
 
@@ -81,10 +82,12 @@ async fn put_replaces_and_changes_the_etag_even_when_content_is_unchanged() {
     let first = etag(&app.get(&path).await);
 
     let same = app
+        .editor()
         .send_json(Method::PUT, &path, &json!({"name": "Queen"}))
         .await;
     let second = etag(&same);
     let renamed = app
+        .editor()
         .send_json(Method::PUT, &path, &json!({"name": "Queen II"}))
         .await;
 
@@ -103,6 +106,7 @@ async fn put_unknown_artist_is_404_and_creates_nothing() {
     let app = TestApp::spawn().await;
 
     let response = app
+        .editor()
         .send_json(Method::PUT, "/v1/artists/42", &json!({"name": "Ghost"}))
         .await;
 
@@ -121,14 +125,16 @@ async fn stale_if_match_is_412_and_changes_nothing() {
     let artist = app.create_artist("Pink Floyd").await;
     let path = format!("/v1/artists/{}", artist["id"]);
     let old = etag(&app.get(&path).await);
-    app.send_json(
-        Method::PUT,
-        &path,
-        &json!({"name": "Pink Floyd (remastered)"}),
-    )
-    .await;
+    app.editor()
+        .send_json(
+            Method::PUT,
+            &path,
+            &json!({"name": "Pink Floyd (remastered)"}),
+        )
+        .await;
 
     let put = app
+        .editor()
         .request(Method::PUT, &path)
         .header("content-type", "application/json")
         .header("if-match", &old)
@@ -137,6 +143,7 @@ async fn stale_if_match_is_412_and_changes_nothing() {
         .await
         .unwrap();
     let patch = app
+        .editor()
         .request(Method::PATCH, &path)
         .header("content-type", "application/merge-patch+json")
         .header("if-match", &old)
@@ -145,6 +152,7 @@ async fn stale_if_match_is_412_and_changes_nothing() {
         .await
         .unwrap();
     let delete = app
+        .editor()
         .request(Method::DELETE, &path)
         .header("if-match", &old)
         .send()
@@ -166,6 +174,7 @@ async fn matching_if_match_allows_the_change() {
     let tag = etag(&app.get(&path).await);
 
     let response = app
+        .editor()
         .request(Method::PUT, &path)
         .header("content-type", "application/json")
         .header("if-match", format!("\"9.9\", {tag}"))
@@ -174,6 +183,7 @@ async fn matching_if_match_allows_the_change() {
         .await
         .unwrap();
     let star = app
+        .editor()
         .request(Method::DELETE, &path)
         .header("if-match", "*")
         .send()
@@ -192,12 +202,14 @@ async fn weak_or_malformed_if_match_never_matches() {
     let tag = etag(&app.get(&path).await);
 
     let weak = app
+        .editor()
         .request(Method::DELETE, &path)
         .header("if-match", format!("W/{tag}"))
         .send()
         .await
         .unwrap();
     let malformed = app
+        .editor()
         .request(Method::DELETE, &path)
         .header("if-match", "not-quoted")
         .send()
@@ -216,6 +228,7 @@ async fn patch_is_a_merge_patch_with_either_json_media_type() {
     let path = format!("/v1/artists/{}", artist["id"]);
 
     let empty = app
+        .editor()
         .request(Method::PATCH, &path)
         .header("content-type", "application/merge-patch+json")
         .body("{}")
@@ -223,9 +236,11 @@ async fn patch_is_a_merge_patch_with_either_json_media_type() {
         .await
         .unwrap();
     let renamed = app
+        .editor()
         .send_json(Method::PATCH, &path, &json!({"name": "David Bowie"}))
         .await;
     let null_name = app
+        .editor()
         .send_json(Method::PATCH, &path, &json!({"name": null}))
         .await;
 
@@ -249,7 +264,7 @@ async fn deleting_an_artist_with_songs_is_409_until_cascade() {
         .await;
     let path = format!("/v1/artists/{id}");
 
-    let refused = app.delete(&path).await;
+    let refused = app.editor().delete(&path).await;
     let body = problem(refused, StatusCode::CONFLICT).await;
     assert!(
         body["detail"].as_str().unwrap().contains("1 song"),
@@ -260,7 +275,7 @@ async fn deleting_an_artist_with_songs_is_409_until_cascade() {
         StatusCode::OK
     );
 
-    let cascaded = app.delete(&format!("{path}?cascade=true")).await;
+    let cascaded = app.admin().delete(&format!("{path}?cascade=true")).await;
 
     assert_eq!(cascaded.status(), StatusCode::NO_CONTENT);
     assert_eq!(app.get(&path).await.status(), StatusCode::NOT_FOUND);
@@ -276,8 +291,8 @@ async fn deleting_an_artist_without_songs_is_204_then_404() {
     let artist = app.create_artist("One-hit wonder").await;
     let path = format!("/v1/artists/{}", artist["id"]);
 
-    let first = app.delete(&path).await;
-    let second = app.delete(&path).await;
+    let first = app.editor().delete(&path).await;
+    let second = app.editor().delete(&path).await;
 
     assert_eq!(first.status(), StatusCode::NO_CONTENT);
     assert_eq!(first.text().await.unwrap(), "");
@@ -290,6 +305,7 @@ async fn invalid_cascade_value_is_422() {
     let artist = app.create_artist("Queen").await;
 
     let response = app
+        .editor()
         .delete(&format!("/v1/artists/{}?cascade=yes", artist["id"]))
         .await;
 
@@ -369,12 +385,13 @@ async fn artist_name_rules_are_enforced_on_every_write() {
             } else {
                 &path
             };
-            let response = app.send_json(method.clone(), target, body).await;
+            let response = app.editor().send_json(method.clone(), target, body).await;
             let problem_body = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
             assert_eq!(error_fields(&problem_body), ["name"], "{method} {body}");
         }
     }
     let exactly_64 = app
+        .editor()
         .post("/v1/artists", &json!({"name": "é".repeat(64)}))
         .await;
     assert_eq!(exactly_64.status(), StatusCode::CREATED);
@@ -396,6 +413,7 @@ async fn read_only_and_unknown_fields_are_rejected() {
 
     for field in ["id", "created_at", "updated_at", "role", "nmae"] {
         let response = app
+            .editor()
             .post("/v1/artists", &json!({"name": "X", field: 1}))
             .await;
 
@@ -416,7 +434,7 @@ async fn get_modify_put_of_the_artists_own_representation_replaces_it() {
     // Server-managed: whatever the client sends back is ignored.
     body["created_at"] = json!("2000-01-01T00:00:00Z");
 
-    let response = app.send_json(Method::PUT, &path, &body).await;
+    let response = app.editor().send_json(Method::PUT, &path, &body).await;
 
     assert_eq!(response.status(), StatusCode::OK);
     let replaced: serde_json::Value = response.json().await.unwrap();
@@ -440,7 +458,7 @@ async fn put_with_another_artists_id_is_422_and_changes_nothing() {
     body["id"] = other["id"].clone();
     body["name"] = json!("Renamed");
 
-    let response = app.send_json(Method::PUT, &path, &body).await;
+    let response = app.editor().send_json(Method::PUT, &path, &body).await;
 
     let problem_body = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(
@@ -479,7 +497,7 @@ async fn put_refuses_unknown_null_or_malformed_members_and_patch_refuses_read_on
     ] {
         let mut body = artist.clone();
         body[member] = value;
-        let response = app.send_json(Method::PUT, &path, &body).await;
+        let response = app.editor().send_json(Method::PUT, &path, &body).await;
         let body = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
         assert_eq!(
             body["errors"],
@@ -489,6 +507,7 @@ async fn put_refuses_unknown_null_or_malformed_members_and_patch_refuses_read_on
     }
     for member in ["id", "created_at", "updated_at"] {
         let response = app
+            .editor()
             .send_json(
                 Method::PATCH,
                 &path,
@@ -517,6 +536,7 @@ async fn if_match_lists_may_hold_tags_with_commas_and_empty_elements() {
     let tag = etag(&app.get(&path).await);
 
     let stale = app
+        .editor()
         .request(Method::PATCH, &path)
         .header("content-type", "application/json")
         .header("if-match", r#""a,b", , W/"c,d""#)
@@ -525,6 +545,7 @@ async fn if_match_lists_may_hold_tags_with_commas_and_empty_elements() {
         .await
         .unwrap();
     let current = app
+        .editor()
         .request(Method::PATCH, &path)
         .header("content-type", "application/json")
         .header("if-match", format!(r#""a,b", ,{tag},"#))
@@ -559,7 +580,8 @@ async fn an_if_match_of_thousands_of_tags_is_answered_like_a_short_one() {
         .collect::<Vec<_>>()
         .join(",");
     let send = |if_match: String, name: &str| {
-        app.request(Method::PUT, &path)
+        app.editor()
+            .request(Method::PUT, &path)
             .header("content-type", "application/json")
             .header("if-match", if_match)
             .body(json!({"name": name}).to_string())
@@ -569,6 +591,7 @@ async fn an_if_match_of_thousands_of_tags_is_answered_like_a_short_one() {
     let copied = send(copies, "Copies").await.unwrap();
     let stale = send(distinct.clone(), "Stale").await.unwrap();
     let patch = app
+        .editor()
         .request(Method::PATCH, &path)
         .header("content-type", "application/merge-patch+json")
         .header("if-match", &distinct)
@@ -577,6 +600,7 @@ async fn an_if_match_of_thousands_of_tags_is_answered_like_a_short_one() {
         .await
         .unwrap();
     let delete = app
+        .editor()
         .request(Method::DELETE, &path)
         .header("if-match", &distinct)
         .send()

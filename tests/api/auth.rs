@@ -375,6 +375,7 @@ async fn deactivated_and_deleted_users_lose_access_at_once_on_the_same_replica()
     assert_eq!(me(&app, &gone_access).await.status(), StatusCode::OK);
 
     let patched = app
+        .admin()
         .send_json(
             reqwest::Method::PATCH,
             &format!("/v1/admin/users/{deactivated_id}"),
@@ -383,7 +384,8 @@ async fn deactivated_and_deleted_users_lose_access_at_once_on_the_same_replica()
         .await;
     assert_eq!(patched.status(), StatusCode::OK);
     assert_eq!(
-        app.delete(&format!("/v1/admin/users/{deleted_id}"))
+        app.admin()
+            .delete(&format!("/v1/admin/users/{deleted_id}"))
             .await
             .status(),
         StatusCode::NO_CONTENT
@@ -413,6 +415,7 @@ async fn another_replica_notices_a_deactivation_within_its_cache_time() {
     assert_eq!(me(&replica, &token).await.status(), StatusCode::OK);
 
     let patched = app
+        .admin()
         .send_json(
             reqwest::Method::PATCH,
             &format!("/v1/admin/users/{id}"),
@@ -421,7 +424,7 @@ async fn another_replica_notices_a_deactivation_within_its_cache_time() {
         .await;
     assert_eq!(patched.status(), StatusCode::OK);
     // The replica may still trust its cached grant for up to a second...
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    replica.advance(Duration::from_secs(1));
 
     // ...and no longer after it.
     invalid_token(me(&replica, &token).await, "replica").await;
@@ -433,6 +436,7 @@ async fn a_role_change_ends_the_users_logins_and_a_new_login_has_the_new_role() 
     let (id, editor) = app.account("demoted", Role::Editor).await;
 
     let patched = app
+        .admin()
         .send_json(
             reqwest::Method::PATCH,
             &format!("/v1/admin/users/{id}"),
@@ -834,6 +838,7 @@ async fn a_password_reset_ends_every_login_of_the_user() {
     assert_ne!(id, bystander_id);
 
     let reset = app
+        .admin()
         .send_json(
             reqwest::Method::PATCH,
             &format!("/v1/admin/users/{id}"),

@@ -357,8 +357,8 @@ async fn development_creates_an_admin_once_and_prints_its_password_only_on_stdou
 
     let first = DevServer::start(&url);
     let address = first.address.clone();
-    // The password is printed before the listener's address is logged.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The password is printed before the listener's address is logged, so it is in the
+    // pipe already; `stop` reads the pipe to its end.
     let (stdout, stderr) = first.stop();
     let password = stdout
         .lines()

@@ -7,14 +7,19 @@
 //! [`sqlite_only`] and say why they skip on a server database.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use starsongs::app::App;
+use starsongs::clock::Clock;
 use starsongs::config::Settings;
 use starsongs::domain::user::{NewUser, Role};
 use starsongs::state::AppState;
+use starsongs::storage::migrate::MIGRATIONS;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -58,15 +63,26 @@ pub fn sqlite_only(why: &str) -> bool {
 }
 /// A running service; stopped and its files removed on drop.
 ///
-/// `client` sends an admin's access token on every request, so tests of catalog behaviour
-/// need not sign in; `anonymous` sends no credentials.
+/// `client` (and `app.get`, `app.post`, ...) sends a viewer's access token on every
+/// request, so a missing role check cannot pass unnoticed; a test that writes says which
+/// role it needs (`app.editor().post(...)`, `app.admin().delete(...)`). `anonymous` sends
+/// no credentials. Budgets and caches run on `clock`: `app.advance(d)` instead of sleeping.
 pub struct TestApp {
     pub base: String,
+    /// A viewer's client.
     pub client: Client,
     pub anonymous: Client,
-    /// The access token `client` sends (an admin's).
+    /// The access token `client` sends (a viewer's).
+    pub viewer_token: String,
+    /// An editor's access token (`app.editor()` sends it).
+    pub editor_token: String,
+    /// An admin's access token (`app.admin()` sends it).
     pub admin_token: String,
+    editor_client: Client,
+    admin_client: Client,
     pub state: AppState,
+    /// The clock of this instance's budgets and caches.
+    pub clock: Clock,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     /// Owns the database directory (replicas borrow the first instance's).
@@ -159,58 +175,102 @@ impl TestApp {
     }
 
     /// A service on `url`, a restored copy of this instance's database: the copy already
-    /// holds this instance's admin, so its `client` sends the same admin token.
+    /// holds this instance's accounts, so its clients send the same tokens.
     pub async fn spawn_on_copy(&self, url: &str, overrides: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_owned();
-        let mut app = Self::start(&path, url, overrides, Some(self.admin_token.clone())).await;
+        let mut app = Self::start(&path, url, overrides, Some(self.tokens())).await;
         app._dir = Some(dir);
         app
     }
 
     /// A second instance on the same database, as another replica behind a load balancer
-    /// would be; its `client` uses the same admin token.
+    /// would be; its clients use the same tokens. It has its own clock.
     pub async fn replica(&self, overrides: &[(&str, &str)]) -> Self {
-        Self::start(
-            &self.db_dir,
-            &self.db_url,
-            overrides,
-            Some(self.admin_token.clone()),
-        )
-        .await
+        Self::start(&self.db_dir, &self.db_url, overrides, Some(self.tokens())).await
+    }
+
+    fn tokens(&self) -> Tokens {
+        Tokens {
+            viewer: self.viewer_token.clone(),
+            editor: self.editor_token.clone(),
+            admin: self.admin_token.clone(),
+        }
     }
 
     async fn start(
         dir: &std::path::Path,
         url: &str,
         overrides: &[(&str, &str)],
-        admin_token: Option<String>,
+        tokens: Option<Tokens>,
     ) -> Self {
         init_logs();
         let settings = settings_for(url, overrides);
-        let app = App::build(settings).await.expect("app builds");
+        let clock = Clock::default();
+        let app = App::build_with_clock(settings, clock.clone())
+            .await
+            .expect("app builds");
         let base = format!("http://{}", app.local_addr().unwrap());
         let state = app.state().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run(async move {
             let _ = rx.await;
         }));
-        let admin_token = match admin_token {
-            Some(token) => token,
-            None => create_account(&state, "test-admin", Role::Admin).await.1,
+        let tokens = match tokens {
+            Some(tokens) => tokens,
+            None => Tokens {
+                viewer: create_account(&state, "test-viewer", Role::Viewer).await.1,
+                editor: create_account(&state, "test-editor", Role::Editor).await.1,
+                admin: create_account(&state, "test-admin", Role::Admin).await.1,
+            },
         };
         Self {
             base,
-            client: client_with_token(&admin_token),
+            client: client_with_token(&tokens.viewer),
             anonymous: client(),
-            admin_token,
+            editor_client: client_with_token(&tokens.editor),
+            admin_client: client_with_token(&tokens.admin),
+            viewer_token: tokens.viewer,
+            editor_token: tokens.editor,
+            admin_token: tokens.admin,
             state,
+            clock,
             shutdown: Some(tx),
             server: Some(server),
             _dir: None,
             _database: None,
             db_dir: dir.to_owned(),
             db_url: url.to_owned(),
+        }
+    }
+
+    /// Moves this instance's clock forward: rate-limit budgets refill and cached grants,
+    /// sessions and readiness checks age by `by`, without waiting.
+    pub fn advance(&self, by: std::time::Duration) {
+        self.clock.advance(by);
+    }
+
+    /// Requests as a viewer (the same as `app.get`, `app.post`, ...).
+    pub fn viewer(&self) -> Caller<'_> {
+        Caller {
+            app: self,
+            client: &self.client,
+        }
+    }
+
+    /// Requests as an editor (catalog writes).
+    pub fn editor(&self) -> Caller<'_> {
+        Caller {
+            app: self,
+            client: &self.editor_client,
+        }
+    }
+
+    /// Requests as an admin (`/v1/admin`).
+    pub fn admin(&self) -> Caller<'_> {
+        Caller {
+            app: self,
+            client: &self.admin_client,
         }
     }
 
@@ -258,36 +318,22 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    /// A request builder for `method path`.
+    /// A viewer's request builder for `method path`.
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.client.request(method, self.url(path))
+        self.viewer().request(method, path)
     }
 
+    /// `GET path` as a viewer.
     pub async fn get(&self, path: &str) -> Response {
-        self.request(Method::GET, path).send().await.unwrap()
+        self.viewer().get(path).await
     }
 
-    /// Sends `body` as `application/json`.
-    pub async fn send_json(&self, method: Method, path: &str, body: &Value) -> Response {
-        self.request(method, path)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap()
-    }
-
-    pub async fn post(&self, path: &str, body: &Value) -> Response {
-        self.send_json(Method::POST, path, body).await
-    }
-
-    pub async fn delete(&self, path: &str) -> Response {
-        self.request(Method::DELETE, path).send().await.unwrap()
-    }
-
-    /// Creates an artist and returns its body (asserts 201).
+    /// Creates an artist as an editor and returns its body (asserts 201).
     pub async fn create_artist(&self, name: &str) -> Value {
-        let response = self.post("/v1/artists", &json!({ "name": name })).await;
+        let response = self
+            .editor()
+            .post("/v1/artists", &json!({ "name": name }))
+            .await;
         assert_eq!(
             response.status(),
             StatusCode::CREATED,
@@ -296,9 +342,9 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
-    /// Creates a song and returns its body (asserts 201).
+    /// Creates a song as an editor and returns its body (asserts 201).
     pub async fn create_song(&self, body: &Value) -> Value {
-        let response = self.post("/v1/songs", body).await;
+        let response = self.editor().post("/v1/songs", body).await;
         assert_eq!(
             response.status(),
             StatusCode::CREATED,
@@ -323,6 +369,52 @@ impl TestApp {
     /// Waits for `App::run` to return after `trigger_shutdown`.
     pub async fn wait_stopped(mut self) -> anyhow::Result<()> {
         self.server.take().unwrap().await.unwrap()
+    }
+}
+
+/// The tokens of the harness's three accounts (replicas and copies reuse them).
+struct Tokens {
+    viewer: String,
+    editor: String,
+    admin: String,
+}
+
+/// Requests to a [`TestApp`] with one role's token.
+pub struct Caller<'a> {
+    app: &'a TestApp,
+    /// The client that carries the token.
+    pub client: &'a Client,
+}
+
+impl Caller<'_> {
+    /// A request builder for `method path`.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.app.url(path))
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path).send().await.unwrap()
+    }
+
+    /// Sends `body` as `application/json`.
+    pub async fn send_json(&self, method: Method, path: &str, body: &Value) -> Response {
+        self.request(method, path)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.send_json(Method::POST, path, body).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> Response {
+        self.request(Method::DELETE, path).send().await.unwrap()
     }
 }
 
@@ -574,4 +666,118 @@ impl ServiceProcess {
             lines,
         }
     }
+}
+
+/// Runs the binary with `args` on the database at `url` (test profile), feeding `stdin`.
+pub fn starsongs(args: &[&str], url: &str, stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_starsongs"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("STARSONGS_ENV", "test")
+        .env("DATABASE_URL", url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+/// Bytes of a command's output as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `migrate status|up|down --to 2`, `user create` and `backup` through the binary, on the
+/// server database at `url`.
+pub fn commands_work_on(url: &str) {
+    let before = starsongs(&["migrate", "status"], url, None);
+    let up = starsongs(&["migrate", "up"], url, None);
+    let down = starsongs(&["migrate", "down", "--to", "2"], url, None);
+    let partial = starsongs(&["migrate", "status"], url, None);
+    let created = starsongs(
+        &[
+            "user",
+            "create",
+            "--username",
+            "pgadmin",
+            "--email",
+            "pg@example.com",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        url,
+        Some("correct horse battery staple\n"),
+    );
+    let backup = starsongs(&["backup", "--to", "/tmp/never-written.db"], url, None);
+
+    assert!(
+        text(&before.stdout).contains("0001 pending  create catalog"),
+        "{}",
+        text(&before.stdout)
+    );
+    let applied: String = MIGRATIONS
+        .iter()
+        .map(|(v, _)| format!("applied {v:04}\n"))
+        .collect();
+    assert_eq!(text(&up.stdout), applied, "{}", text(&up.stderr));
+    let reverted: String = MIGRATIONS
+        .iter()
+        .rev()
+        .filter(|(v, _)| *v > 2)
+        .map(|(v, _)| format!("reverted {v:04}\n"))
+        .collect();
+    assert_eq!(text(&down.stdout), reverted, "{}", text(&down.stderr));
+    assert!(text(&partial.stdout).contains("0002 applied"));
+    assert!(text(&partial.stdout).contains("0003 pending"));
+    // `user create` applies pending migrations first.
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    assert!(text(&created.stdout).contains("created user pgadmin"));
+    assert!(!backup.status.success());
+    assert!(
+        text(&backup.stderr).contains("SQLite databases only"),
+        "{}",
+        text(&backup.stderr)
+    );
+    assert!(!Path::new("/tmp/never-written.db").exists());
+    // `serve` on the migrated database answers its probes.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_starsongs"))
+        .arg("serve")
+        .env_remove("RUST_LOG")
+        .env("STARSONGS_ENV", "test")
+        .env("DATABASE_URL", url)
+        .env("STARSONGS__SERVER__PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        let probe = Command::new(env!("CARGO_BIN_EXE_starsongs"))
+            .args(["healthcheck", "--url", &format!("http://127.0.0.1:{port}")])
+            .output()
+            .unwrap();
+        if probe.status.success() || Instant::now() > deadline {
+            break probe.status.success();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    assert!(ready, "serve answered /health/live");
 }

@@ -214,7 +214,8 @@ async fn a_write_waiting_for_another_process_leaves_reads_and_probes_up() {
         .await
         .unwrap();
     let write = tokio::spawn(
-        app.request(Method::POST, "/v1/artists")
+        app.editor()
+            .request(Method::POST, "/v1/artists")
             .json(&json!({"name": "Waiting"}))
             .send(),
     );

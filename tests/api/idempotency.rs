@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use crate::harness::{TestApp, error_fields, etag, problem};
 
 async fn post_with_key(app: &TestApp, path: &str, key: &str, body: &str) -> reqwest::Response {
-    app.request(Method::POST, path)
+    app.editor()
+        .request(Method::POST, path)
         .header("content-type", "application/json")
         .header("idempotency-key", key)
         .body(body.to_owned())

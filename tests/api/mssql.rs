@@ -24,7 +24,7 @@ async fn migrate_user_create_and_serve_work_on_sql_server() {
     };
     let database = TestDatabase::create_mssql(&admin_url).await;
 
-    crate::postgres::commands_work_on(&database.url);
+    crate::harness::commands_work_on(&database.url);
 }
 
 fn migrate_up(url: &str) -> Output {

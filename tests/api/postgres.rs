@@ -3,44 +3,15 @@
 //! (the outage test also PostgreSQL's server binaries, to run a private cluster it may
 //! stop); without it they print why and skip.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use starsongs::storage::migrate::MIGRATIONS;
 
-use crate::harness::{TestApp, problem};
+use crate::harness::{TestApp, problem, text};
 use crate::server_db::{POSTGRES_URL_VAR, TestDatabase, server_url};
-
-fn starsongs(args: &[&str], url: &str, stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_starsongs"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env("STARSONGS_ENV", "test")
-        .env("DATABASE_URL", url)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 #[tokio::test]
 async fn migrate_and_user_create_work_on_postgres() {
@@ -48,91 +19,7 @@ async fn migrate_and_user_create_work_on_postgres() {
         return;
     };
     let database = TestDatabase::create(&admin_url).await;
-    commands_work_on(&database.url);
-}
-
-/// `migrate status|up|down --to 2`, `user create` and `backup` through the binary, on the
-/// server database at `url`.
-pub fn commands_work_on(url: &str) {
-    let before = starsongs(&["migrate", "status"], url, None);
-    let up = starsongs(&["migrate", "up"], url, None);
-    let down = starsongs(&["migrate", "down", "--to", "2"], url, None);
-    let partial = starsongs(&["migrate", "status"], url, None);
-    let created = starsongs(
-        &[
-            "user",
-            "create",
-            "--username",
-            "pgadmin",
-            "--email",
-            "pg@example.com",
-            "--role",
-            "admin",
-            "--password-stdin",
-        ],
-        url,
-        Some("correct horse battery staple\n"),
-    );
-    let backup = starsongs(&["backup", "--to", "/tmp/never-written.db"], url, None);
-
-    assert!(
-        text(&before.stdout).contains("0001 pending  create catalog"),
-        "{}",
-        text(&before.stdout)
-    );
-    let applied: String = MIGRATIONS
-        .iter()
-        .map(|(v, _)| format!("applied {v:04}\n"))
-        .collect();
-    assert_eq!(text(&up.stdout), applied, "{}", text(&up.stderr));
-    let reverted: String = MIGRATIONS
-        .iter()
-        .rev()
-        .filter(|(v, _)| *v > 2)
-        .map(|(v, _)| format!("reverted {v:04}\n"))
-        .collect();
-    assert_eq!(text(&down.stdout), reverted, "{}", text(&down.stderr));
-    assert!(text(&partial.stdout).contains("0002 applied"));
-    assert!(text(&partial.stdout).contains("0003 pending"));
-    // `user create` applies pending migrations first.
-    assert!(created.status.success(), "{}", text(&created.stderr));
-    assert!(text(&created.stdout).contains("created user pgadmin"));
-    assert!(!backup.status.success());
-    assert!(
-        text(&backup.stderr).contains("SQLite databases only"),
-        "{}",
-        text(&backup.stderr)
-    );
-    assert!(!Path::new("/tmp/never-written.db").exists());
-    // `serve` on the migrated database answers its probes.
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_starsongs"))
-        .arg("serve")
-        .env_remove("RUST_LOG")
-        .env("STARSONGS_ENV", "test")
-        .env("DATABASE_URL", url)
-        .env("STARSONGS__SERVER__PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let ready = loop {
-        let probe = Command::new(env!("CARGO_BIN_EXE_starsongs"))
-            .args(["healthcheck", "--url", &format!("http://127.0.0.1:{port}")])
-            .output()
-            .unwrap();
-        if probe.status.success() || Instant::now() > deadline {
-            break probe.status.success();
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    serve.kill().unwrap();
-    serve.wait().unwrap();
-    assert!(ready, "serve answered /health/live");
+    crate::harness::commands_work_on(&database.url);
 }
 
 #[tokio::test]
@@ -317,6 +204,7 @@ async fn an_outage_is_503_without_hanging_and_service_resumes_by_itself() {
     let retry_after = down.headers().get("retry-after").cloned();
     let down_body = problem(down, StatusCode::SERVICE_UNAVAILABLE).await;
     let write = app
+        .editor()
         .request(reqwest::Method::POST, "/v1/artists")
         .timeout(Duration::from_secs(10))
         .json(&json!({"name": "Lost"}))

@@ -64,7 +64,8 @@ async fn one_idempotency_key_on_two_replicas_creates_one_artist() {
     let a = TestApp::spawn().await;
     let b = a.replica(&[]).await;
     let post = |app: &TestApp| {
-        app.request(Method::POST, "/v1/artists")
+        app.editor()
+            .request(Method::POST, "/v1/artists")
             .header("content-type", "application/json")
             .header("idempotency-key", "across-replicas")
             .body(r#"{"name": "Once"}"#)

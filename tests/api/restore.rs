@@ -82,7 +82,10 @@ async fn sqlite_backup_under_concurrent_writes_restores_every_acknowledged_row()
             let mut n = 0;
             while !stop.load(Ordering::SeqCst) {
                 let name = format!("Writer {writer} row {n}");
-                let response = app.post("/v1/artists", &json!({ "name": name })).await;
+                let response = app
+                    .editor()
+                    .post("/v1/artists", &json!({ "name": name }))
+                    .await;
                 assert_eq!(response.status(), StatusCode::CREATED, "{name}");
                 let artist: Value = response.json().await.unwrap();
                 // Read after the 201 arrived: if the flag is still clear, the backup began
@@ -154,6 +157,7 @@ async fn sqlite_backup_under_concurrent_writes_restores_every_acknowledged_row()
     }
     let (status, _, _) = parts(
         restored
+            .editor()
             .post("/v1/artists", &json!({"name": "After restore"}))
             .await,
     )
@@ -237,6 +241,7 @@ async fn postgres_dump_restored_into_a_new_database_serves_the_same_catalog() {
     // The sequences came along: a new row does not collide with a restored id.
     let (status, _, _) = parts(
         restored
+            .editor()
             .post("/v1/artists", &json!({"name": "After restore"}))
             .await,
     )

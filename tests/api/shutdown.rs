@@ -20,7 +20,7 @@ async fn draining_turns_readiness_503_and_lets_in_flight_requests_finish() {
     let head = format!(
         "POST /v1/artists HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
          Authorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        app.admin_token,
+        app.editor_token,
         body.len()
     );
     in_flight.write_all(head.as_bytes()).await.unwrap();

@@ -22,7 +22,7 @@ async fn create_returns_the_song_with_location_and_etag() {
         .as_i64()
         .unwrap();
 
-    let response = app.post("/v1/songs", &space_oddity(artist)).await;
+    let response = app.editor().post("/v1/songs", &space_oddity(artist)).await;
 
     assert_eq!(response.status(), StatusCode::CREATED);
     let tag = etag(&response);
@@ -57,6 +57,7 @@ async fn missing_artist_is_404_with_the_legacy_detail_and_creates_nothing() {
     let app = TestApp::spawn().await;
 
     let response = app
+        .editor()
         .post("/v1/songs", &json!({"title": "Orphan", "artist_id": 77}))
         .await;
 
@@ -76,12 +77,15 @@ async fn put_replaces_every_field_and_never_creates() {
     let path = format!("/v1/songs/{}", song["id"]);
 
     let replaced = app
+        .editor()
         .send_json(Method::PUT, &path, &json!({"title": "Space Oddity (mono)"}))
         .await;
     let unknown = app
+        .editor()
         .send_json(Method::PUT, "/v1/songs/999", &json!({"title": "Ghost"}))
         .await;
     let bad_artist = app
+        .editor()
         .send_json(Method::PUT, &path, &json!({"title": "x", "artist_id": 999}))
         .await;
 
@@ -111,6 +115,7 @@ async fn patch_keeps_absent_members_and_clears_null_ones() {
     let path = format!("/v1/songs/{}", song["id"]);
 
     let response = app
+        .editor()
         .request(Method::PATCH, &path)
         .header("content-type", "application/merge-patch+json")
         .body(json!({"release_date": null, "distance": 1.5}).to_string())
@@ -135,6 +140,7 @@ async fn patch_validates_every_member_and_changes_nothing_on_error() {
     let path = format!("/v1/songs/{}", song["id"]);
 
     let response = app
+        .editor()
         .send_json(
             Method::PATCH,
             &path,
@@ -195,7 +201,7 @@ async fn song_field_rules_are_enforced() {
     ];
 
     for (body, field) in cases {
-        let response = app.post("/v1/songs", &body).await;
+        let response = app.editor().post("/v1/songs", &body).await;
         let problem_body = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
         assert_eq!(error_fields(&problem_body), [field], "{body}");
     }
@@ -213,6 +219,7 @@ async fn out_of_range_numbers_are_rejected_as_bad_json() {
         r#"{"title": "x", "distance": NaN}"#,
     ] {
         let response = app
+            .editor()
             .request(Method::POST, "/v1/songs")
             .header("content-type", "application/json")
             .body(raw)
@@ -228,7 +235,7 @@ async fn every_field_error_is_reported_at_once() {
     let app = TestApp::spawn().await;
 
     let response = app
-        .post("/v1/songs", &json!({"title": " ", "artist_id": 0, "release_date": "no", "url": "x", "distance": null}))
+        .editor().post("/v1/songs", &json!({"title": " ", "artist_id": 0, "release_date": "no", "url": "x", "distance": null}))
         .await;
 
     let (_, _, body) = parts(response).await;
@@ -244,8 +251,11 @@ async fn delete_song_is_204_then_404() {
     let song = app.create_song(&json!({"title": "Brief"})).await;
     let path = format!("/v1/songs/{}", song["id"]);
 
-    assert_eq!(app.delete(&path).await.status(), StatusCode::NO_CONTENT);
-    let body = problem(app.delete(&path).await, StatusCode::NOT_FOUND).await;
+    assert_eq!(
+        app.editor().delete(&path).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let body = problem(app.editor().delete(&path).await, StatusCode::NOT_FOUND).await;
     assert_eq!(
         body["detail"],
         format!("Song with id {} not found", song["id"])
@@ -266,7 +276,7 @@ async fn get_modify_put_of_the_songs_own_representation_replaces_it() {
     // Server-managed: whatever the client sends back is ignored.
     body["updated_at"] = json!("2099-12-31T23:59:59+01:00");
 
-    let response = app.send_json(Method::PUT, &path, &body).await;
+    let response = app.editor().send_json(Method::PUT, &path, &body).await;
 
     assert_eq!(response.status(), StatusCode::OK);
     let replaced: Value = response.json().await.unwrap();
@@ -297,7 +307,7 @@ async fn put_with_another_songs_id_is_422_with_the_other_errors_and_changes_noth
     body["id"] = json!(song["id"].as_i64().unwrap() + 1);
     body["url"] = json!("ftp://example.com/song");
 
-    let response = app.send_json(Method::PUT, &path, &body).await;
+    let response = app.editor().send_json(Method::PUT, &path, &body).await;
 
     let problem_body = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(error_fields(&problem_body), ["id", "url"]);
@@ -320,9 +330,11 @@ async fn post_and_patch_still_refuse_a_songs_read_only_members() {
 
     for member in ["id", "created_at", "updated_at"] {
         let posted = app
+            .editor()
             .post("/v1/songs", &json!({"title": "New", member: song[member]}))
             .await;
         let patched = app
+            .editor()
             .send_json(
                 Method::PATCH,
                 &path,
@@ -352,6 +364,7 @@ async fn an_artist_id_written_as_a_number_without_a_fraction_is_that_integer() {
 
     // JSON Schema's `integer` (what the OpenAPI document says) includes 7.0.
     let created = app
+        .editor()
         .request(Method::POST, "/v1/songs")
         .header("content-type", "application/json")
         .body(format!(
@@ -361,6 +374,7 @@ async fn an_artist_id_written_as_a_number_without_a_fraction_is_that_integer() {
         .await
         .unwrap();
     let fractional = app
+        .editor()
         .request(Method::POST, "/v1/songs")
         .header("content-type", "application/json")
         .body(format!(
@@ -393,6 +407,7 @@ async fn year_0000_is_refused_everywhere_and_0001_and_9999_are_stored() {
     let path = format!("/v1/songs/{}", first["id"]);
 
     let patch = app
+        .editor()
         .request(Method::PATCH, &path)
         .header("content-type", "application/merge-patch+json")
         .body(json!({"release_date": "0000-12-31"}).to_string())
@@ -400,6 +415,7 @@ async fn year_0000_is_refused_everywhere_and_0001_and_9999_are_stored() {
         .await
         .unwrap();
     let put = app
+        .editor()
         .send_json(
             Method::PUT,
             &path,
