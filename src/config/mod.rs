@@ -962,7 +962,9 @@ mod tests {
         let mut problems = Vec::new();
         for (setting, default) in &code {
             let Some((readme_default, variable)) = documented.get(setting.as_str()) else {
-                problems.push(format!("{setting}: missing from docs/configuration.md's settings table"));
+                problems.push(format!(
+                    "{setting}: missing from docs/configuration.md's settings table"
+                ));
                 continue;
             };
             if !variable.contains(&format!("`{}`", variable_of(setting))) {
@@ -981,7 +983,9 @@ mod tests {
         }
         for (setting, _, _) in &readme {
             if !code.iter().any(|(s, _)| s == setting) {
-                problems.push(format!("{setting}: in docs/configuration.md but not a setting"));
+                problems.push(format!(
+                    "{setting}: in docs/configuration.md but not a setting"
+                ));
             }
         }
 

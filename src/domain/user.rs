@@ -310,6 +310,56 @@ impl UserChanges {
     }
 }
 
+/// An account change as sent (admin PATCH), not yet validated: `None` keeps a field,
+/// `Some(None)` is an explicit `null`, which no field accepts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UserPatch<'a> {
+    /// New email address.
+    pub email: Option<Option<&'a str>>,
+    /// New role name.
+    pub role: Option<Option<&'a str>>,
+    /// Activate or deactivate.
+    pub is_active: Option<Option<bool>>,
+    /// New password.
+    pub password: Option<Option<&'a SecretString>>,
+}
+
+impl UserPatch<'_> {
+    /// Validates the change of `current`, collecting every field problem. A new password
+    /// must not be the account's username, nor its email (the new one when it changes too).
+    ///
+    /// # Errors
+    /// Every field problem found, in the order email, role, is_active, password.
+    pub fn parse(&self, current: &User) -> Result<UserChanges, ValidationErrors> {
+        fn required<T>(field: &str, value: Option<T>) -> Result<T, FieldError> {
+            value.ok_or_else(|| FieldError::new(field, "must not be null"))
+        }
+        let mut errors = ValidationErrors::new();
+        let mut changes = UserChanges::default();
+        if let Some(email) = self.email {
+            changes.email = errors.check(required("email", email).and_then(Email::parse));
+        }
+        if let Some(role) = self.role {
+            changes.role =
+                errors.check(required("role", role).and_then(|r| Role::parse("role", r)));
+        }
+        if let Some(is_active) = self.is_active {
+            changes.is_active = errors.check(required("is_active", is_active));
+        }
+        if let Some(password) = self.password {
+            let email = changes
+                .email
+                .as_ref()
+                .map_or(current.email.as_str(), Email::as_str);
+            changes.password = errors.check(
+                required("password", password)
+                    .and_then(|p| Password::parse(p, &current.username, email)),
+            );
+        }
+        errors.into_result(|| changes)
+    }
+}
+
 /// User sort fields (admin list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserSortField {

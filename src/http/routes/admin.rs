@@ -15,9 +15,9 @@ use super::auth::UserOut;
 use crate::domain::credential::{ApiKey, ApiKeySortField, NewApiKey};
 use crate::domain::ids::{ApiKeyId, UserId};
 use crate::domain::list::RawPaging;
-use crate::domain::user::{Email, NewUser, Password, Role, UserChanges, UserSortField};
-use crate::domain::validation::{FieldError, ValidationErrors};
-use crate::http::auth::{Admin, account_error};
+use crate::domain::user::{NewUser, Role, UserPatch, UserSortField};
+use crate::domain::validation::ValidationErrors;
+use crate::http::auth::Admin;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, double_option};
 use crate::http::list::{ListEnvelope, ListRequest};
@@ -231,11 +231,7 @@ async fn create_user(
             return Err(errors.into());
         }
     };
-    let user = state
-        .accounts
-        .create_user(&new)
-        .await
-        .map_err(account_error)?;
+    let user = state.accounts.create_user(&new).await?;
     Ok(created(
         format!("/v1/admin/users/{}", user.id),
         UserOut::from(user),
@@ -280,50 +276,13 @@ async fn patch_user(
     ApiPath(id): ApiPath<UserId>,
     ApiJson(input): ApiJson<PatchUserInput>,
 ) -> Result<Json<UserOut>, ApiError> {
-    let current = state.store.get_user(id).await?;
-    let mut errors = ValidationErrors::new();
-    let mut changes = UserChanges::default();
-    let required = |field: &str| FieldError::new(field, "must not be null");
-    if let Some(email) = &input.email {
-        changes.email = errors.check(
-            email
-                .as_deref()
-                .ok_or_else(|| required("email"))
-                .and_then(Email::parse),
-        );
-    }
-    if let Some(role) = &input.role {
-        changes.role = errors.check(
-            role.as_deref()
-                .ok_or_else(|| required("role"))
-                .and_then(|r| Role::parse("role", r)),
-        );
-    }
-    if let Some(is_active) = input.is_active {
-        changes.is_active = errors.check(is_active.ok_or_else(|| required("is_active")));
-    }
-    if let Some(password) = &input.password {
-        let email = changes
-            .email
-            .as_ref()
-            .map_or(current.email.as_str(), Email::as_str)
-            .to_owned();
-        changes.password = errors.check(
-            password
-                .as_ref()
-                .ok_or_else(|| required("password"))
-                .and_then(|p| Password::parse(p, &current.username, &email)),
-        );
-    }
-    if !errors.is_empty() {
-        return Err(errors.into());
-    }
-    let user = state
-        .accounts
-        .update_user(id, &changes)
-        .await
-        .map_err(account_error)?;
-    Ok(Json(user.into()))
+    let patch = UserPatch {
+        email: input.email.as_ref().map(Option::as_deref),
+        role: input.role.as_ref().map(Option::as_deref),
+        is_active: input.is_active,
+        password: input.password.as_ref().map(Option::as_ref),
+    };
+    Ok(Json(state.accounts.patch_user(id, &patch).await?.into()))
 }
 
 /// Deletes an account and its sessions. The last active admin cannot be deleted.

@@ -14,9 +14,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::accounts::{CredentialError, LoginError, TokenPair};
+use crate::auth::accounts::TokenPair;
 use crate::domain::user::{NewUser, Role, User};
-use crate::http::auth::{SignedInUser, account_error, auth_error};
+use crate::http::auth::SignedInUser;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::ApiJson;
 use crate::http::extract::read_body;
@@ -245,21 +245,6 @@ pub struct RefreshInput {
     pub refresh_token: SecretString,
 }
 
-fn invalid_refresh_token() -> ApiError {
-    ApiError::unauthorized(
-        "The refresh token is invalid, expired, spent or revoked; sign in again",
-        Some("invalid_token"),
-    )
-}
-
-fn refresh_error(error: CredentialError) -> ApiError {
-    match error {
-        CredentialError::Invalid => invalid_refresh_token(),
-        CredentialError::Store(store) => store.into(),
-        CredentialError::Auth(auth) => auth_error(auth),
-    }
-}
-
 /// Creates an account with role viewer (when `auth.allow_registration` is on).
 #[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterInput,
     responses(
@@ -277,11 +262,7 @@ async fn register(
     ApiJson(input): ApiJson<RegisterInput>,
 ) -> Result<Response, ApiError> {
     let new = NewUser::parse(&input.username, &input.email, &input.password, Role::Viewer)?;
-    let user = state
-        .accounts
-        .create_user(&new)
-        .await
-        .map_err(account_error)?;
+    let user = state.accounts.create_user(&new).await?;
     let mut response = (StatusCode::CREATED, Json(UserOut::from(user))).into_response();
     response
         .headers_mut()
@@ -310,25 +291,11 @@ async fn login(
     State(state): State<AppState>,
     credentials: Credentials,
 ) -> Result<Json<TokenPairOut>, ApiError> {
-    match state
+    let pair = state
         .accounts
         .login(&credentials.username, &credentials.password)
-        .await
-    {
-        Ok(pair) => Ok(Json(pair.into())),
-        Err(LoginError::BadCredentials) => {
-            Err(ApiError::unauthorized("Invalid username or password", None))
-        }
-        Err(LoginError::Locked(until)) => {
-            let secs = (until - Utc::now()).num_seconds().max(1);
-            Err(ApiError::too_many_requests(
-                "Too many failed logins for this username; try again later",
-                u64::try_from(secs).unwrap_or(1),
-            ))
-        }
-        Err(LoginError::Store(error)) => Err(error.into()),
-        Err(LoginError::Auth(error)) => Err(auth_error(error)),
-    }
+        .await?;
+    Ok(Json(pair.into()))
 }
 
 /// Exchanges a refresh token for a new pair. The presented token is spent; presenting it
@@ -345,11 +312,7 @@ async fn refresh(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<RefreshInput>,
 ) -> Result<Json<TokenPairOut>, ApiError> {
-    let pair = state
-        .accounts
-        .refresh(&input.refresh_token)
-        .await
-        .map_err(refresh_error)?;
+    let pair = state.accounts.refresh(&input.refresh_token).await?;
     Ok(Json(pair.into()))
 }
 
@@ -367,11 +330,7 @@ async fn logout(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<RefreshInput>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .accounts
-        .logout(&input.refresh_token)
-        .await
-        .map_err(refresh_error)?;
+    state.accounts.logout(&input.refresh_token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
