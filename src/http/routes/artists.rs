@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::songs::{ArtistSongsParams, SongOut};
-use super::{ServerManaged, Tagged, not_modified, present, same_id};
+use super::{CreateRequest, ServerManaged, Tagged, create, not_modified, present, same_id};
 use crate::domain::artist::ArtistFilter;
 use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
 use crate::domain::ids::ArtistId;
@@ -24,11 +24,10 @@ use crate::http::etag::Versioned;
 use crate::http::extract::{
     ApiJson, ApiPath, ApiQuery, IfMatch, IfNoneMatch, JsonInteger, double_option,
 };
-use crate::http::idempotency::{self, IdempotencyKeyHeader};
+use crate::http::idempotency::IdempotencyKeyHeader;
 use crate::http::list::{ListEnvelope, ListRequest};
 use crate::state::AppState;
 use crate::storage::DynStore;
-use crate::storage::{Created, Idempotency};
 
 /// The artist routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -214,26 +213,19 @@ pub async fn create_artist(
             ArtistOut::from(artist),
         )
     };
-    let Some(key) = idempotency_key.0 else {
-        return Ok(created(store.insert_artist(&new).await?).into_response());
+    let request = CreateRequest {
+        key: idempotency_key,
+        principal: editor.0,
+        route: "POST /v1/artists",
+        input: &input,
     };
-    let principal = editor.0.scope();
-    let fingerprint = idempotency::fingerprint("POST /v1/artists", &input);
-    let kept = idempotency::Kept::default();
-    let render = |artist: &Artist| kept.keep(created(artist.clone()).saved());
-    let once = Idempotency {
-        principal: &principal,
-        key: key.as_str(),
-        fingerprint: &fingerprint,
-        render: &render,
-    };
-    Ok(match store.insert_artist_once(&new, &once).await? {
-        // Answered with the bytes just saved, not serialised again.
-        Created::New(artist) => kept
-            .take()
-            .map_or_else(|| created(artist).into_response(), idempotency::respond),
-        Created::Replayed(saved) => idempotency::replay(saved),
-    })
+    create(
+        request,
+        created,
+        async || store.insert_artist(&new).await,
+        async |once| store.insert_artist_once(&new, once).await,
+    )
+    .await
 }
 
 /// Reads an artist; `If-None-Match` with its current tag gives 304.

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ServerManaged, Tagged, not_modified, present, same_id};
+use super::{CreateRequest, ServerManaged, Tagged, create, not_modified, present, same_id};
 use crate::domain::ids::{ArtistId, SongId};
 use crate::domain::list::RawPaging;
 use crate::domain::song::{NewSong, Patch, Song, SongChanges, SongFields, SongPatchFields};
@@ -22,11 +22,10 @@ use crate::http::etag::Versioned;
 use crate::http::extract::{
     ApiJson, ApiPath, ApiQuery, IfMatch, IfNoneMatch, JsonInteger, double_option,
 };
-use crate::http::idempotency::{self, IdempotencyKeyHeader};
+use crate::http::idempotency::IdempotencyKeyHeader;
 use crate::http::list::{ListEnvelope, ListRequest};
 use crate::state::AppState;
 use crate::storage::DynStore;
-use crate::storage::{Created, Idempotency};
 
 /// The song routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -410,26 +409,19 @@ pub async fn create_song(
     let new = NewSong::parse(input.fields())?;
     let created =
         |song: Song| Tagged::created(song.etag(), song_location(&song), SongOut::new(song, false));
-    let Some(key) = idempotency_key.0 else {
-        return Ok(created(store.insert_song(&new).await?).into_response());
+    let request = CreateRequest {
+        key: idempotency_key,
+        principal: editor.0,
+        route: "POST /v1/songs",
+        input: &input,
     };
-    let principal = editor.0.scope();
-    let fingerprint = idempotency::fingerprint("POST /v1/songs", &input);
-    let kept = idempotency::Kept::default();
-    let render = |song: &Song| kept.keep(created(song.clone()).saved());
-    let once = Idempotency {
-        principal: &principal,
-        key: key.as_str(),
-        fingerprint: &fingerprint,
-        render: &render,
-    };
-    Ok(match store.insert_song_once(&new, &once).await? {
-        // Answered with the bytes just saved, not serialised again.
-        Created::New(song) => kept
-            .take()
-            .map_or_else(|| created(song).into_response(), idempotency::respond),
-        Created::Replayed(saved) => idempotency::replay(saved),
-    })
+    create(
+        request,
+        created,
+        async || store.insert_song(&new).await,
+        async |once| store.insert_song_once(&new, once).await,
+    )
+    .await
 }
 
 /// Reads a song; `If-None-Match` with its current tag gives 304.
