@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 use crate::auth::accounts::TokenPair;
 use crate::domain::user::{NewUser, Role, User};
 use crate::http::auth::SignedInUser;
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::ApiError;
 use crate::http::extract::ApiJson;
 use crate::http::extract::read_body;
 use crate::state::AppState;
@@ -250,11 +250,11 @@ pub struct RefreshInput {
     responses(
         (status = 201, description = "Registered; sign in next", body = UserOut,
             headers(("Location" = String, description = "`/v1/auth/me`"))),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Registration is closed", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Username or email already registered (one message for both)", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field (including `role`, which cannot be chosen)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 403, description = "Registration is closed"),
+        (status = 409, description = "Username or email already registered (one message for both)"),
+        (status = 415, description = "Not JSON"),
+        (status = 422, description = "Invalid field (including `role`, which cannot be chosen)"),
     ))]
 async fn register(
     State(state): State<AppState>,
@@ -280,11 +280,11 @@ async fn register(
         (LoginForm = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "Signed in", body = TokenPairOut),
-        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Invalid username or password", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Neither JSON nor a form", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing or unknown field", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many failed logins for this username", body = Problem, content_type = "application/problem+json",
+        (status = 400, description = "Malformed body"),
+        (status = 401, description = "Invalid username or password"),
+        (status = 415, description = "Neither JSON nor a form"),
+        (status = 422, description = "Missing or unknown field"),
+        (status = 429, description = "Too many failed logins for this username",
             headers(("Retry-After" = u64, description = "Seconds until attempts are allowed again"))),
     ))]
 async fn login(
@@ -303,10 +303,10 @@ async fn login(
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshInput,
     responses(
         (status = 200, description = "A new pair", body = TokenPairOut),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Invalid, expired, spent or revoked refresh token", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing or unknown field", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "Invalid, expired, spent or revoked refresh token"),
+        (status = 415, description = "Not JSON"),
+        (status = 422, description = "Missing or unknown field"),
     ))]
 async fn refresh(
     State(state): State<AppState>,
@@ -321,10 +321,10 @@ async fn refresh(
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", request_body = RefreshInput,
     responses(
         (status = 204, description = "Signed out"),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unknown refresh token", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing or unknown field", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "Unknown refresh token"),
+        (status = 415, description = "Not JSON"),
+        (status = 422, description = "Missing or unknown field"),
     ))]
 async fn logout(
     State(state): State<AppState>,
@@ -338,8 +338,8 @@ async fn logout(
 #[utoipa::path(get, path = "/v1/auth/me", tag = "auth",
     responses(
         (status = 200, description = "Your account", body = UserOut),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "An API key (keys have no account)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in"),
+        (status = 403, description = "An API key (keys have no account)"),
     ))]
 async fn me(State(state): State<AppState>, user: SignedInUser) -> Result<Json<UserOut>, ApiError> {
     Ok(Json(state.store.get_user(user.id).await?.into()))
