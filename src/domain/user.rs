@@ -413,6 +413,51 @@ mod tests {
     }
 
     #[test]
+    fn a_user_patch_collects_every_problem_and_checks_the_password_against_the_account() {
+        let current = User {
+            id: 1,
+            username: "ziggy".into(),
+            email: "ziggy@example.com".into(),
+            role: Role::Viewer,
+            is_active: true,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        };
+        let current_email = secret("Ziggy@Example.com");
+        let errors = UserPatch {
+            email: Some(None),
+            role: Some(Some("root")),
+            is_active: Some(None),
+            password: Some(Some(&current_email)),
+        }
+        .parse(&current)
+        .unwrap_err();
+        let fields: Vec<&str> = errors.errors().iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["email", "role", "is_active", "password"]);
+
+        let new_email = secret("new@example.com");
+        let errors = UserPatch {
+            email: Some(Some("new@example.com")),
+            password: Some(Some(&new_email)),
+            ..UserPatch::default()
+        }
+        .parse(&current)
+        .unwrap_err();
+        assert_eq!(errors.errors()[0].field, "password");
+
+        let changes = UserPatch {
+            role: Some(Some("editor")),
+            is_active: Some(Some(false)),
+            ..UserPatch::default()
+        }
+        .parse(&current)
+        .unwrap();
+        assert_eq!(changes.role, Some(Role::Editor));
+        assert_eq!(changes.is_active, Some(false));
+        assert!(changes.email.is_none() && changes.password.is_none());
+    }
+
+    #[test]
     fn username_rules() {
         for (raw, ok) in [
             ("bob", true),
