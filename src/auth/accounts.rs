@@ -15,7 +15,8 @@ use super::secret::{self, API_KEY_PREFIX, API_KEY_SHOWN_CHARS, REFRESH_TOKEN_PRE
 use crate::config::AuthSettings;
 use crate::domain::credential::{ApiKey, LoginGate, NewApiKey, NewRefreshToken, Rotation};
 use crate::domain::ids::{ApiKeyId, UserId};
-use crate::domain::user::{NewUser, Role, User, UserChanges, Username, UsernameKey};
+use crate::domain::user::{NewUser, Role, User, UserChanges, UserPatch, Username, UsernameKey};
+use crate::domain::validation::ValidationErrors;
 use crate::storage::{ConflictKind, DynStore, StoreError};
 use crate::telemetry::metrics::AUTH_ATTEMPTS_TOTAL;
 
@@ -107,13 +108,32 @@ pub enum LoginError {
 /// Why a presented credential was refused, or could not be checked.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
-    /// Not valid, expired, revoked, or its account is inactive.
+    /// An access token or API key that is not valid, expired or revoked, or whose account
+    /// is inactive.
     #[error("invalid credential")]
     Invalid,
+    /// A refresh token that is unknown, spent, expired or revoked, of a login past its
+    /// maximum age, or of an inactive account.
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Hashing or signing failed.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+/// Why an account could not be created or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// The change breaks a field rule (every problem found).
+    #[error("invalid account change: {0}")]
+    Invalid(ValidationErrors),
+    /// Storage failed, or the change conflicts (taken email, last admin).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Hashing failed.
     #[error(transparent)]
     Auth(#[from] AuthError),
 }
@@ -258,8 +278,8 @@ impl Accounts {
     /// refreshed.
     ///
     /// # Errors
-    /// [`CredentialError::Invalid`] for an unknown, spent, expired or revoked token, a
-    /// login past its maximum age, or an inactive account.
+    /// [`CredentialError::InvalidRefreshToken`] for an unknown, spent, expired or revoked
+    /// token, a login past its maximum age, or an inactive account.
     #[tracing::instrument(name = "auth.refresh", skip_all)]
     pub async fn refresh(&self, token: &SecretString) -> Result<TokenPair, CredentialError> {
         let next = secret::generate(REFRESH_TOKEN_PREFIX).map_err(StoreError::Other)?;
@@ -286,11 +306,11 @@ impl Accounts {
                 self.sessions.forget(&family_id);
                 attempt("refresh_reuse");
                 tracing::warn!("a spent refresh token was presented again; its family is revoked");
-                Err(CredentialError::Invalid)
+                Err(CredentialError::InvalidRefreshToken)
             }
             Rotation::Rejected => {
                 attempt("refresh_rejected");
-                Err(CredentialError::Invalid)
+                Err(CredentialError::InvalidRefreshToken)
             }
         }
     }
@@ -300,14 +320,15 @@ impl Accounts {
     /// lifetime on the others). Other logins of the user go on.
     ///
     /// # Errors
-    /// [`CredentialError::Invalid`] for a token this service never issued (or long pruned).
+    /// [`CredentialError::InvalidRefreshToken`] for a token this service never issued (or
+    /// long pruned).
     #[tracing::instrument(name = "auth.logout", skip_all)]
     pub async fn logout(&self, token: &SecretString) -> Result<(), CredentialError> {
         let family = self
             .store
             .revoke_refresh_family(&secret::digest_secret(token))
             .await?
-            .ok_or(CredentialError::Invalid)?;
+            .ok_or(CredentialError::InvalidRefreshToken)?;
         self.sessions.forget(&family);
         Ok(())
     }
@@ -318,9 +339,28 @@ impl Accounts {
     /// A taken username or email is [`StoreError::Conflict`]; the password is hashed first,
     /// so a taken name costs the same time as a new one.
     #[tracing::instrument(name = "auth.create_user", skip_all, fields(user.role = %new.role))]
-    pub async fn create_user(&self, new: &NewUser) -> Result<User, CredentialError> {
+    pub async fn create_user(&self, new: &NewUser) -> Result<User, AccountError> {
         let hash = self.hasher.hash(new.password.secret()).await?;
         Ok(self.store.insert_user(new, &hash).await?)
+    }
+
+    /// Validates and applies an admin's change of an account (as [`Self::update_user`]).
+    /// The account is read first: a new password must not be its username or email, and
+    /// an unknown account is reported before an invalid change. The change itself is one
+    /// store call (one transaction).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown account, [`AccountError::Invalid`] with
+    /// every field problem, otherwise as [`Self::update_user`].
+    #[tracing::instrument(name = "auth.patch_user", skip_all, fields(user.id = id.get()))]
+    pub async fn patch_user(
+        &self,
+        id: UserId,
+        patch: &UserPatch<'_>,
+    ) -> Result<User, AccountError> {
+        let current = self.store.get_user(id).await?;
+        let changes = patch.parse(&current).map_err(AccountError::Invalid)?;
+        self.update_user(id, &changes).await
     }
 
     /// Changes an account; a new password is hashed first. Deactivation, a new password or a
@@ -333,7 +373,7 @@ impl Accounts {
         &self,
         id: UserId,
         changes: &UserChanges,
-    ) -> Result<User, CredentialError> {
+    ) -> Result<User, AccountError> {
         let hash = match &changes.password {
             Some(password) => Some(self.hasher.hash(password.secret()).await?),
             None => None,
@@ -504,7 +544,7 @@ impl Accounts {
         let new = NewUser::parse("admin", "admin@starsongs.invalid", &password, Role::Admin)
             .map_err(|e| anyhow::anyhow!("the development admin is invalid: {e}"))?;
         self.create_user(&new).await.map_err(|e| match e {
-            CredentialError::Store(StoreError::Conflict(ConflictKind::UsernameOrEmailTaken)) => {
+            AccountError::Store(StoreError::Conflict(ConflictKind::UsernameOrEmailTaken)) => {
                 anyhow::anyhow!(
                     "an account named `admin` exists but is not an active admin; \
                  use `starsongs user create` to make one"

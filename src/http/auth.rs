@@ -15,10 +15,11 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderName, header};
+use chrono::Utc;
 
 use super::error::ApiError;
 use crate::auth::AuthError;
-use crate::auth::accounts::{Accounts, CredentialError, Principal};
+use crate::auth::accounts::{AccountError, Accounts, CredentialError, LoginError, Principal};
 use crate::domain::ids::UserId;
 use crate::domain::user::Role;
 use crate::state::AppState;
@@ -47,29 +48,58 @@ fn invalid_credentials() -> ApiError {
     )
 }
 
-fn credential_error(error: CredentialError) -> ApiError {
-    match error {
-        CredentialError::Invalid => invalid_credentials(),
-        CredentialError::Store(store) => store.into(),
-        CredentialError::Auth(auth) => auth_error(auth),
-    }
-}
-
-/// The error of an account use case that takes no credential (registration, admin
-/// changes): storage errors as usual, hashing failures as 500.
-pub fn account_error(error: CredentialError) -> ApiError {
-    match error {
-        CredentialError::Invalid => {
-            ApiError::internal(anyhow::anyhow!("unexpected invalid credential"))
-        }
-        CredentialError::Store(store) => store.into(),
-        CredentialError::Auth(auth) => auth_error(auth),
-    }
+fn invalid_refresh_token() -> ApiError {
+    ApiError::unauthorized(
+        "The refresh token is invalid, expired, spent or revoked; sign in again",
+        Some("invalid_token"),
+    )
 }
 
 /// A hashing or signing failure is a server error; its cause goes to the log only.
-pub fn auth_error(error: AuthError) -> ApiError {
-    ApiError::internal(error.into())
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        Self::internal(error.into())
+    }
+}
+
+impl From<CredentialError> for ApiError {
+    fn from(error: CredentialError) -> Self {
+        match error {
+            CredentialError::Invalid => invalid_credentials(),
+            CredentialError::InvalidRefreshToken => invalid_refresh_token(),
+            CredentialError::Store(store) => store.into(),
+            CredentialError::Auth(auth) => auth.into(),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(error: AccountError) -> Self {
+        match error {
+            AccountError::Invalid(errors) => errors.into(),
+            AccountError::Store(store) => store.into(),
+            AccountError::Auth(auth) => auth.into(),
+        }
+    }
+}
+
+/// Unknown user, wrong password and inactive account get one 401 (no `error` code: no
+/// token was presented); a locked username gets 429 until the lockout ends.
+impl From<LoginError> for ApiError {
+    fn from(error: LoginError) -> Self {
+        match error {
+            LoginError::BadCredentials => Self::unauthorized("Invalid username or password", None),
+            LoginError::Locked(until) => {
+                let secs = (until - Utc::now()).num_seconds().max(1);
+                Self::too_many_requests(
+                    "Too many failed logins for this username; try again later",
+                    u64::try_from(secs).unwrap_or(1),
+                )
+            }
+            LoginError::Store(store) => store.into(),
+            LoginError::Auth(auth) => auth.into(),
+        }
+    }
 }
 
 /// The token of an `Authorization: Bearer <token>` value (`None` for another scheme or
@@ -127,7 +157,7 @@ pub async fn resolve(parts: &mut Parts, accounts: &Accounts) -> Result<Principal
             parts.extensions.insert(Refused);
             return Err(invalid_credentials());
         }
-        Err(error) => return Err(credential_error(error)),
+        Err(error) => return Err(error.into()),
     };
     if principal != Principal::Anonymous {
         tracing::Span::current().record("principal", principal.scope());

@@ -10,6 +10,7 @@ use std::sync::{Mutex, PoisonError};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use utoipa::IntoParams;
 
 use super::error::ApiError;
 use crate::storage::SavedResponse;
@@ -35,6 +36,19 @@ impl IdempotencyKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// The `Idempotency-Key` header as documented: `params(IdempotencyKeyParam)` on a create.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKeyParam {
+    /// 1-255 visible ASCII characters; makes retries safe
+    #[param(
+        rename = "Idempotency-Key",
+        nullable = false,
+        pattern = r"^[\x21-\x7E]{1,255}$"
+    )]
+    pub idempotency_key: Option<String>,
 }
 
 /// The `Idempotency-Key` header, if sent; a malformed one is 400.

@@ -6,14 +6,16 @@
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::response::{Response, ResponseBuilder, Responses};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes,
     SecurityRequirement, SecurityScheme,
 };
 use utoipa::openapi::{OpenApi as Document, Ref, RefOr};
-use utoipa::{Modify, OpenApi};
+use utoipa::{Modify, OpenApi, ToResponse};
+
+use super::error::{PROBLEM_JSON, Problem};
 
 /// Name of the bearer-JWT scheme.
 pub const BEARER: &str = "bearer";
@@ -22,6 +24,63 @@ pub const BEARER: &str = "bearer";
 pub const OAUTH2: &str = "oauth2";
 /// Name of the API-key scheme.
 pub const API_KEY: &str = "api_key";
+
+/// The answer of every error status: an RFC 9457 problem (`components.responses.Problem`).
+/// A handler documents an error status with its description only, `(status = 404,
+/// description = "No such artist")`; [`Security`] turns every such 4xx/5xx response into
+/// a reference to this one, keeping the description, or, when it declares headers, gives
+/// it this content.
+pub struct ProblemResponse;
+
+impl<'r> ToResponse<'r> for ProblemResponse {
+    fn response() -> (&'r str, RefOr<Response>) {
+        (
+            "Problem",
+            RefOr::T(
+                problem_content(ResponseBuilder::new().description(
+                    "An RFC 9457 problem details document; `type` names the kind of problem",
+                ))
+                .build(),
+            ),
+        )
+    }
+}
+
+fn problem_content(response: ResponseBuilder) -> ResponseBuilder {
+    response.content(
+        PROBLEM_JSON,
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .build(),
+    )
+}
+
+/// A reference to [`ProblemResponse`] with its own description.
+fn problem_ref(description: &str) -> RefOr<Response> {
+    let mut reference = Ref::from_response_name(ProblemResponse::response().0);
+    reference.description = description.to_owned();
+    RefOr::Ref(reference)
+}
+
+/// Makes every error response a handler declared without content a problem (see
+/// [`ProblemResponse`]).
+fn fold_problems(responses: &mut Responses) {
+    for (status, response) in &mut responses.responses {
+        let is_error = status.parse::<u16>().is_ok_and(|code| code >= 400);
+        let RefOr::T(inner) = response else { continue };
+        if !is_error || !inner.content.is_empty() {
+            continue;
+        }
+        if inner.headers.is_empty() {
+            *response = problem_ref(&inner.description);
+        } else {
+            let content = ProblemResponse::response();
+            if let (_, RefOr::T(problem)) = content {
+                inner.content = problem.content;
+            }
+        }
+    }
+}
 
 /// Root document.
 #[derive(OpenApi)]
@@ -49,7 +108,8 @@ pub const API_KEY: &str = "api_key";
         (name = "auth", description = "Sign in, tokens and your account (responses are `Cache-Control: no-store`)"),
         (name = "admin", description = "Accounts and API keys (admin only)"),
         (name = "operations", description = "Probes, docs and service facts (no authentication)"),
-    )
+    ),
+    components(schemas(Problem), responses(ProblemResponse))
 )]
 pub struct ApiDoc;
 
@@ -97,6 +157,18 @@ impl Modify for Security {
             ))),
         );
         for (path, item) in &mut document.paths.paths {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                fold_problems(&mut operation.responses);
+            }
             if !path.starts_with("/v1/") {
                 continue;
             }
@@ -133,12 +205,7 @@ impl Modify for Security {
 }
 
 fn problem(description: &str) -> ResponseBuilder {
-    ResponseBuilder::new().description(description).content(
-        "application/problem+json",
-        ContentBuilder::new()
-            .schema(Some(Ref::from_schema_name("Problem")))
-            .build(),
-    )
+    problem_content(ResponseBuilder::new().description(description))
 }
 
 fn integer_header(description: &str) -> Header {
@@ -180,12 +247,12 @@ fn edge_responses(operation: &mut Operation) {
         .entry("429".to_owned())
         .or_insert_with(|| RefOr::T(limited.build()));
     responses.entry("431".to_owned()).or_insert_with(|| {
-        RefOr::T(problem("Request line and headers larger than `server.max_header_bytes`").build())
+        problem_ref("Request line and headers larger than `server.max_header_bytes`")
     });
     if has_body {
-        responses.entry("413".to_owned()).or_insert_with(|| {
-            RefOr::T(problem("Body larger than `server.max_body_bytes`").build())
-        });
+        responses
+            .entry("413".to_owned())
+            .or_insert_with(|| problem_ref("Body larger than `server.max_body_bytes`"));
     }
     responses.entry("503".to_owned()).or_insert_with(|| {
         RefOr::T(
@@ -201,7 +268,7 @@ fn edge_responses(operation: &mut Operation) {
         )
     });
     responses.entry("504".to_owned()).or_insert_with(|| {
-        RefOr::T(problem("The request took longer than `server.request_timeout_secs`").build())
+        problem_ref("The request took longer than `server.request_timeout_secs`")
     });
 }
 
@@ -216,16 +283,16 @@ fn secure(operation: &mut Operation, accounts_only: bool, may_forbid: bool) {
             .map(|name| SecurityRequirement::new(name, Vec::<String>::new()))
             .collect(),
     );
-    let problem = |description: &str| RefOr::T(problem(description).build());
+    let problem = problem_ref;
     let responses = &mut operation.responses.responses;
     // Two credentials are ambiguous (which one acts?), so the service refuses them rather
     // than pick one; OpenAPI cannot say "at most one of these schemes", so it is said here.
     const AMBIGUOUS: &str = "both `Authorization` and `X-API-Key`, or either header twice";
     match responses.get_mut("400") {
-        Some(RefOr::T(response)) => {
-            response.description = format!("{}; or {AMBIGUOUS}", response.description);
+        Some(RefOr::T(Response { description, .. }) | RefOr::Ref(Ref { description, .. })) => {
+            *description = format!("{description}; or {AMBIGUOUS}");
         }
-        _ => {
+        None => {
             responses.insert(
                 "400".to_owned(),
                 problem(&format!("Ambiguous credentials: {AMBIGUOUS}")),

@@ -4,6 +4,7 @@ use axum::extract::FromRequestParts;
 use axum::http::HeaderName;
 use axum::http::header::{IF_MATCH, IF_NONE_MATCH};
 use axum::http::request::Parts;
+use utoipa::IntoParams;
 
 use crate::domain::version::ExpectedVersions;
 use crate::http::error::ApiError;
@@ -16,6 +17,32 @@ pub struct IfMatch(pub Option<Precondition>);
 /// The `If-None-Match` precondition, if sent.
 #[derive(Debug, Clone, Default)]
 pub struct IfNoneMatch(pub Option<Precondition>);
+
+/// The `If-Match` header as documented: `params(IfMatchParam)` on a conditional write.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IfMatchParam {
+    /// Only if the current tag matches
+    #[param(
+        rename = "If-Match",
+        nullable = false,
+        pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#
+    )]
+    pub if_match: Option<String>,
+}
+
+/// The `If-None-Match` header as documented: `params(IfNoneMatchParam)` on a read.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IfNoneMatchParam {
+    /// Entity tags the client already has
+    #[param(
+        rename = "If-None-Match",
+        nullable = false,
+        pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#
+    )]
+    pub if_none_match: Option<String>,
+}
 
 fn read(parts: &Parts, name: &HeaderName) -> Result<Option<Precondition>, ApiError> {
     let values: Vec<&str> = parts

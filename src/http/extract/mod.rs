@@ -6,7 +6,7 @@ mod json;
 mod path;
 mod query;
 
-pub use conditional::{IfMatch, IfNoneMatch};
+pub use conditional::{IfMatch, IfMatchParam, IfNoneMatch, IfNoneMatchParam};
 pub use json::{ApiJson, JsonInteger, double_option, read_body};
 pub use path::ApiPath;
 pub use query::ApiQuery;

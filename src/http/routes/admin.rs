@@ -15,10 +15,10 @@ use super::auth::UserOut;
 use crate::domain::credential::{ApiKey, ApiKeySortField, NewApiKey};
 use crate::domain::ids::{ApiKeyId, UserId};
 use crate::domain::list::RawPaging;
-use crate::domain::user::{Email, NewUser, Password, Role, UserChanges, UserSortField};
-use crate::domain::validation::{FieldError, ValidationErrors};
-use crate::http::auth::{Admin, account_error};
-use crate::http::error::{ApiError, Problem};
+use crate::domain::user::{NewUser, Role, UserPatch, UserSortField};
+use crate::domain::validation::ValidationErrors;
+use crate::http::auth::Admin;
+use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, double_option};
 use crate::http::list::{ListEnvelope, ListRequest};
 use crate::state::AppState;
@@ -181,7 +181,7 @@ fn created(location: String, body: impl Serialize) -> Response {
             pattern = r"^(?!(.*,)?-?(id|username|created_at)(,.*)?,-?\2(,|$))-?(id|username|created_at)(,-?(id|username|created_at))*$")),
     responses(
         (status = 200, description = "A page of accounts", body = ListEnvelope<UserOut>),
-        (status = 422, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid parameter"),
     ))]
 async fn list_users(
     State(state): State<AppState>,
@@ -203,10 +203,10 @@ async fn list_users(
 #[utoipa::path(post, path = "/v1/admin/users", tag = "admin", request_body = CreateUserInput,
     responses(
         (status = 201, description = "Created", body = UserOut, headers(("Location" = String, description = "Path of the new account"))),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Username or email already registered", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 409, description = "Username or email already registered"),
+        (status = 415, description = "Not JSON"),
+        (status = 422, description = "Invalid field"),
     ))]
 async fn create_user(
     State(state): State<AppState>,
@@ -231,11 +231,7 @@ async fn create_user(
             return Err(errors.into());
         }
     };
-    let user = state
-        .accounts
-        .create_user(&new)
-        .await
-        .map_err(account_error)?;
+    let user = state.accounts.create_user(&new).await?;
     Ok(created(
         format!("/v1/admin/users/{}", user.id),
         UserOut::from(user),
@@ -247,8 +243,8 @@ async fn create_user(
     params(("id" = i64, Path, description = "Account id, 1–2147483647", minimum = 1, maximum = 2147483647)),
     responses(
         (status = 200, description = "The account", body = UserOut),
-        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account"),
+        (status = 422, description = "Invalid id"),
     ))]
 async fn get_user(
     State(state): State<AppState>,
@@ -268,11 +264,11 @@ async fn get_user(
     params(("id" = i64, Path, description = "Account id, 1–2147483647", minimum = 1, maximum = 2147483647)),
     responses(
         (status = 200, description = "The changed account", body = UserOut),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Email taken, or this would leave no active admin", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid id or field", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 404, description = "No such account"),
+        (status = 409, description = "Email taken, or this would leave no active admin"),
+        (status = 415, description = "Not JSON"),
+        (status = 422, description = "Invalid id or field"),
     ))]
 async fn patch_user(
     State(state): State<AppState>,
@@ -280,50 +276,13 @@ async fn patch_user(
     ApiPath(id): ApiPath<UserId>,
     ApiJson(input): ApiJson<PatchUserInput>,
 ) -> Result<Json<UserOut>, ApiError> {
-    let current = state.store.get_user(id).await?;
-    let mut errors = ValidationErrors::new();
-    let mut changes = UserChanges::default();
-    let required = |field: &str| FieldError::new(field, "must not be null");
-    if let Some(email) = &input.email {
-        changes.email = errors.check(
-            email
-                .as_deref()
-                .ok_or_else(|| required("email"))
-                .and_then(Email::parse),
-        );
-    }
-    if let Some(role) = &input.role {
-        changes.role = errors.check(
-            role.as_deref()
-                .ok_or_else(|| required("role"))
-                .and_then(|r| Role::parse("role", r)),
-        );
-    }
-    if let Some(is_active) = input.is_active {
-        changes.is_active = errors.check(is_active.ok_or_else(|| required("is_active")));
-    }
-    if let Some(password) = &input.password {
-        let email = changes
-            .email
-            .as_ref()
-            .map_or(current.email.as_str(), Email::as_str)
-            .to_owned();
-        changes.password = errors.check(
-            password
-                .as_ref()
-                .ok_or_else(|| required("password"))
-                .and_then(|p| Password::parse(p, &current.username, &email)),
-        );
-    }
-    if !errors.is_empty() {
-        return Err(errors.into());
-    }
-    let user = state
-        .accounts
-        .update_user(id, &changes)
-        .await
-        .map_err(account_error)?;
-    Ok(Json(user.into()))
+    let patch = UserPatch {
+        email: input.email.as_ref().map(Option::as_deref),
+        role: input.role.as_ref().map(Option::as_deref),
+        is_active: input.is_active,
+        password: input.password.as_ref().map(Option::as_ref),
+    };
+    Ok(Json(state.accounts.patch_user(id, &patch).await?.into()))
 }
 
 /// Deletes an account and its sessions. The last active admin cannot be deleted.
@@ -331,9 +290,9 @@ async fn patch_user(
     params(("id" = i64, Path, description = "Account id, 1–2147483647", minimum = 1, maximum = 2147483647)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The last active admin", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account"),
+        (status = 409, description = "The last active admin"),
+        (status = 422, description = "Invalid id"),
     ))]
 async fn delete_user(
     State(state): State<AppState>,
@@ -352,7 +311,7 @@ async fn delete_user(
             pattern = r"^(?!(.*,)?-?(id|name|created_at)(,.*)?,-?\2(,|$))-?(id|name|created_at)(,-?(id|name|created_at))*$")),
     responses(
         (status = 200, description = "A page of API keys", body = ListEnvelope<ApiKeyOut>),
-        (status = 422, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid parameter"),
     ))]
 async fn list_api_keys(
     State(state): State<AppState>,
@@ -374,9 +333,9 @@ async fn list_api_keys(
 #[utoipa::path(post, path = "/v1/admin/api-keys", tag = "admin", request_body = CreateApiKeyInput,
     responses(
         (status = 201, description = "Created; store `key` now (it is not shown again)", body = CreatedApiKeyOut),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 415, description = "Not JSON"),
+        (status = 422, description = "Invalid field"),
     ))]
 async fn create_api_key(
     State(state): State<AppState>,
@@ -410,8 +369,8 @@ async fn create_api_key(
     params(("id" = i64, Path, description = "API key id, 1–2147483647", minimum = 1, maximum = 2147483647)),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 404, description = "No such API key", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such API key"),
+        (status = 422, description = "Invalid id"),
     ))]
 async fn delete_api_key(
     State(state): State<AppState>,

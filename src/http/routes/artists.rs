@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::songs::{ArtistSongsParams, SongOut};
-use super::{ServerManaged, Tagged, not_modified, present, same_id};
+use super::{CreateRequest, ServerManaged, Tagged, create, not_modified, present, same_id};
 use crate::domain::artist::ArtistFilter;
 use crate::domain::artist::{Artist, ArtistChanges, NewArtist};
 use crate::domain::ids::ArtistId;
@@ -19,16 +19,16 @@ use crate::domain::list::RawPaging;
 use crate::domain::user::Role;
 use crate::domain::validation::ValidationErrors;
 use crate::http::auth::{Editor, Reader};
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::ApiError;
 use crate::http::etag::Versioned;
 use crate::http::extract::{
-    ApiJson, ApiPath, ApiQuery, IfMatch, IfNoneMatch, JsonInteger, double_option,
+    ApiJson, ApiPath, ApiQuery, IfMatch, IfMatchParam, IfNoneMatch, IfNoneMatchParam, JsonInteger,
+    double_option,
 };
-use crate::http::idempotency::{self, IdempotencyKeyHeader};
+use crate::http::idempotency::{IdempotencyKeyHeader, IdempotencyKeyParam};
 use crate::http::list::{ListEnvelope, ListRequest};
 use crate::state::AppState;
 use crate::storage::DynStore;
-use crate::storage::{Created, Idempotency};
 
 /// The artist routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -168,7 +168,7 @@ fn artist_location(artist: &Artist) -> String {
 #[utoipa::path(get, path = "/v1/artists", tag = "artists", params(ArtistListParams),
     responses(
         (status = 200, description = "A page of artists", body = ListEnvelope<ArtistOut>),
-        (status = 422, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid parameter"),
     ))]
 pub async fn list_artists(
     State(store): State<DynStore>,
@@ -191,14 +191,14 @@ pub async fn list_artists(
 /// Creates an artist. With `Idempotency-Key`, a retry of the same request within 24 h
 /// returns the original response (`Idempotent-Replayed: true`) and creates nothing.
 #[utoipa::path(post, path = "/v1/artists", tag = "artists", request_body = ArtistInput,
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1-255 visible ASCII characters; makes retries safe", pattern = r"^[\x21-\x7E]{1,255}$")),
+    params(IdempotencyKeyParam),
     responses(
         (status = 201, description = "Created (or replayed); `Location` names the new artist", body = ArtistOut,
             headers(("Location" = String, description = "Path of the new artist"), ("ETag" = String, description = "Entity tag"))),
-        (status = 400, description = "Malformed JSON or Idempotency-Key", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field, or Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON or Idempotency-Key"),
+        (status = 413, description = "Body too large"),
+        (status = 415, description = "Not JSON"),
+        (status = 422, description = "Invalid field, or Idempotency-Key reused with another body"),
     ))]
 pub async fn create_artist(
     State(store): State<DynStore>,
@@ -214,38 +214,31 @@ pub async fn create_artist(
             ArtistOut::from(artist),
         )
     };
-    let Some(key) = idempotency_key.0 else {
-        return Ok(created(store.insert_artist(&new).await?).into_response());
+    let request = CreateRequest {
+        key: idempotency_key,
+        principal: editor.0,
+        route: "POST /v1/artists",
+        input: &input,
     };
-    let principal = editor.0.scope();
-    let fingerprint = idempotency::fingerprint("POST /v1/artists", &input);
-    let kept = idempotency::Kept::default();
-    let render = |artist: &Artist| kept.keep(created(artist.clone()).saved());
-    let once = Idempotency {
-        principal: &principal,
-        key: key.as_str(),
-        fingerprint: &fingerprint,
-        render: &render,
-    };
-    Ok(match store.insert_artist_once(&new, &once).await? {
-        // Answered with the bytes just saved, not serialised again.
-        Created::New(artist) => kept
-            .take()
-            .map_or_else(|| created(artist).into_response(), idempotency::respond),
-        Created::Replayed(saved) => idempotency::replay(saved),
-    })
+    create(
+        request,
+        created,
+        async || store.insert_artist(&new).await,
+        async |once| store.insert_artist_once(&new, once).await,
+    )
+    .await
 }
 
 /// Reads an artist; `If-None-Match` with its current tag gives 304.
 #[utoipa::path(get, path = "/v1/artists/{id}", tag = "artists",
     params(("id" = i64, Path, description = "Artist id, 1–2147483647", minimum = 1, maximum = 2147483647),
-        ("If-None-Match" = Option<String>, Header, nullable = false, description = "Entity tags the client already has", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
+        IfNoneMatchParam),
     responses(
         (status = 200, description = "The artist", body = ArtistOut, headers(("ETag" = String, description = "Entity tag"))),
         (status = 304, description = "Unchanged since the given tag"),
-        (status = 400, description = "Malformed If-None-Match", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such artist", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed If-None-Match"),
+        (status = 404, description = "No such artist"),
+        (status = 422, description = "Invalid id"),
     ))]
 pub async fn get_artist(
     State(store): State<DynStore>,
@@ -265,14 +258,14 @@ pub async fn get_artist(
 /// artist's own GET representation (`id` must then be the path id; timestamps are ignored).
 #[utoipa::path(put, path = "/v1/artists/{id}", tag = "artists", request_body = ArtistReplace,
     params(("id" = i64, Path, description = "Artist id, 1–2147483647", minimum = 1, maximum = 2147483647),
-        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
+        IfMatchParam),
     responses(
         (status = 200, description = "The replaced artist", body = ArtistOut, headers(("ETag" = String, description = "New entity tag"))),
-        (status = 400, description = "Malformed JSON or If-Match", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such artist", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match did not match; nothing changed", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid id or field, or a body `id` other than the path id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON or If-Match"),
+        (status = 404, description = "No such artist"),
+        (status = 412, description = "If-Match did not match; nothing changed"),
+        (status = 415, description = "Not JSON"),
+        (status = 422, description = "Invalid id or field, or a body `id` other than the path id"),
     ))]
 pub async fn replace_artist(
     State(store): State<DynStore>,
@@ -298,14 +291,14 @@ pub async fn replace_artist(
         (ArtistPatch = "application/merge-patch+json"),
         (ArtistPatch = "application/json"))),
     params(("id" = i64, Path, description = "Artist id, 1–2147483647", minimum = 1, maximum = 2147483647),
-        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
+        IfMatchParam),
     responses(
         (status = 200, description = "The patched artist", body = ArtistOut, headers(("ETag" = String, description = "New entity tag"))),
-        (status = 400, description = "Malformed JSON or If-Match", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such artist", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match did not match; nothing changed", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid id or field", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON or If-Match"),
+        (status = 404, description = "No such artist"),
+        (status = 412, description = "If-Match did not match; nothing changed"),
+        (status = 415, description = "Not JSON"),
+        (status = 422, description = "Invalid id or field"),
     ))]
 pub async fn patch_artist(
     State(store): State<DynStore>,
@@ -325,14 +318,14 @@ pub async fn patch_artist(
 /// its songs too, in one transaction.
 #[utoipa::path(delete, path = "/v1/artists/{id}", tag = "artists",
     params(("id" = i64, Path, description = "Artist id, 1–2147483647", minimum = 1, maximum = 2147483647), DeleteArtistParams,
-        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
+        IfMatchParam),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Malformed If-Match", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such artist", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Songs still reference the artist", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match did not match; nothing changed", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid id or parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed If-Match"),
+        (status = 404, description = "No such artist"),
+        (status = 409, description = "Songs still reference the artist"),
+        (status = 412, description = "If-Match did not match; nothing changed"),
+        (status = 422, description = "Invalid id or parameter"),
     ))]
 pub async fn delete_artist(
     State(store): State<DynStore>,
@@ -358,8 +351,8 @@ pub async fn delete_artist(
     params(("id" = i64, Path, description = "Artist id, 1–2147483647", minimum = 1, maximum = 2147483647), ArtistSongsParams),
     responses(
         (status = 200, description = "A page of the artist's songs", body = ListEnvelope<SongOut>),
-        (status = 404, description = "No such artist", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid id or parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such artist"),
+        (status = 422, description = "Invalid id or parameter"),
     ))]
 pub async fn list_artist_songs(
     State(store): State<DynStore>,

@@ -14,10 +14,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::accounts::{CredentialError, LoginError, TokenPair};
+use crate::auth::accounts::TokenPair;
 use crate::domain::user::{NewUser, Role, User};
-use crate::http::auth::{SignedInUser, account_error, auth_error};
-use crate::http::error::{ApiError, Problem};
+use crate::http::auth::SignedInUser;
+use crate::http::error::ApiError;
 use crate::http::extract::ApiJson;
 use crate::http::extract::read_body;
 use crate::state::AppState;
@@ -245,31 +245,16 @@ pub struct RefreshInput {
     pub refresh_token: SecretString,
 }
 
-fn invalid_refresh_token() -> ApiError {
-    ApiError::unauthorized(
-        "The refresh token is invalid, expired, spent or revoked; sign in again",
-        Some("invalid_token"),
-    )
-}
-
-fn refresh_error(error: CredentialError) -> ApiError {
-    match error {
-        CredentialError::Invalid => invalid_refresh_token(),
-        CredentialError::Store(store) => store.into(),
-        CredentialError::Auth(auth) => auth_error(auth),
-    }
-}
-
 /// Creates an account with role viewer (when `auth.allow_registration` is on).
 #[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterInput,
     responses(
         (status = 201, description = "Registered; sign in next", body = UserOut,
             headers(("Location" = String, description = "`/v1/auth/me`"))),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Registration is closed", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Username or email already registered (one message for both)", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field (including `role`, which cannot be chosen)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 403, description = "Registration is closed"),
+        (status = 409, description = "Username or email already registered (one message for both)"),
+        (status = 415, description = "Not JSON"),
+        (status = 422, description = "Invalid field (including `role`, which cannot be chosen)"),
     ))]
 async fn register(
     State(state): State<AppState>,
@@ -277,11 +262,7 @@ async fn register(
     ApiJson(input): ApiJson<RegisterInput>,
 ) -> Result<Response, ApiError> {
     let new = NewUser::parse(&input.username, &input.email, &input.password, Role::Viewer)?;
-    let user = state
-        .accounts
-        .create_user(&new)
-        .await
-        .map_err(account_error)?;
+    let user = state.accounts.create_user(&new).await?;
     let mut response = (StatusCode::CREATED, Json(UserOut::from(user))).into_response();
     response
         .headers_mut()
@@ -299,36 +280,22 @@ async fn register(
         (LoginForm = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "Signed in", body = TokenPairOut),
-        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Invalid username or password", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Neither JSON nor a form", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing or unknown field", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many failed logins for this username", body = Problem, content_type = "application/problem+json",
+        (status = 400, description = "Malformed body"),
+        (status = 401, description = "Invalid username or password"),
+        (status = 415, description = "Neither JSON nor a form"),
+        (status = 422, description = "Missing or unknown field"),
+        (status = 429, description = "Too many failed logins for this username",
             headers(("Retry-After" = u64, description = "Seconds until attempts are allowed again"))),
     ))]
 async fn login(
     State(state): State<AppState>,
     credentials: Credentials,
 ) -> Result<Json<TokenPairOut>, ApiError> {
-    match state
+    let pair = state
         .accounts
         .login(&credentials.username, &credentials.password)
-        .await
-    {
-        Ok(pair) => Ok(Json(pair.into())),
-        Err(LoginError::BadCredentials) => {
-            Err(ApiError::unauthorized("Invalid username or password", None))
-        }
-        Err(LoginError::Locked(until)) => {
-            let secs = (until - Utc::now()).num_seconds().max(1);
-            Err(ApiError::too_many_requests(
-                "Too many failed logins for this username; try again later",
-                u64::try_from(secs).unwrap_or(1),
-            ))
-        }
-        Err(LoginError::Store(error)) => Err(error.into()),
-        Err(LoginError::Auth(error)) => Err(auth_error(error)),
-    }
+        .await?;
+    Ok(Json(pair.into()))
 }
 
 /// Exchanges a refresh token for a new pair. The presented token is spent; presenting it
@@ -336,20 +303,16 @@ async fn login(
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshInput,
     responses(
         (status = 200, description = "A new pair", body = TokenPairOut),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Invalid, expired, spent or revoked refresh token", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing or unknown field", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "Invalid, expired, spent or revoked refresh token"),
+        (status = 415, description = "Not JSON"),
+        (status = 422, description = "Missing or unknown field"),
     ))]
 async fn refresh(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<RefreshInput>,
 ) -> Result<Json<TokenPairOut>, ApiError> {
-    let pair = state
-        .accounts
-        .refresh(&input.refresh_token)
-        .await
-        .map_err(refresh_error)?;
+    let pair = state.accounts.refresh(&input.refresh_token).await?;
     Ok(Json(pair.into()))
 }
 
@@ -358,20 +321,16 @@ async fn refresh(
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", request_body = RefreshInput,
     responses(
         (status = 204, description = "Signed out"),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unknown refresh token", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing or unknown field", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "Unknown refresh token"),
+        (status = 415, description = "Not JSON"),
+        (status = 422, description = "Missing or unknown field"),
     ))]
 async fn logout(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<RefreshInput>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .accounts
-        .logout(&input.refresh_token)
-        .await
-        .map_err(refresh_error)?;
+    state.accounts.logout(&input.refresh_token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -379,8 +338,8 @@ async fn logout(
 #[utoipa::path(get, path = "/v1/auth/me", tag = "auth",
     responses(
         (status = 200, description = "Your account", body = UserOut),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "An API key (keys have no account)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in"),
+        (status = 403, description = "An API key (keys have no account)"),
     ))]
 async fn me(State(state): State<AppState>, user: SignedInUser) -> Result<Json<UserOut>, ApiError> {
     Ok(Json(state.store.get_user(user.id).await?.into()))

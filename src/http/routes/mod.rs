@@ -14,9 +14,12 @@ use axum::response::{IntoResponse, Response};
 use serde::de::{self, Unexpected};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::auth::accounts::Principal;
 use crate::domain::validation::ValidationErrors;
+use crate::http::error::ApiError;
 use crate::http::etag::EntityTag;
-use crate::storage::SavedResponse;
+use crate::http::idempotency::{self, IdempotencyKeyHeader};
+use crate::storage::{Created, Idempotency, SavedResponse, StoreResult};
 
 /// A server-managed timestamp (`created_at`, `updated_at`) in a PUT body: accepted so that a
 /// client can PUT back what it got from GET, and ignored. It must still be what GET
@@ -142,6 +145,54 @@ pub fn not_modified(etag: &EntityTag) -> Response {
         response.headers_mut().insert(header::ETAG, value);
     }
     response
+}
+
+/// What a `POST` that creates a resource needs to make itself idempotent: the
+/// `Idempotency-Key` header, who asks, and the request to fingerprint.
+pub struct CreateRequest<'a, I> {
+    /// The `Idempotency-Key` header, if sent.
+    pub key: IdempotencyKeyHeader,
+    /// Who asks (keys are scoped per principal).
+    pub principal: Principal,
+    /// Method and path, as fingerprinted (`POST /v1/artists`).
+    pub route: &'static str,
+    /// The parsed body, as fingerprinted.
+    pub input: &'a I,
+}
+
+/// Creates a resource. Without an `Idempotency-Key`, `insert` stores it. With one,
+/// `insert_once` stores it at most once per principal and key: a retry of the same request
+/// gets the saved response again (`Idempotent-Replayed: true`), and a new creation is
+/// answered with the bytes just saved, not serialised a second time. `created` renders the
+/// new resource's 201.
+///
+/// # Errors
+/// The store's, e.g. 422 for a key reused with another body.
+pub async fn create<I: Serialize, T: Clone, B: Serialize>(
+    request: CreateRequest<'_, I>,
+    created: impl Fn(T) -> Tagged<B> + Send + Sync,
+    insert: impl AsyncFnOnce() -> StoreResult<T>,
+    insert_once: impl AsyncFnOnce(&Idempotency<'_, T>) -> StoreResult<Created<T>>,
+) -> Result<Response, ApiError> {
+    let Some(key) = request.key.0 else {
+        return Ok(created(insert().await?).into_response());
+    };
+    let principal = request.principal.scope();
+    let fingerprint = idempotency::fingerprint(request.route, request.input);
+    let kept = idempotency::Kept::default();
+    let render = |resource: &T| kept.keep(created(resource.clone()).saved());
+    let once = Idempotency {
+        principal: &principal,
+        key: key.as_str(),
+        fingerprint: &fingerprint,
+        render: &render,
+    };
+    Ok(match insert_once(&once).await? {
+        Created::New(resource) => kept
+            .take()
+            .map_or_else(|| created(resource).into_response(), idempotency::respond),
+        Created::Replayed(saved) => idempotency::replay(saved),
+    })
 }
 
 #[cfg(test)]

@@ -10,23 +10,23 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ServerManaged, Tagged, not_modified, present, same_id};
+use super::{CreateRequest, ServerManaged, Tagged, create, not_modified, present, same_id};
 use crate::domain::ids::{ArtistId, SongId};
 use crate::domain::list::RawPaging;
 use crate::domain::song::{NewSong, Patch, Song, SongChanges, SongFields, SongPatchFields};
 use crate::domain::song::{RawSongFilter, SongFilter, SongSortField};
 use crate::domain::validation::ValidationErrors;
 use crate::http::auth::{Editor, Reader};
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::ApiError;
 use crate::http::etag::Versioned;
 use crate::http::extract::{
-    ApiJson, ApiPath, ApiQuery, IfMatch, IfNoneMatch, JsonInteger, double_option,
+    ApiJson, ApiPath, ApiQuery, IfMatch, IfMatchParam, IfNoneMatch, IfNoneMatchParam, JsonInteger,
+    double_option,
 };
-use crate::http::idempotency::{self, IdempotencyKeyHeader};
+use crate::http::idempotency::{IdempotencyKeyHeader, IdempotencyKeyParam};
 use crate::http::list::{ListEnvelope, ListRequest};
 use crate::state::AppState;
 use crate::storage::DynStore;
-use crate::storage::{Created, Idempotency};
 
 /// The song routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -372,7 +372,7 @@ fn song_location(song: &Song) -> String {
 #[utoipa::path(get, path = "/v1/songs", tag = "songs", params(SongListParams),
     responses(
         (status = 200, description = "A page of songs", body = ListEnvelope<SongOut>),
-        (status = 422, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid parameter"),
     ))]
 pub async fn list_songs(
     State(store): State<DynStore>,
@@ -391,15 +391,15 @@ pub async fn list_songs(
 /// `Idempotency-Key`, a retry of the same request within 24 h returns the original
 /// response (`Idempotent-Replayed: true`) and creates nothing.
 #[utoipa::path(post, path = "/v1/songs", tag = "songs", request_body = SongInput,
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1-255 visible ASCII characters; makes retries safe", pattern = r"^[\x21-\x7E]{1,255}$")),
+    params(IdempotencyKeyParam),
     responses(
         (status = 201, description = "Created (or replayed); `Location` names the new song", body = SongOut,
             headers(("Location" = String, description = "Path of the new song"), ("ETag" = String, description = "Entity tag"))),
-        (status = 400, description = "Malformed JSON or Idempotency-Key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The artist does not exist", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field, or Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON or Idempotency-Key"),
+        (status = 404, description = "The artist does not exist"),
+        (status = 413, description = "Body too large"),
+        (status = 415, description = "Not JSON"),
+        (status = 422, description = "Invalid field, or Idempotency-Key reused with another body"),
     ))]
 pub async fn create_song(
     State(store): State<DynStore>,
@@ -410,38 +410,31 @@ pub async fn create_song(
     let new = NewSong::parse(input.fields())?;
     let created =
         |song: Song| Tagged::created(song.etag(), song_location(&song), SongOut::new(song, false));
-    let Some(key) = idempotency_key.0 else {
-        return Ok(created(store.insert_song(&new).await?).into_response());
+    let request = CreateRequest {
+        key: idempotency_key,
+        principal: editor.0,
+        route: "POST /v1/songs",
+        input: &input,
     };
-    let principal = editor.0.scope();
-    let fingerprint = idempotency::fingerprint("POST /v1/songs", &input);
-    let kept = idempotency::Kept::default();
-    let render = |song: &Song| kept.keep(created(song.clone()).saved());
-    let once = Idempotency {
-        principal: &principal,
-        key: key.as_str(),
-        fingerprint: &fingerprint,
-        render: &render,
-    };
-    Ok(match store.insert_song_once(&new, &once).await? {
-        // Answered with the bytes just saved, not serialised again.
-        Created::New(song) => kept
-            .take()
-            .map_or_else(|| created(song).into_response(), idempotency::respond),
-        Created::Replayed(saved) => idempotency::replay(saved),
-    })
+    create(
+        request,
+        created,
+        async || store.insert_song(&new).await,
+        async |once| store.insert_song_once(&new, once).await,
+    )
+    .await
 }
 
 /// Reads a song; `If-None-Match` with its current tag gives 304.
 #[utoipa::path(get, path = "/v1/songs/{id}", tag = "songs",
     params(("id" = i64, Path, description = "Song id, 1–2147483647", minimum = 1, maximum = 2147483647),
-        ("If-None-Match" = Option<String>, Header, nullable = false, description = "Entity tags the client already has", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
+        IfNoneMatchParam),
     responses(
         (status = 200, description = "The song", body = SongOut, headers(("ETag" = String, description = "Entity tag"))),
         (status = 304, description = "Unchanged since the given tag"),
-        (status = 400, description = "Malformed If-None-Match", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such song", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed If-None-Match"),
+        (status = 404, description = "No such song"),
+        (status = 422, description = "Invalid id"),
     ))]
 pub async fn get_song(
     State(store): State<DynStore>,
@@ -462,14 +455,14 @@ pub async fn get_song(
 /// path id; timestamps are ignored).
 #[utoipa::path(put, path = "/v1/songs/{id}", tag = "songs", request_body = SongReplace,
     params(("id" = i64, Path, description = "Song id, 1–2147483647", minimum = 1, maximum = 2147483647),
-        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
+        IfMatchParam),
     responses(
         (status = 200, description = "The replaced song", body = SongOut, headers(("ETag" = String, description = "New entity tag"))),
-        (status = 400, description = "Malformed JSON or If-Match", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such song, or no such artist", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match did not match; nothing changed", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid id or field, or a body `id` other than the path id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON or If-Match"),
+        (status = 404, description = "No such song, or no such artist"),
+        (status = 412, description = "If-Match did not match; nothing changed"),
+        (status = 415, description = "Not JSON"),
+        (status = 422, description = "Invalid id or field, or a body `id` other than the path id"),
     ))]
 pub async fn replace_song(
     State(store): State<DynStore>,
@@ -492,14 +485,14 @@ pub async fn replace_song(
         (SongPatch = "application/merge-patch+json"),
         (SongPatch = "application/json"))),
     params(("id" = i64, Path, description = "Song id, 1–2147483647", minimum = 1, maximum = 2147483647),
-        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
+        IfMatchParam),
     responses(
         (status = 200, description = "The patched song", body = SongOut, headers(("ETag" = String, description = "New entity tag"))),
-        (status = 400, description = "Malformed JSON or If-Match", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such song, or no such artist", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match did not match; nothing changed", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid id or field", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON or If-Match"),
+        (status = 404, description = "No such song, or no such artist"),
+        (status = 412, description = "If-Match did not match; nothing changed"),
+        (status = 415, description = "Not JSON"),
+        (status = 422, description = "Invalid id or field"),
     ))]
 pub async fn patch_song(
     State(store): State<DynStore>,
@@ -518,13 +511,13 @@ pub async fn patch_song(
 /// Deletes a song.
 #[utoipa::path(delete, path = "/v1/songs/{id}", tag = "songs",
     params(("id" = i64, Path, description = "Song id, 1–2147483647", minimum = 1, maximum = 2147483647),
-        ("If-Match" = Option<String>, Header, nullable = false, description = "Only if the current tag matches", pattern = r#"^[ \t]*(\*|([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*"([ \t]*,([ \t]*,)*[ \t]*(W/)?"[\t\x20\x21\x23-\x7E]*")*([ \t]*,)*)[ \t]*$"#)),
+        IfMatchParam),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Malformed If-Match", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such song", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match did not match; nothing changed", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed If-Match"),
+        (status = 404, description = "No such song"),
+        (status = 412, description = "If-Match did not match; nothing changed"),
+        (status = 422, description = "Invalid id"),
     ))]
 pub async fn delete_song(
     State(store): State<DynStore>,
