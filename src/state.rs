@@ -44,8 +44,7 @@ impl AppState {
     /// Invalid Argon2 parameters, token keys or Redis URL.
     pub fn with_clock(store: DynStore, settings: Settings, clock: &Clock) -> anyhow::Result<Self> {
         Ok(Self {
-            // `Accounts::new` builds its grant and session caches with `Clock::current`.
-            accounts: clock.install_while(|| Accounts::new(store.clone(), &settings.auth))?,
+            accounts: Accounts::new(store.clone(), &settings.auth, clock)?,
             rate_limits: Arc::new(RateLimits::from_settings(&settings.rate_limit, clock)?),
             store,
             settings: Arc::new(settings),

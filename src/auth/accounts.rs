@@ -12,6 +12,7 @@ use super::grants::{Grant, GrantCache, SessionCache, Subject};
 use super::jwt::TokenKeys;
 use super::password::PasswordHasher;
 use super::secret::{self, API_KEY_PREFIX, API_KEY_SHOWN_CHARS, REFRESH_TOKEN_PREFIX};
+use crate::clock::Clock;
 use crate::config::AuthSettings;
 use crate::domain::credential::{ApiKey, LoginGate, NewApiKey, NewRefreshToken, Rotation};
 use crate::domain::ids::{ApiKeyId, UserId};
@@ -169,21 +170,23 @@ impl std::fmt::Debug for Accounts {
 }
 
 impl Accounts {
-    /// Builds the use cases from `auth` settings.
+    /// Builds the use cases from `auth` settings; the caches measure time on `clock`.
     ///
     /// # Errors
     /// Invalid Argon2 parameters or token keys.
-    pub fn new(store: DynStore, auth: &AuthSettings) -> anyhow::Result<Self> {
+    pub fn new(store: DynStore, auth: &AuthSettings, clock: &Clock) -> anyhow::Result<Self> {
         Ok(Self {
             store,
             hasher: PasswordHasher::new(auth)?,
             keys: Arc::new(TokenKeys::from_settings(auth)?),
-            grants: Arc::new(GrantCache::new(std::time::Duration::from_secs(
-                auth.grant_cache_secs,
-            ))),
-            sessions: Arc::new(SessionCache::new(std::time::Duration::from_secs(
-                auth.grant_cache_secs,
-            ))),
+            grants: Arc::new(GrantCache::new(
+                std::time::Duration::from_secs(auth.grant_cache_secs),
+                clock.clone(),
+            )),
+            sessions: Arc::new(SessionCache::new(
+                std::time::Duration::from_secs(auth.grant_cache_secs),
+                clock.clone(),
+            )),
             refresh_ttl: seconds(auth.refresh_ttl_secs),
             session_max: seconds(auth.session_max_secs),
         })

@@ -72,18 +72,13 @@ pub struct GrantCache {
 
 impl Default for GrantCache {
     fn default() -> Self {
-        Self::new(GRANT_TTL)
+        Self::new(GRANT_TTL, Clock::default())
     }
 }
 
 impl GrantCache {
-    /// A cache whose entries live `ttl` on [`Clock::current`].
-    pub fn new(ttl: Duration) -> Self {
-        Self::with_clock(ttl, Clock::current())
-    }
-
     /// A cache whose entries live `ttl` on `clock`.
-    pub fn with_clock(ttl: Duration, clock: Clock) -> Self {
+    pub fn new(ttl: Duration, clock: Clock) -> Self {
         Self {
             ttl,
             clock,
@@ -192,13 +187,8 @@ pub struct SessionCache {
 }
 
 impl SessionCache {
-    /// A cache whose entries live `ttl` on [`Clock::current`].
-    pub fn new(ttl: Duration) -> Self {
-        Self::with_clock(ttl, Clock::current())
-    }
-
     /// A cache whose entries live `ttl` on `clock`.
-    pub fn with_clock(ttl: Duration, clock: Clock) -> Self {
+    pub fn new(ttl: Duration, clock: Clock) -> Self {
         Self {
             ttl,
             clock,
@@ -272,7 +262,7 @@ mod tests {
     #[test]
     fn entries_expire_and_can_be_forgotten() {
         let clock = Clock::default();
-        let cache = GrantCache::with_clock(Duration::from_secs(30), clock.clone());
+        let cache = GrantCache::new(Duration::from_secs(30), clock.clone());
         cache.put(Subject::User(1), Some((1, Role::Admin)));
         cache.put(
             Subject::ApiKey(SecretDigest::of("d")),
@@ -288,7 +278,7 @@ mod tests {
 
     #[test]
     fn the_cache_never_grows_past_its_bound() {
-        let cache = GrantCache::new(Duration::from_secs(60));
+        let cache = GrantCache::new(Duration::from_secs(60), Clock::default());
         for id in 0..(MAX_ENTRIES as i64 + 10) {
             cache.put(Subject::User(id), None);
         }
@@ -302,7 +292,7 @@ mod tests {
 
     #[test]
     fn junk_api_keys_cannot_evict_a_real_grant() {
-        let cache = GrantCache::new(Duration::from_secs(60));
+        let cache = GrantCache::new(Duration::from_secs(60), Clock::default());
         let key = Subject::ApiKey(SecretDigest::of("ssk_real"));
         cache.put(Subject::User(7), Some((7, Role::Editor)));
         cache.put(key.clone(), Some((3, Role::Viewer)));
@@ -319,7 +309,7 @@ mod tests {
 
     #[test]
     fn a_revoked_key_is_refused_and_a_refusal_is_replaced_by_a_grant() {
-        let cache = GrantCache::new(Duration::from_secs(60));
+        let cache = GrantCache::new(Duration::from_secs(60), Clock::default());
         let key = Subject::ApiKey(SecretDigest::of("ssk_k"));
 
         cache.put(key.clone(), Some((3, Role::Viewer)));
@@ -333,7 +323,7 @@ mod tests {
 
     #[test]
     fn a_full_shard_of_live_grants_keeps_the_younger_half() {
-        let cache = GrantCache::new(Duration::from_secs(60));
+        let cache = GrantCache::new(Duration::from_secs(60), Clock::default());
         for id in 0..(2 * MAX_ENTRIES as i64) {
             cache.put(Subject::User(id), Some((id, Role::Viewer)));
         }
@@ -348,7 +338,7 @@ mod tests {
 
     #[test]
     fn sessions_are_remembered_until_forgotten_by_login_or_by_user() {
-        let cache = SessionCache::new(Duration::from_secs(60));
+        let cache = SessionCache::new(Duration::from_secs(60), Clock::default());
         cache.put("family-a", 7, true);
         cache.put("family-b", 7, true);
         cache.put("family-c", 8, true);
@@ -364,7 +354,7 @@ mod tests {
 
     #[test]
     fn the_session_cache_stays_bounded() {
-        let cache = SessionCache::new(Duration::from_secs(60));
+        let cache = SessionCache::new(Duration::from_secs(60), Clock::default());
 
         for n in 0..(3 * MAX_ENTRIES) {
             cache.put(&format!("family-{n}"), 1, true);
