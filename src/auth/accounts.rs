@@ -16,7 +16,9 @@ use crate::clock::Clock;
 use crate::config::AuthSettings;
 use crate::domain::credential::{ApiKey, LoginGate, NewApiKey, NewRefreshToken, Rotation};
 use crate::domain::ids::{ApiKeyId, UserId};
-use crate::domain::user::{NewUser, Role, User, UserChanges, UserPatch, Username, UsernameKey};
+use crate::domain::user::{
+    NewUser, Role, User, UserChanges, UserPatch, UserWithPassword, Username, UsernameKey,
+};
 use crate::domain::validation::ValidationErrors;
 use crate::storage::{ConflictKind, DynStore, StoreError};
 use crate::telemetry::metrics::AUTH_ATTEMPTS_TOTAL;
@@ -230,10 +232,10 @@ impl Accounts {
             Ok(valid) => self.store.find_user_by_username(&valid.key()).await?,
             Err(_) => None,
         };
-        let hash = found.as_ref().map(|(_, hash)| hash.as_str());
+        let hash = found.as_ref().map(|found| found.password_hash.as_str());
         let verified = self.hasher.verify(password, hash).await?;
         match found {
-            Some((user, _)) if verified && user.is_active => {
+            Some(UserWithPassword { user, .. }) if verified && user.is_active => {
                 self.store.clear_login_failures(&key).await?;
                 let pair = self.start_session(&user).await?;
                 attempt("login_success");
@@ -266,7 +268,7 @@ impl Accounts {
                 session_started_at: started,
             })
             .await?;
-        let access = self.keys.issue(user.id, user.role, &family_id)?;
+        let access = self.keys.issue(user.id.get(), user.role, &family_id)?;
         Ok(TokenPair {
             access_token: access.token,
             refresh_token: refresh.secret,
@@ -298,7 +300,7 @@ impl Accounts {
         match rotation {
             Rotation::Rotated { user, family_id } => {
                 attempt("refresh_success");
-                let access = self.keys.issue(user.id, user.role, &family_id)?;
+                let access = self.keys.issue(user.id.get(), user.role, &family_id)?;
                 Ok(TokenPair {
                     access_token: access.token,
                     refresh_token: next.secret,
@@ -480,7 +482,7 @@ impl Accounts {
                     )
                     .await
                 {
-                    Ok(user) => user.is_active.then_some((user.id, user.role)),
+                    Ok(user) => user.is_active.then_some((user.id.get(), user.role)),
                     Err(StoreError::NotFound { .. }) => None,
                     Err(error) => return Err(error.into()),
                 };
@@ -525,7 +527,7 @@ impl Accounts {
                     .store
                     .find_api_key(digest)
                     .await?
-                    .map(|k| (k.id, k.role));
+                    .map(|k| (k.id.get(), k.role));
                 self.grants.put(subject, grant);
                 grant
             }

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::ids::{ApiKeyId, UserId};
 use super::list::{SortField, SortKind, SortValue, Sortable};
 use super::user::Role;
 use super::validation::{FieldError, ValidationErrors, search_key, short_text};
@@ -74,7 +75,7 @@ impl NewApiKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
     /// Database-assigned id.
-    pub id: i64,
+    pub id: ApiKeyId,
     /// Name given at creation.
     pub name: String,
     /// The first characters of the key, to tell keys apart (not enough to use it).
@@ -120,7 +121,7 @@ impl SortField for ApiKeySortField {
 impl Sortable<ApiKeySortField> for ApiKey {
     fn sort_value(&self, field: ApiKeySortField) -> SortValue {
         match field {
-            ApiKeySortField::Id => SortValue::Int(self.id),
+            ApiKeySortField::Id => SortValue::Int(self.id.get()),
             ApiKeySortField::Name => SortValue::Text(search_key(&self.name)),
             ApiKeySortField::CreatedAt => SortValue::Timestamp(self.created_at),
         }
@@ -135,7 +136,7 @@ pub struct NewRefreshToken {
     /// The login this token descends from.
     pub family_id: String,
     /// Owner.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// After this the token is refused.
     pub expires_at: DateTime<Utc>,
     /// When the login began (its password sign-in), copied to every token of the family:

@@ -8,6 +8,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
+use super::ids::UserId;
 use super::list::{SortField, SortKind, SortValue, Sortable};
 use super::validation::{FieldError, ValidationErrors};
 
@@ -274,7 +275,7 @@ impl NewUser {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     /// Database-assigned id.
-    pub id: i64,
+    pub id: UserId,
     /// Login name as registered.
     pub username: String,
     /// Contact address.
@@ -287,6 +288,15 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     /// When the account was last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+/// An account with its stored password hash: what signing in checks a password against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserWithPassword {
+    /// The account.
+    pub user: User,
+    /// Its Argon2 password hash (PHC string).
+    pub password_hash: String,
 }
 
 /// Changes to an account (admin PATCH): absent fields are kept.
@@ -395,7 +405,7 @@ impl SortField for UserSortField {
 impl Sortable<UserSortField> for User {
     fn sort_value(&self, field: UserSortField) -> SortValue {
         match field {
-            UserSortField::Id => SortValue::Int(self.id),
+            UserSortField::Id => SortValue::Int(self.id.get()),
             UserSortField::Username => {
                 SortValue::Text(UsernameKey::fold(&self.username).as_str().to_owned())
             }
@@ -415,7 +425,7 @@ mod tests {
     #[test]
     fn a_user_patch_collects_every_problem_and_checks_the_password_against_the_account() {
         let current = User {
-            id: 1,
+            id: UserId::try_from(1).unwrap(),
             username: "ziggy".into(),
             email: "ziggy@example.com".into(),
             role: Role::Viewer,

@@ -27,7 +27,9 @@ use crate::domain::ids::{ApiKeyId, ArtistId, SongId, UserId};
 use crate::domain::list::{ListQuery, Page};
 use crate::domain::song::{NewSong, Song, SongChanges};
 use crate::domain::song::{SongFilter, SongSortField};
-use crate::domain::user::{NewUser, User, UserChanges, UserSortField, UsernameKey};
+use crate::domain::user::{
+    NewUser, User, UserChanges, UserSortField, UserWithPassword, UsernameKey,
+};
 use crate::domain::version::ExpectedVersions;
 pub use idempotency::{Created, Idempotency, SavedResponse};
 use migrate::Migrator;
@@ -242,7 +244,7 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn find_user_by_username(
         &self,
         username: &UsernameKey,
-    ) -> StoreResult<Option<(User, String)>>;
+    ) -> StoreResult<Option<UserWithPassword>>;
     /// One account by id.
     async fn get_user(&self, id: UserId) -> StoreResult<User>;
     /// Lists accounts.

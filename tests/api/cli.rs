@@ -197,7 +197,10 @@ async fn user_create_reads_the_password_from_stdin_and_stores_only_a_hash() {
     let store = starsongs::storage::connect(&settings.database)
         .await
         .unwrap();
-    let (user, hash) = store
+    let starsongs::domain::user::UserWithPassword {
+        user,
+        password_hash: hash,
+    } = store
         .find_user_by_username(&starsongs::domain::user::UsernameKey::fold("root.admin"))
         .await
         .unwrap()

@@ -453,7 +453,7 @@ pub async fn create_account(state: &AppState, username: &str, role: Role) -> (i6
     .unwrap();
     let user = state.accounts.create_user(&new).await.unwrap();
     let pair = state.accounts.start_session(&user).await.unwrap();
-    (user.id, pair.access_token.expose_secret().to_owned())
+    (user.id.get(), pair.access_token.expose_secret().to_owned())
 }
 
 /// A client whose every request carries `token`.

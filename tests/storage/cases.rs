@@ -10,11 +10,12 @@ use starsongs::domain::artist::{ArtistFilter, ArtistSortField};
 use starsongs::domain::credential::SecretDigest;
 use starsongs::domain::credential::{LoginGate, NewApiKey, NewRefreshToken, Rotation};
 use starsongs::domain::demo;
-use starsongs::domain::ids::{ApiKeyId, UserId};
+use starsongs::domain::ids::UserId;
 use starsongs::domain::ids::{ArtistId, SongId};
 use starsongs::domain::list::{ListQuery, Page, Position, Sort, Sortable};
 use starsongs::domain::song::{NewSong, Patch, SongChanges, SongFields, SongPatchFields};
 use starsongs::domain::song::{SongFilter, SongSortField};
+use starsongs::domain::user::UserWithPassword;
 use starsongs::domain::user::{Email, NewUser, Password, Role, UserChanges, UsernameKey};
 use starsongs::domain::validation::search_key;
 use starsongs::domain::version::ExpectedVersions;
@@ -787,11 +788,17 @@ pub async fn users_are_unique_ignoring_case(store: &dyn Store) {
             "{result:?}"
         );
     }
-    assert_eq!(found, Some((created, "$argon2id$fake".to_owned())));
+    assert_eq!(
+        found,
+        Some(UserWithPassword {
+            user: created,
+            password_hash: "$argon2id$fake".to_owned(),
+        })
+    );
     assert_eq!(missing, None);
 }
 
-fn refresh(hash: &str, family: &str, user_id: i64, ttl_minutes: i64) -> NewRefreshToken {
+fn refresh(hash: &str, family: &str, user_id: UserId, ttl_minutes: i64) -> NewRefreshToken {
     NewRefreshToken {
         token_hash: digest(hash),
         family_id: family.to_owned(),
@@ -908,10 +915,7 @@ pub async fn expired_revoked_and_inactive_refreshes_are_rejected(store: &dyn Sto
         is_active: Some(false),
         ..UserChanges::default()
     };
-    store
-        .update_user(UserId::try_from(user.id).unwrap(), &deactivate, None)
-        .await
-        .unwrap();
+    store.update_user(user.id, &deactivate, None).await.unwrap();
     let inactive = store
         .rotate_refresh_token(&digest("mine"), &digest("n3"), later, SESSION_MAX)
         .await
@@ -1067,11 +1071,7 @@ pub async fn sessions_end_with_logout_reuse_and_password_change(store: &dyn Stor
         ..UserChanges::default()
     };
     store
-        .update_user(
-            UserId::try_from(user.id).unwrap(),
-            &new_password,
-            Some("h2"),
-        )
+        .update_user(user.id, &new_password, Some("h2"))
         .await
         .unwrap();
 
@@ -1106,7 +1106,7 @@ pub async fn users_change_and_the_last_admin_stays(store: &dyn Store) {
     };
 
     let changed = store
-        .update_user(UserId::try_from(user.id).unwrap(), &promote, Some("h2"))
+        .update_user(user.id, &promote, Some("h2"))
         .await
         .unwrap();
     let revoked = store
@@ -1118,10 +1118,8 @@ pub async fn users_change_and_the_last_admin_stays(store: &dyn Store) {
         )
         .await
         .unwrap();
-    let last_admin = store
-        .update_user(UserId::try_from(admin.id).unwrap(), &demote_admin, None)
-        .await;
-    let delete_last = store.delete_user(UserId::try_from(admin.id).unwrap()).await;
+    let last_admin = store.update_user(admin.id, &demote_admin, None).await;
+    let delete_last = store.delete_user(admin.id).await;
     let page = store
         .list_users(&ListQuery {
             sort: Sort::parse(Some("-username")).unwrap(),
@@ -1131,11 +1129,8 @@ pub async fn users_change_and_the_last_admin_stays(store: &dyn Store) {
         })
         .await
         .unwrap();
-    store
-        .delete_user(UserId::try_from(user.id).unwrap())
-        .await
-        .unwrap();
-    let gone = store.get_user(UserId::try_from(user.id).unwrap()).await;
+    store.delete_user(user.id).await.unwrap();
+    let gone = store.get_user(user.id).await;
 
     assert_eq!(
         (changed.role, changed.email.as_str()),
@@ -1186,13 +1181,8 @@ pub async fn api_keys_are_found_by_digest_and_deleted(store: &dyn Store) {
         })
         .await
         .unwrap();
-    store
-        .delete_api_key(ApiKeyId::try_from(key.id).unwrap())
-        .await
-        .unwrap();
-    let again = store
-        .delete_api_key(ApiKeyId::try_from(key.id).unwrap())
-        .await;
+    store.delete_api_key(key.id).await.unwrap();
+    let again = store.delete_api_key(key.id).await;
 
     assert_eq!(
         (key.name.as_str(), key.role, key.prefix.as_str()),

@@ -222,7 +222,7 @@ async fn migration_0007_dates_each_login_from_the_first_token_of_its_family() {
          ('b', 'fam', ?1, '2999-01-01T00:00:00.000000Z', '2026-01-02T00:00:00.000000Z', null), \
          ('c', 'other', ?1, '2999-01-01T00:00:00.000000Z', '2026-01-03T00:00:00.000000Z', null)",
     )
-    .bind(user.id)
+    .bind(user.id.get())
     .execute(&mut conn)
     .await
     .unwrap();

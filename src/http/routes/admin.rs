@@ -125,7 +125,7 @@ pub struct ApiKeyOut {
 impl From<ApiKey> for ApiKeyOut {
     fn from(key: ApiKey) -> Self {
         Self {
-            id: key.id,
+            id: key.id.get(),
             name: key.name,
             prefix: key.prefix,
             role: key.role.as_str().to_owned(),
@@ -349,7 +349,7 @@ async fn create_api_key(
     let mut response = (
         StatusCode::CREATED,
         Json(CreatedApiKeyOut {
-            id: key.id,
+            id: key.id.get(),
             name: key.name,
             role: key.role.as_str().to_owned(),
             key: created_key.secret.expose_secret().to_owned(),

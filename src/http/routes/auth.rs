@@ -60,7 +60,7 @@ pub struct UserOut {
 impl From<User> for UserOut {
     fn from(user: User) -> Self {
         Self {
-            id: user.id,
+            id: user.id.get(),
             username: user.username,
             email: user.email,
             role: user.role.as_str().to_owned(),

@@ -13,7 +13,7 @@ use crate::domain::credential::{
     ApiKey, ApiKeySortField, LOGIN_FAILURE_WINDOW, LoginGate, MAX_LOGIN_FAILURES, NewApiKey,
     NewRefreshToken, Rotation, SecretDigest,
 };
-use crate::domain::ids::ApiKeyId;
+use crate::domain::ids::{ApiKeyId, UserId};
 use crate::domain::list::{ListQuery, Page};
 use crate::domain::user::{Role, UsernameKey};
 use crate::domain::validation::search_key;
@@ -88,7 +88,7 @@ async fn insert_refresh_in(conn: &mut Conn, token: &NewRefreshToken) -> Result<(
         vec![
             Box::new(token.token_hash.as_str().to_owned()),
             Box::new(token.family_id.clone()),
-            Box::new(token.user_id),
+            Box::new(token.user_id.get()),
             Box::new(token.expires_at.fixed_offset()),
             Box::new(now().fixed_offset()),
             Box::new(token.session_started_at.fixed_offset()),
@@ -141,7 +141,11 @@ fn key_column(field: ApiKeySortField) -> SortColumn {
 fn api_key(row: &Row) -> Result<ApiKey> {
     let role = text(row, "role")?;
     Ok(ApiKey {
-        id: i64::from(required::<i32>(row, "id", "API key")?),
+        id: {
+            let id = required::<i32>(row, "id", "API key")?;
+            ApiKeyId::try_from(i64::from(id))
+                .map_err(|()| other(format!("API key id {id} out of range")))?
+        },
         name: text(row, "name")?,
         prefix: text(row, "prefix")?,
         role: match Role::parse("role", &role) {
@@ -223,7 +227,9 @@ impl CredentialStore for MssqlStore {
                         &NewRefreshToken {
                             token_hash: next_hash.clone(),
                             family_id: family_id.clone(),
-                            user_id,
+                            user_id: UserId::try_from(user_id).map_err(|()| {
+                                other(format!("account id {user_id} out of range"))
+                            })?,
                             expires_at: next_expires_at.min(session_ends),
                             session_started_at: started,
                         },

@@ -9,6 +9,7 @@ use super::sql::{Sql, applock, begin, column as get, finish, first, required, te
 use super::{DbError, Error, MssqlStore, Result, SYSTEM, is_unique_violation, now, other};
 use crate::domain::ids::UserId;
 use crate::domain::list::{ListQuery, Page};
+use crate::domain::user::UserWithPassword;
 use crate::domain::user::{NewUser, Role, User, UserChanges, UserSortField, UsernameKey};
 use crate::storage::metered::timed;
 use crate::storage::{AccountStore, ConflictKind, Entity, StoreError, StoreResult};
@@ -85,7 +86,11 @@ fn not_found(id: i64) -> StoreError {
 fn user(row: &Row) -> Result<User> {
     let role = text(row, "role")?;
     Ok(User {
-        id: i64::from(required::<i32>(row, "id", "account")?),
+        id: {
+            let id = required::<i32>(row, "id", "account")?;
+            UserId::try_from(i64::from(id))
+                .map_err(|()| other(format!("account id {id} out of range")))?
+        },
         username: text(row, "username")?,
         email: text(row, "email")?,
         role: Role::parse("role", &role)
@@ -157,7 +162,7 @@ impl AccountStore for MssqlStore {
     async fn find_user_by_username(
         &self,
         username: &UsernameKey,
-    ) -> StoreResult<Option<(User, String)>> {
+    ) -> StoreResult<Option<UserWithPassword>> {
         timed(
             SYSTEM,
             "find_user_by_username",
@@ -170,7 +175,10 @@ impl AccountStore for MssqlStore {
                 .row(&mut conn)
                 .await?;
                 match row {
-                    Some(row) => Ok(Some((user(&row)?, text(&row, "password_hash")?))),
+                    Some(row) => Ok(Some(UserWithPassword {
+                        user: user(&row)?,
+                        password_hash: text(&row, "password_hash")?,
+                    })),
                     None => Ok(None),
                 }
             }),

@@ -5,12 +5,13 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::list::{SortColumn, fetch_page};
+use super::out_of_range;
 use super::{Error, PgStore, Result, decode, is_unique_violation, now, retry, timed};
 use crate::domain::credential::{
     ApiKey, ApiKeySortField, LOGIN_FAILURE_WINDOW, LoginGate, MAX_LOGIN_FAILURES, NewApiKey,
     NewRefreshToken, Rotation, SecretDigest,
 };
-use crate::domain::ids::ApiKeyId;
+use crate::domain::ids::{ApiKeyId, UserId};
 use crate::domain::list::{ListQuery, Page};
 use crate::domain::user::{Role, UsernameKey};
 use crate::domain::validation::search_key;
@@ -63,7 +64,7 @@ impl TryFrom<ApiKeyRow> for ApiKey {
             }
         };
         Ok(Self {
-            id: row.id,
+            id: ApiKeyId::try_from(row.id).map_err(|()| out_of_range("API key id", row.id))?,
             name: row.name,
             prefix: row.prefix,
             role,
@@ -92,7 +93,7 @@ async fn insert_refresh_with(conn: &mut PgConnection, token: &NewRefreshToken) -
     )
     .bind(token.token_hash.as_str())
     .bind(&token.family_id)
-    .bind(token.user_id)
+    .bind(token.user_id.get())
     .bind(token.expires_at)
     .bind(now())
     .bind(token.session_started_at)
@@ -177,7 +178,8 @@ impl CredentialStore for PgStore {
                     &NewRefreshToken {
                         token_hash: next_hash.clone(),
                         family_id: token.family_id.clone(),
-                        user_id: token.user_id,
+                        user_id: UserId::try_from(token.user_id)
+                            .map_err(|()| out_of_range("user id", token.user_id))?,
                         expires_at: next_expires_at.min(session_ends),
                         session_started_at: started,
                     },

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 
 use super::list::{SortColumn, fetch_page};
+use super::out_of_range;
 use super::users::user;
 use super::{
     Error, Result, SqliteStore, decode, is_unique_violation, map_error, now, timed, timestamp_key,
@@ -13,7 +14,7 @@ use crate::domain::credential::{
     ApiKey, ApiKeySortField, LOGIN_FAILURE_WINDOW, LoginGate, MAX_LOGIN_FAILURES, NewApiKey,
     NewRefreshToken, Rotation, SecretDigest,
 };
-use crate::domain::ids::ApiKeyId;
+use crate::domain::ids::{ApiKeyId, UserId};
 use crate::domain::list::{ListQuery, Page};
 use crate::domain::user::{Role, UsernameKey};
 use crate::domain::validation::search_key;
@@ -66,7 +67,7 @@ impl TryFrom<ApiKeyRow> for ApiKey {
             }
         };
         Ok(Self {
-            id: row.id,
+            id: ApiKeyId::try_from(row.id).map_err(|()| out_of_range("API key id", row.id))?,
             name: row.name,
             prefix: row.prefix,
             role,
@@ -155,7 +156,8 @@ impl CredentialStore for SqliteStore {
                                 &NewRefreshToken {
                                     token_hash: next_hash.clone(),
                                     family_id: token.family_id.clone(),
-                                    user_id: token.user_id,
+                                    user_id: UserId::try_from(token.user_id)
+                                        .map_err(|()| out_of_range("user id", token.user_id))?,
                                     expires_at: next_expires_at.min(session_ends),
                                     session_started_at: started,
                                 },
@@ -432,7 +434,7 @@ async fn insert_refresh(conn: &mut SqliteConnection, token: &NewRefreshToken) ->
     )
     .bind(token.token_hash.as_str())
     .bind(&token.family_id)
-    .bind(token.user_id)
+    .bind(token.user_id.get())
     .bind(timestamp_key(&token.expires_at))
     .bind(now())
     .bind(timestamp_key(&token.session_started_at))

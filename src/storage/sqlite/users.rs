@@ -5,9 +5,11 @@ use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqliteExecutor};
 
 use super::list::{SortColumn, fetch_page};
+use super::out_of_range;
 use super::{Error, Result, SqliteStore, decode, is_unique_violation, map_error, now, timed};
 use crate::domain::ids::UserId;
 use crate::domain::list::{ListQuery, Page};
+use crate::domain::user::UserWithPassword;
 use crate::domain::user::{NewUser, Role, User, UserChanges, UserSortField, UsernameKey};
 use crate::storage::{AccountStore, ConflictKind, Entity, StoreError, StoreResult};
 
@@ -33,7 +35,7 @@ impl TryFrom<UserRow> for User {
             StoreError::Other(anyhow::anyhow!("stored role `{}` is unknown", row.role))
         })?;
         Ok(Self {
-            id: row.id,
+            id: UserId::try_from(row.id).map_err(|()| out_of_range("user id", row.id))?,
             username: row.username,
             email: row.email,
             role,
@@ -114,7 +116,7 @@ impl AccountStore for SqliteStore {
     async fn find_user_by_username(
         &self,
         username: &UsernameKey,
-    ) -> StoreResult<Option<(User, String)>> {
+    ) -> StoreResult<Option<UserWithPassword>> {
         timed("find_user_by_username", async {
             let row = sqlx::query_as::<_, UserWithHashRow>(
                 "select id, username, email, role, is_active, created_at, updated_at, \
@@ -123,8 +125,13 @@ impl AccountStore for SqliteStore {
             .bind(username.as_str())
             .fetch_optional(&self.pool)
             .await?;
-            row.map(|row| Ok((row.user.try_into()?, row.password_hash)))
-                .transpose()
+            row.map(|row| {
+                Ok(UserWithPassword {
+                    user: row.user.try_into()?,
+                    password_hash: row.password_hash,
+                })
+            })
+            .transpose()
         })
         .await
     }
