@@ -197,6 +197,56 @@ pub(super) fn push_is_null<Q: KeysetSql>(qb: &mut Q, column: Q::Column) {
     qb.push_sql(Q::WORDS.is_null);
 }
 
+/// The sorts and positions the backends' pinned-SQL tests render: a nullable leading
+/// key (descending) and a sort without nullable keys, sought after a value, after NULL
+/// and after an all-NULL position.
+#[cfg(test)]
+pub(super) mod fixture {
+    use crate::domain::list::{SortKey, SortValue};
+
+    pub(in crate::storage) const NULLABLE_FIRST: &[SortKey<(&str, bool)>] = &[
+        SortKey {
+            field: ("release", true),
+            descending: true,
+        },
+        SortKey {
+            field: ("title", false),
+            descending: false,
+        },
+        SortKey {
+            field: ("id", false),
+            descending: false,
+        },
+    ];
+    pub(in crate::storage) const NOT_NULL: &[SortKey<(&str, bool)>] = &[
+        SortKey {
+            field: ("name", false),
+            descending: false,
+        },
+        SortKey {
+            field: ("id", false),
+            descending: true,
+        },
+    ];
+
+    pub(in crate::storage) fn positions() -> [Vec<SortValue>; 3] {
+        let date = chrono::NaiveDate::from_ymd_opt(2020, 1, 2).unwrap();
+        [
+            vec![
+                SortValue::Date(date),
+                SortValue::Text("x".into()),
+                SortValue::Int(7),
+            ],
+            vec![
+                SortValue::Null,
+                SortValue::Text("x".into()),
+                SortValue::Int(7),
+            ],
+            vec![SortValue::Null, SortValue::Null, SortValue::Null],
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -132,54 +132,12 @@ pub(super) async fn begin_snapshot(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::list::SortKey;
+    use crate::storage::keyset::fixture::{NOT_NULL, NULLABLE_FIRST, positions};
 
     /// A sort whose leading key is nullable and descending (`release`), then `title`,
     /// then `id`; and one whose keys are never NULL.
-    const NULLABLE_FIRST: &[SortKey<(&str, bool)>] = &[
-        SortKey {
-            field: ("release", true),
-            descending: true,
-        },
-        SortKey {
-            field: ("title", false),
-            descending: false,
-        },
-        SortKey {
-            field: ("id", false),
-            descending: false,
-        },
-    ];
-    const NOT_NULL: &[SortKey<(&str, bool)>] = &[
-        SortKey {
-            field: ("name", false),
-            descending: false,
-        },
-        SortKey {
-            field: ("id", false),
-            descending: true,
-        },
-    ];
-
     fn column((sql, is_nullable): (&'static str, bool)) -> SortColumn {
         SortColumn { sql, is_nullable }
-    }
-
-    fn positions() -> [Vec<SortValue>; 3] {
-        let date = chrono::NaiveDate::from_ymd_opt(2020, 1, 2).unwrap();
-        [
-            vec![
-                SortValue::Date(date),
-                SortValue::Text("x".into()),
-                SortValue::Int(7),
-            ],
-            vec![
-                SortValue::Null,
-                SortValue::Text("x".into()),
-                SortValue::Int(7),
-            ],
-            vec![SortValue::Null, SortValue::Null, SortValue::Null],
-        ]
     }
 
     /// The order, seek and NULL-tail SQL for both sorts, one statement per line.
