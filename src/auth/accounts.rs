@@ -17,9 +17,8 @@ use crate::config::AuthSettings;
 use crate::domain::credential::{ApiKey, LoginGate, NewApiKey, NewRefreshToken, Rotation};
 use crate::domain::ids::{ApiKeyId, UserId};
 use crate::domain::user::{
-    NewUser, Role, User, UserChanges, UserPatch, UserWithPassword, Username, UsernameKey,
+    NewUser, Role, User, UserPatch, UserWithPassword, Username, UsernameKey,
 };
-use crate::domain::validation::ValidationErrors;
 use crate::storage::{ConflictKind, DynStore, StoreError};
 use crate::telemetry::metrics::AUTH_ATTEMPTS_TOTAL;
 
@@ -130,9 +129,6 @@ pub enum CredentialError {
 /// Why an account could not be created or changed.
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
-    /// The change breaks a field rule (every problem found).
-    #[error("invalid account change: {0}")]
-    Invalid(ValidationErrors),
     /// Storage failed, or the change conflicts (taken email, last admin).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -349,43 +345,32 @@ impl Accounts {
         Ok(self.store.insert_user(new, &hash).await?)
     }
 
-    /// Validates and applies an admin's change of an account (as [`Self::update_user`]).
-    /// The account is read first: a new password must not be its username or email, and
-    /// an unknown account is reported before an invalid change. The change itself is one
-    /// store call (one transaction).
+    /// Applies an admin's change of an account in one store call (one transaction): the
+    /// change is parsed against the account as stored, so a new password is checked
+    /// against the username and email it is written next to, and an unknown account is
+    /// reported before an invalid change. A new password is hashed first, outside the
+    /// transaction, when it fits the length rule. Deactivation, a new password or a new
+    /// role end the account's sessions and take effect at once on this replica.
     ///
     /// # Errors
-    /// [`StoreError::NotFound`] for an unknown account, [`AccountError::Invalid`] with
-    /// every field problem, otherwise as [`Self::update_user`].
+    /// [`StoreError::NotFound`] for an unknown account, [`StoreError::Invalid`] with every
+    /// field problem, otherwise as [`crate::storage::Store::update_user`].
     #[tracing::instrument(name = "auth.patch_user", skip_all, fields(user.id = id.get()))]
     pub async fn patch_user(
         &self,
         id: UserId,
         patch: &UserPatch<'_>,
     ) -> Result<User, AccountError> {
-        let current = self.store.get_user(id).await?;
-        let changes = patch.parse(&current).map_err(AccountError::Invalid)?;
-        self.update_user(id, &changes).await
-    }
-
-    /// Changes an account; a new password is hashed first. Deactivation, a new password or a
-    /// new role end the account's sessions and take effect at once on this replica.
-    ///
-    /// # Errors
-    /// As [`crate::storage::Store::update_user`].
-    #[tracing::instrument(name = "auth.update_user", skip_all, fields(user.id = id.get()))]
-    pub async fn update_user(
-        &self,
-        id: UserId,
-        changes: &UserChanges,
-    ) -> Result<User, AccountError> {
-        let hash = match &changes.password {
-            Some(password) => Some(self.hasher.hash(password.secret()).await?),
+        let hash = match patch.password_to_hash() {
+            Some(password) => Some(self.hasher.hash(password).await?),
             None => None,
         };
-        let user = self.store.update_user(id, changes, hash.as_deref()).await?;
+        let user = self
+            .store
+            .update_user(id, &|current: &User| patch.parse(current), hash.as_deref())
+            .await?;
         self.grants.forget(&Subject::User(id.get()));
-        if changes.revokes_sessions() {
+        if patch.revokes_sessions() {
             self.sessions.forget_user(id.get());
         }
         Ok(user)

@@ -201,8 +201,24 @@ impl Password {
     /// # Errors
     /// A [`FieldError`] on `password`; the message never contains the password.
     pub fn parse(raw: &SecretString, username: &str, email: &str) -> Result<Self, FieldError> {
-        let text = raw.expose_secret();
-        let length = text.chars().count();
+        Self::check_length(raw)?;
+        let lowered = raw.expose_secret().to_lowercase();
+        if lowered == username.to_lowercase() || lowered == email.trim().to_lowercase() {
+            return Err(FieldError::new(
+                "password",
+                "must not be the same as the username or email",
+            ));
+        }
+        Ok(Self(raw.clone()))
+    }
+
+    /// The part of the policy that needs no account: 12–128 characters. A password that
+    /// fails it is never hashed.
+    ///
+    /// # Errors
+    /// A [`FieldError`] on `password`; the message never contains the password.
+    pub fn check_length(raw: &SecretString) -> Result<(), FieldError> {
+        let length = raw.expose_secret().chars().count();
         if length < MIN_PASSWORD_CHARS {
             return Err(FieldError::new(
                 "password",
@@ -215,14 +231,7 @@ impl Password {
                 format!("must be at most {MAX_PASSWORD_CHARS} characters"),
             ));
         }
-        let lowered = text.to_lowercase();
-        if lowered == username.to_lowercase() || lowered == email.trim().to_lowercase() {
-            return Err(FieldError::new(
-                "password",
-                "must not be the same as the username or email",
-            ));
-        }
-        Ok(Self(raw.clone()))
+        Ok(())
     }
 
     /// The secret, for hashing.
@@ -335,6 +344,23 @@ pub struct UserPatch<'a> {
 }
 
 impl UserPatch<'_> {
+    /// Whether the change, once it parses, takes rights away (as
+    /// [`UserChanges::revokes_sessions`] of what [`Self::parse`] returns).
+    pub fn revokes_sessions(&self) -> bool {
+        matches!(self.is_active, Some(Some(false)))
+            || matches!(self.password, Some(Some(_)))
+            || matches!(self.role, Some(Some(_)))
+    }
+
+    /// The new password as sent, when it fits the length rule: the one to hash before
+    /// the change is applied ([`Self::parse`] accepts no other).
+    pub fn password_to_hash(&self) -> Option<&SecretString> {
+        match self.password {
+            Some(Some(raw)) if Password::check_length(raw).is_ok() => Some(raw),
+            _ => None,
+        }
+    }
+
     /// Validates the change of `current`, collecting every field problem. A new password
     /// must not be the account's username, nor its email (the new one when it changes too).
     ///
@@ -465,6 +491,63 @@ mod tests {
         assert_eq!(changes.role, Some(Role::Editor));
         assert_eq!(changes.is_active, Some(false));
         assert!(changes.email.is_none() && changes.password.is_none());
+    }
+
+    #[test]
+    fn a_user_patch_knows_before_parsing_what_to_hash_and_whether_sessions_end() {
+        let current = User {
+            id: UserId::try_from(1).unwrap(),
+            username: "ziggy".into(),
+            email: "ziggy@example.com".into(),
+            role: Role::Viewer,
+            is_active: true,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        };
+        let good = secret("a long enough passphrase");
+        let short = secret("short");
+        let same = secret("ZIGGY@example.com");
+        let mut checked = 0;
+        for email in [None, Some(Some("new@example.com"))] {
+            for role in [None, Some(Some("editor"))] {
+                for is_active in [None, Some(Some(true)), Some(Some(false))] {
+                    for (may_fail, password) in [
+                        (false, None),
+                        (false, Some(Some(&good))),
+                        (true, Some(Some(&short))),
+                        (true, Some(Some(&same))),
+                    ] {
+                        let patch = UserPatch {
+                            email,
+                            role,
+                            is_active,
+                            password,
+                        };
+                        let hashed = patch.password_to_hash().is_some();
+                        match patch.parse(&current) {
+                            Ok(changes) => {
+                                checked += 1;
+                                assert_eq!(patch.revokes_sessions(), changes.revokes_sessions());
+                                assert_eq!(hashed, changes.password.is_some(), "{patch:?}");
+                            }
+                            Err(_) => assert!(may_fail, "{patch:?}"),
+                        }
+                    }
+                }
+            }
+        }
+        // Every patch without the short password parses, except the current email as the
+        // password while the email stays.
+        assert_eq!(checked, 2 * 3 * (2 + 3));
+        assert!(
+            UserPatch {
+                password: Some(Some(&same)),
+                ..UserPatch::default()
+            }
+            .password_to_hash()
+            .is_some(),
+            "only the length is known before the account is read"
+        );
     }
 
     #[test]

@@ -76,7 +76,6 @@ impl From<CredentialError> for ApiError {
 impl From<AccountError> for ApiError {
     fn from(error: AccountError) -> Self {
         match error {
-            AccountError::Invalid(errors) => errors.into(),
             AccountError::Store(store) => store.into(),
             AccountError::Auth(auth) => auth.into(),
         }

@@ -315,6 +315,7 @@ impl From<StoreError> for ApiError {
                 problem_type::NOT_FOUND,
                 error.to_string(),
             ),
+            StoreError::Invalid(errors) => Self::validation(errors),
             StoreError::IdempotencyKeyReused => Self::validation(
                 FieldError::new(
                     "Idempotency-Key",

@@ -30,12 +30,21 @@ use crate::domain::song::{SongFilter, SongSortField};
 use crate::domain::user::{
     NewUser, User, UserChanges, UserSortField, UserWithPassword, UsernameKey,
 };
+use crate::domain::validation::ValidationErrors;
 use crate::domain::version::ExpectedVersions;
 pub use idempotency::{Created, Idempotency, SavedResponse};
 use migrate::Migrator;
 
 /// The store as the application holds it.
 pub type DynStore = Arc<dyn Store>;
+
+/// Decides an account change from the account as stored, inside the transaction that
+/// writes it, so a rule that depends on the row (a new password must not be the username
+/// or the email) sees the row the change is written to. It may run more than once when a
+/// backend retries the transaction; a refusal ends the call with
+/// [`StoreError::Invalid`] and changes nothing.
+pub type DecideUserChanges<'a> =
+    dyn Fn(&User) -> Result<UserChanges, ValidationErrors> + Send + Sync + 'a;
 
 /// A kind of resource, for error messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +121,10 @@ pub enum StoreError {
         /// Its id.
         id: i64,
     },
+    /// The change, decided against the stored row ([`DecideUserChanges`]), breaks a field
+    /// rule; nothing changed. Carries every problem found.
+    #[error("invalid change: {0}")]
+    Invalid(ValidationErrors),
     /// The change would break a rule that involves other rows; nothing changed.
     #[error("{0}")]
     Conflict(ConflictKind),
@@ -135,6 +148,24 @@ pub enum StoreError {
     /// Anything else: a bug or an unexpected driver error.
     #[error("unexpected storage error")]
     Other(#[source] anyhow::Error),
+}
+
+/// Runs `decide` on the stored account (for [`AccountStore::update_user`]) and pairs the
+/// change with the hash to store: the given one when the change sets a password, which
+/// must then be given, and none otherwise.
+fn decide_user_changes<'h>(
+    decide: &DecideUserChanges<'_>,
+    current: &User,
+    password_hash: Option<&'h str>,
+) -> StoreResult<(UserChanges, Option<&'h str>)> {
+    let changes = decide(current).map_err(StoreError::Invalid)?;
+    match (&changes.password, password_hash) {
+        (Some(_), None) => Err(StoreError::Other(anyhow::anyhow!(
+            "a new password came without its hash"
+        ))),
+        (Some(_), hash) => Ok((changes, hash)),
+        (None, _) => Ok((changes, None)),
+    }
 }
 
 /// Connection pool figures, for readiness and metrics.
@@ -249,14 +280,17 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn get_user(&self, id: UserId) -> StoreResult<User>;
     /// Lists accounts.
     async fn list_users(&self, query: &ListQuery<UserSortField, ()>) -> StoreResult<Page<User>>;
-    /// Changes an account (`password_hash` replaces the password when given). A taken
-    /// email, or a change that would leave no active admin, is a [`StoreError::Conflict`].
-    /// When [`UserChanges::revokes_sessions`], every refresh token of the account is
-    /// revoked in the same transaction.
+    /// Changes an account in one transaction: reads it (locked for the change; an unknown
+    /// id is [`StoreError::NotFound`]), asks `decide` for the change (a refusal is
+    /// [`StoreError::Invalid`]), then writes it. A change with a new password stores
+    /// `password_hash`, which must then be given (hashed before the transaction, which
+    /// never waits for the hasher). A taken email, or a change that would leave no active
+    /// admin, is a [`StoreError::Conflict`]. When [`UserChanges::revokes_sessions`], every
+    /// refresh token of the account is revoked in the same transaction.
     async fn update_user(
         &self,
         id: UserId,
-        changes: &UserChanges,
+        decide: &DecideUserChanges<'_>,
         password_hash: Option<&str>,
     ) -> StoreResult<User>;
     /// Deletes an account and its refresh tokens; the last active admin cannot be deleted

@@ -161,7 +161,13 @@ async fn invalid_changes_are_422_and_change_nothing() {
         (Some("viewer"), Some("steady@example.com"))
     );
     assert_eq!(login_status(&app, "steady", PASSWORD).await, StatusCode::OK);
-    problem(patch(&app, 999_999, json!({})).await, StatusCode::NOT_FOUND).await;
+    // An unknown account is 404 before its change is judged.
+    for body in [
+        json!({}),
+        json!({"email": "not-an-address", "password": "short"}),
+    ] {
+        problem(patch(&app, 999_999, body).await, StatusCode::NOT_FOUND).await;
+    }
     problem(
         app.admin().get("/v1/admin/users/0").await,
         StatusCode::UNPROCESSABLE_ENTITY,

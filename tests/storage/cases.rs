@@ -17,7 +17,8 @@ use starsongs::domain::song::{NewSong, Patch, SongChanges, SongFields, SongPatch
 use starsongs::domain::song::{SongFilter, SongSortField};
 use starsongs::domain::user::UserWithPassword;
 use starsongs::domain::user::{Email, NewUser, Password, Role, UserChanges, UsernameKey};
-use starsongs::domain::validation::search_key;
+use starsongs::domain::user::{User, UserPatch};
+use starsongs::domain::validation::{FieldError, ValidationErrors, search_key};
 use starsongs::domain::version::ExpectedVersions;
 use starsongs::http::etag::Versioned;
 use starsongs::http::idempotency::IdempotencyKey;
@@ -752,6 +753,13 @@ pub async fn pruned_keys_can_be_used_again(store: &dyn Store) {
     assert!(matches!(again, Created::New(a) if a.name == "Second"));
 }
 
+/// A decision that applies `changes` whatever the stored account holds.
+fn set(
+    changes: &UserChanges,
+) -> impl Fn(&User) -> Result<UserChanges, ValidationErrors> + Send + Sync + '_ {
+    |_| Ok(changes.clone())
+}
+
 fn new_user(username: &str, email: &str, role: Role) -> NewUser {
     let password = secrecy::SecretString::from("correct horse battery".to_owned());
     NewUser::parse(username, email, &password, role).unwrap()
@@ -915,7 +923,10 @@ pub async fn expired_revoked_and_inactive_refreshes_are_rejected(store: &dyn Sto
         is_active: Some(false),
         ..UserChanges::default()
     };
-    store.update_user(user.id, &deactivate, None).await.unwrap();
+    store
+        .update_user(user.id, &set(&deactivate), None)
+        .await
+        .unwrap();
     let inactive = store
         .rotate_refresh_token(&digest("mine"), &digest("n3"), later, SESSION_MAX)
         .await
@@ -1071,7 +1082,7 @@ pub async fn sessions_end_with_logout_reuse_and_password_change(store: &dyn Stor
         ..UserChanges::default()
     };
     store
-        .update_user(user.id, &new_password, Some("h2"))
+        .update_user(user.id, &set(&new_password), Some("h2"))
         .await
         .unwrap();
 
@@ -1106,7 +1117,7 @@ pub async fn users_change_and_the_last_admin_stays(store: &dyn Store) {
     };
 
     let changed = store
-        .update_user(user.id, &promote, Some("h2"))
+        .update_user(user.id, &set(&promote), None)
         .await
         .unwrap();
     let revoked = store
@@ -1118,7 +1129,7 @@ pub async fn users_change_and_the_last_admin_stays(store: &dyn Store) {
         )
         .await
         .unwrap();
-    let last_admin = store.update_user(admin.id, &demote_admin, None).await;
+    let last_admin = store.update_user(admin.id, &set(&demote_admin), None).await;
     let delete_last = store.delete_user(admin.id).await;
     let page = store
         .list_users(&ListQuery {
@@ -1161,6 +1172,156 @@ pub async fn users_change_and_the_last_admin_stays(store: &dyn Store) {
             ..
         })
     ));
+}
+
+pub async fn a_user_change_is_decided_against_the_stored_row(store: &dyn Store) {
+    use std::sync::Mutex;
+
+    let user = store
+        .insert_user(&new_user("ziggy", "z@example.com", Role::Viewer), "h")
+        .await
+        .unwrap();
+    store
+        .insert_refresh_token(&refresh("t1", "fam", user.id, 60))
+        .await
+        .unwrap();
+    let seen = Mutex::new(Vec::<User>::new());
+    let patch = |patch: UserPatch<'static>| {
+        let seen = &seen;
+        move |current: &User| {
+            seen.lock().unwrap().push(current.clone());
+            patch.parse(current)
+        }
+    };
+    let secret = |text: &str| -> &'static secrecy::SecretString {
+        Box::leak(Box::new(secrecy::SecretString::from(text.to_owned())))
+    };
+    let stored = || async {
+        let found = store
+            .find_user_by_username(&key("ziggy"))
+            .await
+            .unwrap()
+            .unwrap();
+        (found.user.email, found.password_hash)
+    };
+
+    // An unknown account is not found before any change is decided.
+    let unknown = UserId::try_from(user.id.get() + 1000).unwrap();
+    let missing = store
+        .update_user(
+            unknown,
+            &patch(UserPatch {
+                email: Some(None),
+                ..UserPatch::default()
+            }),
+            None,
+        )
+        .await;
+    let decided_for_unknown = seen.lock().unwrap().len();
+
+    // A refused change writes nothing: the password is the stored email.
+    let refused = store
+        .update_user(
+            user.id,
+            &patch(UserPatch {
+                password: Some(Some(secret("Z@EXAMPLE.COM"))),
+                ..UserPatch::default()
+            }),
+            Some("never stored"),
+        )
+        .await;
+    let refused_plain = store
+        .update_user(
+            user.id,
+            &|_: &User| Err(FieldError::new("email", "is refused").into()),
+            None,
+        )
+        .await;
+    let after_refusals = stored().await;
+
+    // The email changes; the next decision sees the new one, and a password equal to it
+    // is refused.
+    let email_changed = store
+        .update_user(
+            user.id,
+            &patch(UserPatch {
+                email: Some(Some("ziggy.stardust@example.com")),
+                ..UserPatch::default()
+            }),
+            None,
+        )
+        .await
+        .unwrap();
+    let same_as_new_email = store
+        .update_user(
+            user.id,
+            &patch(UserPatch {
+                password: Some(Some(secret("Ziggy.Stardust@example.com"))),
+                ..UserPatch::default()
+            }),
+            Some("h-email"),
+        )
+        .await;
+    let session_before_password = store.is_session_active("fam").await.unwrap();
+
+    // A new password needs its hash; with it, the hash is stored and sessions end.
+    let without_hash = store
+        .update_user(
+            user.id,
+            &patch(UserPatch {
+                password: Some(Some(secret("a brand new passphrase"))),
+                ..UserPatch::default()
+            }),
+            None,
+        )
+        .await;
+    let hash_after_refusal = stored().await.1;
+    store
+        .update_user(
+            user.id,
+            &patch(UserPatch {
+                password: Some(Some(secret("a brand new passphrase"))),
+                ..UserPatch::default()
+            }),
+            Some("h2"),
+        )
+        .await
+        .unwrap();
+
+    assert!(matches!(
+        missing,
+        Err(StoreError::NotFound {
+            entity: Entity::User,
+            ..
+        })
+    ));
+    assert_eq!(decided_for_unknown, 0, "no decision without the row");
+    let fields = |result: &Result<User, StoreError>| match result {
+        Err(StoreError::Invalid(errors)) => errors
+            .errors()
+            .iter()
+            .map(|e| e.field.clone())
+            .collect::<Vec<_>>(),
+        other => panic!("expected a refused change, got {other:?}"),
+    };
+    assert_eq!(fields(&refused), ["password"]);
+    assert_eq!(fields(&refused_plain), ["email"]);
+    assert_eq!(after_refusals.0.as_str(), "z@example.com");
+    assert_eq!(after_refusals.1, "h", "a refused change writes nothing");
+    assert_eq!(email_changed.email.as_str(), "ziggy.stardust@example.com");
+    assert_eq!(fields(&same_as_new_email), ["password"]);
+    assert!(session_before_password, "refused changes keep sessions");
+    assert!(matches!(without_hash, Err(StoreError::Other(_))));
+    assert_eq!(hash_after_refusal, "h");
+    assert_eq!(stored().await.1, "h2");
+    assert!(!store.is_session_active("fam").await.unwrap());
+    let seen = seen.lock().unwrap();
+    assert!(seen.iter().all(|u| u.id == user.id));
+    assert_eq!(
+        seen.last().unwrap().email.as_str(),
+        "ziggy.stardust@example.com",
+        "each decision reads the row as stored"
+    );
 }
 
 pub async fn api_keys_are_found_by_digest_and_deleted(store: &dyn Store) {

@@ -41,6 +41,7 @@ macro_rules! contract_suite {
             a_login_ends_at_its_maximum_age_however_often_refreshed,
             sessions_end_with_logout_reuse_and_password_change,
             users_change_and_the_last_admin_stays,
+            a_user_change_is_decided_against_the_stored_row,
             api_keys_are_found_by_digest_and_deleted,
             text_sorts_by_code_point_and_cursors_walk_it,
             full_precision_distances_walk_by_cursor_exactly_once,

@@ -257,6 +257,10 @@ async fn get_user(
 /// Changes an account's email, role, active flag or password. Deactivating, changing the
 /// role or the password ends the account's sessions (refresh tokens are revoked; access
 /// tokens stop working within 60 s).
+///
+/// The change is judged against the account as stored and written in the same
+/// transaction; an unknown account is 404 before the values are checked against the field
+/// rules.
 #[utoipa::path(patch, path = "/v1/admin/users/{id}", tag = "admin",
     request_body(content(
         (PatchUserInput = "application/merge-patch+json"),

@@ -10,9 +10,12 @@ use super::{DbError, Error, MssqlStore, Result, SYSTEM, is_unique_violation, now
 use crate::domain::ids::UserId;
 use crate::domain::list::{ListQuery, Page};
 use crate::domain::user::UserWithPassword;
-use crate::domain::user::{NewUser, Role, User, UserChanges, UserSortField, UsernameKey};
+use crate::domain::user::{NewUser, Role, User, UserSortField, UsernameKey};
 use crate::storage::metered::timed;
-use crate::storage::{AccountStore, ConflictKind, Entity, StoreError, StoreResult};
+use crate::storage::{
+    AccountStore, ConflictKind, DecideUserChanges, Entity, StoreError, StoreResult,
+    decide_user_changes,
+};
 
 const COLUMNS: &str = "id, username, email, role, is_active, created_at, updated_at";
 
@@ -222,7 +225,7 @@ impl AccountStore for MssqlStore {
     async fn update_user(
         &self,
         id: UserId,
-        changes: &UserChanges,
+        decide: &DecideUserChanges<'_>,
         password_hash: Option<&str>,
     ) -> StoreResult<User> {
         let id = id.get();
@@ -234,6 +237,8 @@ impl AccountStore for MssqlStore {
                 begin(&mut conn).await?;
                 let result = async {
                     let current = get_user_in(&mut conn, id, true).await?;
+                    let (changes, password_hash) =
+                        decide_user_changes(decide, &current, password_hash)?;
                     let role = changes.role.unwrap_or(current.role);
                     let is_active = changes.is_active.unwrap_or(current.is_active);
                     let loses_admin = current.role == Role::Admin

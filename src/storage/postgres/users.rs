@@ -10,8 +10,11 @@ use super::{Error, PgStore, Result, decode, is_unique_violation, now, retry, tim
 use crate::domain::ids::UserId;
 use crate::domain::list::{ListQuery, Page};
 use crate::domain::user::UserWithPassword;
-use crate::domain::user::{NewUser, Role, User, UserChanges, UserSortField, UsernameKey};
-use crate::storage::{AccountStore, ConflictKind, Entity, StoreError, StoreResult};
+use crate::domain::user::{NewUser, Role, User, UserSortField, UsernameKey};
+use crate::storage::{
+    AccountStore, ConflictKind, DecideUserChanges, Entity, StoreError, StoreResult,
+    decide_user_changes,
+};
 
 const COLUMNS: &str = "id, username, email, role, is_active, created_at, updated_at";
 
@@ -193,7 +196,7 @@ impl AccountStore for PgStore {
     async fn update_user(
         &self,
         id: UserId,
-        changes: &UserChanges,
+        decide: &DecideUserChanges<'_>,
         password_hash: Option<&str>,
     ) -> StoreResult<User> {
         let id = id.get();
@@ -202,6 +205,8 @@ impl AccountStore for PgStore {
             retry(|| async {
                 let mut tx = self.pool.begin().await?;
                 let current = get_in(&mut tx, id, true).await?;
+                let (changes, password_hash) =
+                    decide_user_changes(decide, &current, password_hash)?;
                 let role = changes.role.unwrap_or(current.role);
                 let is_active = changes.is_active.unwrap_or(current.is_active);
                 let loses_admin = current.role == Role::Admin

@@ -10,8 +10,11 @@ use super::{Error, Result, SqliteStore, decode, is_unique_violation, map_error, 
 use crate::domain::ids::UserId;
 use crate::domain::list::{ListQuery, Page};
 use crate::domain::user::UserWithPassword;
-use crate::domain::user::{NewUser, Role, User, UserChanges, UserSortField, UsernameKey};
-use crate::storage::{AccountStore, ConflictKind, Entity, StoreError, StoreResult};
+use crate::domain::user::{NewUser, Role, User, UserSortField, UsernameKey};
+use crate::storage::{
+    AccountStore, ConflictKind, DecideUserChanges, Entity, StoreError, StoreResult,
+    decide_user_changes,
+};
 
 const COLUMNS: &str = "id, username, email, role, is_active, created_at, updated_at";
 
@@ -159,17 +162,19 @@ impl AccountStore for SqliteStore {
     async fn update_user(
         &self,
         id: UserId,
-        changes: &UserChanges,
+        decide: &DecideUserChanges<'_>,
         password_hash: Option<&str>,
     ) -> StoreResult<User> {
         timed("update_user", async {
             let id = id.get();
             self.writer
                 .write(
-                    &(id, changes, password_hash),
-                    |conn, &(id, changes, password_hash)| {
+                    &(id, decide, password_hash),
+                    |conn, &(id, decide, password_hash)| {
                         Box::pin(async move {
                         let current = user(&mut *conn, id).await?;
+                        let (changes, password_hash) =
+                            decide_user_changes(decide, &current, password_hash)?;
                         let role = changes.role.unwrap_or(current.role);
                         let is_active = changes.is_active.unwrap_or(current.is_active);
                         let loses_admin =
