@@ -868,10 +868,17 @@ async fn above_the_in_flight_limit_requests_are_shed_at_once_with_503() {
     let shed = shed.expect("a third request was shed");
     assert_eq!(header(&shed, "retry-after").as_deref(), Some("1"));
     problem(shed, StatusCode::SERVICE_UNAVAILABLE).await;
+    for probe in ["/health/live", "/health/ready", "/health"] {
+        assert_eq!(
+            app.get(probe).await.status(),
+            StatusCode::OK,
+            "probes are never shed: {probe}"
+        );
+    }
     assert_eq!(
-        app.get("/health/live").await.status(),
-        StatusCode::OK,
-        "probes are never shed"
+        app.get("/v1/no-such-route").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unknown paths are shed like the API"
     );
 
     for stream in &mut held {

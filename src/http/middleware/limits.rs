@@ -98,15 +98,15 @@ pub const SHED_RETRY_AFTER_SECS: u64 = 1;
 
 /// 503 with `Retry-After` when `server.max_in_flight` requests are already running:
 /// tower's `GlobalConcurrencyLimit` (one semaphore shared by every route) under
-/// `LoadShed`, which refuses at once instead of waiting for a permit. Health probes
-/// bypass both.
+/// `LoadShed`, which refuses at once instead of waiting for a permit. Health probes are
+/// routed around this layer (see [`super::apply`]).
 #[derive(Debug, Clone)]
 pub struct ShedLoadLayer {
     limit: GlobalConcurrencyLimitLayer,
 }
 
 impl ShedLoadLayer {
-    /// At most `max_in_flight` requests at once (health probes not counted).
+    /// At most `max_in_flight` requests at once.
     pub fn new(max_in_flight: usize) -> Self {
         Self {
             limit: GlobalConcurrencyLimitLayer::new(max_in_flight),
@@ -114,12 +114,11 @@ impl ShedLoadLayer {
     }
 }
 
-impl<S: Clone> Layer<S> for ShedLoadLayer {
+impl<S> Layer<S> for ShedLoadLayer {
     type Service = ShedLoad<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
         ShedLoad {
-            probes: inner.clone(),
             limited: LoadShed::new(self.limit.layer(inner)),
         }
     }
@@ -128,7 +127,6 @@ impl<S: Clone> Layer<S> for ShedLoadLayer {
 /// See [`ShedLoadLayer`].
 #[derive(Debug, Clone)]
 pub struct ShedLoad<S> {
-    probes: S,
     limited: LoadShed<ConcurrencyLimit<S>>,
 }
 
@@ -141,7 +139,6 @@ where
     type Future = Shed<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        ready!(self.probes.poll_ready(cx))?;
         // `LoadShed` is ready once its inner service is: it takes a permit now, or notes
         // that there is none and refuses the next call. It fails only when `S` does.
         ready!(self.limited.poll_ready(cx)).ok();
@@ -149,26 +146,17 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        if req.uri().path().starts_with("/health") {
-            return Shed::Probe {
-                inner: self.probes.call(req),
-            };
-        }
-        Shed::Limited {
+        Shed {
             inner: self.limited.call(req),
         }
     }
 }
 
 pin_project! {
-    /// A probe's response, or a limited request's, or 503 when it was shed.
-    #[project = ShedProj]
-    #[allow(missing_docs)] // the variants' fields: pin-project-lite takes no docs there
-    pub enum Shed<F> {
-        /// A health probe, never shed.
-        Probe { #[pin] inner: F },
-        /// Any other request.
-        Limited { #[pin] inner: load_shed::future::ResponseFuture<ResponseFuture<F>> },
+    /// The limited request's response, or 503 when it was shed.
+    pub struct Shed<F> {
+        #[pin]
+        inner: load_shed::future::ResponseFuture<ResponseFuture<F>>,
     }
 }
 
@@ -179,21 +167,18 @@ where
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            ShedProj::Probe { inner } => inner.poll(cx),
-            ShedProj::Limited { inner } => match ready!(inner.poll(cx)) {
-                Ok(response) => Poll::Ready(Ok(response)),
-                // `Overloaded`: the inner service cannot fail.
-                Err(_) => {
-                    tracing::warn!("load shed: too many requests in flight");
-                    metrics::counter!(LOAD_SHED_TOTAL).increment(1);
-                    let refused = ApiError::unavailable(
-                        "The service is overloaded; retry shortly",
-                        SHED_RETRY_AFTER_SECS,
-                    );
-                    Poll::Ready(Ok(refused.into_response()))
-                }
-            },
+        match ready!(self.project().inner.poll(cx)) {
+            Ok(response) => Poll::Ready(Ok(response)),
+            // `Overloaded`: the inner service cannot fail.
+            Err(_) => {
+                tracing::warn!("load shed: too many requests in flight");
+                metrics::counter!(LOAD_SHED_TOTAL).increment(1);
+                let refused = ApiError::unavailable(
+                    "The service is overloaded; retry shortly",
+                    SHED_RETRY_AFTER_SECS,
+                );
+                Poll::Ready(Ok(refused.into_response()))
+            }
         }
     }
 }

@@ -32,17 +32,19 @@ use crate::state::AppState;
 pub use problem::OwnBody;
 pub use request_id::RequestId;
 
-/// Wraps `router` in the stack, outermost first: request id → client IP and scheme →
-/// trace and access log → Sentry hub tagged with request id, route and method (only when
-/// `sentry.dsn` is set) → metrics → security headers → problem rendering → panic
-/// catcher → CORS → header size → timeout → load shedding → rate limit → handler (whose
-/// extractors authenticate). The body limit is axum's `DefaultBodyLimit`, enforced by the
-/// body extractors (413 for a large `Content-Length` or a long stream).
+/// Wraps `api` and `probes` in the stack, outermost first: request id → client IP and
+/// scheme → trace and access log → Sentry hub tagged with request id, route and method
+/// (only when `sentry.dsn` is set) → metrics → security headers → problem rendering →
+/// panic catcher → CORS → header size → timeout → load shedding → rate limit → handler
+/// (whose extractors authenticate). The last two wrap only `api` (its fallback included):
+/// a health probe is never shed, and the rate limit covers only `/v1`. The body limit is
+/// axum's `DefaultBodyLimit`, enforced by the body extractors (413 for a large
+/// `Content-Length` or a long stream).
 ///
 /// Every layer is a plain `tower::Layer` holding only what it needs (STYLE §3): no layer
 /// clones the application state or boxes a future per request, except the rate limiter,
 /// whose check may wait for Redis.
-pub fn apply(router: Router, state: &AppState) -> Router {
+pub fn apply(api: Router, probes: Router, state: &AppState) -> Router {
     let settings = &state.settings;
     let client_ip = client_ip::ClientIpLayer::new(client_ip::ClientIpConfig::new(
         &settings.server.trusted_proxies,
@@ -70,10 +72,12 @@ pub fn apply(router: Router, state: &AppState) -> Router {
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             settings.server.request_timeout(),
-        ))
+        ));
+    let limited = ServiceBuilder::new()
         .layer(limits::ShedLoadLayer::new(settings.server.max_in_flight))
         .layer(rate_limit::RateLimitLayer::new(state));
-    router
+    api.layer(limited)
+        .merge(probes)
         .layer(DefaultBodyLimit::max(settings.server.max_body_bytes))
         .layer(stack)
 }
