@@ -73,12 +73,15 @@ pub fn apply(api: Router, probes: Router, state: &AppState) -> Router {
             StatusCode::GATEWAY_TIMEOUT,
             settings.server.request_timeout(),
         ));
+    // One `Router::layer` call per part: each call boxes every route once more, which
+    // costs an allocation and a clone per request.
+    let body_limit = DefaultBodyLimit::max(settings.server.max_body_bytes);
     let limited = ServiceBuilder::new()
         .layer(limits::ShedLoadLayer::new(settings.server.max_in_flight))
-        .layer(rate_limit::RateLimitLayer::new(state));
+        .layer(rate_limit::RateLimitLayer::new(state))
+        .layer(body_limit);
     api.layer(limited)
-        .merge(probes)
-        .layer(DefaultBodyLimit::max(settings.server.max_body_bytes))
+        .merge(probes.layer(body_limit))
         .layer(stack)
 }
 
