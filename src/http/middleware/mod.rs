@@ -36,8 +36,9 @@ pub use request_id::RequestId;
 /// scheme → trace and access log → Sentry hub tagged with request id, route and method
 /// (only when `sentry.dsn` is set) → metrics → security headers → problem rendering →
 /// panic catcher → CORS → header size → timeout → load shedding → rate limit → handler
-/// (whose extractors authenticate). The last two wrap only `api` (its fallback included):
-/// a health probe is never shed, and the rate limit covers only `/v1`. The body limit is
+/// (whose extractors authenticate). Load shedding and the rate limit wrap only `api`, its
+/// fallback included: a health probe is never shed, and the rate limit covers only `/v1`
+/// anyway. The body limit is
 /// axum's `DefaultBodyLimit`, enforced by the body extractors (413 for a large
 /// `Content-Length` or a long stream).
 ///
