@@ -448,9 +448,9 @@ mod tests {
         SecretString::from(text.to_owned())
     }
 
-    #[test]
-    fn a_user_patch_collects_every_problem_and_checks_the_password_against_the_account() {
-        let current = User {
+    /// The stored viewer `ziggy` (`ziggy@example.com`).
+    fn ziggy() -> User {
+        User {
             id: UserId::try_from(1).unwrap(),
             username: "ziggy".into(),
             email: "ziggy@example.com".into(),
@@ -458,7 +458,12 @@ mod tests {
             is_active: true,
             created_at: Utc::now(),
             updated_at: Utc::now(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_user_patch_collects_every_problem_and_checks_the_password_against_the_account() {
+        let current = ziggy();
         let current_email = secret("Ziggy@Example.com");
         let errors = UserPatch {
             email: Some(None),
@@ -495,15 +500,7 @@ mod tests {
 
     #[test]
     fn a_user_patch_knows_before_parsing_what_to_hash_and_whether_sessions_end() {
-        let current = User {
-            id: UserId::try_from(1).unwrap(),
-            username: "ziggy".into(),
-            email: "ziggy@example.com".into(),
-            role: Role::Viewer,
-            is_active: true,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-        };
+        let current = ziggy();
         let good = secret("a long enough passphrase");
         let short = secret("short");
         let same = secret("ZIGGY@example.com");

@@ -816,18 +816,29 @@ fn refresh(hash: &str, family: &str, user_id: UserId, ttl_minutes: i64) -> NewRe
     }
 }
 
-/// The longest a login lasts in these cases, unless a case says otherwise.
-const SESSION_MAX: Duration = Duration::days(30);
-
-pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: &dyn Store) {
-    let user = store
+/// The viewer `ziggy` (`z@example.com`, password hash `h`).
+async fn viewer(store: &dyn Store) -> User {
+    store
         .insert_user(&new_user("ziggy", "z@example.com", Role::Viewer), "h")
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// [`viewer`] with one login: refresh token `t1` of family `fam`, valid for an hour.
+async fn signed_in_viewer(store: &dyn Store) -> User {
+    let user = viewer(store).await;
     store
         .insert_refresh_token(&refresh("t1", "fam", user.id, 60))
         .await
         .unwrap();
+    user
+}
+
+/// The longest a login lasts in these cases, unless a case says otherwise.
+const SESSION_MAX: Duration = Duration::days(30);
+
+pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: &dyn Store) {
+    let user = signed_in_viewer(store).await;
     let later = Utc::now() + Duration::minutes(60);
 
     let rotated = store
@@ -889,10 +900,7 @@ pub async fn concurrent_refreshes_of_one_token_succeed_once(store: &dyn Store) {
 }
 
 pub async fn expired_revoked_and_inactive_refreshes_are_rejected(store: &dyn Store) {
-    let user = store
-        .insert_user(&new_user("ziggy", "z@example.com", Role::Viewer), "h")
-        .await
-        .unwrap();
+    let user = viewer(store).await;
     let later = Utc::now() + Duration::minutes(60);
     store
         .insert_refresh_token(&refresh("old", "f1", user.id, -1))
@@ -1013,10 +1021,7 @@ pub async fn attempts_outside_the_window_start_a_new_count(store: &dyn Store) {
 }
 
 pub async fn a_login_ends_at_its_maximum_age_however_often_refreshed(store: &dyn Store) {
-    let user = store
-        .insert_user(&new_user("ziggy", "z@example.com", Role::Viewer), "h")
-        .await
-        .unwrap();
+    let user = viewer(store).await;
     let started = Utc::now() - Duration::days(29);
     store
         .insert_refresh_token(&NewRefreshToken {
@@ -1041,10 +1046,7 @@ pub async fn a_login_ends_at_its_maximum_age_however_often_refreshed(store: &dyn
 }
 
 pub async fn sessions_end_with_logout_reuse_and_password_change(store: &dyn Store) {
-    let user = store
-        .insert_user(&new_user("ziggy", "z@example.com", Role::Viewer), "h")
-        .await
-        .unwrap();
+    let user = viewer(store).await;
     for (hash, family) in [("a1", "fa"), ("b1", "fb"), ("c1", "fc"), ("d1", "fd")] {
         store
             .insert_refresh_token(&refresh(hash, family, user.id, 60))
@@ -1098,14 +1100,7 @@ pub async fn users_change_and_the_last_admin_stays(store: &dyn Store) {
         .insert_user(&new_user("root", "root@example.com", Role::Admin), "h")
         .await
         .unwrap();
-    let user = store
-        .insert_user(&new_user("ziggy", "z@example.com", Role::Viewer), "h")
-        .await
-        .unwrap();
-    store
-        .insert_refresh_token(&refresh("t1", "fam", user.id, 60))
-        .await
-        .unwrap();
+    let user = signed_in_viewer(store).await;
     let promote = UserChanges {
         role: Some(Role::Editor),
         email: Some(Email::parse("new@example.com").unwrap()),
@@ -1177,14 +1172,7 @@ pub async fn users_change_and_the_last_admin_stays(store: &dyn Store) {
 pub async fn a_user_change_is_decided_against_the_stored_row(store: &dyn Store) {
     use std::sync::Mutex;
 
-    let user = store
-        .insert_user(&new_user("ziggy", "z@example.com", Role::Viewer), "h")
-        .await
-        .unwrap();
-    store
-        .insert_refresh_token(&refresh("t1", "fam", user.id, 60))
-        .await
-        .unwrap();
+    let user = signed_in_viewer(store).await;
     let seen = Mutex::new(Vec::<User>::new());
     let patch = |patch: UserPatch<'static>| {
         let seen = &seen;
